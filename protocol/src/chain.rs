@@ -1,0 +1,450 @@
+//! The block tree and fork choice: every valid block is kept by hash, the best chain is the one
+//! with the most cumulative work (2^bits summed), and on a tie the tip seen first stays.
+//!
+//! A block is checked on its own ([`Block::check`]) and against its parent (height, timestamps)
+//! when it enters the tree. Its records are checked against the ledger when it is connected to
+//! the best chain, as in Bitcoin: a side branch's records are checked if and when it gets the
+//! most work, and a branch that fails then is cut off and remembered as invalid.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::block::{Block, BlockError, CheckedBlock};
+use crate::hash::BlockHash;
+use crate::ledger::{Ledger, Undo};
+use crate::orphans::Orphans;
+use crate::params::{
+    MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID,
+    MEDIAN_TIME_SPAN, Params,
+};
+
+/// What inserting a block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// The best chain grew: `connected` are the new best blocks, oldest first.
+    Extended {
+        /// Blocks that joined the best chain, oldest first.
+        connected: Vec<Arc<CheckedBlock>>,
+        /// Every block that entered the tree (the block and any orphans it adopted).
+        added: Vec<Arc<CheckedBlock>>,
+    },
+    /// The best chain switched branches.
+    Reorganized {
+        /// Blocks that left the best chain, the old tip first.
+        disconnected: Vec<Arc<CheckedBlock>>,
+        /// Blocks that joined it, oldest first.
+        connected: Vec<Arc<CheckedBlock>>,
+        /// Every block that entered the tree.
+        added: Vec<Arc<CheckedBlock>>,
+    },
+    /// Stored on a branch with no more work than the best chain.
+    SideBranch {
+        /// Every block that entered the tree.
+        added: Vec<Arc<CheckedBlock>>,
+    },
+    /// The parent is unknown: the block waits while the caller fetches the missing range.
+    Orphan {
+        /// The parent's hash.
+        missing: BlockHash,
+    },
+    /// Already known (in the tree or among the orphans).
+    Duplicate,
+}
+
+impl Imported {
+    /// The blocks that entered the tree, for relaying and storing.
+    pub fn added(&self) -> &[Arc<CheckedBlock>] {
+        match self {
+            Imported::Extended { added, .. }
+            | Imported::Reorganized { added, .. }
+            | Imported::SideBranch { added } => added,
+            Imported::Orphan { .. } | Imported::Duplicate => &[],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    block: Arc<CheckedBlock>,
+    /// Cumulative work from genesis through this block.
+    work: u128,
+    /// Arrival order, for the tie rule.
+    seq: u64,
+    children: Vec<BlockHash>,
+    /// How to revert this block's ledger changes; present while it is on the best chain.
+    undo: Option<Undo>,
+}
+
+/// The block tree, the best chain through it, and the ledger at its tip.
+#[derive(Debug)]
+pub struct Chain {
+    params: Params,
+    entries: HashMap<BlockHash, Entry>,
+    /// The best chain by height: `best[0]` is genesis.
+    best: Vec<BlockHash>,
+    /// Blocks without children: the candidates for the best tip.
+    leaves: HashSet<BlockHash>,
+    ledger: Ledger,
+    orphans: Orphans,
+    invalid: HashSet<BlockHash>,
+    invalid_order: VecDeque<BlockHash>,
+    next_seq: u64,
+}
+
+impl Chain {
+    /// A chain holding only genesis.
+    pub fn new(params: Params) -> Chain {
+        let genesis = Arc::new(CheckedBlock::genesis());
+        let hash = genesis.hash();
+        let entry = Entry { block: genesis, work: 0, seq: 0, children: Vec::new(), undo: Some(Undo::default()) };
+        Chain {
+            params,
+            entries: HashMap::from([(hash, entry)]),
+            best: vec![hash],
+            leaves: HashSet::from([hash]),
+            ledger: Ledger::new(),
+            orphans: Orphans::new(MAX_ORPHANS, MAX_ORPHAN_BYTES),
+            invalid: HashSet::new(),
+            invalid_order: VecDeque::new(),
+            next_seq: 1,
+        }
+    }
+
+    /// The network parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The best tip.
+    pub fn tip(&self) -> &Arc<CheckedBlock> {
+        &self.entries[self.tip_hash()].block
+    }
+
+    fn tip_hash(&self) -> &BlockHash {
+        // `best` always holds genesis at least.
+        &self.best[self.best.len() - 1]
+    }
+
+    /// The best tip's height.
+    pub fn height(&self) -> u64 {
+        (self.best.len() - 1) as u64
+    }
+
+    /// Cumulative work of the best chain.
+    pub fn tip_work(&self) -> u128 {
+        self.entries[self.tip_hash()].work
+    }
+
+    /// Cumulative work from genesis through `hash`.
+    pub fn work(&self, hash: &BlockHash) -> Option<u128> {
+        self.entries.get(hash).map(|e| e.work)
+    }
+
+    /// The ledger at the best tip.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// A block in the tree.
+    pub fn get(&self, hash: &BlockHash) -> Option<&Arc<CheckedBlock>> {
+        self.entries.get(hash).map(|e| &e.block)
+    }
+
+    /// Whether the tree holds `hash`.
+    pub fn contains(&self, hash: &BlockHash) -> bool {
+        self.entries.contains_key(hash)
+    }
+
+    /// Blocks in the tree, genesis and side branches included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Always false: the tree holds genesis.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Orphans waiting for their parent.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// The best chain's block at `height`.
+    pub fn at_height(&self, height: u64) -> Option<&Arc<CheckedBlock>> {
+        let hash = self.best.get(usize::try_from(height).ok()?)?;
+        self.get(hash)
+    }
+
+    /// Whether `hash` is on the best chain.
+    pub fn is_on_best(&self, hash: &BlockHash) -> bool {
+        self.entries
+            .get(hash)
+            .and_then(|e| self.best.get(e.block.header.height as usize))
+            .is_some_and(|h| h == hash)
+    }
+
+    /// Inserts a block from anywhere (a peer, the store, our own miner). `now` is the local
+    /// clock in milliseconds, for the future-timestamp rule.
+    pub fn insert(&mut self, block: Block, now: u64) -> Result<Imported, BlockError> {
+        let hash = block.header.hash();
+        if self.entries.contains_key(&hash) || self.orphans.contains(&hash) {
+            return Ok(Imported::Duplicate);
+        }
+        if self.invalid.contains(&hash) {
+            return Err(BlockError::InvalidAncestor(hash));
+        }
+        let prev = block.header.prev_hash;
+        if self.invalid.contains(&prev) {
+            self.remember_invalid(hash);
+            return Err(BlockError::InvalidAncestor(prev));
+        }
+        let checked = block.check(&self.params)?;
+        if !self.entries.contains_key(&prev) {
+            self.orphans.insert(checked);
+            return Ok(Imported::Orphan { missing: prev });
+        }
+        let first = self.attach(checked, now).inspect_err(|e| {
+            if !matches!(e, BlockError::FutureTimestamp { .. }) {
+                self.remember_invalid(hash);
+            }
+        })?;
+        let mut added = vec![first];
+        let mut queue = vec![hash];
+        while let Some(parent) = queue.pop() {
+            for orphan in self.orphans.take_children(&parent) {
+                let orphan_hash = orphan.hash();
+                match self.attach(orphan, now) {
+                    Ok(block) => {
+                        added.push(block);
+                        queue.push(orphan_hash);
+                    }
+                    Err(BlockError::FutureTimestamp { .. }) => {}
+                    Err(_) => self.remember_invalid(orphan_hash),
+                }
+            }
+        }
+        let (disconnected, connected, failure) = self.update_best();
+        // The block itself (or an ancestor) failing the ledger is an error for whoever sent
+        // it. The tip cannot have moved then: every candidate that could beat it was cut off.
+        if !self.entries.contains_key(&hash) {
+            return Err(match failure {
+                Some((bad, error)) if bad == hash => error,
+                Some((bad, _)) => BlockError::InvalidAncestor(bad),
+                None => BlockError::InvalidAncestor(hash),
+            });
+        }
+        Ok(match (disconnected.is_empty(), connected.is_empty()) {
+            (_, true) => Imported::SideBranch { added },
+            (true, false) => Imported::Extended { connected, added },
+            (false, false) => Imported::Reorganized { disconnected, connected, added },
+        })
+    }
+
+    /// Checks a block against its parent and adds it to the tree.
+    fn attach(&mut self, block: CheckedBlock, now: u64) -> Result<Arc<CheckedBlock>, BlockError> {
+        let header = &block.header;
+        let parent = &self.entries[&header.prev_hash];
+        let expected = parent.block.header.height + 1;
+        if header.height != expected {
+            return Err(BlockError::BadHeight { expected, got: header.height });
+        }
+        if header.timestamp > now.saturating_add(MAX_FUTURE_MS) {
+            return Err(BlockError::FutureTimestamp { timestamp: header.timestamp, now });
+        }
+        let median = self.median_time(&header.prev_hash);
+        if header.timestamp < median {
+            return Err(BlockError::TimestampBeforeMedian { timestamp: header.timestamp, median });
+        }
+        let work = parent.work + header.work();
+        let hash = block.hash();
+        let prev = header.prev_hash;
+        let block = Arc::new(block);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.insert(
+            hash,
+            Entry { block: Arc::clone(&block), work, seq, children: Vec::new(), undo: None },
+        );
+        if let Some(parent) = self.entries.get_mut(&prev) {
+            parent.children.push(hash);
+        }
+        self.leaves.remove(&prev);
+        self.leaves.insert(hash);
+        Ok(block)
+    }
+
+    /// The median timestamp of `hash` and up to 10 of its ancestors.
+    fn median_time(&self, hash: &BlockHash) -> u64 {
+        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+        let mut cursor = self.entries.get(hash);
+        while let Some(entry) = cursor {
+            times.push(entry.block.header.timestamp);
+            if times.len() == MEDIAN_TIME_SPAN || entry.block.header.height == 0 {
+                break;
+            }
+            cursor = self.entries.get(&entry.block.header.prev_hash);
+        }
+        times.sort_unstable();
+        times.get(times.len() / 2).copied().unwrap_or(0)
+    }
+
+    /// Moves the best chain to the leaf with the most work, if that beats the current tip.
+    /// Returns what left and joined the best chain, and the last ledger failure met on the way.
+    #[allow(clippy::type_complexity)]
+    fn update_best(
+        &mut self,
+    ) -> (Vec<Arc<CheckedBlock>>, Vec<Arc<CheckedBlock>>, Option<(BlockHash, BlockError)>) {
+        let mut failure = None;
+        loop {
+            let tip_work = self.tip_work();
+            let candidate = self
+                .leaves
+                .iter()
+                .map(|h| &self.entries[h])
+                .filter(|e| e.work > tip_work)
+                .max_by(|a, b| a.work.cmp(&b.work).then(b.seq.cmp(&a.seq)))
+                .map(|e| e.block.hash());
+            let Some(candidate) = candidate else {
+                return (Vec::new(), Vec::new(), failure);
+            };
+            match self.switch_to(candidate) {
+                Ok((disconnected, connected)) => return (disconnected, connected, failure),
+                Err((bad, error)) => {
+                    self.remove_subtree(bad);
+                    failure = Some((bad, error));
+                }
+            }
+        }
+    }
+
+    /// Reorganises the best chain onto `target`. When a block on the way fails the ledger, the
+    /// old best chain is restored and the failing block is returned with its error.
+    #[allow(clippy::type_complexity)]
+    fn switch_to(
+        &mut self,
+        target: BlockHash,
+    ) -> Result<(Vec<Arc<CheckedBlock>>, Vec<Arc<CheckedBlock>>), (BlockHash, BlockError)> {
+        let mut path = Vec::new();
+        let mut cursor = target;
+        while !self.is_on_best(&cursor) {
+            path.push(cursor);
+            cursor = self.entries[&cursor].block.header.prev_hash;
+        }
+        let fork_height = self.entries[&cursor].block.header.height as usize;
+        let mut disconnected = Vec::new();
+        while self.best.len() > fork_height + 1 {
+            disconnected.push(self.disconnect_tip());
+        }
+        let mut connected = Vec::new();
+        for hash in path.into_iter().rev() {
+            if let Err((index, error)) = self.connect(hash) {
+                while connected.pop().is_some() {
+                    self.disconnect_tip();
+                }
+                for block in disconnected.iter().rev() {
+                    let restored = self.connect(block.hash());
+                    debug_assert!(restored.is_ok(), "a block that was connected connects again");
+                }
+                return Err((hash, BlockError::Ledger { index, error }));
+            }
+            connected.push(Arc::clone(&self.entries[&hash].block));
+        }
+        Ok((disconnected, connected))
+    }
+
+    fn disconnect_tip(&mut self) -> Arc<CheckedBlock> {
+        let hash = self.best.pop().unwrap_or_default();
+        let entry = self.entries.get_mut(&hash).expect("best chain blocks are in the tree");
+        if let Some(undo) = entry.undo.take() {
+            self.ledger.revert(undo);
+        }
+        Arc::clone(&entry.block)
+    }
+
+    fn connect(&mut self, hash: BlockHash) -> Result<(), (usize, crate::ledger::LedgerError)> {
+        let entry = self.entries.get_mut(&hash).expect("connected blocks are in the tree");
+        let undo = self.ledger.apply_block(&entry.block)?;
+        entry.undo = Some(undo);
+        self.best.push(hash);
+        Ok(())
+    }
+
+    /// Drops a block found invalid and everything built on it.
+    fn remove_subtree(&mut self, root: BlockHash) {
+        if let Some(parent_hash) = self.entries.get(&root).map(|e| e.block.header.prev_hash) {
+            if let Some(parent) = self.entries.get_mut(&parent_hash) {
+                parent.children.retain(|h| *h != root);
+                if parent.children.is_empty() {
+                    self.leaves.insert(parent_hash);
+                }
+            }
+        }
+        let mut stack = vec![root];
+        while let Some(hash) = stack.pop() {
+            if let Some(entry) = self.entries.remove(&hash) {
+                stack.extend(entry.children);
+            }
+            self.leaves.remove(&hash);
+            self.remember_invalid(hash);
+        }
+    }
+
+    fn remember_invalid(&mut self, hash: BlockHash) {
+        if self.invalid.insert(hash) {
+            self.invalid_order.push_back(hash);
+            if self.invalid_order.len() > MAX_REMEMBERED_INVALID {
+                if let Some(old) = self.invalid_order.pop_front() {
+                    self.invalid.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// A block locator for the best chain: the tip, the 9 blocks below it, then hashes at
+    /// doubling distances back, always ending with genesis; at most [`MAX_LOCATOR`] hashes.
+    pub fn locator(&self) -> Vec<BlockHash> {
+        let mut out = Vec::new();
+        let mut height = self.height();
+        let mut step = 1;
+        while height > 0 && out.len() < MAX_LOCATOR - 1 {
+            out.push(self.best[height as usize]);
+            if out.len() >= 10 {
+                step *= 2;
+            }
+            height = height.saturating_sub(step);
+        }
+        out.push(self.best[0]);
+        out
+    }
+
+    /// The best-chain blocks after the first locator hash on our best chain (after genesis when
+    /// none is), at most `max`, and whether more follow. Only the first [`MAX_LOCATOR`] hashes
+    /// of a locator are looked at.
+    pub fn blocks_after(&self, locator: &[BlockHash], max: usize) -> (Vec<Arc<CheckedBlock>>, bool) {
+        let start = locator
+            .iter()
+            .take(MAX_LOCATOR)
+            .find(|h| self.is_on_best(h))
+            .map_or(1, |h| self.entries[h].block.header.height as usize + 1);
+        let end = self.best.len().min(start.saturating_add(max));
+        let blocks = (start..end).map(|h| Arc::clone(&self.entries[&self.best[h]].block)).collect();
+        (blocks, end < self.best.len())
+    }
+
+    /// Every block in the tree, in no particular order (for the visualizer's snapshot).
+    pub fn blocks(&self) -> impl Iterator<Item = &Arc<CheckedBlock>> {
+        self.entries.values().map(|e| &e.block)
+    }
+
+    /// The ledger replayed from genesis along the best chain: what [`Chain::ledger`] must equal.
+    pub fn replay_ledger(&self) -> Result<Ledger, BlockError> {
+        let mut ledger = Ledger::new();
+        for hash in &self.best[1..] {
+            ledger
+                .apply_block(&self.entries[hash].block)
+                .map_err(|(index, error)| BlockError::Ledger { index, error })?;
+        }
+        Ok(ledger)
+    }
+}

@@ -1,0 +1,121 @@
+//! A 32-byte SHA-256 digest: block hashes, record ids and commitments, printed as lowercase hex.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest. Blocks, records and commitments are all named by one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hash256(pub [u8; 32]);
+
+/// The hash of a block header.
+pub type BlockHash = Hash256;
+
+impl Hash256 {
+    /// The all-zero hash: the genesis block's `prev_hash`.
+    pub const ZERO: Hash256 = Hash256([0; 32]);
+
+    /// SHA-256 of `bytes`.
+    pub fn digest(bytes: &[u8]) -> Hash256 {
+        Hash256(Sha256::digest(bytes).into())
+    }
+
+    /// The number of leading zero bits, most significant bit of the first byte first.
+    pub fn leading_zero_bits(&self) -> u32 {
+        leading_zero_bits(&self.0)
+    }
+
+    /// The first 8 hex digits, for logs and the shop.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Leading zero bits of a big-endian byte string.
+pub fn leading_zero_bits(bytes: &[u8]) -> u32 {
+    let mut zeros = 0;
+    for &b in bytes {
+        if b == 0 {
+            zeros += 8;
+        } else {
+            return zeros + b.leading_zeros();
+        }
+    }
+    zeros
+}
+
+impl fmt::Display for Hash256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Hash256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.short())
+    }
+}
+
+/// The text was not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected 64 hex digits")]
+pub struct ParseHashError;
+
+impl FromStr for Hash256 {
+    type Err = ParseHashError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex_array(s).map(Hash256).ok_or(ParseHashError)
+    }
+}
+
+/// Parses exactly `N` bytes of hex.
+pub(crate) fn parse_hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+impl Serialize for Hash256 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash256 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_zero_bits_counts_across_bytes() {
+        assert_eq!(leading_zero_bits(&[0x80]), 0);
+        assert_eq!(leading_zero_bits(&[0x01]), 7);
+        assert_eq!(leading_zero_bits(&[0x00, 0x0f]), 12);
+        assert_eq!(leading_zero_bits(&[0, 0]), 16);
+    }
+
+    #[test]
+    fn hex_round_trip_and_rejects_bad_text() {
+        let h = Hash256::digest(b"monkey");
+        let text = h.to_string();
+        assert_eq!(text.parse::<Hash256>(), Ok(h));
+        assert!("zz".parse::<Hash256>().is_err());
+        assert!(text[..62].parse::<Hash256>().is_err());
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<Hash256>(&json).unwrap(), h);
+    }
+}

@@ -1,0 +1,417 @@
+//! The ledger: balances, cages, names, sequence numbers and poll tallies, derived by replaying the
+//! best chain. Applying a block yields an [`Undo`] that reverts it exactly, which is how a reorg
+//! walks back to the fork point without replaying from genesis.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::account::AccountId;
+use crate::block::Block;
+use crate::catalog;
+use crate::params::{BLOCK_REWARD, JOIN_CREDIT};
+use crate::record::{Action, Record};
+
+/// One account's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Account {
+    /// The name it joined with; `None` for a miner that never joined.
+    pub name: Option<String>,
+    /// Coins.
+    pub balance: u64,
+    /// The sequence number its next record must carry.
+    pub next_seq: u64,
+    /// Monkeys owned, by catalog id, with how many of each.
+    pub cage: BTreeMap<String, u32>,
+}
+
+/// Why a record cannot be applied to the ledger state it meets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Replayed, reordered or skipped sequence number.
+    #[error("bad sequence number: expected {expected}, got {got}")]
+    BadSequence {
+        /// What the account's next record must carry.
+        expected: u64,
+        /// What the record carried.
+        got: u64,
+    },
+    /// Any action but `Join` from an account that has not joined.
+    #[error("account has not joined")]
+    NotJoined,
+    /// A second `Join` from the same account.
+    #[error("account has already joined")]
+    AlreadyJoined,
+    /// The name belongs to another account.
+    #[error("name {0:?} is taken")]
+    NameTaken(String),
+    /// The purchase or transfer costs more than the balance.
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds {
+        /// What the account has.
+        balance: u64,
+        /// What the record costs.
+        needed: u64,
+    },
+    /// A transfer to an account that has not joined.
+    #[error("unknown recipient {0:?}")]
+    UnknownRecipient(AccountId),
+    /// A second vote in the same poll.
+    #[error("already voted in poll {0:?}")]
+    AlreadyVoted(String),
+    /// The monkey is not in the catalog.
+    #[error("unknown monkey {0:?}")]
+    UnknownMonkey(String),
+    /// A balance would pass `u64::MAX`.
+    #[error("balance overflow")]
+    Overflow,
+}
+
+/// The state derived from a chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    accounts: HashMap<AccountId, Account>,
+    /// Lowercased name to owner: names are unique ignoring case.
+    names: HashMap<String, AccountId>,
+    /// (poll, voter) to the choice voted for.
+    votes: HashMap<(String, AccountId), String>,
+    /// (poll, choice) to the number of votes.
+    tallies: BTreeMap<(String, String), u64>,
+}
+
+/// What it takes to revert one block: the prior value of everything it touched, oldest last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Undo {
+    accounts: Vec<(AccountId, Option<Account>)>,
+    names: Vec<(String, Option<AccountId>)>,
+    votes: Vec<((String, AccountId), Option<String>)>,
+    tallies: Vec<((String, String), Option<u64>)>,
+}
+
+impl Ledger {
+    /// The state at genesis: nothing.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// An account's state, if it has ever received or signed anything.
+    pub fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    /// Every account with state.
+    pub fn accounts(&self) -> impl Iterator<Item = (&AccountId, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// The sequence number the account's next record must carry.
+    pub fn next_seq(&self, id: &AccountId) -> u64 {
+        self.accounts.get(id).map_or(0, |a| a.next_seq)
+    }
+
+    /// A balance; zero for an unknown account.
+    pub fn balance(&self, id: &AccountId) -> u64 {
+        self.accounts.get(id).map_or(0, |a| a.balance)
+    }
+
+    /// The account that joined under `name`, ignoring case.
+    pub fn account_by_name(&self, name: &str) -> Option<AccountId> {
+        self.names.get(&name.to_lowercase()).copied()
+    }
+
+    /// Votes per choice in `poll`, most first.
+    pub fn tally(&self, poll: &str) -> Vec<(String, u64)> {
+        let mut out: Vec<_> = self
+            .tallies
+            .iter()
+            .filter(|((p, _), _)| p == poll)
+            .map(|((_, c), n)| (c.clone(), *n))
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
+    /// Every poll with at least one vote.
+    pub fn polls(&self) -> Vec<String> {
+        let mut polls: Vec<String> = self.tallies.keys().map(|(p, _)| p.clone()).collect();
+        polls.dedup();
+        polls
+    }
+
+    /// The choice `voter` made in `poll`.
+    pub fn vote_of(&self, poll: &str, voter: &AccountId) -> Option<&str> {
+        self.votes.get(&(poll.to_string(), *voter)).map(String::as_str)
+    }
+
+    /// Checks a record against this state without changing it.
+    pub fn check_record(&self, record: &Record) -> Result<(), LedgerError> {
+        let account = self.accounts.get(&record.account);
+        let next = account.map_or(0, |a| a.next_seq);
+        if record.seq != next {
+            return Err(LedgerError::BadSequence { expected: next, got: record.seq });
+        }
+        let joined = account.is_some_and(|a| a.name.is_some());
+        let balance = account.map_or(0, |a| a.balance);
+        match &record.action {
+            Action::Join { name } => {
+                if joined {
+                    return Err(LedgerError::AlreadyJoined);
+                }
+                if self.names.contains_key(&name.to_lowercase()) {
+                    return Err(LedgerError::NameTaken(name.clone()));
+                }
+                balance.checked_add(JOIN_CREDIT).ok_or(LedgerError::Overflow)?;
+            }
+            _ if !joined => return Err(LedgerError::NotJoined),
+            Action::Purchase { monkey } => {
+                let price = catalog::monkey(monkey)
+                    .ok_or_else(|| LedgerError::UnknownMonkey(monkey.clone()))?
+                    .price;
+                if balance < price {
+                    return Err(LedgerError::InsufficientFunds { balance, needed: price });
+                }
+            }
+            Action::Transfer { to, amount } => {
+                if balance < *amount {
+                    return Err(LedgerError::InsufficientFunds { balance, needed: *amount });
+                }
+                let recipient = self.accounts.get(to).filter(|a| a.name.is_some());
+                let Some(recipient) = recipient else {
+                    return Err(LedgerError::UnknownRecipient(*to));
+                };
+                recipient.balance.checked_add(*amount).ok_or(LedgerError::Overflow)?;
+            }
+            Action::Vote { poll, .. } => {
+                if self.votes.contains_key(&(poll.clone(), record.account)) {
+                    return Err(LedgerError::AlreadyVoted(poll.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one record, noting in `undo` how to revert it. Changes nothing when it fails.
+    pub fn apply_record(&mut self, record: &Record, undo: &mut Undo) -> Result<(), LedgerError> {
+        self.check_record(record)?;
+        let me = record.account;
+        match &record.action {
+            Action::Join { name } => {
+                let key = name.to_lowercase();
+                undo.names.push((key.clone(), self.names.insert(key, me)));
+                self.update(me, undo, |a| {
+                    a.name = Some(name.clone());
+                    a.balance += JOIN_CREDIT;
+                });
+            }
+            Action::Purchase { monkey } => {
+                let price = catalog::monkey(monkey).map_or(0, |m| m.price);
+                self.update(me, undo, |a| {
+                    a.balance -= price;
+                    *a.cage.entry(monkey.clone()).or_default() += 1;
+                });
+            }
+            Action::Transfer { to, amount } => {
+                self.update(me, undo, |a| a.balance -= amount);
+                self.update(*to, undo, |a| a.balance += amount);
+            }
+            Action::Vote { poll, choice } => {
+                let key = (poll.clone(), me);
+                undo.votes.push((key.clone(), self.votes.insert(key, choice.clone())));
+                let tally_key = (poll.clone(), choice.clone());
+                let before = self.tallies.get(&tally_key).copied();
+                self.tallies.insert(tally_key.clone(), before.unwrap_or(0) + 1);
+                undo.tallies.push((tally_key, before));
+            }
+        }
+        self.update(me, undo, |a| a.next_seq += 1);
+        Ok(())
+    }
+
+    /// Applies a block's records in order, then credits its miner. On failure nothing changes and
+    /// the error names the index of the offending record.
+    pub fn apply_block(&mut self, block: &Block) -> Result<Undo, (usize, LedgerError)> {
+        let mut undo = Undo::default();
+        for (i, record) in block.records.iter().enumerate() {
+            if let Err(e) = self.apply_record(record, &mut undo) {
+                self.revert(undo);
+                return Err((i, e));
+            }
+        }
+        let miner = block.header.miner;
+        if self.balance(&miner).checked_add(BLOCK_REWARD).is_none() {
+            self.revert(undo);
+            return Err((block.records.len(), LedgerError::Overflow));
+        }
+        self.update(miner, &mut undo, |a| a.balance += BLOCK_REWARD);
+        Ok(undo)
+    }
+
+    /// Reverts what `undo` recorded, restoring the state before it.
+    pub fn revert(&mut self, undo: Undo) {
+        fn restore<K: std::hash::Hash + Eq + Ord, V>(
+            map: &mut impl MapLike<K, V>,
+            entries: Vec<(K, Option<V>)>,
+        ) {
+            for (k, v) in entries.into_iter().rev() {
+                match v {
+                    Some(v) => map.put(k, v),
+                    None => map.take(&k),
+                }
+            }
+        }
+        restore(&mut self.accounts, undo.accounts);
+        restore(&mut self.names, undo.names);
+        restore(&mut self.votes, undo.votes);
+        restore(&mut self.tallies, undo.tallies);
+    }
+
+    fn update(&mut self, id: AccountId, undo: &mut Undo, f: impl FnOnce(&mut Account)) {
+        let before = self.accounts.get(&id).cloned();
+        let account = self.accounts.entry(id).or_default();
+        f(account);
+        undo.accounts.push((id, before));
+    }
+}
+
+/// The two map types `revert` restores, behind one interface.
+trait MapLike<K, V> {
+    fn put(&mut self, k: K, v: V);
+    fn take(&mut self, k: &K);
+}
+
+impl<K: std::hash::Hash + Eq, V> MapLike<K, V> for HashMap<K, V> {
+    fn put(&mut self, k: K, v: V) {
+        self.insert(k, v);
+    }
+    fn take(&mut self, k: &K) {
+        self.remove(k);
+    }
+}
+
+impl<K: Ord, V> MapLike<K, V> for BTreeMap<K, V> {
+    fn put(&mut self, k: K, v: V) {
+        self.insert(k, v);
+    }
+    fn take(&mut self, k: &K) {
+        self.remove(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Keypair;
+
+    fn key(n: u8) -> Keypair {
+        Keypair::from_seed([n; 32])
+    }
+
+    fn join(k: &Keypair, name: &str) -> Record {
+        Record::sign(k, 0, Action::Join { name: name.into() })
+    }
+
+    fn apply(l: &mut Ledger, r: &Record) -> Result<(), LedgerError> {
+        l.apply_record(r, &mut Undo::default())
+    }
+
+    #[test]
+    fn join_credits_and_names_are_unique_ignoring_case() {
+        let mut l = Ledger::new();
+        apply(&mut l, &join(&key(1), "Alice")).unwrap();
+        assert_eq!(l.balance(&key(1).account()), JOIN_CREDIT);
+        assert_eq!(l.account_by_name("alice"), Some(key(1).account()));
+        assert_eq!(
+            apply(&mut l, &join(&key(2), "ALICE")),
+            Err(LedgerError::NameTaken("ALICE".into()))
+        );
+        let again = Record::sign(&key(1), 1, Action::Join { name: "other".into() });
+        assert_eq!(apply(&mut l, &again), Err(LedgerError::AlreadyJoined));
+    }
+
+    #[test]
+    fn sequence_numbers_refuse_replay_reorder_and_gaps() {
+        let mut l = Ledger::new();
+        let a = key(1);
+        let j = join(&a, "alice");
+        apply(&mut l, &j).unwrap();
+        assert_eq!(apply(&mut l, &j), Err(LedgerError::BadSequence { expected: 1, got: 0 }));
+        let skip = Record::sign(&a, 2, Action::Purchase { monkey: "marmoset".into() });
+        assert_eq!(apply(&mut l, &skip), Err(LedgerError::BadSequence { expected: 1, got: 2 }));
+    }
+
+    #[test]
+    fn nothing_before_joining() {
+        let mut l = Ledger::new();
+        let buy = Record::sign(&key(1), 0, Action::Purchase { monkey: "marmoset".into() });
+        assert_eq!(apply(&mut l, &buy), Err(LedgerError::NotJoined));
+        let vote = Record::sign(&key(1), 0, Action::Vote { poll: "p".into(), choice: "c".into() });
+        assert_eq!(apply(&mut l, &vote), Err(LedgerError::NotJoined));
+    }
+
+    #[test]
+    fn purchases_and_transfers_never_overdraw() {
+        let mut l = Ledger::new();
+        let (a, b) = (key(1), key(2));
+        apply(&mut l, &join(&a, "alice")).unwrap();
+        let buy = |seq, monkey: &str| Record::sign(&a, seq, Action::Purchase { monkey: monkey.into() });
+        apply(&mut l, &buy(1, "snub-nosed")).unwrap();
+        assert_eq!(l.balance(&a.account()), 100);
+        assert_eq!(
+            apply(&mut l, &buy(2, "capuchin")),
+            Err(LedgerError::InsufficientFunds { balance: 100, needed: 200 })
+        );
+        let send = |seq, amount| Record::sign(&a, seq, Action::Transfer { to: b.account(), amount });
+        assert_eq!(apply(&mut l, &send(2, 50)), Err(LedgerError::UnknownRecipient(b.account())));
+        apply(&mut l, &join(&b, "bob")).unwrap();
+        assert_eq!(
+            apply(&mut l, &send(2, 101)),
+            Err(LedgerError::InsufficientFunds { balance: 100, needed: 101 })
+        );
+        apply(&mut l, &send(2, 100)).unwrap();
+        assert_eq!(l.balance(&a.account()), 0);
+        assert_eq!(l.balance(&b.account()), 1100);
+        assert_eq!(l.account(&a.account()).unwrap().cage.get("snub-nosed"), Some(&1));
+    }
+
+    #[test]
+    fn one_vote_per_account_per_poll_and_tallies_count() {
+        let mut l = Ledger::new();
+        let (a, b) = (key(1), key(2));
+        apply(&mut l, &join(&a, "alice")).unwrap();
+        apply(&mut l, &join(&b, "bob")).unwrap();
+        let vote = |k: &Keypair, seq, poll: &str, choice: &str| {
+            Record::sign(k, seq, Action::Vote { poll: poll.into(), choice: choice.into() })
+        };
+        apply(&mut l, &vote(&a, 1, "motm", "baboon")).unwrap();
+        apply(&mut l, &vote(&b, 1, "motm", "baboon")).unwrap();
+        assert_eq!(
+            apply(&mut l, &vote(&a, 2, "motm", "tamarin")),
+            Err(LedgerError::AlreadyVoted("motm".into()))
+        );
+        apply(&mut l, &vote(&a, 2, "other", "tamarin")).unwrap();
+        assert_eq!(l.tally("motm"), vec![("baboon".to_string(), 2)]);
+        assert_eq!(l.vote_of("other", &a.account()), Some("tamarin"));
+        assert_eq!(l.polls(), vec!["motm".to_string(), "other".to_string()]);
+    }
+
+    #[test]
+    fn undo_restores_the_exact_prior_state() {
+        let mut l = Ledger::new();
+        let (a, b) = (key(1), key(2));
+        apply(&mut l, &join(&a, "alice")).unwrap();
+        let before = l.clone();
+        let mut undo = Undo::default();
+        let records = [
+            join(&b, "bob"),
+            Record::sign(&a, 1, Action::Transfer { to: b.account(), amount: 10 }),
+            Record::sign(&b, 1, Action::Purchase { monkey: "baboon".into() }),
+            Record::sign(&b, 2, Action::Vote { poll: "p".into(), choice: "c".into() }),
+        ];
+        for r in &records {
+            l.apply_record(r, &mut undo).unwrap();
+        }
+        assert_ne!(l, before);
+        l.revert(undo);
+        assert_eq!(l, before);
+    }
+}

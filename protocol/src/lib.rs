@@ -1,0 +1,33 @@
+//! Everything every Monkeychain party must agree on: blocks and their fixed-layout headers,
+//! proof of work, consensus rules, fork choice, the ledger, the pending pool, and the wire
+//! messages with their line codec.
+//!
+//! This crate does no network or disk I/O: callers pass in bytes and the clock, and get back
+//! values. That keeps every rule here fast to test.
+
+pub mod account;
+pub mod block;
+pub mod catalog;
+pub mod chain;
+pub mod codec;
+pub mod difficulty;
+pub mod hash;
+pub mod header;
+pub mod ledger;
+pub mod orphans;
+pub mod params;
+pub mod pool;
+pub mod pow;
+pub mod record;
+pub mod tracker;
+pub mod wire;
+
+pub use account::{AccountId, Keypair, Signature};
+pub use block::{Block, BlockError, CheckedBlock, genesis};
+pub use chain::{Chain, Imported};
+pub use hash::{BlockHash, Hash256};
+pub use header::Header;
+pub use ledger::{Ledger, LedgerError};
+pub use params::Params;
+pub use pool::{Admitted, Pool, PoolError, PoolLimits};
+pub use record::{Action, Record, RecordId};

@@ -1,0 +1,58 @@
+//! Consensus constants and the per-network parameters a node runs with.
+
+/// The default difficulty floor in leading zero bits: about a million hashes per block.
+pub const DEFAULT_DIFFICULTY_FLOOR: u32 = 20;
+/// The hardest difficulty a header may declare. Far beyond reach; it keeps work sums in a `u128`.
+pub const MAX_BITS: u32 = 96;
+/// How far ahead of the local clock a block's timestamp may be, in milliseconds.
+pub const MAX_FUTURE_MS: u64 = 2 * 60 * 1000;
+/// How many ancestors the median-time rule looks at.
+pub const MEDIAN_TIME_SPAN: usize = 11;
+/// Most records in one block: bounds validation work and the size of a `B` line.
+pub const MAX_BLOCK_RECORDS: u32 = 1000;
+/// Most bytes of canonical record encodings in one block (a full block's JSON stays under 2 MiB).
+pub const MAX_BLOCK_RECORDS_SIZE: u32 = 512 * 1024;
+/// Coins a `Join` credits.
+pub const JOIN_CREDIT: u64 = 1000;
+/// Coins a block credits its miner.
+pub const BLOCK_REWARD: u64 = 25;
+/// Most characters in a name, poll or choice.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// The parameters a network runs with. Everything else is a constant above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// The lowest difficulty a block may declare. Tests and demos lower it.
+    pub difficulty_floor: u32,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params { difficulty_floor: DEFAULT_DIFFICULTY_FLOOR }
+    }
+}
+
+impl Params {
+    /// Parameters with the given floor.
+    pub fn with_floor(difficulty_floor: u32) -> Params {
+        Params { difficulty_floor }
+    }
+}
+
+/// Most hashes in a block locator: enough to find a fork point in a chain of 2^54 blocks.
+pub const MAX_LOCATOR: usize = 64;
+/// Most blocks in one `C` answer, as in Bitcoin's `getblocks`.
+pub const MAX_BLOCKS_PER_MESSAGE: usize = 500;
+/// Most orphan blocks (parent unknown) kept while their parents are fetched.
+pub const MAX_ORPHANS: usize = 256;
+/// Most bytes of records held by orphan blocks, so 256 full orphans cannot take 128 MiB.
+pub const MAX_ORPHAN_BYTES: usize = 8 * 1024 * 1024;
+/// How many hashes of blocks found invalid are remembered, so they are refused without work.
+pub const MAX_REMEMBERED_INVALID: usize = 4096;
+/// Most records the pending pool holds: a flood cannot exhaust a node's memory.
+pub const MAX_POOL_RECORDS: usize = 20_000;
+/// Most bytes of records the pending pool holds.
+pub const MAX_POOL_BYTES: usize = 16 * 1024 * 1024;
+/// How far past an account's next sequence number the pool keeps a record waiting for the gap
+/// to fill (records relayed along different paths may arrive out of order).
+pub const MAX_SEQ_AHEAD: u64 = 64;

@@ -1,0 +1,251 @@
+//! The tracker's messages: nodes report themselves every second and read the topology back;
+//! anyone can ask for the topology.
+//!
+//! | op | from | payload | meaning |
+//! |----|------|---------|---------|
+//! | `R` | node | a signed [`Report`] | "I am alive at this address"; answered with `T` |
+//! | `L` | node | a signed [`Leave`] | "I am leaving"; answered with `T` |
+//! | `Q` | anyone | none | "who is there?"; answered with `T` |
+//! | `T` | tracker | [`Topology`] | every known node and its status |
+//! | `E` | tracker | `{"code", "message"}` | an error |
+//!
+//! Reports and leaves are signed by the node's key with a millisecond timestamp, so nobody can
+//! announce or remove someone else's node, and an old message cannot be replayed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::{AccountId, Keypair, Signature};
+use crate::codec::{WireError, WireMessage};
+use crate::hash::BlockHash;
+use crate::wire::ErrorMessage;
+
+const REPORT_DOMAIN: &[u8] = b"monkeychain/report/v1";
+const LEAVE_DOMAIN: &[u8] = b"monkeychain/leave/v1";
+/// Longest advertised address accepted, in bytes.
+pub const MAX_ADDR_LEN: usize = 256;
+
+/// A message to or from the tracker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackerMessage {
+    /// `R`: a node's heartbeat.
+    Report(Report),
+    /// `L`: a node leaving.
+    Leave(Leave),
+    /// `Q`: a topology request.
+    Query,
+    /// `T`: the topology.
+    Topology(Topology),
+    /// `E`: an error.
+    Error(ErrorMessage),
+}
+
+/// A node's heartbeat: who it is, where to reach it, and how it is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The node's id (its public key).
+    pub id: AccountId,
+    /// Where peers and shops reach it, `host:port`.
+    pub addr: String,
+    /// The node's clock when it signed this, in milliseconds.
+    pub timestamp: u64,
+    /// Its best tip's height.
+    pub tip_height: u64,
+    /// Its best tip's hash.
+    pub tip_hash: BlockHash,
+    /// CPU load of other processes on its host, 0 to 1.
+    pub load: f32,
+    /// The difficulty it mines at now.
+    pub difficulty: u32,
+    /// Signature over the domain, id, address and timestamp.
+    pub sig: Signature,
+}
+
+/// A node saying it leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leave {
+    /// The node's id.
+    pub id: AccountId,
+    /// The node's clock when it signed this, in milliseconds.
+    pub timestamp: u64,
+    /// Signature over the domain, id and timestamp.
+    pub sig: Signature,
+}
+
+/// A node's status in the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeStatus {
+    /// Active: reported within the last few seconds.
+    A,
+    /// Removed: left, or went silent.
+    R,
+}
+
+/// One node as the tracker knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: AccountId,
+    /// Where to reach it.
+    pub addr: String,
+    /// Active or removed.
+    pub status: NodeStatus,
+    /// Milliseconds since its last report.
+    pub last_seen_ms: u64,
+    /// Its best tip's height at its last report.
+    pub tip_height: u64,
+    /// Its best tip's hash at its last report.
+    pub tip_hash: BlockHash,
+    /// CPU load of other processes on its host.
+    pub load: f32,
+    /// Its current mining difficulty.
+    pub difficulty: u32,
+}
+
+/// The payload of `T`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Every known node, active and recently removed.
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Topology {
+    /// The active nodes.
+    pub fn active(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.iter().filter(|n| n.status == NodeStatus::A)
+    }
+}
+
+fn report_bytes(id: &AccountId, addr: &str, timestamp: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REPORT_DOMAIN.len() + 32 + addr.len() + 12);
+    out.extend_from_slice(REPORT_DOMAIN);
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(&(addr.len() as u32).to_le_bytes());
+    out.extend_from_slice(addr.as_bytes());
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    out
+}
+
+fn leave_bytes(id: &AccountId, timestamp: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LEAVE_DOMAIN.len() + 40);
+    out.extend_from_slice(LEAVE_DOMAIN);
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    out
+}
+
+/// Why the tracker refuses a report or leave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrackerError {
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// The address is empty, too long or not `host:port`.
+    #[error("bad address {0:?}: expected host:port")]
+    BadAddress(String),
+}
+
+impl Report {
+    /// Makes and signs a report. `tip_height`, `tip_hash`, `load` and `difficulty` are for display.
+    pub fn sign(key: &Keypair, addr: String, timestamp: u64, tip: (u64, BlockHash), load: f32, difficulty: u32) -> Report {
+        let id = key.account();
+        let sig = key.sign(&report_bytes(&id, &addr, timestamp));
+        Report { id, addr, timestamp, tip_height: tip.0, tip_hash: tip.1, load, difficulty, sig }
+    }
+
+    /// Checks the address format and the signature.
+    pub fn check(&self) -> Result<(), TrackerError> {
+        let valid_addr = !self.addr.is_empty()
+            && self.addr.len() <= MAX_ADDR_LEN
+            && self.addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
+            && !self.addr.chars().any(|c| c.is_control() || c.is_whitespace());
+        if !valid_addr {
+            return Err(TrackerError::BadAddress(self.addr.chars().take(64).collect()));
+        }
+        if !self.id.verify(&report_bytes(&self.id, &self.addr, self.timestamp), &self.sig) {
+            return Err(TrackerError::BadSignature);
+        }
+        Ok(())
+    }
+}
+
+impl Leave {
+    /// Makes and signs a leave.
+    pub fn sign(key: &Keypair, timestamp: u64) -> Leave {
+        let id = key.account();
+        Leave { id, timestamp, sig: key.sign(&leave_bytes(&id, timestamp)) }
+    }
+
+    /// Checks the signature.
+    pub fn check(&self) -> Result<(), TrackerError> {
+        if self.id.verify(&leave_bytes(&self.id, self.timestamp), &self.sig) {
+            Ok(())
+        } else {
+            Err(TrackerError::BadSignature)
+        }
+    }
+}
+
+impl WireMessage for TrackerMessage {
+    fn opcode(&self) -> u8 {
+        match self {
+            TrackerMessage::Report(_) => b'R',
+            TrackerMessage::Leave(_) => b'L',
+            TrackerMessage::Query => b'Q',
+            TrackerMessage::Topology(_) => b'T',
+            TrackerMessage::Error(_) => b'E',
+        }
+    }
+
+    fn payload(&self) -> Result<Option<String>, serde_json::Error> {
+        Ok(Some(match self {
+            TrackerMessage::Report(r) => serde_json::to_string(r)?,
+            TrackerMessage::Leave(l) => serde_json::to_string(l)?,
+            TrackerMessage::Query => return Ok(None),
+            TrackerMessage::Topology(t) => serde_json::to_string(t)?,
+            TrackerMessage::Error(e) => serde_json::to_string(e)?,
+        }))
+    }
+
+    fn parse(opcode: u8, payload: Option<&str>) -> Result<TrackerMessage, WireError> {
+        Ok(match opcode {
+            b'R' => TrackerMessage::Report(WireError::json(opcode, payload)?),
+            b'L' => TrackerMessage::Leave(WireError::json(opcode, payload)?),
+            b'Q' => TrackerMessage::Query,
+            b'T' => TrackerMessage::Topology(WireError::json(opcode, payload)?),
+            b'E' => TrackerMessage::Error(WireError::json(opcode, payload)?),
+            other => return Err(WireError::UnknownOpcode((other as char).to_string())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode_line, parse_line};
+
+    #[test]
+    fn reports_and_leaves_are_signed_and_round_trip() {
+        let key = Keypair::from_seed([3; 32]);
+        let report = Report::sign(&key, "127.0.0.1:9000".into(), 5, (1, BlockHash::ZERO), 0.5, 20);
+        assert_eq!(report.check(), Ok(()));
+        let line = encode_line(&TrackerMessage::Report(report.clone())).unwrap();
+        let back: TrackerMessage = parse_line(line.trim_end().as_bytes()).unwrap();
+        assert_eq!(back, TrackerMessage::Report(report.clone()));
+
+        let mut moved = report.clone();
+        moved.addr = "127.0.0.1:9001".into();
+        assert_eq!(moved.check(), Err(TrackerError::BadSignature));
+        let mut bad = Report::sign(&key, "nonsense".into(), 5, (1, BlockHash::ZERO), 0.0, 20);
+        assert!(matches!(bad.check(), Err(TrackerError::BadAddress(_))));
+        bad.addr = "host:0".into();
+        assert!(matches!(bad.check(), Err(TrackerError::BadAddress(_))));
+
+        let leave = Leave::sign(&key, 6);
+        assert_eq!(leave.check(), Ok(()));
+        let forged = Leave { id: Keypair::from_seed([4; 32]).account(), ..leave };
+        assert_eq!(forged.check(), Err(TrackerError::BadSignature));
+        assert_eq!(parse_line::<TrackerMessage>(b"Q").unwrap(), TrackerMessage::Query);
+    }
+}

@@ -1,0 +1,133 @@
+//! The messages nodes and clients exchange, one per line (see [`crate::codec`]).
+//!
+//! | op | payload | meaning |
+//! |----|---------|---------|
+//! | `A` | a record | a record to mine |
+//! | `B` | a block | a new block |
+//! | `C` | `{"blocks": [...], "more": bool}` | a segment of the chain |
+//! | `D` | optional `{"locator": [hash, ...]}` | a request for the chain after the locator |
+//! | `E` | `{"code": str, "message": str}` | an error |
+//! | `K` | `{"id": record id, "status": "pending"}` | a record was accepted into the pool |
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::Block;
+use crate::codec::{WireError, WireMessage};
+use crate::hash::BlockHash;
+use crate::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
+use crate::record::{Record, RecordId};
+
+/// A message between nodes, or between a node and a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// `A`: a record to mine.
+    Record(Record),
+    /// `B`: a new block.
+    Block(Block),
+    /// `C`: a chain segment.
+    Blocks(Blocks),
+    /// `D`: a chain request.
+    GetBlocks(GetBlocks),
+    /// `E`: an error.
+    Error(ErrorMessage),
+    /// `K`: a record is pending.
+    Ack(Ack),
+}
+
+/// The payload of `C`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blocks {
+    /// Consecutive blocks, oldest first.
+    pub blocks: Vec<Block>,
+    /// Whether the sender has more after these (ask again with a new locator).
+    pub more: bool,
+}
+
+/// The payload of `D`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetBlocks {
+    /// The asker's block locator; empty means from genesis.
+    #[serde(default)]
+    pub locator: Vec<BlockHash>,
+}
+
+/// The payload of `E`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// A short machine-readable code, e.g. `invalid_record`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl ErrorMessage {
+    /// An error message.
+    pub fn new(code: impl Into<String>, message: impl ToString) -> ErrorMessage {
+        ErrorMessage { code: code.into(), message: message.to_string() }
+    }
+}
+
+/// The payload of `K`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The record's id.
+    pub id: RecordId,
+    /// `pending` (in the pool) or `waiting` (for the account's earlier records).
+    pub status: String,
+}
+
+impl WireMessage for Message {
+    fn opcode(&self) -> u8 {
+        match self {
+            Message::Record(_) => b'A',
+            Message::Block(_) => b'B',
+            Message::Blocks(_) => b'C',
+            Message::GetBlocks(_) => b'D',
+            Message::Error(_) => b'E',
+            Message::Ack(_) => b'K',
+        }
+    }
+
+    fn payload(&self) -> Result<Option<String>, serde_json::Error> {
+        let json = match self {
+            Message::Record(r) => serde_json::to_string(r)?,
+            Message::Block(b) => serde_json::to_string(b)?,
+            Message::Blocks(c) => serde_json::to_string(c)?,
+            Message::GetBlocks(d) if d.locator.is_empty() => return Ok(None),
+            Message::GetBlocks(d) => serde_json::to_string(d)?,
+            Message::Error(e) => serde_json::to_string(e)?,
+            Message::Ack(k) => serde_json::to_string(k)?,
+        };
+        Ok(Some(json))
+    }
+
+    fn parse(opcode: u8, payload: Option<&str>) -> Result<Message, WireError> {
+        let bad = |reason: String| WireError::BadPayload { opcode: opcode as char, reason };
+        Ok(match opcode {
+            b'A' => Message::Record(WireError::json(opcode, payload)?),
+            b'B' => Message::Block(WireError::json(opcode, payload)?),
+            b'C' => {
+                let blocks: Blocks = WireError::json(opcode, payload)?;
+                if blocks.blocks.len() > MAX_BLOCKS_PER_MESSAGE {
+                    return Err(bad(format!("more than {MAX_BLOCKS_PER_MESSAGE} blocks")));
+                }
+                Message::Blocks(blocks)
+            }
+            b'D' => {
+                let request: GetBlocks = match payload {
+                    None => GetBlocks::default(),
+                    Some(_) => WireError::json(opcode, payload)?,
+                };
+                if request.locator.len() > MAX_LOCATOR {
+                    return Err(bad(format!("locator longer than {MAX_LOCATOR} hashes")));
+                }
+                Message::GetBlocks(request)
+            }
+            b'E' => Message::Error(WireError::json(opcode, payload)?),
+            b'K' => Message::Ack(WireError::json(opcode, payload)?),
+            other => return Err(WireError::UnknownOpcode((other as char).to_string())),
+        })
+    }
+}
