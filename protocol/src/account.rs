@@ -41,7 +41,9 @@ pub struct Keypair {
 impl Keypair {
     /// Makes the keypair for a 32-byte secret seed (the caller supplies the randomness).
     pub fn from_seed(seed: [u8; 32]) -> Keypair {
-        Keypair { key: ed25519_dalek::SigningKey::from_bytes(&seed) }
+        Keypair {
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        }
     }
 
     /// The secret seed, for storing the key.
@@ -145,7 +147,10 @@ mod tests {
     fn keys_round_trip_through_text() {
         let alice = Keypair::from_seed([7; 32]);
         let text = serde_json::to_string(&alice.account()).unwrap();
-        assert_eq!(serde_json::from_str::<AccountId>(&text).unwrap(), alice.account());
+        assert_eq!(
+            serde_json::from_str::<AccountId>(&text).unwrap(),
+            alice.account()
+        );
         assert!(serde_json::from_str::<AccountId>("\"abc\"").is_err());
         assert_eq!(Keypair::from_seed(alice.seed()).account(), alice.account());
     }

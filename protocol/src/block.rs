@@ -52,16 +52,26 @@ impl TryFrom<BlockJson> for Block {
     fn try_from(json: BlockJson) -> Result<Block, String> {
         let actual = json.header.hash();
         if actual != json.hash {
-            return Err(format!("block hash {} is not its header's hash {actual}", json.hash));
+            return Err(format!(
+                "block hash {} is not its header's hash {actual}",
+                json.hash
+            ));
         }
-        Ok(Block { header: json.header, records: json.records })
+        Ok(Block {
+            header: json.header,
+            records: json.records,
+        })
     }
 }
 
 impl Serialize for Block {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        BlockJsonRef { hash: self.header.hash(), header: &self.header, records: &self.records }
-            .serialize(s)
+        BlockJsonRef {
+            hash: self.header.hash(),
+            header: &self.header,
+            records: &self.records,
+        }
+        .serialize(s)
     }
 }
 
@@ -106,7 +116,9 @@ pub enum BlockError {
         size: usize,
     },
     /// The header's record count or size disagrees with the records.
-    #[error("header declares {declared_count} records of {declared_size} bytes, block has {count} of {size}")]
+    #[error(
+        "header declares {declared_count} records of {declared_size} bytes, block has {count} of {size}"
+    )]
     SizeMismatch {
         /// `header.record_count`.
         declared_count: u32,
@@ -232,13 +244,20 @@ impl Block {
     pub fn check(self, params: &Params) -> Result<CheckedBlock, BlockError> {
         let h = &self.header;
         if h.height == 0 {
-            return if self == genesis() { Ok(CheckedBlock::genesis()) } else { Err(BlockError::WrongGenesis) };
+            return if self == genesis() {
+                Ok(CheckedBlock::genesis())
+            } else {
+                Err(BlockError::WrongGenesis)
+            };
         }
         if h.version != HEADER_VERSION {
             return Err(BlockError::BadVersion(h.version));
         }
         if h.bits < params.difficulty_floor {
-            return Err(BlockError::BelowFloor { bits: h.bits, floor: params.difficulty_floor });
+            return Err(BlockError::BelowFloor {
+                bits: h.bits,
+                floor: params.difficulty_floor,
+            });
         }
         if h.bits > MAX_BITS {
             return Err(BlockError::TooHard { bits: h.bits });
@@ -246,7 +265,10 @@ impl Block {
         let hash = h.hash();
         let zeros = hash.leading_zero_bits();
         if zeros < h.bits {
-            return Err(BlockError::InsufficientWork { bits: h.bits, zeros });
+            return Err(BlockError::InsufficientWork {
+                bits: h.bits,
+                zeros,
+            });
         }
         let count = self.records.len();
         if count > MAX_BLOCK_RECORDS as usize {
@@ -268,7 +290,9 @@ impl Block {
             return Err(BlockError::BadCommitment);
         }
         for (index, record) in self.records.iter().enumerate() {
-            record.check().map_err(|error| BlockError::BadRecord { index, error })?;
+            record
+                .check()
+                .map_err(|error| BlockError::BadRecord { index, error })?;
         }
         Ok(CheckedBlock { block: self, hash })
     }
@@ -323,14 +347,28 @@ mod tests {
     use crate::record::Action;
 
     fn solve(block: Block) -> Block {
-        let header = mine(&block.header, 1, &AtomicBool::new(false), None).header.unwrap();
+        let header = mine(&block.header, 1, &AtomicBool::new(false), None)
+            .header
+            .unwrap();
         Block { header, ..block }
     }
 
     fn valid_block(bits: u32) -> Block {
         let alice = Keypair::from_seed([1; 32]);
-        let records = vec![Record::sign(&alice, 0, Action::Join { name: "alice".into() })];
-        solve(Block::template(&genesis().header, records, alice.account(), bits, GENESIS_TIMESTAMP + 1))
+        let records = vec![Record::sign(
+            &alice,
+            0,
+            Action::Join {
+                name: "alice".into(),
+            },
+        )];
+        solve(Block::template(
+            &genesis().header,
+            records,
+            alice.account(),
+            bits,
+            GENESIS_TIMESTAMP + 1,
+        ))
     }
 
     fn check(block: Block) -> Result<CheckedBlock, BlockError> {
@@ -362,7 +400,10 @@ mod tests {
 
         let mut b = good.clone();
         b.header.bits = 3;
-        assert_eq!(check(solve(b)), Err(BlockError::BelowFloor { bits: 3, floor: 4 }));
+        assert_eq!(
+            check(solve(b)),
+            Err(BlockError::BelowFloor { bits: 3, floor: 4 })
+        );
 
         let mut b = good.clone();
         b.header.bits = MAX_BITS + 1;
@@ -374,14 +415,20 @@ mod tests {
         while b.header.hash().leading_zero_bits() >= 20 {
             b.header.nonce += 1;
         }
-        assert!(matches!(check(b), Err(BlockError::InsufficientWork { bits: 20, .. })));
+        assert!(matches!(
+            check(b),
+            Err(BlockError::InsufficientWork { bits: 20, .. })
+        ));
 
         let mut b = good.clone();
         b.records[0].sig.0[0] ^= 1;
         b.header.records_root = records_root(&b.records);
         assert_eq!(
             check(solve(b)),
-            Err(BlockError::BadRecord { index: 0, error: RecordFormatError::BadSignature })
+            Err(BlockError::BadRecord {
+                index: 0,
+                error: RecordFormatError::BadSignature
+            })
         );
 
         let mut b = good.clone();
@@ -390,22 +437,51 @@ mod tests {
 
         let mut b = good.clone();
         b.header.record_count = 2;
-        assert!(matches!(check(solve(b)), Err(BlockError::SizeMismatch { .. })));
+        assert!(matches!(
+            check(solve(b)),
+            Err(BlockError::SizeMismatch { .. })
+        ));
     }
 
     #[test]
     fn size_caps_are_enforced() {
         let alice = Keypair::from_seed([1; 32]);
         let records: Vec<_> = (0..=MAX_BLOCK_RECORDS as u64)
-            .map(|seq| Record::sign(&alice, seq, Action::Purchase { monkey: "marmoset".into() }))
+            .map(|seq| {
+                Record::sign(
+                    &alice,
+                    seq,
+                    Action::Purchase {
+                        monkey: "marmoset".into(),
+                    },
+                )
+            })
             .collect();
-        let b = solve(Block::template(&genesis().header, records, alice.account(), 4, 1));
+        let b = solve(Block::template(
+            &genesis().header,
+            records,
+            alice.account(),
+            4,
+            1,
+        ));
         assert_eq!(check(b), Err(BlockError::TooManyRecords { count: 1001 }));
 
         // A single oversized (and otherwise invalid) record hits the byte cap before any
         // per-record check runs.
-        let huge = Record::sign(&alice, 0, Action::Join { name: "x".repeat(600 * 1024) });
-        let b = solve(Block::template(&genesis().header, vec![huge], alice.account(), 4, 1));
+        let huge = Record::sign(
+            &alice,
+            0,
+            Action::Join {
+                name: "x".repeat(600 * 1024),
+            },
+        );
+        let b = solve(Block::template(
+            &genesis().header,
+            vec![huge],
+            alice.account(),
+            4,
+            1,
+        ));
         assert!(matches!(check(b), Err(BlockError::TooLarge { .. })));
     }
 
@@ -415,8 +491,14 @@ mod tests {
         let json = serde_json::to_string(&b).unwrap();
         assert!(json.contains(&b.header.hash().to_string()));
         assert_eq!(serde_json::from_str::<Block>(&json).unwrap(), b);
-        let tampered = json.replacen(&b.header.hash().to_string(), &Hash256([0; 32]).to_string(), 1);
-        let err = serde_json::from_str::<Block>(&tampered).unwrap_err().to_string();
+        let tampered = json.replacen(
+            &b.header.hash().to_string(),
+            &Hash256([0; 32]).to_string(),
+            1,
+        );
+        let err = serde_json::from_str::<Block>(&tampered)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is not its header's hash"), "{err}");
     }
 }

@@ -15,16 +15,56 @@ pub struct Monkey {
 
 /// Every monkey for sale, cheapest first.
 pub const CATALOG: [Monkey; 10] = [
-    Monkey { id: "marmoset", name: "Pygmy marmoset", price: 50 },
-    Monkey { id: "tamarin", name: "Golden lion tamarin", price: 80 },
-    Monkey { id: "squirrel-monkey", name: "Squirrel monkey", price: 120 },
-    Monkey { id: "capuchin", name: "Capuchin", price: 200 },
-    Monkey { id: "howler", name: "Howler monkey", price: 300 },
-    Monkey { id: "spider-monkey", name: "Spider monkey", price: 400 },
-    Monkey { id: "macaque", name: "Japanese macaque", price: 500 },
-    Monkey { id: "baboon", name: "Baboon", price: 650 },
-    Monkey { id: "mandrill", name: "Mandrill", price: 800 },
-    Monkey { id: "snub-nosed", name: "Golden snub-nosed monkey", price: 900 },
+    Monkey {
+        id: "marmoset",
+        name: "Pygmy marmoset",
+        price: 50,
+    },
+    Monkey {
+        id: "tamarin",
+        name: "Golden lion tamarin",
+        price: 80,
+    },
+    Monkey {
+        id: "squirrel-monkey",
+        name: "Squirrel monkey",
+        price: 120,
+    },
+    Monkey {
+        id: "capuchin",
+        name: "Capuchin",
+        price: 200,
+    },
+    Monkey {
+        id: "howler",
+        name: "Howler monkey",
+        price: 300,
+    },
+    Monkey {
+        id: "spider-monkey",
+        name: "Spider monkey",
+        price: 400,
+    },
+    Monkey {
+        id: "macaque",
+        name: "Japanese macaque",
+        price: 500,
+    },
+    Monkey {
+        id: "baboon",
+        name: "Baboon",
+        price: 650,
+    },
+    Monkey {
+        id: "mandrill",
+        name: "Mandrill",
+        price: 800,
+    },
+    Monkey {
+        id: "snub-nosed",
+        name: "Golden snub-nosed monkey",
+        price: 900,
+    },
 ];
 
 /// The poll the shop's "monkey of the month" vote uses.

@@ -96,7 +96,13 @@ impl Chain {
     pub fn new(params: Params) -> Chain {
         let genesis = Arc::new(CheckedBlock::genesis());
         let hash = genesis.hash();
-        let entry = Entry { block: genesis, work: 0, seq: 0, children: Vec::new(), undo: Some(Undo::default()) };
+        let entry = Entry {
+            block: genesis,
+            work: 0,
+            seq: 0,
+            children: Vec::new(),
+            undo: Some(Undo::default()),
+        };
         Chain {
             params,
             entries: HashMap::from([(hash, entry)]),
@@ -237,7 +243,11 @@ impl Chain {
         Ok(match (disconnected.is_empty(), connected.is_empty()) {
             (_, true) => Imported::SideBranch { added },
             (true, false) => Imported::Extended { connected, added },
-            (false, false) => Imported::Reorganized { disconnected, connected, added },
+            (false, false) => Imported::Reorganized {
+                disconnected,
+                connected,
+                added,
+            },
         })
     }
 
@@ -247,14 +257,23 @@ impl Chain {
         let parent = &self.entries[&header.prev_hash];
         let expected = parent.block.header.height + 1;
         if header.height != expected {
-            return Err(BlockError::BadHeight { expected, got: header.height });
+            return Err(BlockError::BadHeight {
+                expected,
+                got: header.height,
+            });
         }
         if header.timestamp > now.saturating_add(MAX_FUTURE_MS) {
-            return Err(BlockError::FutureTimestamp { timestamp: header.timestamp, now });
+            return Err(BlockError::FutureTimestamp {
+                timestamp: header.timestamp,
+                now,
+            });
         }
         let median = self.median_time(&header.prev_hash);
         if header.timestamp < median {
-            return Err(BlockError::TimestampBeforeMedian { timestamp: header.timestamp, median });
+            return Err(BlockError::TimestampBeforeMedian {
+                timestamp: header.timestamp,
+                median,
+            });
         }
         let work = parent.work + header.work();
         let hash = block.hash();
@@ -264,7 +283,13 @@ impl Chain {
         self.next_seq += 1;
         self.entries.insert(
             hash,
-            Entry { block: Arc::clone(&block), work, seq, children: Vec::new(), undo: None },
+            Entry {
+                block: Arc::clone(&block),
+                work,
+                seq,
+                children: Vec::new(),
+                undo: None,
+            },
         );
         if let Some(parent) = self.entries.get_mut(&prev) {
             parent.children.push(hash);
@@ -294,7 +319,11 @@ impl Chain {
     #[allow(clippy::type_complexity)]
     fn update_best(
         &mut self,
-    ) -> (Vec<Arc<CheckedBlock>>, Vec<Arc<CheckedBlock>>, Option<(BlockHash, BlockError)>) {
+    ) -> (
+        Vec<Arc<CheckedBlock>>,
+        Vec<Arc<CheckedBlock>>,
+        Option<(BlockHash, BlockError)>,
+    ) {
         let mut failure = None;
         loop {
             let tip_work = self.tip_work();
@@ -344,7 +373,10 @@ impl Chain {
                 }
                 for block in disconnected.iter().rev() {
                     let restored = self.connect(block.hash());
-                    debug_assert!(restored.is_ok(), "a block that was connected connects again");
+                    debug_assert!(
+                        restored.is_ok(),
+                        "a block that was connected connects again"
+                    );
                 }
                 return Err((hash, BlockError::Ledger { index, error }));
             }
@@ -355,7 +387,10 @@ impl Chain {
 
     fn disconnect_tip(&mut self) -> Arc<CheckedBlock> {
         let hash = self.best.pop().unwrap_or_default();
-        let entry = self.entries.get_mut(&hash).expect("best chain blocks are in the tree");
+        let entry = self
+            .entries
+            .get_mut(&hash)
+            .expect("best chain blocks are in the tree");
         if let Some(undo) = entry.undo.take() {
             self.ledger.revert(undo);
         }
@@ -363,7 +398,10 @@ impl Chain {
     }
 
     fn connect(&mut self, hash: BlockHash) -> Result<(), (usize, crate::ledger::LedgerError)> {
-        let entry = self.entries.get_mut(&hash).expect("connected blocks are in the tree");
+        let entry = self
+            .entries
+            .get_mut(&hash)
+            .expect("connected blocks are in the tree");
         let undo = self.ledger.apply_block(&entry.block)?;
         entry.undo = Some(undo);
         self.best.push(hash);
@@ -372,12 +410,13 @@ impl Chain {
 
     /// Drops a block found invalid and everything built on it.
     fn remove_subtree(&mut self, root: BlockHash) {
-        if let Some(parent_hash) = self.entries.get(&root).map(|e| e.block.header.prev_hash) {
-            if let Some(parent) = self.entries.get_mut(&parent_hash) {
-                parent.children.retain(|h| *h != root);
-                if parent.children.is_empty() {
-                    self.leaves.insert(parent_hash);
-                }
+        let parent_hash = self.entries.get(&root).map(|e| e.block.header.prev_hash);
+        if let Some(parent_hash) = parent_hash
+            && let Some(parent) = self.entries.get_mut(&parent_hash)
+        {
+            parent.children.retain(|h| *h != root);
+            if parent.children.is_empty() {
+                self.leaves.insert(parent_hash);
             }
         }
         let mut stack = vec![root];
@@ -393,10 +432,10 @@ impl Chain {
     fn remember_invalid(&mut self, hash: BlockHash) {
         if self.invalid.insert(hash) {
             self.invalid_order.push_back(hash);
-            if self.invalid_order.len() > MAX_REMEMBERED_INVALID {
-                if let Some(old) = self.invalid_order.pop_front() {
-                    self.invalid.remove(&old);
-                }
+            if self.invalid_order.len() > MAX_REMEMBERED_INVALID
+                && let Some(old) = self.invalid_order.pop_front()
+            {
+                self.invalid.remove(&old);
             }
         }
     }
@@ -421,14 +460,20 @@ impl Chain {
     /// The best-chain blocks after the first locator hash on our best chain (after genesis when
     /// none is), at most `max`, and whether more follow. Only the first [`MAX_LOCATOR`] hashes
     /// of a locator are looked at.
-    pub fn blocks_after(&self, locator: &[BlockHash], max: usize) -> (Vec<Arc<CheckedBlock>>, bool) {
+    pub fn blocks_after(
+        &self,
+        locator: &[BlockHash],
+        max: usize,
+    ) -> (Vec<Arc<CheckedBlock>>, bool) {
         let start = locator
             .iter()
             .take(MAX_LOCATOR)
             .find(|h| self.is_on_best(h))
             .map_or(1, |h| self.entries[h].block.header.height as usize + 1);
         let end = self.best.len().min(start.saturating_add(max));
-        let blocks = (start..end).map(|h| Arc::clone(&self.entries[&self.best[h]].block)).collect();
+        let blocks = (start..end)
+            .map(|h| Arc::clone(&self.entries[&self.best[h]].block))
+            .collect();
         (blocks, end < self.best.len())
     }
 

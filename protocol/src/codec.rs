@@ -73,10 +73,15 @@ impl WireError {
     }
 
     /// Parses JSON for `opcode`, turning serde's error into [`WireError::BadPayload`].
-    pub fn json<T: serde::de::DeserializeOwned>(opcode: u8, payload: Option<&str>) -> Result<T, WireError> {
+    pub fn json<T: serde::de::DeserializeOwned>(
+        opcode: u8,
+        payload: Option<&str>,
+    ) -> Result<T, WireError> {
         let text = payload.ok_or(WireError::MissingPayload(opcode as char))?;
-        serde_json::from_str(text)
-            .map_err(|e| WireError::BadPayload { opcode: opcode as char, reason: e.to_string() })
+        serde_json::from_str(text).map_err(|e| WireError::BadPayload {
+            opcode: opcode as char,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -97,7 +102,11 @@ impl<M> LineCodec<M> {
 
     /// A codec with another limit (tests, or a tracker that expects short lines).
     pub fn with_max_line(max_line: usize) -> LineCodec<M> {
-        LineCodec { max_line, scanned: 0, _message: PhantomData }
+        LineCodec {
+            max_line,
+            scanned: 0,
+            _message: PhantomData,
+        }
     }
 }
 
@@ -113,7 +122,9 @@ pub fn parse_line<M: WireMessage>(line: &[u8]) -> Result<M, WireError> {
     let text = std::str::from_utf8(line).map_err(|_| WireError::NotUtf8)?;
     let opcode = *line.first().ok_or(WireError::Malformed)?;
     if !opcode.is_ascii_uppercase() {
-        return Err(WireError::UnknownOpcode(text.chars().next().unwrap_or(' ').to_string()));
+        return Err(WireError::UnknownOpcode(
+            text.chars().next().unwrap_or(' ').to_string(),
+        ));
     }
     let payload = match &text[1..] {
         "" => None,
@@ -145,7 +156,9 @@ impl<M: WireMessage> Decoder for LineCodec<M> {
         loop {
             let Some(offset) = src[self.scanned..].iter().position(|b| *b == b'\n') else {
                 if src.len() > self.max_line {
-                    return Err(WireError::LineTooLong { limit: self.max_line });
+                    return Err(WireError::LineTooLong {
+                        limit: self.max_line,
+                    });
                 }
                 self.scanned = src.len();
                 return Ok(None);
@@ -154,7 +167,9 @@ impl<M: WireMessage> Decoder for LineCodec<M> {
             self.scanned = 0;
             if end > self.max_line {
                 src.advance(end + 1);
-                return Err(WireError::LineTooLong { limit: self.max_line });
+                return Err(WireError::LineTooLong {
+                    limit: self.max_line,
+                });
             }
             let line = src.split_to(end + 1);
             let line = &line[..end];
@@ -194,7 +209,9 @@ impl<M: WireMessage> Encoder<&M> for LineCodec<M> {
     fn encode(&mut self, message: &M, dst: &mut BytesMut) -> Result<(), WireError> {
         let line = encode_line(message)?;
         if line.len() - 1 > self.max_line {
-            return Err(WireError::LineTooLong { limit: self.max_line });
+            return Err(WireError::LineTooLong {
+                limit: self.max_line,
+            });
         }
         dst.reserve(line.len());
         dst.put_slice(line.as_bytes());

@@ -13,7 +13,11 @@ pub const MAX_EXTRA_BITS: u32 = 4;
 ///
 /// `floor + round(load * 4)`: +0 bits below 12.5%, +1 from 12.5%, ..., +4 from 87.5%.
 pub fn difficulty_for_load(floor: u32, other_load: f32) -> u32 {
-    let load = if other_load.is_nan() { 0.0 } else { other_load.clamp(0.0, 1.0) };
+    let load = if other_load.is_nan() {
+        0.0
+    } else {
+        other_load.clamp(0.0, 1.0)
+    };
     floor + (load * MAX_EXTRA_BITS as f32).round() as u32
 }
 

@@ -83,16 +83,46 @@ mod tests {
         let base = crate::block::genesis().header;
         let h = base.hash();
         let variants = [
-            Header { version: 2, ..base.clone() },
-            Header { bits: 1, ..base.clone() },
-            Header { height: 1, ..base.clone() },
-            Header { prev_hash: Hash256([1; 32]), ..base.clone() },
-            Header { records_root: Hash256([1; 32]), ..base.clone() },
-            Header { miner: AccountId([1; 32]), ..base.clone() },
-            Header { timestamp: 1, ..base.clone() },
-            Header { record_count: 1, ..base.clone() },
-            Header { records_size: 1, ..base.clone() },
-            Header { nonce: 1, ..base.clone() },
+            Header {
+                version: 2,
+                ..base.clone()
+            },
+            Header {
+                bits: 1,
+                ..base.clone()
+            },
+            Header {
+                height: 1,
+                ..base.clone()
+            },
+            Header {
+                prev_hash: Hash256([1; 32]),
+                ..base.clone()
+            },
+            Header {
+                records_root: Hash256([1; 32]),
+                ..base.clone()
+            },
+            Header {
+                miner: AccountId([1; 32]),
+                ..base.clone()
+            },
+            Header {
+                timestamp: 1,
+                ..base.clone()
+            },
+            Header {
+                record_count: 1,
+                ..base.clone()
+            },
+            Header {
+                records_size: 1,
+                ..base.clone()
+            },
+            Header {
+                nonce: 1,
+                ..base.clone()
+            },
         ];
         for v in variants {
             assert_ne!(v.hash(), h, "{v:?}");
@@ -102,11 +132,17 @@ mod tests {
     #[test]
     fn nonce_is_alone_in_the_last_sha256_block() {
         let a = crate::block::genesis().header;
-        let b = Header { nonce: 99, ..a.clone() };
-        assert_eq!(a.encode()[..HEADER_PREFIX_SIZE], b.encode()[..HEADER_PREFIX_SIZE]);
+        let b = Header {
+            nonce: 99,
+            ..a.clone()
+        };
+        assert_eq!(
+            a.encode()[..HEADER_PREFIX_SIZE],
+            b.encode()[..HEADER_PREFIX_SIZE]
+        );
         assert_eq!(HEADER_PREFIX_SIZE % 64, 0);
         // The tail plus SHA-256 padding (1 byte + 8 length bytes) fits one block.
-        assert!(HEADER_SIZE - HEADER_PREFIX_SIZE + 9 <= 64);
+        const { assert!(HEADER_SIZE - HEADER_PREFIX_SIZE + 9 <= 64) };
     }
 
     #[test]
@@ -114,5 +150,48 @@ mod tests {
         assert_eq!(work_for_bits(0), 1);
         assert_eq!(work_for_bits(20), 1 << 20);
         assert!(work_for_bits(200) > work_for_bits(100));
+    }
+}
+
+#[cfg(test)]
+mod vector {
+    use std::sync::atomic::AtomicBool;
+
+    use crate::account::Keypair;
+    use crate::block::{Block, GENESIS_TIMESTAMP, genesis};
+
+    /// The test vectors quoted in docs/PROTOCOL.md. A change here is a consensus change.
+    #[test]
+    fn genesis_and_block_one_vectors() {
+        let g = genesis().header;
+        assert_eq!(
+            hex::encode(g.encode()),
+            "01000000000000000000000000000000000000000000000000000000000000000000000000000000\
+             0000000000000000cc9158c0187782fa5056cddb43502700242ec6b8a54b93a110cdcecfed5e8597\
+             000000000000000000000000000000000000000000000000000000000000000000a8da769b010000\
+             00000000000000000000000000000000"
+        );
+        assert_eq!(
+            g.hash().to_string(),
+            "a06b1dd94b9d706b0727c251bf406b1499ce115b760026aaa7d506a7afe8091d"
+        );
+
+        let miner = Keypair::from_seed([1; 32]).account();
+        let template = Block::template(&g, Vec::new(), miner, 8, GENESIS_TIMESTAMP + 1000).header;
+        let solved = crate::pow::mine(&template, 1, &AtomicBool::new(false), None)
+            .header
+            .unwrap();
+        assert_eq!(solved.nonce, 141);
+        assert_eq!(
+            hex::encode(solved.encode()),
+            "01000000080000000100000000000000a06b1dd94b9d706b0727c251bf406b1499ce115b760026aa\
+             a7d506a7afe8091dcc9158c0187782fa5056cddb43502700242ec6b8a54b93a110cdcecfed5e8597\
+             8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5ce8abda769b010000\
+             00000000000000008d00000000000000"
+        );
+        assert_eq!(
+            solved.hash().to_string(),
+            "00cf5c47247cc92d9434c54a23806bce84d528b062eee2be99901b338992cc0d"
+        );
     }
 }

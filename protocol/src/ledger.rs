@@ -140,7 +140,9 @@ impl Ledger {
 
     /// The choice `voter` made in `poll`.
     pub fn vote_of(&self, poll: &str, voter: &AccountId) -> Option<&str> {
-        self.votes.get(&(poll.to_string(), *voter)).map(String::as_str)
+        self.votes
+            .get(&(poll.to_string(), *voter))
+            .map(String::as_str)
     }
 
     /// Checks a record against this state without changing it.
@@ -148,7 +150,10 @@ impl Ledger {
         let account = self.accounts.get(&record.account);
         let next = account.map_or(0, |a| a.next_seq);
         if record.seq != next {
-            return Err(LedgerError::BadSequence { expected: next, got: record.seq });
+            return Err(LedgerError::BadSequence {
+                expected: next,
+                got: record.seq,
+            });
         }
         let joined = account.is_some_and(|a| a.name.is_some());
         let balance = account.map_or(0, |a| a.balance);
@@ -160,7 +165,9 @@ impl Ledger {
                 if self.names.contains_key(&name.to_lowercase()) {
                     return Err(LedgerError::NameTaken(name.clone()));
                 }
-                balance.checked_add(JOIN_CREDIT).ok_or(LedgerError::Overflow)?;
+                balance
+                    .checked_add(JOIN_CREDIT)
+                    .ok_or(LedgerError::Overflow)?;
             }
             _ if !joined => return Err(LedgerError::NotJoined),
             Action::Purchase { monkey } => {
@@ -168,18 +175,27 @@ impl Ledger {
                     .ok_or_else(|| LedgerError::UnknownMonkey(monkey.clone()))?
                     .price;
                 if balance < price {
-                    return Err(LedgerError::InsufficientFunds { balance, needed: price });
+                    return Err(LedgerError::InsufficientFunds {
+                        balance,
+                        needed: price,
+                    });
                 }
             }
             Action::Transfer { to, amount } => {
                 if balance < *amount {
-                    return Err(LedgerError::InsufficientFunds { balance, needed: *amount });
+                    return Err(LedgerError::InsufficientFunds {
+                        balance,
+                        needed: *amount,
+                    });
                 }
                 let recipient = self.accounts.get(to).filter(|a| a.name.is_some());
                 let Some(recipient) = recipient else {
                     return Err(LedgerError::UnknownRecipient(*to));
                 };
-                recipient.balance.checked_add(*amount).ok_or(LedgerError::Overflow)?;
+                recipient
+                    .balance
+                    .checked_add(*amount)
+                    .ok_or(LedgerError::Overflow)?;
             }
             Action::Vote { poll, .. } => {
                 if self.votes.contains_key(&(poll.clone(), record.account)) {
@@ -216,10 +232,12 @@ impl Ledger {
             }
             Action::Vote { poll, choice } => {
                 let key = (poll.clone(), me);
-                undo.votes.push((key.clone(), self.votes.insert(key, choice.clone())));
+                undo.votes
+                    .push((key.clone(), self.votes.insert(key, choice.clone())));
                 let tally_key = (poll.clone(), choice.clone());
                 let before = self.tallies.get(&tally_key).copied();
-                self.tallies.insert(tally_key.clone(), before.unwrap_or(0) + 1);
+                self.tallies
+                    .insert(tally_key.clone(), before.unwrap_or(0) + 1);
                 undo.tallies.push((tally_key, before));
             }
         }
@@ -324,7 +342,13 @@ mod tests {
             apply(&mut l, &join(&key(2), "ALICE")),
             Err(LedgerError::NameTaken("ALICE".into()))
         );
-        let again = Record::sign(&key(1), 1, Action::Join { name: "other".into() });
+        let again = Record::sign(
+            &key(1),
+            1,
+            Action::Join {
+                name: "other".into(),
+            },
+        );
         assert_eq!(apply(&mut l, &again), Err(LedgerError::AlreadyJoined));
     }
 
@@ -334,17 +358,48 @@ mod tests {
         let a = key(1);
         let j = join(&a, "alice");
         apply(&mut l, &j).unwrap();
-        assert_eq!(apply(&mut l, &j), Err(LedgerError::BadSequence { expected: 1, got: 0 }));
-        let skip = Record::sign(&a, 2, Action::Purchase { monkey: "marmoset".into() });
-        assert_eq!(apply(&mut l, &skip), Err(LedgerError::BadSequence { expected: 1, got: 2 }));
+        assert_eq!(
+            apply(&mut l, &j),
+            Err(LedgerError::BadSequence {
+                expected: 1,
+                got: 0
+            })
+        );
+        let skip = Record::sign(
+            &a,
+            2,
+            Action::Purchase {
+                monkey: "marmoset".into(),
+            },
+        );
+        assert_eq!(
+            apply(&mut l, &skip),
+            Err(LedgerError::BadSequence {
+                expected: 1,
+                got: 2
+            })
+        );
     }
 
     #[test]
     fn nothing_before_joining() {
         let mut l = Ledger::new();
-        let buy = Record::sign(&key(1), 0, Action::Purchase { monkey: "marmoset".into() });
+        let buy = Record::sign(
+            &key(1),
+            0,
+            Action::Purchase {
+                monkey: "marmoset".into(),
+            },
+        );
         assert_eq!(apply(&mut l, &buy), Err(LedgerError::NotJoined));
-        let vote = Record::sign(&key(1), 0, Action::Vote { poll: "p".into(), choice: "c".into() });
+        let vote = Record::sign(
+            &key(1),
+            0,
+            Action::Vote {
+                poll: "p".into(),
+                choice: "c".into(),
+            },
+        );
         assert_eq!(apply(&mut l, &vote), Err(LedgerError::NotJoined));
     }
 
@@ -353,24 +408,53 @@ mod tests {
         let mut l = Ledger::new();
         let (a, b) = (key(1), key(2));
         apply(&mut l, &join(&a, "alice")).unwrap();
-        let buy = |seq, monkey: &str| Record::sign(&a, seq, Action::Purchase { monkey: monkey.into() });
+        let buy = |seq, monkey: &str| {
+            Record::sign(
+                &a,
+                seq,
+                Action::Purchase {
+                    monkey: monkey.into(),
+                },
+            )
+        };
         apply(&mut l, &buy(1, "snub-nosed")).unwrap();
         assert_eq!(l.balance(&a.account()), 100);
         assert_eq!(
             apply(&mut l, &buy(2, "capuchin")),
-            Err(LedgerError::InsufficientFunds { balance: 100, needed: 200 })
+            Err(LedgerError::InsufficientFunds {
+                balance: 100,
+                needed: 200
+            })
         );
-        let send = |seq, amount| Record::sign(&a, seq, Action::Transfer { to: b.account(), amount });
-        assert_eq!(apply(&mut l, &send(2, 50)), Err(LedgerError::UnknownRecipient(b.account())));
+        let send = |seq, amount| {
+            Record::sign(
+                &a,
+                seq,
+                Action::Transfer {
+                    to: b.account(),
+                    amount,
+                },
+            )
+        };
+        assert_eq!(
+            apply(&mut l, &send(2, 50)),
+            Err(LedgerError::UnknownRecipient(b.account()))
+        );
         apply(&mut l, &join(&b, "bob")).unwrap();
         assert_eq!(
             apply(&mut l, &send(2, 101)),
-            Err(LedgerError::InsufficientFunds { balance: 100, needed: 101 })
+            Err(LedgerError::InsufficientFunds {
+                balance: 100,
+                needed: 101
+            })
         );
         apply(&mut l, &send(2, 100)).unwrap();
         assert_eq!(l.balance(&a.account()), 0);
         assert_eq!(l.balance(&b.account()), 1100);
-        assert_eq!(l.account(&a.account()).unwrap().cage.get("snub-nosed"), Some(&1));
+        assert_eq!(
+            l.account(&a.account()).unwrap().cage.get("snub-nosed"),
+            Some(&1)
+        );
     }
 
     #[test]
@@ -380,7 +464,14 @@ mod tests {
         apply(&mut l, &join(&a, "alice")).unwrap();
         apply(&mut l, &join(&b, "bob")).unwrap();
         let vote = |k: &Keypair, seq, poll: &str, choice: &str| {
-            Record::sign(k, seq, Action::Vote { poll: poll.into(), choice: choice.into() })
+            Record::sign(
+                k,
+                seq,
+                Action::Vote {
+                    poll: poll.into(),
+                    choice: choice.into(),
+                },
+            )
         };
         apply(&mut l, &vote(&a, 1, "motm", "baboon")).unwrap();
         apply(&mut l, &vote(&b, 1, "motm", "baboon")).unwrap();
@@ -403,9 +494,29 @@ mod tests {
         let mut undo = Undo::default();
         let records = [
             join(&b, "bob"),
-            Record::sign(&a, 1, Action::Transfer { to: b.account(), amount: 10 }),
-            Record::sign(&b, 1, Action::Purchase { monkey: "baboon".into() }),
-            Record::sign(&b, 2, Action::Vote { poll: "p".into(), choice: "c".into() }),
+            Record::sign(
+                &a,
+                1,
+                Action::Transfer {
+                    to: b.account(),
+                    amount: 10,
+                },
+            ),
+            Record::sign(
+                &b,
+                1,
+                Action::Purchase {
+                    monkey: "baboon".into(),
+                },
+            ),
+            Record::sign(
+                &b,
+                2,
+                Action::Vote {
+                    poll: "p".into(),
+                    choice: "c".into(),
+                },
+            ),
         ];
         for r in &records {
             l.apply_record(r, &mut undo).unwrap();

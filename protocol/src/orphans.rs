@@ -60,10 +60,15 @@ impl Orphans {
             return;
         }
         while self.by_hash.len() >= self.max_count || self.bytes + size > self.max_bytes {
-            let Some(oldest) = self.order.pop_front() else { break };
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
             self.remove(&oldest);
         }
-        self.by_prev.entry(block.header.prev_hash).or_default().push(hash);
+        self.by_prev
+            .entry(block.header.prev_hash)
+            .or_default()
+            .push(hash);
         self.bytes += size;
         self.by_hash.insert(hash, block);
         self.order.push_back(hash);

@@ -28,7 +28,9 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Params {
-        Params { difficulty_floor: DEFAULT_DIFFICULTY_FLOOR }
+        Params {
+            difficulty_floor: DEFAULT_DIFFICULTY_FLOOR,
+        }
     }
 }
 

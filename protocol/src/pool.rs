@@ -28,7 +28,11 @@ pub struct PoolLimits {
 
 impl Default for PoolLimits {
     fn default() -> PoolLimits {
-        PoolLimits { max_records: MAX_POOL_RECORDS, max_bytes: MAX_POOL_BYTES, max_ahead: MAX_SEQ_AHEAD }
+        PoolLimits {
+            max_records: MAX_POOL_RECORDS,
+            max_bytes: MAX_POOL_BYTES,
+            max_ahead: MAX_SEQ_AHEAD,
+        }
     }
 }
 
@@ -149,7 +153,10 @@ impl Pool {
         }
         let account = record.account;
         let (expected, got) = (self.overlay.next_seq(&account), record.seq);
-        let taken = self.by_account.get(&account).is_some_and(|seqs| seqs.contains_key(&got));
+        let taken = self
+            .by_account
+            .get(&account)
+            .is_some_and(|seqs| seqs.contains_key(&got));
         if taken {
             return Err(PoolError::Conflict(got));
         }
@@ -160,7 +167,9 @@ impl Pool {
             return Err(PoolError::TooFarAhead { expected, got });
         }
         let size = record.encode().len();
-        if self.entries.len() >= self.limits.max_records || self.bytes + size > self.limits.max_bytes {
+        if self.entries.len() >= self.limits.max_records
+            || self.bytes + size > self.limits.max_bytes
+        {
             return Err(PoolError::Full);
         }
         if got > expected {
@@ -199,8 +208,10 @@ impl Pool {
         disconnected: &[Arc<CheckedBlock>],
         connected: &[Arc<CheckedBlock>],
     ) {
-        let included: HashSet<RecordId> =
-            connected.iter().flat_map(|b| b.records.iter().map(Record::id)).collect();
+        let included: HashSet<RecordId> = connected
+            .iter()
+            .flat_map(|b| b.records.iter().map(Record::id))
+            .collect();
         let mut candidates: Vec<Record> = disconnected
             .iter()
             .rev()
@@ -209,7 +220,11 @@ impl Pool {
             .collect();
         let mut old: Vec<Pending> = self.entries.drain().map(|(_, p)| p).collect();
         old.sort_by_key(|p| p.order);
-        candidates.extend(old.into_iter().map(|p| p.record).filter(|r| !included.contains(&r.id())));
+        candidates.extend(
+            old.into_iter()
+                .map(|p| p.record)
+                .filter(|r| !included.contains(&r.id())),
+        );
 
         self.by_account.clear();
         self.ready.clear();
@@ -227,7 +242,10 @@ impl Pool {
         let id = record.id();
         let account = record.account;
         let expected = self.overlay.next_seq(&account);
-        let taken = self.by_account.get(&account).is_some_and(|s| s.contains_key(&record.seq));
+        let taken = self
+            .by_account
+            .get(&account)
+            .is_some_and(|s| s.contains_key(&record.seq));
         if self.entries.contains_key(&id) || taken || record.seq < expected {
             return;
         }
@@ -239,7 +257,11 @@ impl Pool {
             self.insert(id, record, size);
             return;
         }
-        if self.overlay.apply_record(&record, &mut Undo::default()).is_ok() {
+        if self
+            .overlay
+            .apply_record(&record, &mut Undo::default())
+            .is_ok()
+        {
             self.insert(id, record, size);
             self.mark_ready(id);
             self.promote(&account);
@@ -247,11 +269,21 @@ impl Pool {
     }
 
     fn insert(&mut self, id: RecordId, record: Record, size: usize) {
-        self.by_account.entry(record.account).or_default().insert(record.seq, id);
+        self.by_account
+            .entry(record.account)
+            .or_default()
+            .insert(record.seq, id);
         self.bytes += size;
         let order = self.next_order;
         self.next_order += 1;
-        self.entries.insert(id, Pending { record, size, order });
+        self.entries.insert(
+            id,
+            Pending {
+                record,
+                size,
+                order,
+            },
+        );
     }
 
     fn mark_ready(&mut self, id: RecordId) {
@@ -264,14 +296,23 @@ impl Pool {
     fn promote(&mut self, account: &AccountId) {
         loop {
             let next = self.overlay.next_seq(account);
-            let Some(id) = self.by_account.get(account).and_then(|s| s.get(&next)).copied() else {
+            let Some(id) = self
+                .by_account
+                .get(account)
+                .and_then(|s| s.get(&next))
+                .copied()
+            else {
                 return;
             };
             if self.ready_set.contains(&id) {
                 return;
             }
             let record = self.entries[&id].record.clone();
-            if self.overlay.apply_record(&record, &mut Undo::default()).is_ok() {
+            if self
+                .overlay
+                .apply_record(&record, &mut Undo::default())
+                .is_ok()
+            {
                 self.mark_ready(id);
             } else {
                 self.remove(&id);

@@ -132,7 +132,10 @@ pub fn mine(
         nonce: winner.load(Ordering::Acquire),
         ..template.clone()
     });
-    MineOutcome { header, hashes: total.load(Ordering::Relaxed) }
+    MineOutcome {
+        header,
+        hashes: total.load(Ordering::Relaxed),
+    }
 }
 
 /// One thread's search loop. Returns the hashes it tried.
@@ -184,7 +187,10 @@ mod tests {
         let header = genesis().header;
         let mid = Midstate::new(&header);
         for nonce in [0, 1, 12345, u64::MAX] {
-            let h = Header { nonce, ..header.clone() };
+            let h = Header {
+                nonce,
+                ..header.clone()
+            };
             assert_eq!(mid.hash_for(nonce), h.hash());
         }
     }
@@ -196,14 +202,21 @@ mod tests {
             let state = mid.state_for(nonce);
             let zeros = state_to_hash(&state).leading_zero_bits();
             for bits in [0, 1, 4, 8, 31, 32, 33, 64, 256] {
-                assert_eq!(state_meets(&state, bits), zeros >= bits, "nonce {nonce} bits {bits}");
+                assert_eq!(
+                    state_meets(&state, bits),
+                    zeros >= bits,
+                    "nonce {nonce} bits {bits}"
+                );
             }
         }
     }
 
     #[test]
     fn miner_finds_a_valid_nonce_on_several_threads() {
-        let template = Header { bits: 12, ..genesis().header };
+        let template = Header {
+            bits: 12,
+            ..genesis().header
+        };
         let out = mine(&template, 3, &AtomicBool::new(false), None);
         let solved = out.header.expect("12 bits is found quickly");
         assert!(solved.hash().leading_zero_bits() >= 12);
@@ -212,17 +225,29 @@ mod tests {
 
     #[test]
     fn miner_respects_its_budget_and_cancel_flag() {
-        let template = Header { bits: 200, ..genesis().header };
+        let template = Header {
+            bits: 200,
+            ..genesis().header
+        };
         let out = mine(&template, 2, &AtomicBool::new(false), Some(10_000));
         assert_eq!(out.header, None);
         assert_eq!(out.hashes, 10_000);
         let cancelled = mine(&template, 2, &AtomicBool::new(true), None);
-        assert_eq!(cancelled, MineOutcome { header: None, hashes: 0 });
+        assert_eq!(
+            cancelled,
+            MineOutcome {
+                header: None,
+                hashes: 0
+            }
+        );
     }
 
     #[test]
     fn cancel_from_another_thread_stops_the_miner() {
-        let template = Header { bits: 200, ..genesis().header };
+        let template = Header {
+            bits: 200,
+            ..genesis().header
+        };
         let cancel = AtomicBool::new(false);
         std::thread::scope(|s| {
             let miner = s.spawn(|| mine(&template, 2, &cancel, None));

@@ -97,7 +97,12 @@ impl Record {
     pub fn sign(key: &Keypair, seq: u64, action: Action) -> Record {
         let account = key.account();
         let bytes = signing_bytes(&account, seq, &action);
-        Record { account, seq, action, sig: key.sign(&bytes) }
+        Record {
+            account,
+            seq,
+            action,
+            sig: key.sign(&bytes),
+        }
     }
 
     /// The canonical bytes the signature covers.
@@ -204,10 +209,18 @@ mod tests {
 
     #[test]
     fn a_signed_record_checks_and_a_tampered_one_does_not() {
-        let r = Record::sign(&alice(), 0, Action::Join { name: "alice".into() });
+        let r = Record::sign(
+            &alice(),
+            0,
+            Action::Join {
+                name: "alice".into(),
+            },
+        );
         assert_eq!(r.check(), Ok(()));
         let mut forged = r.clone();
-        forged.action = Action::Join { name: "mallory".into() };
+        forged.action = Action::Join {
+            name: "mallory".into(),
+        };
         assert_eq!(forged.check(), Err(RecordFormatError::BadSignature));
         let mut reseq = r.clone();
         reseq.seq = 1;
@@ -226,16 +239,27 @@ mod tests {
             Err(RecordFormatError::Empty { field: "name" })
         );
         assert_eq!(
-            check(Action::Join { name: "x".repeat(33) }),
+            check(Action::Join {
+                name: "x".repeat(33)
+            }),
             Err(RecordFormatError::TooLong { field: "name" })
         );
-        assert_eq!(check(Action::Join { name: "é".repeat(32) }), Ok(()));
         assert_eq!(
-            check(Action::Join { name: "a\nb".into() }),
+            check(Action::Join {
+                name: "é".repeat(32)
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            check(Action::Join {
+                name: "a\nb".into()
+            }),
             Err(RecordFormatError::ControlCharacter { field: "name" })
         );
         assert_eq!(
-            check(Action::Purchase { monkey: "unicorn".into() }),
+            check(Action::Purchase {
+                monkey: "unicorn".into()
+            }),
             Err(RecordFormatError::UnknownMonkey("unicorn".into()))
         );
         let bob = Keypair::from_seed([2; 32]).account();
@@ -244,11 +268,17 @@ mod tests {
             Err(RecordFormatError::ZeroAmount)
         );
         assert_eq!(
-            check(Action::Transfer { to: k.account(), amount: 5 }),
+            check(Action::Transfer {
+                to: k.account(),
+                amount: 5
+            }),
             Err(RecordFormatError::SelfTransfer)
         );
         assert_eq!(
-            check(Action::Vote { poll: "p".into(), choice: " ".into() }),
+            check(Action::Vote {
+                poll: "p".into(),
+                choice: " ".into()
+            }),
             Err(RecordFormatError::Empty { field: "choice" })
         );
     }
@@ -256,8 +286,22 @@ mod tests {
     #[test]
     fn encodings_are_distinct_and_ids_follow_them() {
         let k = alice();
-        let a = Record::sign(&k, 0, Action::Vote { poll: "ab".into(), choice: "c".into() });
-        let b = Record::sign(&k, 0, Action::Vote { poll: "a".into(), choice: "bc".into() });
+        let a = Record::sign(
+            &k,
+            0,
+            Action::Vote {
+                poll: "ab".into(),
+                choice: "c".into(),
+            },
+        );
+        let b = Record::sign(
+            &k,
+            0,
+            Action::Vote {
+                poll: "a".into(),
+                choice: "bc".into(),
+            },
+        );
         assert_ne!(a.signing_bytes(), b.signing_bytes());
         assert_ne!(a.id(), b.id());
         let json = serde_json::to_string(&a).unwrap();

@@ -148,22 +148,48 @@ pub enum TrackerError {
 
 impl Report {
     /// Makes and signs a report. `tip_height`, `tip_hash`, `load` and `difficulty` are for display.
-    pub fn sign(key: &Keypair, addr: String, timestamp: u64, tip: (u64, BlockHash), load: f32, difficulty: u32) -> Report {
+    pub fn sign(
+        key: &Keypair,
+        addr: String,
+        timestamp: u64,
+        tip: (u64, BlockHash),
+        load: f32,
+        difficulty: u32,
+    ) -> Report {
         let id = key.account();
         let sig = key.sign(&report_bytes(&id, &addr, timestamp));
-        Report { id, addr, timestamp, tip_height: tip.0, tip_hash: tip.1, load, difficulty, sig }
+        Report {
+            id,
+            addr,
+            timestamp,
+            tip_height: tip.0,
+            tip_hash: tip.1,
+            load,
+            difficulty,
+            sig,
+        }
     }
 
     /// Checks the address format and the signature.
     pub fn check(&self) -> Result<(), TrackerError> {
         let valid_addr = !self.addr.is_empty()
             && self.addr.len() <= MAX_ADDR_LEN
-            && self.addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
-            && !self.addr.chars().any(|c| c.is_control() || c.is_whitespace());
+            && self.addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            })
+            && !self
+                .addr
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace());
         if !valid_addr {
-            return Err(TrackerError::BadAddress(self.addr.chars().take(64).collect()));
+            return Err(TrackerError::BadAddress(
+                self.addr.chars().take(64).collect(),
+            ));
         }
-        if !self.id.verify(&report_bytes(&self.id, &self.addr, self.timestamp), &self.sig) {
+        if !self.id.verify(
+            &report_bytes(&self.id, &self.addr, self.timestamp),
+            &self.sig,
+        ) {
             return Err(TrackerError::BadSignature);
         }
         Ok(())
@@ -174,12 +200,19 @@ impl Leave {
     /// Makes and signs a leave.
     pub fn sign(key: &Keypair, timestamp: u64) -> Leave {
         let id = key.account();
-        Leave { id, timestamp, sig: key.sign(&leave_bytes(&id, timestamp)) }
+        Leave {
+            id,
+            timestamp,
+            sig: key.sign(&leave_bytes(&id, timestamp)),
+        }
     }
 
     /// Checks the signature.
     pub fn check(&self) -> Result<(), TrackerError> {
-        if self.id.verify(&leave_bytes(&self.id, self.timestamp), &self.sig) {
+        if self
+            .id
+            .verify(&leave_bytes(&self.id, self.timestamp), &self.sig)
+        {
             Ok(())
         } else {
             Err(TrackerError::BadSignature)
@@ -228,7 +261,14 @@ mod tests {
     #[test]
     fn reports_and_leaves_are_signed_and_round_trip() {
         let key = Keypair::from_seed([3; 32]);
-        let report = Report::sign(&key, "127.0.0.1:9000".into(), 5, (1, BlockHash::ZERO), 0.5, 20);
+        let report = Report::sign(
+            &key,
+            "127.0.0.1:9000".into(),
+            5,
+            (1, BlockHash::ZERO),
+            0.5,
+            20,
+        );
         assert_eq!(report.check(), Ok(()));
         let line = encode_line(&TrackerMessage::Report(report.clone())).unwrap();
         let back: TrackerMessage = parse_line(line.trim_end().as_bytes()).unwrap();
@@ -244,8 +284,14 @@ mod tests {
 
         let leave = Leave::sign(&key, 6);
         assert_eq!(leave.check(), Ok(()));
-        let forged = Leave { id: Keypair::from_seed([4; 32]).account(), ..leave };
+        let forged = Leave {
+            id: Keypair::from_seed([4; 32]).account(),
+            ..leave
+        };
         assert_eq!(forged.check(), Err(TrackerError::BadSignature));
-        assert_eq!(parse_line::<TrackerMessage>(b"Q").unwrap(), TrackerMessage::Query);
+        assert_eq!(
+            parse_line::<TrackerMessage>(b"Q").unwrap(),
+            TrackerMessage::Query
+        );
     }
 }

@@ -65,7 +65,10 @@ pub struct ErrorMessage {
 impl ErrorMessage {
     /// An error message.
     pub fn new(code: impl Into<String>, message: impl ToString) -> ErrorMessage {
-        ErrorMessage { code: code.into(), message: message.to_string() }
+        ErrorMessage {
+            code: code.into(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -104,7 +107,10 @@ impl WireMessage for Message {
     }
 
     fn parse(opcode: u8, payload: Option<&str>) -> Result<Message, WireError> {
-        let bad = |reason: String| WireError::BadPayload { opcode: opcode as char, reason };
+        let bad = |reason: String| WireError::BadPayload {
+            opcode: opcode as char,
+            reason,
+        };
         Ok(match opcode {
             b'A' => Message::Record(WireError::json(opcode, payload)?),
             b'B' => Message::Block(WireError::json(opcode, payload)?),

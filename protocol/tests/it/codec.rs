@@ -1,0 +1,229 @@
+//! The line codec and the messages: round trips, chunking, limits, and garbage.
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
+use protocol::genesis;
+use protocol::hash::Hash256;
+use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
+use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::*;
+
+fn every_message() -> Vec<Message> {
+    let b1 = mine_on(&genesis(), vec![join(&key(1), "alice")], FLOOR);
+    let b2 = mine_on(&b1, vec![buy(&key(1), 1, "baboon")], FLOOR);
+    vec![
+        Message::Record(buy(&key(1), 1, "baboon")),
+        Message::Block(b1.clone()),
+        Message::Blocks(Blocks {
+            blocks: vec![b1, b2],
+            more: true,
+        }),
+        Message::GetBlocks(GetBlocks::default()),
+        Message::GetBlocks(GetBlocks {
+            locator: vec![Hash256([1; 32]), genesis().header.hash()],
+        }),
+        Message::Error(ErrorMessage::new("invalid_record", "bad signature")),
+        Message::Ack(Ack {
+            id: Hash256([2; 32]),
+            status: "pending".into(),
+        }),
+    ]
+}
+
+fn every_tracker_message() -> Vec<TrackerMessage> {
+    let k = key(3);
+    vec![
+        TrackerMessage::Report(Report::sign(
+            &k,
+            "127.0.0.1:7000".into(),
+            1,
+            (0, Hash256::ZERO),
+            0.25,
+            20,
+        )),
+        TrackerMessage::Leave(Leave::sign(&k, 2)),
+        TrackerMessage::Query,
+        TrackerMessage::Topology(Topology {
+            nodes: vec![NodeInfo {
+                id: k.account(),
+                addr: "127.0.0.1:7000".into(),
+                status: NodeStatus::A,
+                last_seen_ms: 10,
+                tip_height: 3,
+                tip_hash: Hash256([4; 32]),
+                load: 0.5,
+                difficulty: 21,
+            }],
+        }),
+        TrackerMessage::Error(ErrorMessage::new("busy", "too many connections")),
+    ]
+}
+
+fn encode_all<M: protocol::codec::WireMessage>(messages: &[M]) -> Vec<u8> {
+    let mut codec = LineCodec::<M>::new();
+    let mut buf = BytesMut::new();
+    for m in messages {
+        codec.encode(m, &mut buf).unwrap();
+    }
+    buf.to_vec()
+}
+
+/// Feeds `bytes` to a fresh decoder `chunk` bytes at a time, then signals end of stream.
+fn decode_chunked<M: protocol::codec::WireMessage>(
+    bytes: &[u8],
+    chunk: usize,
+) -> Result<Vec<M>, WireError> {
+    let mut codec = LineCodec::<M>::new();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in bytes.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        while let Some(m) = codec.decode(&mut buf)? {
+            out.push(m);
+        }
+    }
+    while let Some(m) = codec.decode_eof(&mut buf)? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[test]
+fn every_message_round_trips() {
+    let messages = every_message();
+    let bytes = encode_all(&messages);
+    assert_eq!(
+        decode_chunked::<Message>(&bytes, bytes.len()).unwrap(),
+        messages
+    );
+    let tracker = every_tracker_message();
+    let bytes = encode_all(&tracker);
+    assert_eq!(
+        decode_chunked::<TrackerMessage>(&bytes, bytes.len()).unwrap(),
+        tracker
+    );
+}
+
+#[test]
+fn the_same_bytes_in_every_chunk_size_give_the_same_messages() {
+    let messages = every_message();
+    let bytes = encode_all(&messages);
+    // Every size up to 300, then a spread of larger ones (every size would be O(n^2) slow).
+    let sizes = (1..300)
+        .chain((300..bytes.len()).step_by(97))
+        .chain([bytes.len()]);
+    for chunk in sizes {
+        assert_eq!(
+            decode_chunked::<Message>(&bytes, chunk).unwrap(),
+            messages,
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn humans_can_type_it() {
+    assert_eq!(
+        decode_chunked::<Message>(b"D\n", 1).unwrap(),
+        vec![Message::GetBlocks(GetBlocks::default())]
+    );
+    // No trailing newline (printf 'D' | nc), CRLF, and blank lines are all fine.
+    assert_eq!(decode_chunked::<Message>(b"D", 1).unwrap().len(), 1);
+    assert_eq!(
+        decode_chunked::<Message>(b"\n\r\nD\r\n", 1).unwrap().len(),
+        1
+    );
+    let line = encode_line(&Message::GetBlocks(GetBlocks::default())).unwrap();
+    assert_eq!(line, "D\n");
+}
+
+/// An `E` line of exactly `len` bytes before its newline.
+fn error_line_of(len: usize) -> Vec<u8> {
+    let empty = encode_line(&Message::Error(ErrorMessage::new("x", ""))).unwrap();
+    let pad = len - (empty.len() - 1);
+    let line = encode_line(&Message::Error(ErrorMessage::new("x", "m".repeat(pad)))).unwrap();
+    assert_eq!(line.len(), len + 1);
+    line.into_bytes()
+}
+
+#[test]
+fn exactly_the_limit_passes_and_one_byte_more_fails() {
+    let ok = error_line_of(MAX_LINE);
+    assert_eq!(decode_chunked::<Message>(&ok, 1 << 20).unwrap().len(), 1);
+    let over = error_line_of(MAX_LINE + 1);
+    assert!(matches!(
+        decode_chunked::<Message>(&over, 1 << 20),
+        Err(WireError::LineTooLong { limit: MAX_LINE })
+    ));
+}
+
+#[test]
+fn an_endless_line_fails_once_past_the_limit_without_buffering_more() {
+    let mut codec = LineCodec::<Message>::with_max_line(1000);
+    let mut buf = BytesMut::from(&[b'x'; 1000][..]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    buf.extend_from_slice(b"x");
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(WireError::LineTooLong { limit: 1000 })
+    ));
+}
+
+#[test]
+fn an_oversize_message_is_not_sent() {
+    let mut codec = LineCodec::<Message>::with_max_line(100);
+    let big = Message::Error(ErrorMessage::new("x", "y".repeat(200)));
+    assert!(matches!(
+        codec.encode(&big, &mut BytesMut::new()),
+        Err(WireError::LineTooLong { .. })
+    ));
+}
+
+#[test]
+fn bad_lines_are_error_values() {
+    let err = |bytes: &[u8]| decode_chunked::<Message>(bytes, 64).unwrap_err();
+    assert!(matches!(err(b"Z {}\n"), WireError::UnknownOpcode(_)));
+    assert!(matches!(err(b"hello\n"), WireError::UnknownOpcode(_)));
+    assert!(matches!(err(b"\xff\xfe\n"), WireError::NotUtf8));
+    assert!(matches!(err(b"A\n"), WireError::MissingPayload('A')));
+    assert!(matches!(err(b"A{}\n"), WireError::Malformed));
+    assert!(matches!(
+        err(b"A {not json\n"),
+        WireError::BadPayload { opcode: 'A', .. }
+    ));
+    assert!(matches!(
+        err(b"A {\"seq\": 1}\n"),
+        WireError::BadPayload { opcode: 'A', .. }
+    ));
+    assert!(matches!(
+        err(b"B [1,2,3]\n"),
+        WireError::BadPayload { opcode: 'B', .. }
+    ));
+    let huge_locator = format!(
+        "D {{\"locator\": [{}]}}\n",
+        vec![format!("\"{}\"", Hash256::ZERO); 65].join(",")
+    );
+    assert!(matches!(
+        err(huge_locator.as_bytes()),
+        WireError::BadPayload { opcode: 'D', .. }
+    ));
+    assert_eq!(err(b"Z\n").code(), "unknown_opcode");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), chunk in 1usize..64) {
+        let _ = decode_chunked::<Message>(&bytes, chunk);
+        let _ = decode_chunked::<TrackerMessage>(&bytes, chunk);
+    }
+
+    #[test]
+    fn arbitrary_payloads_after_a_real_opcode_never_panic(op in "[A-Z]", payload in ".{0,300}") {
+        let line = format!("{op} {payload}\n");
+        let _ = decode_chunked::<Message>(line.as_bytes(), 7);
+        let _ = decode_chunked::<TrackerMessage>(line.as_bytes(), 7);
+    }
+}

@@ -1,0 +1,183 @@
+//! The pending pool: admission against chain plus pending, ordering, caps, and reorgs.
+
+use protocol::block::GENESIS_TIMESTAMP;
+use protocol::ledger::LedgerError;
+use protocol::{Admitted, Chain, Imported, Pool, PoolError, PoolLimits, genesis};
+
+use super::*;
+
+/// A chain where alice (key 1) and bob (key 2) have joined, and an empty pool over it.
+fn setup() -> (Chain, Pool, Block) {
+    let mut chain = Chain::new(params());
+    let b1 = mine_on(
+        &genesis(),
+        vec![join(&key(1), "alice"), join(&key(2), "bob")],
+        FLOOR,
+    );
+    chain.insert(b1.clone(), NOW).unwrap();
+    let pool = Pool::new(chain.ledger(), PoolLimits::default());
+    (chain, pool, b1)
+}
+
+/// Inserts a block and moves the pool along, as a node does.
+fn apply(chain: &mut Chain, pool: &mut Pool, block: Block) -> Imported {
+    let got = chain.insert(block, NOW).unwrap();
+    match &got {
+        Imported::Extended { connected, .. } => pool.on_tip_change(chain.ledger(), &[], connected),
+        Imported::Reorganized {
+            disconnected,
+            connected,
+            ..
+        } => pool.on_tip_change(chain.ledger(), disconnected, connected),
+        _ => {}
+    }
+    got
+}
+
+#[test]
+fn a_double_spend_across_two_pending_purchases_admits_only_the_one_that_fits() {
+    let (_, mut pool, _) = setup();
+    let alice = key(1);
+    assert_eq!(pool.add(buy(&alice, 1, "snub-nosed")), Ok(Admitted::Ready));
+    assert_eq!(
+        pool.add(buy(&alice, 2, "mandrill")),
+        Err(PoolError::Ledger(LedgerError::InsufficientFunds {
+            balance: 100,
+            needed: 800
+        }))
+    );
+    // The same sequence number twice: the second is a conflict, whatever it buys.
+    assert_eq!(
+        pool.add(buy(&alice, 1, "marmoset")),
+        Err(PoolError::Conflict(1))
+    );
+    assert_eq!(pool.add(buy(&alice, 2, "marmoset")), Ok(Admitted::Ready));
+    assert_eq!(pool.template(100, 1 << 20).len(), 2);
+}
+
+#[test]
+fn duplicates_replays_and_forgeries_are_refused() {
+    let (_, mut pool, _) = setup();
+    let alice = key(1);
+    let r = buy(&alice, 1, "capuchin");
+    assert_eq!(pool.add(r.clone()), Ok(Admitted::Ready));
+    assert_eq!(pool.add(r.clone()), Err(PoolError::AlreadyPending));
+    // A replay of the join that is already in the chain (seq 1 is pending, so 2 is next).
+    assert_eq!(
+        pool.add(join(&alice, "alice")),
+        Err(PoolError::Ledger(LedgerError::BadSequence {
+            expected: 2,
+            got: 0
+        }))
+    );
+    let mut forged = buy(&alice, 2, "capuchin");
+    forged.seq = 3;
+    assert!(matches!(pool.add(forged), Err(PoolError::Format(_))));
+    assert_eq!(
+        pool.add(buy(&key(7), 0, "capuchin")),
+        Err(PoolError::Ledger(LedgerError::NotJoined))
+    );
+}
+
+#[test]
+fn records_out_of_order_wait_for_the_gap() {
+    let (_, mut pool, _) = setup();
+    let alice = key(1);
+    assert_eq!(pool.add(buy(&alice, 3, "tamarin")), Ok(Admitted::Waiting));
+    assert_eq!(pool.add(buy(&alice, 2, "tamarin")), Ok(Admitted::Waiting));
+    assert_eq!(pool.ready_len(), 0);
+    assert_eq!(pool.add(buy(&alice, 1, "tamarin")), Ok(Admitted::Ready));
+    let seqs: Vec<u64> = pool.template(10, 1 << 20).iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(
+        pool.add(buy(&alice, 100, "tamarin")),
+        Err(PoolError::TooFarAhead {
+            expected: 4,
+            got: 100
+        })
+    );
+}
+
+#[test]
+fn the_pool_is_capped() {
+    let (chain, _, _) = setup();
+    let limits = PoolLimits {
+        max_records: 3,
+        ..PoolLimits::default()
+    };
+    let mut pool = Pool::new(chain.ledger(), limits);
+    let alice = key(1);
+    for seq in 1..=3 {
+        pool.add(buy(&alice, seq, "marmoset")).unwrap();
+    }
+    assert_eq!(pool.add(buy(&alice, 4, "marmoset")), Err(PoolError::Full));
+    assert_eq!(pool.len(), 3);
+}
+
+#[test]
+fn a_new_tip_drops_what_it_included_and_keeps_the_rest() {
+    let (mut chain, mut pool, b1) = setup();
+    let (alice, bob) = (key(1), key(2));
+    let mine_me = buy(&alice, 1, "capuchin");
+    pool.add(mine_me.clone()).unwrap();
+    pool.add(buy(&bob, 1, "baboon")).unwrap();
+    apply(
+        &mut chain,
+        &mut pool,
+        mine_on(&b1, vec![mine_me.clone()], FLOOR),
+    );
+    assert!(!pool.contains(&mine_me.id()));
+    assert_eq!(pool.len(), 1);
+    // Alice's next purchase is judged against the new balance.
+    assert_eq!(pool.add(buy(&alice, 2, "capuchin")), Ok(Admitted::Ready));
+}
+
+#[test]
+fn a_pending_record_the_new_chain_made_invalid_is_dropped() {
+    let (mut chain, mut pool, b1) = setup();
+    let alice = key(1);
+    pool.add(buy(&alice, 1, "snub-nosed")).unwrap();
+    // Another node mined a different seq-1 record for alice: ours can never apply now.
+    apply(
+        &mut chain,
+        &mut pool,
+        mine_on(&b1, vec![buy(&alice, 1, "marmoset")], FLOOR),
+    );
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn a_record_survives_a_reorg_exactly_once() {
+    let (mut chain, mut pool, b1) = setup();
+    let alice = key(1);
+    let purchase = buy(&alice, 1, "howler");
+    pool.add(purchase.clone()).unwrap();
+
+    // Branch A mines the purchase; the pool lets go of it.
+    let a2 = mine_on(&b1, pool.template(100, 1 << 20), 1);
+    apply(&mut chain, &mut pool, a2.clone());
+    assert!(pool.is_empty());
+
+    // Branch B, heavier, never saw it: the reorg gives the purchase back to the pool.
+    let b2 = mine_on_at(&b1, vec![], 3, b1.header.timestamp + 1);
+    let got = apply(&mut chain, &mut pool, b2.clone());
+    assert!(matches!(got, Imported::Reorganized { .. }), "{got:?}");
+    assert!(pool.contains(&purchase.id()));
+    assert_eq!(pool.ready_len(), 1);
+
+    // Mined again on B, it is applied once, and the pool is empty again.
+    let b3 = mine_on(&b2, pool.template(100, 1 << 20), 1);
+    apply(&mut chain, &mut pool, b3);
+    assert!(pool.is_empty());
+    let cage = &chain.ledger().account(&alice.account()).unwrap().cage;
+    assert_eq!(cage.get("howler"), Some(&1));
+    assert_eq!(chain.ledger().balance(&alice.account()), 700);
+
+    // And if A comes back heavier, the record is in A's block: not re-added, still applied once.
+    let a3 = mine_on_at(&a2, vec![], 4, GENESIS_TIMESTAMP + 10_000_000);
+    let got = apply(&mut chain, &mut pool, a3);
+    assert!(matches!(got, Imported::Reorganized { .. }), "{got:?}");
+    assert!(pool.is_empty());
+    let cage = &chain.ledger().account(&alice.account()).unwrap().cage;
+    assert_eq!(cage.get("howler"), Some(&1));
+}
