@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use crate::account::AccountId;
 use crate::block::{Block, BlockError, CheckedBlock};
 use crate::hash::BlockHash;
 use crate::ledger::{Ledger, Undo};
@@ -188,6 +189,42 @@ impl Chain {
             .get(hash)
             .and_then(|e| self.best.get(e.block.header.height as usize))
             .is_some_and(|h| h == hash)
+    }
+
+    /// The earliest timestamp a child of `parent` may carry: the median of `parent` and its 10
+    /// ancestors (0 for a block not in the tree).
+    pub fn min_timestamp_after(&self, parent: &BlockHash) -> u64 {
+        self.median_time(parent)
+    }
+
+    /// The tip this node should extend to end a tie, if it is the one to do it.
+    ///
+    /// The fork-choice rule keeps the tip seen first on a tie, so nodes that each mined their own
+    /// block at the same height each keep their own, and with nothing left to mine they would
+    /// stay split for ever. Every node that has seen the same tied tips (leaves with exactly the
+    /// best tip's cumulative work) agrees on the one with the lowest hash; the nodes that hold
+    /// it as their best tip, and the node that mined it (`me`), extend it. That next block
+    /// outweighs every tied tip and the whole network moves onto it. The miner is included
+    /// because it may have seen a rival block before its own and so not hold its own as best.
+    /// `None` when there is no tie or another node is the one to break it.
+    pub fn tie_break_parent(&self, me: &AccountId) -> Option<Arc<CheckedBlock>> {
+        let tip = self.tip_hash();
+        let work = self.tip_work();
+        let lowest = self
+            .leaves
+            .iter()
+            .filter(|leaf| self.entries[*leaf].work == work)
+            .min()?;
+        if lowest == tip
+            && self
+                .leaves
+                .iter()
+                .all(|l| l == tip || self.entries[l].work != work)
+        {
+            return None;
+        }
+        let block = &self.entries[lowest].block;
+        (lowest == tip || block.header.miner == *me).then(|| Arc::clone(block))
     }
 
     /// Inserts a block from anywhere (a peer, the store, our own miner). `now` is the local

@@ -70,6 +70,48 @@ fn a_tie_keeps_the_tip_seen_first() {
 }
 
 #[test]
+fn only_the_holder_or_miner_of_the_lowest_tied_tip_breaks_the_tie() {
+    let nobody = key(50).account();
+    let first = mine_on(&genesis(), vec![], 3);
+    let second = mine_on_at(&genesis(), vec![], 3, GENESIS_TIMESTAMP + 2000);
+    let (low, high) = if first.header.hash() < second.header.hash() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let mut alone = Chain::new(params());
+    alone.insert(low.clone(), NOW).unwrap();
+    assert_eq!(alone.tie_break_parent(&nobody), None, "no tie with one tip");
+
+    // Two nodes that each saw their own block first keep it: one of them must move on.
+    let mut holds_low = Chain::new(params());
+    holds_low.insert(low.clone(), NOW).unwrap();
+    holds_low.insert(high.clone(), NOW).unwrap();
+    let mut holds_high = Chain::new(params());
+    holds_high.insert(high.clone(), NOW).unwrap();
+    holds_high.insert(low.clone(), NOW).unwrap();
+    let parent = holds_low.tie_break_parent(&nobody).map(|b| b.hash());
+    assert_eq!(parent, Some(low.header.hash()));
+    assert_eq!(holds_high.tie_break_parent(&nobody), None);
+    // Unless it mined the low tip itself and saw the other first.
+    let parent = holds_high.tie_break_parent(&low.header.miner);
+    assert_eq!(parent.map(|b| b.hash()), Some(low.header.hash()));
+
+    // The next block ends the tie on both.
+    let next = mine_on(&low, vec![], 3);
+    holds_low.insert(next.clone(), NOW).unwrap();
+    holds_high.insert(next.clone(), NOW).unwrap();
+    assert_eq!(holds_high.tip().hash(), next.header.hash());
+    assert_eq!(holds_low.tie_break_parent(&nobody), None);
+    assert_eq!(holds_high.tie_break_parent(&nobody), None);
+
+    // A lighter side branch is no tie.
+    let light = mine_on(&genesis(), vec![], 2);
+    holds_low.insert(light, NOW).unwrap();
+    assert_eq!(holds_low.tie_break_parent(&nobody), None);
+}
+
+#[test]
 fn fewer_harder_blocks_beat_more_easier_ones() {
     let mut chain = Chain::new(params());
     let easy = mine_chain(&genesis(), 3, 1); // work 3 * 2 = 6
