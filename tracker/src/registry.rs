@@ -1,0 +1,480 @@
+//! The tracker's table of nodes: who reported, from where, and when; which of them are active
+//! (`A`) and which are removed (`R`).
+//!
+//! This is plain data with the clock passed in, so its rules are tested without sockets or
+//! sleeps. Status changes happen in [`Registry::sweep`], which the server calls from a timer
+//! and before every answer, and each change is logged exactly once: a heartbeat is not news.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use protocol::AccountId;
+use protocol::hash::BlockHash;
+use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerError};
+
+use crate::Config;
+
+/// Why a report or a leave was refused. Each has the short code sent back in `E`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The signature or the address is wrong.
+    #[error(transparent)]
+    Invalid(#[from] TrackerError),
+    /// The load is not a number the topology can carry (JSON has no infinity or NaN).
+    #[error("load {0} is not a finite number")]
+    BadLoad(f32),
+    /// The timestamp is not after the last one accepted for this node.
+    #[error("timestamp {got} is not after {last}, the last one accepted for this node")]
+    Replayed {
+        /// The last accepted timestamp.
+        last: u64,
+        /// The refused one.
+        got: u64,
+    },
+    /// The timestamp is too far from the tracker's clock.
+    #[error(
+        "timestamp {got} is {skew_ms} ms away from the tracker's clock {now}; at most {max_ms} ms is allowed"
+    )]
+    ClockSkew {
+        /// The refused timestamp.
+        got: u64,
+        /// The tracker's clock.
+        now: u64,
+        /// How far apart they are.
+        skew_ms: u64,
+        /// The most allowed.
+        max_ms: u64,
+    },
+    /// The table is full and this id is not in it.
+    #[error("the tracker already knows {0} nodes and takes no new ones")]
+    Full(usize),
+}
+
+impl Refusal {
+    /// The short code sent back in `E`.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(TrackerError::BadSignature) => "bad_signature",
+            Refusal::Invalid(TrackerError::BadAddress(_)) => "bad_address",
+            Refusal::BadLoad(_) => "bad_report",
+            Refusal::Replayed { .. } => "replayed",
+            Refusal::ClockSkew { .. } => "clock_skew",
+            Refusal::Full(_) => "tracker_full",
+        }
+    }
+}
+
+/// Checks what can be checked without the table: the address, the signature and the load.
+/// Kept apart from [`Registry::report`] so that the signature is verified outside the lock.
+pub(crate) fn verify_report(report: &Report) -> Result<(), Refusal> {
+    report.check()?;
+    // A load of 1e300 parses into an f32 infinity, which serde_json would write as `null` in
+    // every later `T`, breaking every client's parse: refuse it here.
+    if !report.load.is_finite() {
+        return Err(Refusal::BadLoad(report.load));
+    }
+    Ok(())
+}
+
+/// Checks a leave's signature, outside the lock.
+pub(crate) fn verify_leave(leave: &Leave) -> Result<(), Refusal> {
+    Ok(leave.check()?)
+}
+
+/// The wall clock in milliseconds since the Unix epoch, as nodes stamp their messages.
+pub(crate) fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One node as the tracker remembers it.
+#[derive(Debug, Clone)]
+struct Entry {
+    addr: String,
+    /// The newest timestamp accepted from this node, report or leave; older ones are replays.
+    last_timestamp: u64,
+    /// When its last report arrived, by the tracker's monotonic clock.
+    last_seen: Instant,
+    /// When it was marked removed (it left, or went silent), if it is removed.
+    removed_at: Option<Instant>,
+    tip_height: u64,
+    tip_hash: BlockHash,
+    load: f32,
+    difficulty: u32,
+}
+
+/// What is kept about a forgotten node: its last timestamp, until any message it signed before
+/// is too old to pass the clock-skew check anyway. Without it, a report captured a minute ago
+/// could bring a node back right after it was forgotten.
+#[derive(Debug, Clone, Copy)]
+struct Tombstone {
+    last_timestamp: u64,
+    until: Instant,
+}
+
+/// The table of nodes.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    silent_after: Duration,
+    forget_after: Duration,
+    max_nodes: usize,
+    max_clock_skew: Duration,
+    nodes: HashMap<AccountId, Entry>,
+    tombstones: HashMap<AccountId, Tombstone>,
+}
+
+impl Registry {
+    /// An empty table with the timings and limits of `config`.
+    pub(crate) fn new(config: &Config) -> Registry {
+        Registry {
+            silent_after: config.silent_after,
+            forget_after: config.forget_after,
+            max_nodes: config.max_nodes,
+            max_clock_skew: config.max_clock_skew,
+            nodes: HashMap::new(),
+            tombstones: HashMap::new(),
+        }
+    }
+
+    /// Records a report already passed through [`verify_report`]: the node is active again, with
+    /// the address and stats it reported. `now` is the monotonic clock, `wall_ms` the wall clock.
+    pub(crate) fn report(
+        &mut self,
+        report: &Report,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Result<(), Refusal> {
+        self.sweep(now);
+        self.check_timestamp(&report.id, report.timestamp, wall_ms)?;
+        let known = self.nodes.contains_key(&report.id);
+        if !known && self.nodes.len() >= self.max_nodes {
+            return Err(Refusal::Full(self.max_nodes));
+        }
+        let node = report.id.short();
+        match self.nodes.get_mut(&report.id) {
+            Some(entry) => {
+                if entry.removed_at.is_some() {
+                    tracing::info!(node, addr = %report.addr, "node active again");
+                } else if entry.addr != report.addr {
+                    tracing::info!(node, from = %entry.addr, to = %report.addr, "node moved");
+                }
+                entry.addr.clone_from(&report.addr);
+                entry.last_timestamp = report.timestamp;
+                entry.last_seen = now;
+                entry.removed_at = None;
+                entry.tip_height = report.tip_height;
+                entry.tip_hash = report.tip_hash;
+                entry.load = report.load;
+                entry.difficulty = report.difficulty;
+            }
+            None => {
+                tracing::info!(node, addr = %report.addr, "node joined");
+                self.tombstones.remove(&report.id);
+                self.nodes.insert(
+                    report.id,
+                    Entry {
+                        addr: report.addr.clone(),
+                        last_timestamp: report.timestamp,
+                        last_seen: now,
+                        removed_at: None,
+                        tip_height: report.tip_height,
+                        tip_hash: report.tip_hash,
+                        load: report.load,
+                        difficulty: report.difficulty,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a leave already passed through [`verify_leave`]: the node is removed at once. A
+    /// leave from a node the tracker does not know changes nothing.
+    pub(crate) fn leave(
+        &mut self,
+        leave: &Leave,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Result<(), Refusal> {
+        self.sweep(now);
+        self.check_timestamp(&leave.id, leave.timestamp, wall_ms)?;
+        if let Some(entry) = self.nodes.get_mut(&leave.id) {
+            entry.last_timestamp = leave.timestamp;
+            if entry.removed_at.is_none() {
+                entry.removed_at = Some(now);
+                tracing::info!(
+                    node = leave.id.short(),
+                    addr = %entry.addr,
+                    reason = "left",
+                    "node marked removed"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The topology as of `now`, sorted by address (then id) so the output is stable.
+    pub(crate) fn topology(&mut self, now: Instant) -> Topology {
+        self.sweep(now);
+        let mut nodes: Vec<NodeInfo> = self
+            .nodes
+            .iter()
+            .map(|(id, entry)| NodeInfo {
+                id: *id,
+                addr: entry.addr.clone(),
+                status: if entry.removed_at.is_some() {
+                    NodeStatus::R
+                } else {
+                    NodeStatus::A
+                },
+                last_seen_ms: u64::try_from(
+                    now.saturating_duration_since(entry.last_seen).as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+                tip_height: entry.tip_height,
+                tip_hash: entry.tip_hash,
+                load: entry.load,
+                difficulty: entry.difficulty,
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.addr.cmp(&b.addr).then(a.id.cmp(&b.id)));
+        Topology { nodes }
+    }
+
+    /// Marks nodes silent for longer than `silent_after` removed, forgets nodes removed for
+    /// `forget_after`, and drops tombstones that have served their time.
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        let mut forgotten = Vec::new();
+        for (id, entry) in &mut self.nodes {
+            if entry.removed_at.is_none()
+                && now.saturating_duration_since(entry.last_seen) > self.silent_after
+            {
+                // Removed from the moment it went silent, so when it is forgotten does not depend
+                // on how often the sweep runs.
+                entry.removed_at = Some(entry.last_seen + self.silent_after);
+                tracing::info!(
+                    node = id.short(),
+                    addr = %entry.addr,
+                    reason = "silent",
+                    "node marked removed"
+                );
+            }
+            if entry
+                .removed_at
+                .is_some_and(|removed| now.saturating_duration_since(removed) >= self.forget_after)
+            {
+                forgotten.push(*id);
+            }
+        }
+        for id in forgotten {
+            if let Some(entry) = self.nodes.remove(&id) {
+                tracing::info!(node = id.short(), addr = %entry.addr, "node forgotten");
+                // Bounded like the table itself: past that, the clock-skew check is the only
+                // guard against replays, as it is after a restart.
+                if self.tombstones.len() < self.max_nodes {
+                    let tombstone = Tombstone {
+                        last_timestamp: entry.last_timestamp,
+                        until: now + self.max_clock_skew,
+                    };
+                    self.tombstones.insert(id, tombstone);
+                }
+            }
+        }
+        self.tombstones.retain(|_, tombstone| tombstone.until > now);
+    }
+
+    /// How many nodes the table holds, active or removed.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn check_timestamp(&self, id: &AccountId, timestamp: u64, wall_ms: u64) -> Result<(), Refusal> {
+        let skew_ms = timestamp.abs_diff(wall_ms);
+        let max_ms = u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        if skew_ms > max_ms {
+            return Err(Refusal::ClockSkew {
+                got: timestamp,
+                now: wall_ms,
+                skew_ms,
+                max_ms,
+            });
+        }
+        let last = self
+            .nodes
+            .get(id)
+            .map(|entry| entry.last_timestamp)
+            .or_else(|| {
+                self.tombstones
+                    .get(id)
+                    .map(|tombstone| tombstone.last_timestamp)
+            });
+        match last {
+            Some(last) if timestamp <= last => Err(Refusal::Replayed {
+                last,
+                got: timestamp,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Keypair;
+
+    const WALL: u64 = 1_700_000_000_000;
+
+    fn config() -> Config {
+        Config {
+            silent_after: Duration::from_secs(5),
+            forget_after: Duration::from_secs(60),
+            max_nodes: 2,
+            max_clock_skew: Duration::from_secs(300),
+            ..Config::default()
+        }
+    }
+
+    fn report(seed: u8, port: u16, timestamp: u64) -> Report {
+        let key = Keypair::from_seed([seed; 32]);
+        Report::sign(
+            &key,
+            format!("127.0.0.1:{port}"),
+            timestamp,
+            (7, BlockHash::ZERO),
+            0.25,
+            20,
+        )
+    }
+
+    fn statuses(registry: &mut Registry, now: Instant) -> Vec<(String, NodeStatus)> {
+        registry
+            .topology(now)
+            .nodes
+            .into_iter()
+            .map(|n| (n.addr, n.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_silent_node_is_removed_then_forgotten_and_a_returning_one_is_active() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&config());
+        registry.report(&report(1, 9000, WALL), t0, WALL).unwrap();
+        let topology = registry.topology(t0 + Duration::from_secs(2));
+        assert_eq!(topology.nodes[0].status, NodeStatus::A);
+        assert_eq!(topology.nodes[0].last_seen_ms, 2000);
+        assert_eq!(topology.nodes[0].tip_height, 7);
+
+        let silent = t0 + Duration::from_secs(6);
+        assert_eq!(
+            statuses(&mut registry, silent),
+            [("127.0.0.1:9000".to_string(), NodeStatus::R)]
+        );
+        // Removed at t0 + 5 s, so forgotten at t0 + 65 s, however late the sweep runs.
+        assert_eq!(
+            registry.topology(t0 + Duration::from_secs(64)).nodes.len(),
+            1
+        );
+        assert!(
+            registry
+                .topology(t0 + Duration::from_secs(66))
+                .nodes
+                .is_empty()
+        );
+
+        let back = t0 + Duration::from_secs(70);
+        registry
+            .report(&report(1, 9000, WALL + 70_000), back, WALL + 70_000)
+            .unwrap();
+        assert_eq!(
+            statuses(&mut registry, back),
+            [("127.0.0.1:9000".to_string(), NodeStatus::A)]
+        );
+    }
+
+    #[test]
+    fn replays_are_refused_even_after_the_node_is_forgotten() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&config());
+        registry.report(&report(1, 9000, WALL), t0, WALL).unwrap();
+        let again = registry.report(&report(1, 9000, WALL), t0, WALL);
+        assert_eq!(again.unwrap_err().code(), "replayed");
+        let leave = Leave::sign(&Keypair::from_seed([1; 32]), WALL);
+        assert_eq!(
+            registry.leave(&leave, t0, WALL).unwrap_err().code(),
+            "replayed"
+        );
+
+        let later = t0 + Duration::from_secs(100);
+        assert!(registry.topology(later).nodes.is_empty());
+        let replay = registry.report(&report(1, 9000, WALL), later, WALL + 100_000);
+        assert_eq!(replay.unwrap_err().code(), "replayed");
+        // Once its messages are too old for the clock check, the tombstone goes too.
+        registry.sweep(later + Duration::from_secs(301));
+        assert!(registry.tombstones.is_empty());
+    }
+
+    #[test]
+    fn clock_skew_and_a_full_table_are_refused() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&config());
+        let future = registry.report(&report(1, 9000, WALL + 301_000), t0, WALL);
+        assert_eq!(future.unwrap_err().code(), "clock_skew");
+        let past = registry.report(&report(1, 9000, WALL - 301_000), t0, WALL);
+        assert_eq!(past.unwrap_err().code(), "clock_skew");
+
+        registry.report(&report(1, 9001, WALL), t0, WALL).unwrap();
+        registry.report(&report(2, 9002, WALL), t0, WALL).unwrap();
+        assert_eq!(
+            registry
+                .report(&report(3, 9003, WALL), t0, WALL)
+                .unwrap_err()
+                .code(),
+            "tracker_full"
+        );
+        registry
+            .report(&report(2, 9002, WALL + 1), t0, WALL)
+            .unwrap();
+        assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn a_leave_removes_at_once_and_the_output_is_sorted_by_address() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&config());
+        registry.report(&report(1, 9002, WALL), t0, WALL).unwrap();
+        registry.report(&report(2, 9001, WALL), t0, WALL).unwrap();
+        registry
+            .leave(
+                &Leave::sign(&Keypair::from_seed([1; 32]), WALL + 1),
+                t0,
+                WALL,
+            )
+            .unwrap();
+        assert_eq!(
+            statuses(&mut registry, t0),
+            [
+                ("127.0.0.1:9001".to_string(), NodeStatus::A),
+                ("127.0.0.1:9002".to_string(), NodeStatus::R)
+            ]
+        );
+        // Forgotten `forget_after` after the leave (t0 + 60 s), while the other node, silent
+        // since t0 + 5 s, is still listed.
+        assert_eq!(
+            statuses(&mut registry, t0 + Duration::from_secs(61)),
+            [("127.0.0.1:9001".to_string(), NodeStatus::R)]
+        );
+    }
+
+    #[test]
+    fn an_infinite_load_is_refused_before_it_can_break_the_topology() {
+        let mut bad = report(1, 9000, WALL);
+        bad.load = f32::INFINITY;
+        // The load is not signed, so this still has a valid signature.
+        assert_eq!(verify_report(&bad).unwrap_err().code(), "bad_report");
+        assert_eq!(verify_report(&report(1, 9000, WALL)), Ok(()));
+    }
+}

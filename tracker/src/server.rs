@@ -1,0 +1,125 @@
+//! The accept loop: takes connections from an already bound listener, caps how many are served
+//! at once, runs the sweeper that ages the table, and shuts everything down when told to.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use protocol::codec::encode_line;
+use protocol::tracker::TrackerMessage;
+use protocol::wire::ErrorMessage;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::Config;
+use crate::connection::{self, Shared};
+use crate::registry::Registry;
+
+/// How long connection tasks get to finish once shutdown starts. They watch the same token, so
+/// they normally end at once; this bounds the wait if one does not.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// The pause after a failed accept (out of file descriptors, usually), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the tracker on `listener` until `shutdown` is cancelled, then stops accepting, closes
+/// every connection and returns. The table starts empty: nodes fill it with their next reports.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let registry: Shared = Arc::new(Mutex::new(Registry::new(&config)));
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let tasks = TaskTracker::new();
+    tasks.spawn(sweep(
+        registry.clone(),
+        sweep_period(&config),
+        shutdown.clone(),
+    ));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "tracker serving");
+    }
+
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "refusing connection: too many");
+            refuse_busy(&stream, config.max_connections);
+            continue;
+        };
+        let span = tracing::debug_span!("connection", %peer);
+        let (registry, config, shutdown) = (registry.clone(), config.clone(), shutdown.clone());
+        tasks.spawn(
+            async move {
+                connection::serve(stream, registry, config, shutdown).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    drop(listener);
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(left = tasks.len(), "some connections did not close in time");
+    }
+    tracing::info!("tracker stopped");
+    Ok(())
+}
+
+/// Tells a connection over the cap why it is closed, without waiting for it: the line is tiny and
+/// the socket's buffer is empty, so a non-blocking write takes it whole. Dropping the stream then
+/// closes it; a client flood costs the accept loop no more than that.
+fn refuse_busy(stream: &TcpStream, max: usize) {
+    let error = ErrorMessage::new(
+        "busy",
+        format!("the tracker is serving its maximum of {max} connections; try again"),
+    );
+    if let Ok(line) = encode_line(&TrackerMessage::Error(error)) {
+        // Nothing to do if it fails: the client sees the connection closed either way.
+        stream.try_write(line.as_bytes()).ok();
+    }
+}
+
+/// How often the sweeper ages the table: often enough that status changes are logged close to
+/// when they happen, seldom enough to cost nothing.
+fn sweep_period(config: &Config) -> Duration {
+    (config.silent_after.min(config.forget_after) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Ages the table every `period` (answers age it too), so a silent node is logged as removed and
+/// its memory freed even when nobody asks for the topology.
+async fn sweep(registry: Shared, period: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                let mut table = registry.lock().unwrap_or_else(PoisonError::into_inner);
+                table.sweep(Instant::now());
+            }
+        }
+    }
+}
