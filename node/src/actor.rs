@@ -1,0 +1,390 @@
+//! The chain actor: one thread owns the block tree, the pending pool, the store and the miner.
+//! Connections send it commands and get answers; it broadcasts events (new blocks, new records,
+//! blocks that joined the best chain) that connections forward. Keeping the CPU work (signature
+//! checks, reorgs, replay) on this thread keeps it off the async workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use protocol::difficulty::difficulty_for_load;
+use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE};
+use protocol::{
+    AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Pool,
+    PoolError, Record, RecordId,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::load::Load;
+use crate::miner::{Miner, Solved};
+use crate::store::Store;
+
+/// Identifies a connection; [`SELF`] is the node itself (its miner).
+pub type ConnId = u64;
+/// The node itself as the origin of an event.
+pub const SELF: ConnId = 0;
+
+/// What a connection asks of the chain.
+#[derive(Debug)]
+pub enum Command {
+    /// A record from a shop or a peer.
+    Record {
+        /// The record.
+        record: Record,
+        /// Who sent it.
+        from: ConnId,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<RecordOutcome>,
+    },
+    /// Blocks from a `B` (relay) or `C` (sync) line, in order.
+    Blocks {
+        /// The blocks.
+        blocks: Vec<Block>,
+        /// Who sent them.
+        from: ConnId,
+        /// Whether accepted blocks are relayed: yes for `B`, no for sync batches.
+        relay: bool,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<BlocksOutcome>,
+    },
+    /// A `D`: the blocks after a locator.
+    GetBlocks {
+        /// The asker's locator.
+        locator: Vec<BlockHash>,
+        /// At most this many.
+        max: usize,
+        /// The blocks and whether more follow.
+        reply: oneshot::Sender<(Vec<Arc<CheckedBlock>>, bool)>,
+    },
+    /// Our own locator, for a `D` we send.
+    Locator {
+        /// The locator.
+        reply: oneshot::Sender<Vec<BlockHash>>,
+    },
+    /// The miner found a block.
+    Mined(Solved),
+    /// Stop the actor.
+    Shutdown,
+}
+
+/// What became of a record.
+#[derive(Debug)]
+pub enum RecordOutcome {
+    /// Newly admitted to the pool.
+    Pending(Admitted),
+    /// Already in the pool.
+    AlreadyPending,
+    /// Already in this block of the best chain.
+    InBlock(Arc<CheckedBlock>),
+    /// Refused.
+    Refused(PoolError),
+}
+
+/// What became of a batch of blocks.
+#[derive(Debug, Default)]
+pub struct BlocksOutcome {
+    /// Blocks that entered the tree.
+    pub accepted: usize,
+    /// Blocks already known.
+    pub duplicates: usize,
+    /// The missing parent of an orphan, if one arrived.
+    pub orphan: Option<BlockHash>,
+    /// The first invalid block's error; the rest of the batch was not looked at.
+    pub invalid: Option<BlockError>,
+}
+
+/// Something connections may want to forward.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new valid block entered the tree.
+    Block {
+        /// The block.
+        block: Arc<CheckedBlock>,
+        /// Who sent it (not sent back to them).
+        from: ConnId,
+    },
+    /// A new valid record entered the pool.
+    Record {
+        /// The record.
+        record: Record,
+        /// Who sent it.
+        from: ConnId,
+    },
+    /// Blocks joined the best chain, oldest first (clients waiting for a record look here).
+    Connected(Vec<Arc<CheckedBlock>>),
+}
+
+/// The node's state as others see it (tracker reports, logs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Best tip height.
+    pub height: u64,
+    /// Best tip hash.
+    pub tip: BlockHash,
+    /// Difficulty the node mines at now.
+    pub difficulty: u32,
+    /// Other processes' CPU load.
+    pub load: f32,
+}
+
+/// The milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The actor's state.
+pub struct Actor {
+    chain: Chain,
+    pool: Pool,
+    store: Store,
+    /// Record id to the best-chain block holding it.
+    mined: HashMap<RecordId, BlockHash>,
+    events: broadcast::Sender<Event>,
+    status: watch::Sender<Status>,
+    miner: Miner,
+    account: AccountId,
+    load: Load,
+}
+
+impl Actor {
+    /// Builds the actor from a loaded chain and pool.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        chain: Chain,
+        pool: Pool,
+        store: Store,
+        events: broadcast::Sender<Event>,
+        status: watch::Sender<Status>,
+        miner: Miner,
+        account: AccountId,
+        load: Load,
+    ) -> Actor {
+        let mut mined = HashMap::new();
+        for height in 1..=chain.height() {
+            if let Some(block) = chain.at_height(height) {
+                for r in &block.records {
+                    mined.insert(r.id(), block.hash());
+                }
+            }
+        }
+        let mut actor = Actor {
+            chain,
+            pool,
+            store,
+            mined,
+            events,
+            status,
+            miner,
+            account,
+            load,
+        };
+        actor.publish_status();
+        actor.remine();
+        actor
+    }
+
+    /// Serves commands until [`Command::Shutdown`] or every sender is gone.
+    pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(command) = commands.blocking_recv() {
+            match command {
+                Command::Record {
+                    record,
+                    from,
+                    reply,
+                } => {
+                    let _ = reply.send(self.record(record, from));
+                }
+                Command::Blocks {
+                    blocks,
+                    from,
+                    relay,
+                    reply,
+                } => {
+                    let _ = reply.send(self.blocks(blocks, from, relay));
+                }
+                Command::GetBlocks {
+                    locator,
+                    max,
+                    reply,
+                } => {
+                    let _ = reply.send(self.chain.blocks_after(&locator, max));
+                }
+                Command::Locator { reply } => {
+                    let _ = reply.send(self.chain.locator());
+                }
+                Command::Mined(solved) => {
+                    self.miner.solved(solved.job);
+                    let hash = solved.block.header.hash();
+                    let records = solved.block.records.len();
+                    let outcome = self.blocks(vec![solved.block], SELF, true);
+                    if outcome.accepted > 0 {
+                        tracing::info!(
+                            height = self.chain.height(), hash = %hash.short(), records,
+                            hashes = solved.hashes, ms = solved.elapsed.as_millis() as u64,
+                            "mined a block"
+                        );
+                    }
+                }
+                Command::Shutdown => break,
+            }
+        }
+        self.miner.stop();
+    }
+
+    fn record(&mut self, record: Record, from: ConnId) -> RecordOutcome {
+        let id = record.id();
+        if let Some(block) = self.mined.get(&id).and_then(|h| self.chain.get(h)) {
+            return RecordOutcome::InBlock(Arc::clone(block));
+        }
+        match self.pool.add(record.clone()) {
+            Ok(admitted) => {
+                // Stored before it is acknowledged: an acknowledged record survives a crash.
+                if let Err(e) = self.store.write(&[], &[&record], &[]) {
+                    tracing::error!(error = %e, "cannot store a pending record");
+                }
+                let _ = self.events.send(Event::Record { record, from });
+                self.remine();
+                RecordOutcome::Pending(admitted)
+            }
+            Err(PoolError::AlreadyPending) => RecordOutcome::AlreadyPending,
+            Err(e) => RecordOutcome::Refused(e),
+        }
+    }
+
+    fn blocks(&mut self, blocks: Vec<Block>, from: ConnId, relay: bool) -> BlocksOutcome {
+        let mut outcome = BlocksOutcome::default();
+        let mut added: Vec<Arc<CheckedBlock>> = Vec::new();
+        let mut disconnected = Vec::new();
+        let mut connected = Vec::new();
+        for block in blocks {
+            match self.chain.insert(block, now_ms()) {
+                Ok(Imported::Duplicate) => outcome.duplicates += 1,
+                Ok(Imported::Orphan { missing }) => outcome.orphan = Some(missing),
+                Ok(imported) => {
+                    outcome.accepted += 1;
+                    added.extend(imported.added().iter().cloned());
+                    match imported {
+                        Imported::Extended { connected: c, .. } => connected.extend(c),
+                        Imported::Reorganized {
+                            disconnected: d,
+                            connected: c,
+                            ..
+                        } => {
+                            tracing::info!(
+                                depth = d.len(),
+                                new_height = self.chain.height(),
+                                "reorganised"
+                            );
+                            disconnected.extend(d);
+                            connected.extend(c);
+                        }
+                        _ => {}
+                    }
+                }
+                Err(e) => {
+                    outcome.invalid = Some(e);
+                    break;
+                }
+            }
+        }
+        if added.is_empty() {
+            return outcome;
+        }
+        // Net effect of the batch: a block connected then disconnected within it is neither.
+        let connected: Vec<_> = connected
+            .into_iter()
+            .filter(|b| self.chain.is_on_best(&b.hash()))
+            .collect();
+        let disconnected: Vec<_> = disconnected
+            .into_iter()
+            .filter(|b| !self.chain.is_on_best(&b.hash()))
+            .collect();
+        for block in &disconnected {
+            for r in &block.records {
+                self.mined.remove(&r.id());
+            }
+        }
+        let mut forget = Vec::new();
+        for block in &connected {
+            for r in &block.records {
+                self.mined.insert(r.id(), block.hash());
+                forget.push(r.id());
+            }
+        }
+        let tip_changed = !connected.is_empty();
+        if tip_changed {
+            self.pool
+                .on_tip_change(self.chain.ledger(), &disconnected, &connected);
+        }
+        let readded: Vec<&Record> = disconnected
+            .iter()
+            .flat_map(|b| b.records.iter())
+            .filter(|r| self.pool.contains(&r.id()))
+            .collect();
+        let to_store: Vec<&Block> = added.iter().map(|b| b.block()).collect();
+        if let Err(e) = self.store.write(&to_store, &readded, &forget) {
+            tracing::error!(error = %e, "cannot store blocks");
+        }
+        if relay {
+            for block in &added {
+                let _ = self.events.send(Event::Block {
+                    block: Arc::clone(block),
+                    from,
+                });
+            }
+        }
+        if tip_changed {
+            let _ = self.events.send(Event::Connected(connected));
+            self.publish_status();
+        }
+        // A side branch can start a tie this node has to break; an idle miner may have work.
+        if tip_changed || !self.miner.is_busy() {
+            self.remine();
+        }
+        outcome
+    }
+
+    /// Points the miner at the current tip and pool, or stops it when there is nothing to mine.
+    /// With nothing pending, the node may still have a tie to break: it then mines an empty
+    /// block on the tied tip [`Chain::tie_break_parent`] names.
+    fn remine(&mut self) {
+        let records = self
+            .pool
+            .template(MAX_BLOCK_RECORDS as usize, MAX_BLOCK_RECORDS_SIZE as usize);
+        let parent = if records.is_empty() {
+            match self.chain.tie_break_parent(&self.account) {
+                Some(parent) => parent,
+                None => {
+                    self.miner.stop();
+                    return;
+                }
+            }
+        } else {
+            Arc::clone(self.chain.tip())
+        };
+        let bits = self.difficulty();
+        let timestamp = now_ms().max(self.chain.min_timestamp_after(&parent.hash()));
+        let template = Block::template(&parent.header, records, self.account, bits, timestamp);
+        self.miner.submit(template);
+    }
+
+    fn difficulty(&self) -> u32 {
+        difficulty_for_load(self.chain.params().difficulty_floor, self.load.get())
+    }
+
+    fn publish_status(&self) {
+        let tip = self.chain.tip();
+        self.status.send_replace(Status {
+            height: tip.header.height,
+            tip: tip.hash(),
+            difficulty: self.difficulty(),
+            load: self.load.get(),
+        });
+    }
+}
+
+/// How long a connection waits for the actor before giving up (it is never this slow unless the
+/// process is stopping).
+pub const ACTOR_TIMEOUT: Duration = Duration::from_secs(30);

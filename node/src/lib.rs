@@ -1,0 +1,238 @@
+//! monkey-node: a headless Monkeychain daemon. It reports to the tracker, keeps connections to
+//! its peers, relays and syncs blocks and records, mines pending records, keeps the valid chain
+//! with the most work, and stores it crash-safely in its data dir.
+//!
+//! [`Node::open`] loads the store (and takes the data dir's lock); [`Node::run`] serves on an
+//! already bound listener until its shutdown token fires, which is what lets tests start a node
+//! on port 0.
+
+pub mod actor;
+pub mod conn;
+pub mod identity;
+pub mod load;
+pub mod miner;
+pub mod peers;
+pub mod reporter;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use protocol::tracker::Topology;
+use protocol::wire::{ErrorMessage, Message};
+use protocol::{AccountId, Chain, Keypair, Params, Pool, PoolLimits};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::actor::{Actor, Command, Status, now_ms};
+use crate::conn::Ctx;
+use crate::miner::Miner;
+use crate::reporter::Reporter;
+use crate::store::Store;
+
+/// Most inbound connections served at once (peers and clients); more are told `busy`.
+pub const MAX_INBOUND: usize = 256;
+/// How long a stopping node waits for its tasks.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// A node's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The tracker's address.
+    pub tracker: String,
+    /// The address peers and shops reach us at; the listener's address when `None`.
+    pub advertise: Option<String>,
+    /// Where the store and the key live.
+    pub data_dir: PathBuf,
+    /// Mining threads.
+    pub threads: usize,
+    /// The network's difficulty floor.
+    pub difficulty_floor: u32,
+    /// Most outbound peer connections.
+    pub max_peers: usize,
+    /// Time between tracker reports.
+    pub report_interval: Duration,
+}
+
+/// A node with its store loaded, ready to run.
+pub struct Node {
+    config: Config,
+    key: Keypair,
+    chain: Chain,
+    pool: Pool,
+    store: Store,
+}
+
+impl Node {
+    /// Opens the data dir (refusing one in use), loads the key, the chain and the pool.
+    pub fn open(config: Config) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let (mut store, loaded) = Store::open(&config.data_dir)?;
+        let key = identity::load_or_create(&config.data_dir)?;
+        let mut chain = Chain::new(Params::with_floor(config.difficulty_floor));
+        let (count, now) = (loaded.blocks.len(), now_ms());
+        let mut refused = 0;
+        for block in loaded.blocks {
+            if chain.insert(block, now).is_err() {
+                refused += 1;
+            }
+        }
+        if loaded.damaged + refused > 0 {
+            tracing::warn!(
+                damaged = loaded.damaged,
+                refused,
+                "skipped store entries that did not load"
+            );
+        }
+        let mut pool = Pool::new(chain.ledger(), PoolLimits::default());
+        let stored: Vec<_> = store.pending_ids().copied().collect();
+        for record in loaded.pending {
+            let _ = pool.add(record);
+        }
+        let stale: Vec<_> = stored.into_iter().filter(|id| !pool.contains(id)).collect();
+        store.write(&[], &[], &stale)?;
+        tracing::info!(
+            blocks = count, height = chain.height(), pending = pool.len(), id = %key.account(),
+            "loaded the store"
+        );
+        Ok(Node {
+            config,
+            key,
+            chain,
+            pool,
+            store,
+        })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> AccountId {
+        self.key.account()
+    }
+
+    /// Serves until `shutdown` fires, then tells the tracker, stops mining, closes connections.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Node {
+            config,
+            key,
+            chain,
+            pool,
+            store,
+        } = self;
+        let advertise = match &config.advertise {
+            Some(a) => a.clone(),
+            None => listener.local_addr()?.to_string(),
+        };
+        let (commands, command_rx) = mpsc::channel(1024);
+        let (events, _) = broadcast::channel(4096);
+        let (status_tx, status) = watch::channel(Status {
+            height: 0,
+            tip: protocol::genesis().header.hash(),
+            difficulty: config.difficulty_floor,
+            load: 0.0,
+        });
+        let (topology_tx, topology) = watch::channel(Topology::default());
+        let stop_sampler = Arc::new(AtomicBool::new(false));
+        let load = load::spawn(Arc::clone(&stop_sampler));
+        let miner_commands = commands.clone();
+        let miner = Miner::spawn(config.threads, move |solved| {
+            let _ = miner_commands.blocking_send(Command::Mined(solved));
+        })?;
+        let actor = Actor::new(
+            chain,
+            pool,
+            store,
+            events.clone(),
+            status_tx,
+            miner,
+            key.account(),
+            load,
+        );
+        let actor_thread = std::thread::Builder::new()
+            .name("chain".into())
+            .spawn(move || actor.run(command_rx))?;
+
+        let ctx = Ctx {
+            commands: commands.clone(),
+            events,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        };
+        let tasks = TaskTracker::new();
+        let reporter = Reporter {
+            tracker: config.tracker.clone(),
+            advertise,
+            key: key.clone(),
+            interval: config.report_interval,
+        };
+        tasks.spawn(reporter.run(status, topology_tx, shutdown.clone()));
+        tasks.spawn(peers::run(
+            key.account(),
+            config.max_peers,
+            topology,
+            ctx.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(accept(listener, ctx, tasks.clone(), shutdown.clone()));
+
+        shutdown.cancelled().await;
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        let _ = commands.send(Command::Shutdown).await;
+        stop_sampler.store(true, Ordering::Relaxed);
+        // The actor finishes its current command (at most one store write) and returns.
+        tokio::task::spawn_blocking(move || actor_thread.join())
+            .await
+            .ok();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Accepts connections until `cancel`, at most [`MAX_INBOUND`] at once.
+async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(MAX_INBOUND));
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            tracing::warn!(%addr, "too many connections; refusing one");
+            tasks.spawn(async move {
+                let busy = Message::Error(ErrorMessage::new("busy", "too many connections"));
+                if let Ok(line) = protocol::codec::encode_line(&busy) {
+                    let _ = stream.write_all(line.as_bytes()).await;
+                }
+            });
+            continue;
+        };
+        let (ctx, token) = (ctx.clone(), cancel.child_token());
+        tasks.spawn(async move {
+            conn::serve(stream, false, ctx, token).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,114 @@
+//! The `monkey-node` binary: flags, logging, the listener, signals; the rest is in the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use node::{Config, Node};
+use tokio_util::sync::CancellationToken;
+
+/// A Monkeychain node: mines, relays, syncs and stores the chain.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The tracker's address.
+    #[arg(long, env = "MONKEY_NODE_TRACKER", default_value = "127.0.0.1:7070")]
+    tracker: String,
+    /// The address to listen on for peers and shops.
+    #[arg(long, env = "MONKEY_NODE_LISTEN", default_value = "127.0.0.1:0")]
+    listen: String,
+    /// The address others reach this node at (default: the listening address). Set it to
+    /// THIS-HOST:PORT when listening on 0.0.0.0.
+    #[arg(long, env = "MONKEY_NODE_ADVERTISE")]
+    advertise: Option<String>,
+    /// Where the chain and the node's key are kept (default: a `node` folder in the platform's
+    /// data directory). One node per data dir.
+    #[arg(long, env = "MONKEY_NODE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Mining threads (default: every core).
+    #[arg(long, env = "MONKEY_NODE_THREADS")]
+    threads: Option<usize>,
+    /// The lowest difficulty, in leading zero bits, a block may have on this network.
+    #[arg(long, env = "MONKEY_NODE_DIFFICULTY_FLOOR", default_value_t = protocol::params::DEFAULT_DIFFICULTY_FLOOR)]
+    difficulty_floor: u32,
+    /// Most peers this node connects to.
+    #[arg(long, env = "MONKEY_NODE_MAX_PEERS", default_value_t = 8)]
+    max_peers: usize,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => dirs::data_dir()
+            .context("no data directory on this platform; pass --data-dir")?
+            .join("monkeychain")
+            .join("node"),
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(threads > 0, "--threads must be at least 1");
+    anyhow::ensure!(
+        args.difficulty_floor <= protocol::params::MAX_BITS,
+        "--difficulty-floor must be at most {}",
+        protocol::params::MAX_BITS
+    );
+    let config = Config {
+        tracker: args.tracker,
+        advertise: args.advertise,
+        data_dir,
+        threads,
+        difficulty_floor: args.difficulty_floor,
+        max_peers: args.max_peers,
+        report_interval: Duration::from_secs(1),
+    };
+    let node = Node::open(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        println!("listening on {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        node.run(listener, shutdown).await
+    })?;
+    // Connections still closing must not hold the process.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    Ok(())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    token.cancel();
+}

@@ -1,0 +1,179 @@
+//! The node's on-disk store: every accepted block and every pending record, in a redb database
+//! in the data dir. redb commits are atomic and durable, so a `kill -9` at any moment leaves
+//! either the state before a write or the state after it, never a store that fails to load.
+//! redb also locks the file, which is what refuses a second node on the same data dir.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use protocol::{Block, Record, RecordId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Blocks in the order they were accepted (a parent always before its children).
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Pending records in the order they were admitted.
+const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending");
+
+/// Why the store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the database open.
+    #[error("data dir {0} is in use by another node")]
+    InUse(String),
+    /// redb failed.
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    /// A value could not be encoded (a bug, not bad input).
+    #[error("store: encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The lock file could not be created.
+    #[error("store: lock file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! db_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(e: $ty) -> StoreError {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What the store held at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Blocks in acceptance order.
+    pub blocks: Vec<Block>,
+    /// Pending records in admission order.
+    pub pending: Vec<Record>,
+    /// Entries that could not be parsed and were skipped.
+    pub damaged: usize,
+}
+
+/// The open store.
+#[derive(Debug)]
+pub struct Store {
+    /// Held for the store's lifetime: the operating system drops the lock when the process dies,
+    /// however it dies.
+    _lock: std::fs::File,
+    db: Database,
+    next_block: u64,
+    next_pending: u64,
+    pending_keys: HashMap<RecordId, u64>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and reads everything in it.
+    pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = std::fs::File::create(dir.join("LOCK"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::InUse(dir.display().to_string()));
+        }
+        let path = dir.join("chain.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse(dir.display().to_string())
+            }
+            other => StoreError::Db(other.into()),
+        })?;
+        let txn = db.begin_write()?;
+        txn.open_table(BLOCKS)?;
+        txn.open_table(PENDING)?;
+        txn.commit()?;
+
+        let mut loaded = Loaded::default();
+        let mut store = Store {
+            _lock: lock,
+            db,
+            next_block: 0,
+            next_pending: 0,
+            pending_keys: HashMap::new(),
+        };
+        let read = store.db.begin_read()?;
+        for entry in read.open_table(BLOCKS)?.iter()? {
+            let (key, value) = entry?;
+            store.next_block = key.value() + 1;
+            match serde_json::from_slice::<Block>(value.value()) {
+                Ok(block) => loaded.blocks.push(block),
+                Err(_) => loaded.damaged += 1,
+            }
+        }
+        for entry in read.open_table(PENDING)?.iter()? {
+            let (key, value) = entry?;
+            store.next_pending = key.value() + 1;
+            match serde_json::from_slice::<Record>(value.value()) {
+                Ok(record) => {
+                    store.pending_keys.insert(record.id(), key.value());
+                    loaded.pending.push(record);
+                }
+                Err(_) => loaded.damaged += 1,
+            }
+        }
+        Ok((store, loaded))
+    }
+
+    /// Writes a batch in one durable transaction: new blocks, new pending records, and pending
+    /// records to forget (mined, or found invalid).
+    pub fn write(
+        &mut self,
+        blocks: &[&Block],
+        add_pending: &[&Record],
+        forget: &[RecordId],
+    ) -> Result<(), StoreError> {
+        let forget: Vec<(RecordId, u64)> = forget
+            .iter()
+            .filter_map(|id| self.pending_keys.get(id).map(|k| (*id, *k)))
+            .collect();
+        let add: Vec<&&Record> = add_pending
+            .iter()
+            .filter(|r| !self.pending_keys.contains_key(&r.id()))
+            .collect();
+        if blocks.is_empty() && add.is_empty() && forget.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        let mut next_block = self.next_block;
+        let mut next_pending = self.next_pending;
+        let mut new_keys = Vec::new();
+        {
+            let mut table = txn.open_table(BLOCKS)?;
+            for block in blocks {
+                let bytes = serde_json::to_vec(block)?;
+                table.insert(next_block, bytes.as_slice())?;
+                next_block += 1;
+            }
+            let mut table = txn.open_table(PENDING)?;
+            for record in add {
+                let bytes = serde_json::to_vec(record)?;
+                table.insert(next_pending, bytes.as_slice())?;
+                new_keys.push((record.id(), next_pending));
+                next_pending += 1;
+            }
+            for (_, key) in &forget {
+                table.remove(key)?;
+            }
+        }
+        txn.commit()?;
+        self.next_block = next_block;
+        self.next_pending = next_pending;
+        self.pending_keys.extend(new_keys);
+        for (id, _) in forget {
+            self.pending_keys.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Pending records currently stored.
+    pub fn pending_ids(&self) -> impl Iterator<Item = &RecordId> {
+        self.pending_keys.keys()
+    }
+}
