@@ -5,7 +5,7 @@ use protocol::wire::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::*;
+use testkit::*;
 
 /// Sends `bytes`, then reads everything until the node closes; returns what it said.
 async fn send_raw(addr: &str, bytes: &[u8]) -> String {

@@ -1,8 +1,7 @@
 //! Integration tests of monkey-node: real node processes on loopback, port 0 and temporary data
-//! dirs, around an in-process tracker, at a low difficulty floor so blocks come fast.
+//! dirs, around a tracker process (all from `testkit`), at a low difficulty floor so blocks come fast.
 
 mod bad_input;
 mod network;
 mod restart;
-mod support;
 mod sync;

@@ -3,7 +3,7 @@
 use protocol::RecordId;
 use protocol::tracker::NodeStatus;
 
-use crate::support::*;
+use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_see_each_other_and_agree_on_a_record() {
@@ -83,7 +83,7 @@ async fn a_stopped_node_is_removed_at_once_and_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_tracker_has_the_whole_topology_again_and_nodes_relay_meanwhile() {
-    let tracker = Tracker::start().await;
+    let mut tracker = Tracker::start().await;
     let addr = tracker.addr.clone();
     let dir = tempfile::tempdir().unwrap();
     let a = NodeProc::start(&addr, &dir.path().join("a"));
@@ -95,14 +95,14 @@ async fn a_restarted_tracker_has_the_whole_topology_again_and_nodes_relay_meanwh
     client.submit_and_wait(first.clone()).await;
     wait_all_agree(&[&a, &b], &[first.id()]).await;
 
-    tracker.stop().await;
+    tracker.kill();
     // With the tracker down, a purchase at one node is mined and reaches the other.
     let second = buy(&key(1), 1, "capuchin");
     client.submit_and_wait(second.clone()).await;
     wait_all_agree(&[&a, &b], &[first.id(), second.id()]).await;
 
     let restarted = std::time::Instant::now();
-    let tracker = Tracker::start_on(&addr).await;
+    tracker.restart().await;
     tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
     // Nodes retry at least once a second, so the topology is whole in about 2 s; the bound is
     // loose for a loaded machine but fails a node that backs off for longer.

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::*;
+use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_comes_back_with_its_chain_and_catches_up() {

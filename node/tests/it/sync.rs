@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use protocol::wire::{Blocks, Message};
 use protocol::{Action, Block, Record, genesis};
 
-use crate::support::*;
+use testkit::*;
 
 /// `n` valid blocks on genesis, each with one record (a vote in its own poll).
 fn chain_of(n: usize) -> Vec<Block> {

@@ -1,0 +1,110 @@
+//! Test helpers every crate's integration tests share: a tracker and nodes started as real
+//! processes on loopback (port 0, temporary folders), a client that speaks the node's lines,
+//! the whole chain fetched from a node, and waits with a deadline.
+//!
+//! The binaries are found next to the test executable and built first with the same cargo and
+//! profile (`cargo build -p node --bin monkey-node`), so `cargo test -p shop` works without a
+//! prior workspace build. Every process started here is killed when its handle drops, and a
+//! node whose test panics prints the end of its log.
+
+mod bin;
+mod client;
+mod proc;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
+
+pub use bin::binary;
+pub use client::{Client, fetch_chain};
+pub use proc::{NodeProc, Tracker, start_network};
+
+/// The difficulty floor nodes in tests run at: a block takes a few hundred hashes.
+pub const FLOOR: u32 = 8;
+/// How long any condition may take before a test fails. Long, because CI machines are shared.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 20 ms until it returns `Some`, failing the test after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The tip hash of a fetched chain (genesis for an empty one).
+pub fn tip(chain: &[Block]) -> BlockHash {
+    chain
+        .last()
+        .map_or(protocol::genesis().header.hash(), |b| b.header.hash())
+}
+
+/// How many times each record id appears in a chain.
+pub fn record_counts(chain: &[Block]) -> HashMap<RecordId, usize> {
+    let mut counts = HashMap::new();
+    for block in chain {
+        for r in &block.records {
+            *counts.entry(r.id()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Waits until every node's chain holds each of `ids` exactly once and all tips agree; returns
+/// that chain. Fails at once if any record appears twice.
+pub async fn wait_all_agree(nodes: &[&NodeProc], ids: &[RecordId]) -> Vec<Block> {
+    wait_for(
+        "every node to hold every record once, on one tip",
+        DEADLINE,
+        || async {
+            let mut tips = Vec::new();
+            let mut last = None;
+            for node in nodes {
+                let chain = fetch_chain(&node.addr).await?;
+                let counts = record_counts(&chain);
+                assert!(counts.values().all(|&n| n == 1), "a record applied twice");
+                if ids.iter().any(|id| counts.get(id) != Some(&1)) {
+                    return None;
+                }
+                tips.push(tip(&chain));
+                last = Some(chain);
+            }
+            tips.windows(2).all(|w| w[0] == w[1]).then_some(last?)
+        },
+    )
+    .await
+}
+
+/// A deterministic key.
+pub fn key(n: u8) -> Keypair {
+    Keypair::from_seed([n; 32])
+}
+
+/// A signed join, the account's first record.
+pub fn join(k: &Keypair, name: &str) -> Record {
+    Record::sign(k, 0, Action::Join { name: name.into() })
+}
+
+/// A signed purchase.
+pub fn buy(k: &Keypair, seq: u64, monkey: &str) -> Record {
+    Record::sign(
+        k,
+        seq,
+        Action::Purchase {
+            monkey: monkey.into(),
+        },
+    )
+}
