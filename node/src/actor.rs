@@ -61,6 +61,11 @@ pub enum Command {
         /// The locator.
         reply: oneshot::Sender<Vec<BlockHash>>,
     },
+    /// The best tip, for a new subscriber.
+    Tip {
+        /// The tip.
+        reply: oneshot::Sender<Arc<CheckedBlock>>,
+    },
     /// The miner found a block.
     Mined(Solved),
     /// Stop the actor.
@@ -96,12 +101,16 @@ pub struct BlocksOutcome {
 /// Something connections may want to forward.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A new valid block entered the tree.
-    Block {
-        /// The block.
-        block: Arc<CheckedBlock>,
-        /// Who sent it (not sent back to them).
+    /// New valid blocks entered the tree, parents first.
+    Blocks {
+        /// The blocks.
+        blocks: Arc<[Arc<CheckedBlock>]>,
+        /// Who sent them (they are not relayed back to them).
         from: ConnId,
+        /// Whether peers get them relayed: yes for `B` and our own, no for sync batches.
+        relay: bool,
+        /// When they entered the tree (node clock, milliseconds).
+        received_ms: u64,
     },
     /// A new valid record entered the pool.
     Record {
@@ -110,8 +119,15 @@ pub enum Event {
         /// Who sent it.
         from: ConnId,
     },
-    /// Blocks joined the best chain, oldest first (clients waiting for a record look here).
-    Connected(Vec<Arc<CheckedBlock>>),
+    /// The best tip moved (clients waiting for a record and subscribers look here).
+    Tip {
+        /// The new tip.
+        tip: Arc<CheckedBlock>,
+        /// Blocks that left the best chain, the old tip first.
+        disconnected: Arc<[Arc<CheckedBlock>]>,
+        /// Blocks that joined it, oldest first.
+        connected: Arc<[Arc<CheckedBlock>]>,
+    },
 }
 
 /// The node's state as others see it (tracker reports, logs).
@@ -214,6 +230,9 @@ impl Actor {
                 Command::Locator { reply } => {
                     let _ = reply.send(self.chain.locator());
                 }
+                Command::Tip { reply } => {
+                    let _ = reply.send(Arc::clone(self.chain.tip()));
+                }
                 Command::Mined(solved) => {
                     self.miner.solved(solved.job);
                     let hash = solved.block.header.hash();
@@ -256,8 +275,7 @@ impl Actor {
     fn blocks(&mut self, blocks: Vec<Block>, from: ConnId, relay: bool) -> BlocksOutcome {
         let mut outcome = BlocksOutcome::default();
         let mut added: Vec<Arc<CheckedBlock>> = Vec::new();
-        let mut disconnected = Vec::new();
-        let mut connected = Vec::new();
+        let old_tip = self.chain.tip().hash();
         for block in blocks {
             match self.chain.insert(block, now_ms()) {
                 Ok(Imported::Duplicate) => outcome.duplicates += 1,
@@ -265,23 +283,6 @@ impl Actor {
                 Ok(imported) => {
                     outcome.accepted += 1;
                     added.extend(imported.added().iter().cloned());
-                    match imported {
-                        Imported::Extended { connected: c, .. } => connected.extend(c),
-                        Imported::Reorganized {
-                            disconnected: d,
-                            connected: c,
-                            ..
-                        } => {
-                            tracing::info!(
-                                depth = d.len(),
-                                new_height = self.chain.height(),
-                                "reorganised"
-                            );
-                            disconnected.extend(d);
-                            connected.extend(c);
-                        }
-                        _ => {}
-                    }
                 }
                 Err(e) => {
                     outcome.invalid = Some(e);
@@ -292,15 +293,15 @@ impl Actor {
         if added.is_empty() {
             return outcome;
         }
-        // Net effect of the batch: a block connected then disconnected within it is neither.
-        let connected: Vec<_> = connected
-            .into_iter()
-            .filter(|b| self.chain.is_on_best(&b.hash()))
-            .collect();
-        let disconnected: Vec<_> = disconnected
-            .into_iter()
-            .filter(|b| !self.chain.is_on_best(&b.hash()))
-            .collect();
+        // The old tip stays in the tree: blocks on the best chain are never removed.
+        let (disconnected, connected) = self.chain.changes_since(&old_tip).unwrap_or_default();
+        if !disconnected.is_empty() {
+            tracing::info!(
+                depth = disconnected.len(),
+                height = self.chain.height(),
+                "reorganised"
+            );
+        }
         for block in &disconnected {
             for r in &block.records {
                 self.mined.remove(&r.id());
@@ -327,16 +328,18 @@ impl Actor {
         if let Err(e) = self.store.write(&to_store, &readded, &forget) {
             tracing::error!(error = %e, "cannot store blocks");
         }
-        if relay {
-            for block in &added {
-                let _ = self.events.send(Event::Block {
-                    block: Arc::clone(block),
-                    from,
-                });
-            }
-        }
+        let _ = self.events.send(Event::Blocks {
+            blocks: added.into(),
+            from,
+            relay,
+            received_ms: now_ms(),
+        });
         if tip_changed {
-            let _ = self.events.send(Event::Connected(connected));
+            let _ = self.events.send(Event::Tip {
+                tip: Arc::clone(self.chain.tip()),
+                disconnected: disconnected.into(),
+                connected: connected.into(),
+            });
             self.publish_status();
         }
         // A side branch can start a tie this node has to break; an idle miner may have work.

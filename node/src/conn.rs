@@ -1,9 +1,10 @@
 //! One connection, from a peer node or a client (a shop, `nc`, the visualizer), both directions.
 //!
-//! A connection becomes a *peer* when it is one we opened to another node, or when it asks for
-//! the chain (`D`) or sends blocks: peers get new blocks and records relayed as they come. A
-//! client that sent a record gets a `K` once it is pending and a `B` once it is in a block of
-//! the best chain.
+//! A connection's [`Role`] decides what it is sent besides answers. A *peer* (a connection we
+//! opened to another node, or one that sends `B`, `C` or `D`) gets every new block and record
+//! relayed. A *subscriber* (one that sent `S`: the visualizer) gets a `U` for every block that
+//! enters the tree and every move of the best tip. A *client* (a shop) gets only the answers
+//! about its own records: `K` once pending, `B` once in a block of the best chain.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use protocol::codec::{LineCodec, MAX_LINE};
+use protocol::codec::{LineCodec, MAX_LINE, WireError};
 use protocol::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message};
-use protocol::{Admitted, BlockError, BlockHash, CheckedBlock, RecordId};
+use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message, Update};
+use protocol::{Admitted, BlockError, BlockHash, CheckedBlock, LedgerError, PoolError, RecordId};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -25,7 +26,8 @@ use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordO
 
 /// A client must say something this soon after connecting.
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client (not a peer, and not waiting for a record) that says nothing this long is closed.
+/// A client (not a peer or subscriber, and not waiting for a record) that says nothing this
+/// long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most records one connection waits on for a `B`: bounds per-connection memory.
 pub const MAX_AWAITING: usize = 4096;
@@ -43,13 +45,24 @@ pub struct Ctx {
     pub next_conn: Arc<AtomicU64>,
 }
 
+/// What a connection is to this node, which decides what it is sent unasked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A shop or a person: answers only.
+    Client,
+    /// Another node: relays both ways.
+    Peer,
+    /// The visualizer: `U` updates.
+    Subscriber,
+}
+
 type Link = Framed<TcpStream, LineCodec<Message>>;
 
 struct Conn {
     id: ConnId,
     ctx: Ctx,
     link: Link,
-    peer: bool,
+    role: Role,
     sent_locator: bool,
     awaiting: HashSet<RecordId>,
     label: String,
@@ -67,13 +80,15 @@ pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: Cancella
     let label = stream
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
+    // Relays are small lines that must leave at once, not wait for more to coalesce.
+    stream.set_nodelay(true).ok();
     let mut events = ctx.events.subscribe();
     let link = Framed::new(stream, LineCodec::<Message>::new());
     let mut conn = Conn {
         id,
         ctx,
         link,
-        peer: outbound,
+        role: if outbound { Role::Peer } else { Role::Client },
         sent_locator: false,
         awaiting: HashSet::new(),
         label,
@@ -85,7 +100,10 @@ pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: Cancella
     let mut last_heard = Instant::now();
     let mut heard_anything = false;
     loop {
-        let limit = match (conn.peer || !conn.awaiting.is_empty(), heard_anything) {
+        let limit = match (
+            conn.role != Role::Client || !conn.awaiting.is_empty(),
+            heard_anything,
+        ) {
             (true, _) => None,
             (false, false) => Some(FIRST_MESSAGE_TIMEOUT),
             (false, true) => Some(IDLE_TIMEOUT),
@@ -99,12 +117,13 @@ pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: Cancella
         let flow = tokio::select! {
             _ = cancel.cancelled() => Flow::Close,
             _ = idle => {
-                let _ = conn.send(Message::Error(ErrorMessage::new("timeout", "idle for too long"))).await;
+                let error = ErrorMessage::new("timeout", "idle for too long");
+                let _ = conn.send(Message::Error(error)).await;
                 Flow::Close
             }
             frame = conn.link.next() => match frame {
                 None => Flow::Close,
-                Some(Err(protocol::codec::WireError::Io(e))) => {
+                Some(Err(WireError::Io(e))) => {
                     tracing::debug!(conn = id, addr = %conn.label, error = %e, "connection lost");
                     Flow::Close
                 }
@@ -142,6 +161,13 @@ impl Conn {
         tokio::time::timeout(ACTOR_TIMEOUT, rx).await.ok()?.ok()
     }
 
+    /// A message that makes a client a peer; a subscriber stays a subscriber.
+    fn become_peer(&mut self) {
+        if self.role == Role::Client {
+            self.role = Role::Peer;
+        }
+    }
+
     /// Sends `D` with our locator; after a `C` with more to come, the last block received goes
     /// first, so the answer continues right after it whichever branch it was on.
     async fn send_locator(&mut self, after: Option<BlockHash>) -> Result<(), ()> {
@@ -161,7 +187,7 @@ impl Conn {
         let result = match message {
             Message::Record(record) => self.on_record(record).await,
             Message::Block(block) => {
-                self.peer = true;
+                self.become_peer();
                 let outcome = self
                     .ask(|reply| Command::Blocks {
                         blocks: vec![block],
@@ -173,7 +199,7 @@ impl Conn {
                 self.on_blocks(outcome, None).await
             }
             Message::Blocks(Blocks { blocks, more }) => {
-                self.peer = true;
+                self.become_peer();
                 let last = blocks.last().map(|b| b.header.hash());
                 let outcome = self
                     .ask(|reply| Command::Blocks {
@@ -186,14 +212,21 @@ impl Conn {
                 self.on_blocks(outcome, last.filter(|_| more)).await
             }
             Message::GetBlocks(GetBlocks { locator }) => {
-                self.peer = true;
+                self.become_peer();
                 self.on_get_blocks(locator).await
             }
+            Message::Subscribe => self.on_subscribe().await,
             Message::Error(e) => {
                 tracing::debug!(conn = self.id, code = %e.code, message = %e.message, "peer reported an error");
                 Ok(Flow::Continue)
             }
             Message::Ack(_) => Ok(Flow::Continue),
+            Message::Update(_) => {
+                let error = ErrorMessage::new("unexpected", "U is what a node sends, not takes");
+                self.send(Message::Error(error))
+                    .await
+                    .map(|()| Flow::Continue)
+            }
         };
         result.unwrap_or(Flow::Close)
     }
@@ -210,11 +243,12 @@ impl Conn {
         else {
             return Err(());
         };
+        let peer = self.role == Role::Peer;
         let status = match outcome {
             RecordOutcome::Pending(Admitted::Ready) | RecordOutcome::AlreadyPending => "pending",
             RecordOutcome::Pending(Admitted::Waiting) => "waiting",
             RecordOutcome::InBlock(block) => {
-                if !self.peer {
+                if !peer {
                     self.send(Message::Ack(Ack {
                         id,
                         status: "mined".into(),
@@ -226,8 +260,11 @@ impl Conn {
             }
             RecordOutcome::Refused(error) => {
                 // A relayed record we already have in a block, or saw replaced, is no one's fault.
-                let stale = matches!(error, protocol::PoolError::Ledger(protocol::LedgerError::BadSequence { expected, got }) if got < expected);
-                if !(self.peer && stale) {
+                let stale = matches!(
+                    error,
+                    PoolError::Ledger(LedgerError::BadSequence { expected, got }) if got < expected
+                );
+                if !(peer && stale) {
                     tracing::debug!(conn = self.id, error = %error, "refused a record");
                     self.send(Message::Error(ErrorMessage::new("invalid_record", &error)))
                         .await?;
@@ -235,7 +272,7 @@ impl Conn {
                 return Ok(Flow::Continue);
             }
         };
-        if !self.peer {
+        if !peer {
             if self.awaiting.len() < MAX_AWAITING {
                 self.awaiting.insert(id);
             }
@@ -282,41 +319,46 @@ impl Conn {
             .ok_or(())?;
         let message = blocks_message(&blocks, more);
         self.send(message).await?;
-        if !self.sent_locator {
+        if self.role == Role::Peer && !self.sent_locator {
             // Each side of a new link asks for what it lacks.
             self.send_locator(None).await?;
         }
         Ok(Flow::Continue)
     }
 
+    /// `S`: from now on this connection gets `U` updates, starting with the current tip.
+    async fn on_subscribe(&mut self) -> Result<Flow, ()> {
+        self.role = Role::Subscriber;
+        let tip = self.ask(|reply| Command::Tip { reply }).await.ok_or(())?;
+        let update = Update::Tip {
+            hash: tip.hash(),
+            height: tip.header.height,
+            disconnected: Vec::new(),
+            connected: Vec::new(),
+        };
+        self.send(Message::Update(update)).await?;
+        Ok(Flow::Continue)
+    }
+
     async fn forward(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Flow {
         let sent = match event {
-            Ok(Event::Block { block, from }) if self.peer && from != self.id => {
-                self.send(Message::Block(block.block().clone())).await
-            }
-            Ok(Event::Record { record, from }) if self.peer && from != self.id => {
-                self.send(Message::Record(record)).await
-            }
-            Ok(Event::Connected(blocks)) if !self.awaiting.is_empty() => {
-                let mut result = Ok(());
-                for block in blocks {
-                    let mut hit = false;
-                    for r in &block.records {
-                        hit |= self.awaiting.remove(&r.id());
-                    }
-                    if hit {
-                        result = self.send(Message::Block(block.block().clone())).await;
-                    }
-                }
-                result
-            }
-            Ok(_) => Ok(()),
+            Ok(event) => match self.role {
+                Role::Peer => self.forward_to_peer(event).await,
+                Role::Subscriber => self.forward_to_subscriber(event).await,
+                Role::Client => self.forward_to_client(event).await,
+            },
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::debug!(conn = self.id, missed, "fell behind on events");
-                if self.peer {
-                    self.send_locator(None).await
-                } else {
-                    Ok(())
+                match self.role {
+                    // A peer catches up by asking for what it lacks.
+                    Role::Peer => self.send_locator(None).await,
+                    // A subscriber cannot tell what it missed: it reconnects and resyncs.
+                    Role::Subscriber => {
+                        let error = ErrorMessage::new("lagged", "missed updates; resubscribe");
+                        let _ = self.send(Message::Error(error)).await;
+                        Err(())
+                    }
+                    Role::Client => Ok(()),
                 }
             }
             Err(broadcast::error::RecvError::Closed) => Err(()),
@@ -326,6 +368,78 @@ impl Conn {
         } else {
             Flow::Close
         }
+    }
+
+    async fn forward_to_peer(&mut self, event: Event) -> Result<(), ()> {
+        match event {
+            Event::Blocks {
+                blocks,
+                from,
+                relay: true,
+                ..
+            } if from != self.id => {
+                for block in blocks.iter() {
+                    self.send(Message::Block(block.block().clone())).await?;
+                }
+                Ok(())
+            }
+            Event::Record { record, from } if from != self.id => {
+                self.send(Message::Record(record)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn forward_to_subscriber(&mut self, event: Event) -> Result<(), ()> {
+        match event {
+            Event::Blocks {
+                blocks,
+                received_ms,
+                ..
+            } => {
+                for block in blocks.iter() {
+                    let update = Update::Block {
+                        block: block.block().clone(),
+                        received_ms,
+                    };
+                    self.send(Message::Update(update)).await?;
+                }
+                Ok(())
+            }
+            Event::Tip {
+                tip,
+                disconnected,
+                connected,
+            } => {
+                let update = Update::Tip {
+                    hash: tip.hash(),
+                    height: tip.header.height,
+                    disconnected: disconnected.iter().map(|b| b.hash()).collect(),
+                    connected: connected.iter().map(|b| b.hash()).collect(),
+                };
+                self.send(Message::Update(update)).await
+            }
+            Event::Record { .. } => Ok(()),
+        }
+    }
+
+    async fn forward_to_client(&mut self, event: Event) -> Result<(), ()> {
+        let Event::Tip { connected, .. } = event else {
+            return Ok(());
+        };
+        if self.awaiting.is_empty() {
+            return Ok(());
+        }
+        for block in connected.iter() {
+            let mut hit = false;
+            for r in &block.records {
+                hit |= self.awaiting.remove(&r.id());
+            }
+            if hit {
+                self.send(Message::Block(block.block().clone())).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -477,6 +477,31 @@ impl Chain {
         }
     }
 
+    /// How the best chain changed since its tip was `old_tip`: the blocks that left it (from
+    /// `old_tip` back to the fork point, `old_tip` first) and the blocks that joined it (after
+    /// the fork point, oldest first). `None` when `old_tip` is not in the tree.
+    ///
+    /// A batch of inserts can connect a block, disconnect it and connect it again; comparing the
+    /// two tips gives the net change once.
+    #[allow(clippy::type_complexity)]
+    pub fn changes_since(
+        &self,
+        old_tip: &BlockHash,
+    ) -> Option<(Vec<Arc<CheckedBlock>>, Vec<Arc<CheckedBlock>>)> {
+        let mut disconnected = Vec::new();
+        let mut cursor = self.entries.get(old_tip)?;
+        while !self.is_on_best(&cursor.block.hash()) {
+            disconnected.push(Arc::clone(&cursor.block));
+            cursor = self.entries.get(&cursor.block.header.prev_hash)?;
+        }
+        let fork_height = cursor.block.header.height as usize;
+        let connected = self.best[fork_height + 1..]
+            .iter()
+            .map(|h| Arc::clone(&self.entries[h].block))
+            .collect();
+        Some((disconnected, connected))
+    }
+
     /// A block locator for the best chain: the tip, the 9 blocks below it, then hashes at
     /// doubling distances back, always ending with genesis; at most [`MAX_LOCATOR`] hashes.
     pub fn locator(&self) -> Vec<BlockHash> {

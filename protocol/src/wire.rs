@@ -8,6 +8,8 @@
 //! | `D` | optional `{"locator": [hash, ...]}` | a request for the chain after the locator |
 //! | `E` | `{"code": str, "message": str}` | an error |
 //! | `K` | `{"id": record id, "status": "pending"}` | a record was accepted into the pool |
+//! | `S` | none | subscribe to the node's updates (the visualizer) |
+//! | `U` | an [`Update`] | a block entered the node's tree, or its best tip moved |
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,35 @@ pub enum Message {
     Error(ErrorMessage),
     /// `K`: a record is pending.
     Ack(Ack),
+    /// `S`: subscribe to updates.
+    Subscribe,
+    /// `U`: an update for a subscriber.
+    Update(Update),
+}
+
+/// The payload of `U`: what a subscriber (the visualizer) is told as it happens, so it follows
+/// a node with work in proportion to what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Update {
+    /// A block entered the node's tree, on any branch (relayed, synced or mined).
+    Block {
+        /// The block.
+        block: Block,
+        /// The node's clock when the block entered its tree, in milliseconds.
+        received_ms: u64,
+    },
+    /// The node's best tip is now `hash`. Sent first on subscribing, then at every change.
+    Tip {
+        /// The new best tip.
+        hash: BlockHash,
+        /// Its height.
+        height: u64,
+        /// Blocks that left the best chain, the old tip first (empty unless a reorg).
+        disconnected: Vec<BlockHash>,
+        /// Blocks that joined it, oldest first.
+        connected: Vec<BlockHash>,
+    },
 }
 
 /// The payload of `C`.
@@ -90,6 +121,8 @@ impl WireMessage for Message {
             Message::GetBlocks(_) => b'D',
             Message::Error(_) => b'E',
             Message::Ack(_) => b'K',
+            Message::Subscribe => b'S',
+            Message::Update(_) => b'U',
         }
     }
 
@@ -102,6 +135,8 @@ impl WireMessage for Message {
             Message::GetBlocks(d) => serde_json::to_string(d)?,
             Message::Error(e) => serde_json::to_string(e)?,
             Message::Ack(k) => serde_json::to_string(k)?,
+            Message::Subscribe => return Ok(None),
+            Message::Update(u) => serde_json::to_string(u)?,
         };
         Ok(Some(json))
     }
@@ -133,6 +168,8 @@ impl WireMessage for Message {
             }
             b'E' => Message::Error(WireError::json(opcode, payload)?),
             b'K' => Message::Ack(WireError::json(opcode, payload)?),
+            b'S' => Message::Subscribe,
+            b'U' => Message::Update(WireError::json(opcode, payload)?),
             other => return Err(WireError::UnknownOpcode((other as char).to_string())),
         })
     }

@@ -4,4 +4,5 @@
 mod bad_input;
 mod network;
 mod restart;
+mod subscribe;
 mod sync;

@@ -112,6 +112,37 @@ fn only_the_holder_or_miner_of_the_lowest_tied_tip_breaks_the_tie() {
 }
 
 #[test]
+fn changes_since_an_old_tip_are_the_net_reorg() {
+    let mut chain = Chain::new(params());
+    let easy = mine_chain(&genesis(), 3, 1);
+    for b in &easy {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    let old_tip = easy[2].header.hash();
+    let (gone, joined) = chain.changes_since(&old_tip).unwrap();
+    assert!(gone.is_empty() && joined.is_empty(), "nothing changed");
+
+    let hard = mine_chain(&easy[0], 2, 3);
+    for b in &hard {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    let (gone, joined) = chain.changes_since(&old_tip).unwrap();
+    let hashes = |v: &[std::sync::Arc<protocol::CheckedBlock>]| -> Vec<Hash256> {
+        v.iter().map(|b| b.hash()).collect()
+    };
+    assert_eq!(
+        hashes(&gone),
+        vec![easy[2].header.hash(), easy[1].header.hash()],
+        "old tip first"
+    );
+    assert_eq!(
+        hashes(&joined),
+        hard.iter().map(|b| b.header.hash()).collect::<Vec<_>>()
+    );
+    assert!(chain.changes_since(&Hash256([9; 32])).is_none());
+}
+
+#[test]
 fn fewer_harder_blocks_beat_more_easier_ones() {
     let mut chain = Chain::new(params());
     let easy = mine_chain(&genesis(), 3, 1); // work 3 * 2 = 6

@@ -6,7 +6,7 @@ use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::genesis;
 use protocol::hash::Hash256;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message};
+use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message, Update};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::*;
@@ -18,7 +18,7 @@ fn every_message() -> Vec<Message> {
         Message::Record(buy(&key(1), 1, "baboon")),
         Message::Block(b1.clone()),
         Message::Blocks(Blocks {
-            blocks: vec![b1, b2],
+            blocks: vec![b1, b2.clone()],
             more: true,
         }),
         Message::GetBlocks(GetBlocks::default()),
@@ -29,6 +29,17 @@ fn every_message() -> Vec<Message> {
         Message::Ack(Ack {
             id: Hash256([2; 32]),
             status: "pending".into(),
+        }),
+        Message::Subscribe,
+        Message::Update(Update::Block {
+            block: b2.clone(),
+            received_ms: 7,
+        }),
+        Message::Update(Update::Tip {
+            hash: b2.header.hash(),
+            height: 2,
+            disconnected: vec![Hash256([3; 32])],
+            connected: vec![b2.header.prev_hash, b2.header.hash()],
         }),
     ]
 }
