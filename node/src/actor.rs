@@ -16,7 +16,7 @@ use protocol::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::load::Load;
-use crate::miner::{Miner, Solved};
+use crate::miner::Miner;
 use crate::store::Store;
 
 /// Identifies a connection; [`SELF`] is the node itself (its miner).
@@ -36,10 +36,19 @@ pub enum Command {
         /// Where the outcome goes.
         reply: oneshot::Sender<RecordOutcome>,
     },
-    /// Blocks from a `B` (relay) or `C` (sync) line, in order.
+    /// Which of these block hashes the node does not know yet (neither in its tree, among its
+    /// orphans, nor known invalid): only those are worth checking.
+    Unknown {
+        /// The hashes.
+        hashes: Vec<BlockHash>,
+        /// One flag per hash, true when unknown.
+        reply: oneshot::Sender<Vec<bool>>,
+    },
+    /// Blocks from a `B` (relay) or `C` (sync) line, in order, already checked by the
+    /// connection (proof of work, commitment, signatures).
     Blocks {
         /// The blocks.
-        blocks: Vec<Block>,
+        blocks: Vec<CheckedBlock>,
         /// Who sent them.
         from: ConnId,
         /// Whether accepted blocks are relayed: yes for `B`, no for sync batches.
@@ -67,9 +76,22 @@ pub enum Command {
         reply: oneshot::Sender<Arc<CheckedBlock>>,
     },
     /// The miner found a block.
-    Mined(Solved),
+    Mined(Mined),
     /// Stop the actor.
     Shutdown,
+}
+
+/// A block the miner found, checked on the mining thread.
+#[derive(Debug)]
+pub struct Mined {
+    /// The job it solves (see [`Miner::submit`]).
+    pub job: u64,
+    /// The block.
+    pub block: CheckedBlock,
+    /// Hashes tried.
+    pub hashes: u64,
+    /// Time spent.
+    pub elapsed: Duration,
 }
 
 /// What became of a record.
@@ -230,6 +252,10 @@ impl Actor {
                 Command::Locator { reply } => {
                     let _ = reply.send(self.chain.locator());
                 }
+                Command::Unknown { hashes, reply } => {
+                    let unknown = hashes.iter().map(|h| !self.chain.is_known(h)).collect();
+                    let _ = reply.send(unknown);
+                }
                 Command::Tip { reply } => {
                     let _ = reply.send(Arc::clone(self.chain.tip()));
                 }
@@ -272,12 +298,12 @@ impl Actor {
         }
     }
 
-    fn blocks(&mut self, blocks: Vec<Block>, from: ConnId, relay: bool) -> BlocksOutcome {
+    fn blocks(&mut self, blocks: Vec<CheckedBlock>, from: ConnId, relay: bool) -> BlocksOutcome {
         let mut outcome = BlocksOutcome::default();
         let mut added: Vec<Arc<CheckedBlock>> = Vec::new();
         let old_tip = self.chain.tip().hash();
         for block in blocks {
-            match self.chain.insert(block, now_ms()) {
+            match self.chain.insert_checked(block, now_ms()) {
                 Ok(Imported::Duplicate) => outcome.duplicates += 1,
                 Ok(Imported::Orphan { missing }) => outcome.orphan = Some(missing),
                 Ok(imported) => {

@@ -7,6 +7,7 @@
 //! about its own records: `K` once pending, `B` once in a block of the best chain.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,8 +15,11 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, MAX_LINE, WireError};
 use protocol::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message, Update};
-use protocol::{Admitted, BlockError, BlockHash, CheckedBlock, LedgerError, PoolError, RecordId};
+use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Identify, Message, Update};
+use protocol::{
+    AccountId, Admitted, Block, BlockError, BlockHash, CheckedBlock, LedgerError, Params,
+    PoolError, RecordId,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -23,12 +27,24 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
+use crate::guard::{
+    Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND,
+};
+use crate::verify;
 
 /// A client must say something this soon after connecting.
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client (not a peer or subscriber, and not waiting for a record) that says nothing this
 /// long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A peer link with no message either way for this long gets a `D`: it keeps the link alive
+/// and catches up on anything a lost relay missed.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// A peer that has said nothing for this long is closed: an honest one asks every
+/// [`SYNC_INTERVAL`].
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an unanswered `D` holds back another: orphans arriving in a burst ask once.
+pub const SYNC_RETRY: Duration = Duration::from_secs(5);
 /// Most records one connection waits on for a `B`: bounds per-connection memory.
 pub const MAX_AWAITING: usize = 4096;
 /// Most bytes of block JSON in one `C` line: half of [`MAX_LINE`], so any answer fits.
@@ -43,6 +59,12 @@ pub struct Ctx {
     pub events: broadcast::Sender<Event>,
     /// Connection ids.
     pub next_conn: Arc<AtomicU64>,
+    /// The network's parameters, for checking blocks.
+    pub params: Params,
+    /// Bans, per-address slots, refused peers.
+    pub guard: Guard,
+    /// Who this node is, for the `I` it sends on links it opens.
+    pub me: Identify,
 }
 
 /// What a connection is to this node, which decides what it is sent unasked.
@@ -63,9 +85,16 @@ struct Conn {
     ctx: Ctx,
     link: Link,
     role: Role,
+    /// The peer's id, once it said (`I`) or, for a link we opened, from the topology.
+    peer_id: Option<AccountId>,
+    ip: Option<IpAddr>,
     sent_locator: bool,
+    /// When our last unanswered `D` went out.
+    sync_pending: Option<Instant>,
     awaiting: HashSet<RecordId>,
     label: String,
+    messages: Bucket,
+    getblocks: Bucket,
 }
 
 enum Flow {
@@ -73,45 +102,68 @@ enum Flow {
     Close,
 }
 
-/// Serves one connection until it closes, fails, or `cancel` fires. `outbound` is true for a
-/// connection we opened to a peer node.
-pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: CancellationToken) {
+/// Serves one connection until it closes, fails, or `cancel` fires. `outbound` is the id of the
+/// peer node for a connection we opened to it (we say who we are, then ask for its chain).
+pub async fn serve(
+    stream: TcpStream,
+    outbound: Option<AccountId>,
+    ctx: Ctx,
+    cancel: CancellationToken,
+) {
     let id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
-    let label = stream
-        .peer_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
+    let peer_addr = stream.peer_addr().ok();
+    let label = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
     // Relays are small lines that must leave at once, not wait for more to coalesce.
     stream.set_nodelay(true).ok();
     let mut events = ctx.events.subscribe();
     let link = Framed::new(stream, LineCodec::<Message>::new());
+    let now = Instant::now();
     let mut conn = Conn {
         id,
         ctx,
         link,
-        role: if outbound { Role::Peer } else { Role::Client },
+        role: if outbound.is_some() {
+            Role::Peer
+        } else {
+            Role::Client
+        },
+        peer_id: outbound,
+        ip: peer_addr.map(|a| a.ip()),
         sent_locator: false,
+        sync_pending: None,
         awaiting: HashSet::new(),
         label,
+        messages: Bucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST, now.into_std()),
+        getblocks: Bucket::new(GETBLOCKS_PER_SECOND, GETBLOCKS_BURST, now.into_std()),
     };
-    tracing::debug!(conn = id, addr = %conn.label, outbound, "connection open");
-    if outbound && conn.send_locator(None).await.is_err() {
-        return;
+    tracing::debug!(conn = id, addr = %conn.label, outbound = outbound.is_some(), "connection open");
+    if outbound.is_some() {
+        let me = Message::Identify(conn.ctx.me.clone());
+        if conn.send(me).await.is_err() || conn.send_locator(None).await.is_err() {
+            return;
+        }
     }
     let mut last_heard = Instant::now();
+    let mut last_activity = Instant::now();
     let mut heard_anything = false;
     loop {
-        let limit = match (
-            conn.role != Role::Client || !conn.awaiting.is_empty(),
-            heard_anything,
-        ) {
-            (true, _) => None,
-            (false, false) => Some(FIRST_MESSAGE_TIMEOUT),
-            (false, true) => Some(IDLE_TIMEOUT),
+        let limit = match (conn.role, !conn.awaiting.is_empty(), heard_anything) {
+            (Role::Peer, _, _) => Some(PEER_IDLE_TIMEOUT),
+            (Role::Subscriber, _, _) | (Role::Client, true, _) => None,
+            (Role::Client, false, false) => Some(FIRST_MESSAGE_TIMEOUT),
+            (Role::Client, false, true) => Some(IDLE_TIMEOUT),
         };
         let idle = async {
             match limit {
                 Some(limit) => tokio::time::sleep_until(last_heard + limit).await,
                 None => std::future::pending().await,
+            }
+        };
+        let sync_due = async {
+            if conn.role == Role::Peer {
+                tokio::time::sleep_until(last_activity + SYNC_INTERVAL).await;
+            } else {
+                std::future::pending::<()>().await;
             }
         };
         let flow = tokio::select! {
@@ -120,6 +172,11 @@ pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: Cancella
                 let error = ErrorMessage::new("timeout", "idle for too long");
                 let _ = conn.send(Message::Error(error)).await;
                 Flow::Close
+            }
+            _ = sync_due => {
+                last_activity = Instant::now();
+                conn.sync_pending = None;
+                if conn.send_locator(None).await.is_ok() { Flow::Continue } else { Flow::Close }
             }
             frame = conn.link.next() => match frame {
                 None => Flow::Close,
@@ -134,13 +191,19 @@ pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: Cancella
                 }
                 Some(Ok(message)) => {
                     last_heard = Instant::now();
+                    last_activity = last_heard;
                     heard_anything = true;
+                    conn.pace(&message).await;
                     conn.handle(message).await
                 }
             },
-            event = events.recv() => conn.forward(event).await,
+            event = events.recv() => {
+                let flow = conn.forward(event).await;
+                last_activity = Instant::now();
+                flow
+            }
         };
-        if matches!(flow, Flow::Close) {
+        if matches!(flow, Flow::Close) || conn.is_refused() {
             break;
         }
     }
@@ -148,6 +211,34 @@ pub async fn serve(stream: TcpStream, outbound: bool, ctx: Ctx, cancel: Cancella
 }
 
 impl Conn {
+    /// Waits as long as this connection's buckets say: a flood is slowed to the allowed rate,
+    /// and since nothing is read meanwhile, TCP pushes back on the sender.
+    async fn pace(&mut self, message: &Message) {
+        let now = std::time::Instant::now();
+        let mut wait = self.messages.take(now);
+        if matches!(message, Message::GetBlocks(_)) {
+            wait = wait.max(self.getblocks.take(now));
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Whether the peer on this link is one this node refuses (the test-only split).
+    fn is_refused(&self) -> bool {
+        self.peer_id
+            .is_some_and(|id| self.ctx.guard.is_refused(&id))
+    }
+
+    /// Bans this connection's address for sending provably invalid data; logged once per ban.
+    fn ban(&self, reason: &dyn std::fmt::Display) {
+        if let Some(ip) = self.ip
+            && self.ctx.guard.ban(ip, std::time::Instant::now())
+        {
+            tracing::warn!(conn = self.id, addr = %self.label, %reason, "banned for sending invalid data");
+        }
+    }
+
     async fn send(&mut self, message: Message) -> Result<(), ()> {
         self.link.send(message).await.map_err(|e| {
             tracing::debug!(conn = self.id, error = %e, "send failed");
@@ -171,6 +262,15 @@ impl Conn {
     /// Sends `D` with our locator; after a `C` with more to come, the last block received goes
     /// first, so the answer continues right after it whichever branch it was on.
     async fn send_locator(&mut self, after: Option<BlockHash>) -> Result<(), ()> {
+        if after.is_none()
+            && self
+                .sync_pending
+                .is_some_and(|sent| sent.elapsed() < SYNC_RETRY)
+        {
+            // The answer to the last one is on its way; it will say if more is needed.
+            return Ok(());
+        }
+        self.sync_pending = Some(Instant::now());
         let mut locator = self
             .ask(|reply| Command::Locator { reply })
             .await
@@ -188,28 +288,20 @@ impl Conn {
             Message::Record(record) => self.on_record(record).await,
             Message::Block(block) => {
                 self.become_peer();
-                let outcome = self
-                    .ask(|reply| Command::Blocks {
-                        blocks: vec![block],
-                        from: self.id,
-                        relay: true,
-                        reply,
-                    })
-                    .await;
-                self.on_blocks(outcome, None).await
+                self.on_blocks(vec![block], true, None).await
             }
             Message::Blocks(Blocks { blocks, more }) => {
                 self.become_peer();
+                // This answers our `D`: another may go out.
+                self.sync_pending = None;
                 let last = blocks.last().map(|b| b.header.hash());
-                let outcome = self
-                    .ask(|reply| Command::Blocks {
-                        blocks,
-                        from: self.id,
-                        relay: false,
-                        reply,
-                    })
-                    .await;
-                self.on_blocks(outcome, last.filter(|_| more)).await
+                self.on_blocks(blocks, false, last.filter(|_| more)).await
+            }
+            Message::Identify(Identify { id, addr }) => {
+                self.become_peer();
+                tracing::debug!(conn = self.id, peer = %id.short(), %addr, "peer identified");
+                self.peer_id = Some(id);
+                Ok(Flow::Continue)
             }
             Message::GetBlocks(GetBlocks { locator }) => {
                 self.become_peer();
@@ -269,6 +361,12 @@ impl Conn {
                     self.send(Message::Error(ErrorMessage::new("invalid_record", &error)))
                         .await?;
                 }
+                // A forged or malformed record is no accident: the sender is banned. One that
+                // the ledger refuses (too few coins, a name taken) may be an honest race.
+                if matches!(error, PoolError::Format(_)) {
+                    self.ban(&error);
+                    return Ok(Flow::Close);
+                }
                 return Ok(Flow::Continue);
             }
         };
@@ -285,20 +383,48 @@ impl Conn {
         Ok(Flow::Continue)
     }
 
+    /// Blocks from `B` (`relay`) or `C`: the ones the node does not know are checked off the
+    /// chain thread, then attached in order. `more_after` is the last block of a `C` that said
+    /// more follow.
     async fn on_blocks(
         &mut self,
-        outcome: Option<BlocksOutcome>,
+        blocks: Vec<Block>,
+        relay: bool,
         more_after: Option<BlockHash>,
     ) -> Result<Flow, ()> {
-        let outcome = outcome.ok_or(())?;
-        if let Some(error) = outcome.invalid {
-            tracing::warn!(conn = self.id, addr = %self.label, error = %error, "invalid block");
+        let hashes: Vec<BlockHash> = blocks.iter().map(|b| b.header.hash()).collect();
+        let unknown = self
+            .ask(|reply| Command::Unknown { hashes, reply })
+            .await
+            .ok_or(())?;
+        let fresh: Vec<Block> = blocks
+            .into_iter()
+            .zip(unknown)
+            .filter_map(|(block, unknown)| unknown.then_some(block))
+            .collect();
+        let (checked, mut invalid) = verify::check_blocks(fresh, self.ctx.params.clone()).await;
+        let outcome = if checked.is_empty() {
+            BlocksOutcome::default()
+        } else {
+            self.ask(|reply| Command::Blocks {
+                blocks: checked,
+                from: self.id,
+                relay,
+                reply,
+            })
+            .await
+            .ok_or(())?
+        };
+        invalid = invalid.or(outcome.invalid);
+        if let Some(error) = invalid {
             self.send(Message::Error(ErrorMessage::new("invalid_block", &error)))
                 .await?;
             // A block from the future may become valid; anything else is provably invalid.
             if !matches!(error, BlockError::FutureTimestamp { .. }) {
+                self.ban(&error);
                 return Ok(Flow::Close);
             }
+            tracing::debug!(conn = self.id, error = %error, "block from the future");
         }
         if outcome.orphan.is_some() {
             self.send_locator(None).await?;

@@ -8,12 +8,14 @@
 
 pub mod actor;
 pub mod conn;
+pub mod guard;
 pub mod identity;
 pub mod load;
 pub mod miner;
 pub mod peers;
 pub mod reporter;
 pub mod store;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,22 +24,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::tracker::Topology;
-use protocol::wire::{ErrorMessage, Message};
+use protocol::wire::{ErrorMessage, Identify, Message};
 use protocol::{AccountId, Chain, Keypair, Params, Pool, PoolLimits};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actor::{Actor, Command, Status, now_ms};
+use crate::actor::{Actor, Command, Mined, Status, now_ms};
 use crate::conn::Ctx;
+use crate::guard::{Guard, MAX_INBOUND, Refusal};
 use crate::miner::Miner;
 use crate::reporter::Reporter;
 use crate::store::Store;
 
-/// Most inbound connections served at once (peers and clients); more are told `busy`.
-pub const MAX_INBOUND: usize = 256;
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a stopping node waits for its tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
@@ -58,6 +60,9 @@ pub struct Config {
     pub max_peers: usize,
     /// Time between tracker reports.
     pub report_interval: Duration,
+    /// A file of peer ids (hex, one per line) this node refuses to talk to, read again every
+    /// second: how tests split a network in two and heal it. `None` in normal use.
+    pub refuse_peers_file: Option<PathBuf>,
 }
 
 /// A node with its store loaded, ready to run.
@@ -145,8 +150,22 @@ impl Node {
         let stop_sampler = Arc::new(AtomicBool::new(false));
         let load = load::spawn(Arc::clone(&stop_sampler));
         let miner_commands = commands.clone();
+        let params = Params::with_floor(config.difficulty_floor);
+        let miner_params = params.clone();
         let miner = Miner::spawn(config.threads, move |solved| {
-            let _ = miner_commands.blocking_send(Command::Mined(solved));
+            // Checked here, on the mining thread, so the chain thread only attaches it.
+            match solved.block.check(&miner_params) {
+                Ok(block) => {
+                    let mined = Mined {
+                        job: solved.job,
+                        block,
+                        hashes: solved.hashes,
+                        elapsed: solved.elapsed,
+                    };
+                    let _ = miner_commands.blocking_send(Command::Mined(mined));
+                }
+                Err(e) => tracing::error!(error = %e, "mined a block that does not check"),
+            }
         })?;
         let actor = Actor::new(
             chain,
@@ -166,6 +185,12 @@ impl Node {
             commands: commands.clone(),
             events,
             next_conn: Arc::new(AtomicU64::new(1)),
+            params,
+            guard: Guard::new(config.refuse_peers_file.clone()),
+            me: Identify {
+                id: key.account(),
+                addr: advertise.clone(),
+            },
         };
         let tasks = TaskTracker::new();
         let reporter = Reporter {
@@ -204,7 +229,8 @@ impl Node {
     }
 }
 
-/// Accepts connections until `cancel`, at most [`MAX_INBOUND`] at once.
+/// Accepts connections until `cancel`: at most [`MAX_INBOUND`] at once, at most
+/// [`guard::MAX_INBOUND_PER_IP`] from one address, none from a banned one.
 async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: CancellationToken) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND));
     loop {
@@ -212,27 +238,49 @@ async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: Can
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let (mut stream, addr) = match accepted {
+        let (stream, addr) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                continue;
+                // Out of file descriptors, usually: pause rather than spin.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
             }
         };
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::warn!(%addr, "too many connections; refusing one");
-            tasks.spawn(async move {
-                let busy = Message::Error(ErrorMessage::new("busy", "too many connections"));
-                if let Ok(line) = protocol::codec::encode_line(&busy) {
-                    let _ = stream.write_all(line.as_bytes()).await;
-                }
-            });
+            tracing::debug!(%addr, "too many connections; refusing one");
+            refuse(&stream, "busy", "too many connections; try again");
             continue;
+        };
+        let slot = match ctx.guard.admit(addr.ip(), std::time::Instant::now()) {
+            Ok(slot) => slot,
+            Err(Refusal::Banned(left)) => {
+                let message = format!("banned for {} s more", left.as_secs() + 1);
+                refuse(&stream, "banned", &message);
+                continue;
+            }
+            Err(Refusal::TooMany) => {
+                tracing::debug!(%addr, "too many connections from one address");
+                refuse(&stream, "busy", "too many connections from your address");
+                continue;
+            }
         };
         let (ctx, token) = (ctx.clone(), cancel.child_token());
         tasks.spawn(async move {
-            conn::serve(stream, false, ctx, token).await;
-            drop(permit);
+            conn::serve(stream, None, ctx, token).await;
+            drop((permit, slot));
         });
+    }
+}
+
+/// Tells a refused connection why, without waiting for it: the line is tiny and the socket's
+/// buffer empty, so a non-blocking write takes it whole. Dropping the stream closes it.
+fn refuse(stream: &TcpStream, code: &str, message: &str) {
+    let error = Message::Error(ErrorMessage::new(code, message));
+    if let Ok(line) = protocol::codec::encode_line(&error) {
+        // Nothing to do if it fails: the client sees the connection closed either way.
+        stream.try_write(line.as_bytes()).ok();
     }
 }

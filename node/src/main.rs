@@ -33,6 +33,10 @@ struct Args {
     /// The lowest difficulty, in leading zero bits, a block may have on this network.
     #[arg(long, env = "MONKEY_NODE_DIFFICULTY_FLOOR", default_value_t = protocol::params::DEFAULT_DIFFICULTY_FLOOR)]
     difficulty_floor: u32,
+    /// Test only: a file of peer ids (hex, one per line) this node refuses to talk to, read
+    /// again every second. Tests split a network in two with it.
+    #[arg(long, env = "MONKEY_NODE_REFUSE_PEERS_FILE", hide = true)]
+    refuse_peers_file: Option<PathBuf>,
     /// Most peers this node connects to.
     #[arg(long, env = "MONKEY_NODE_MAX_PEERS", default_value_t = 8)]
     max_peers: usize,
@@ -76,6 +80,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         difficulty_floor: args.difficulty_floor,
         max_peers: args.max_peers,
         report_interval: Duration::from_secs(1),
+        refuse_peers_file: args.refuse_peers_file,
     };
     let node = Node::open(config)?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -1,5 +1,6 @@
 //! Keeps outbound connections to active nodes from the topology: up to `max_peers`, chosen at
-//! random when there are more (a full mesh when fewer); peers marked removed are dropped.
+//! random when there are more (a full mesh when fewer); peers marked removed, and peers this
+//! node refuses (see [`crate::guard`]), are dropped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -37,16 +38,17 @@ pub async fn run(
             }
             changed = topology.changed() => if changed.is_err() { return },
         }
+        ctx.guard.reload_refused();
         let current = topology.borrow_and_update().clone();
         let active: HashMap<AccountId, String> = current
             .active()
-            .filter(|n| n.id != me)
+            .filter(|n| n.id != me && !ctx.guard.is_refused(&n.id))
             .map(|n| (n.id, n.addr.clone()))
             .collect();
         peers.retain(|id, token| {
             let keep = active.contains_key(id);
             if !keep {
-                tracing::info!(peer = %id.short(), "dropping a peer the tracker marked removed");
+                tracing::info!(peer = %id.short(), "dropping a peer: removed by the tracker, or refused");
                 token.cancel();
             }
             keep
@@ -67,7 +69,7 @@ pub async fn run(
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
                         tracing::debug!(peer = %id.short(), %addr, "connected to peer");
-                        serve(stream, true, ctx, token).await;
+                        serve(stream, Some(id), ctx, token).await;
                     }
                     Ok(Err(e)) => tracing::debug!(peer = %id.short(), %addr, error = %e, "cannot connect to peer"),
                     Err(_) => tracing::debug!(peer = %id.short(), %addr, "peer connection timed out"),

@@ -16,7 +16,7 @@ use crate::ledger::{Ledger, Undo};
 use crate::orphans::Orphans;
 use crate::params::{
     MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID,
-    MEDIAN_TIME_SPAN, Params,
+    MAX_SIDE_BLOCKS, MEDIAN_TIME_SPAN, Params,
 };
 
 /// What inserting a block did.
@@ -90,6 +90,7 @@ pub struct Chain {
     invalid: HashSet<BlockHash>,
     invalid_order: VecDeque<BlockHash>,
     next_seq: u64,
+    max_side_blocks: usize,
 }
 
 impl Chain {
@@ -114,6 +115,7 @@ impl Chain {
             invalid: HashSet::new(),
             invalid_order: VecDeque::new(),
             next_seq: 1,
+            max_side_blocks: MAX_SIDE_BLOCKS,
         }
     }
 
@@ -230,19 +232,59 @@ impl Chain {
     /// Inserts a block from anywhere (a peer, the store, our own miner). `now` is the local
     /// clock in milliseconds, for the future-timestamp rule.
     pub fn insert(&mut self, block: Block, now: u64) -> Result<Imported, BlockError> {
-        let hash = block.header.hash();
-        if self.entries.contains_key(&hash) || self.orphans.contains(&hash) {
-            return Ok(Imported::Duplicate);
-        }
-        if self.invalid.contains(&hash) {
-            return Err(BlockError::InvalidAncestor(hash));
-        }
-        let prev = block.header.prev_hash;
-        if self.invalid.contains(&prev) {
-            self.remember_invalid(hash);
-            return Err(BlockError::InvalidAncestor(prev));
+        if let Some(known) = self.known(&block.header.hash(), &block.header.prev_hash)? {
+            return Ok(known);
         }
         let checked = block.check(&self.params)?;
+        self.insert_checked(checked, now)
+    }
+
+    /// Whether a block with this hash is known (in the tree or among the orphans) or known to be
+    /// invalid, so a caller can skip the expensive [`Block::check`] of what it would refuse or
+    /// ignore anyway.
+    pub fn is_known(&self, hash: &BlockHash) -> bool {
+        self.entries.contains_key(hash)
+            || self.orphans.contains(hash)
+            || self.invalid.contains(hash)
+    }
+
+    /// The answer for a block already known: a duplicate, or an error when it or its parent is
+    /// known to be invalid; `None` when the block is new.
+    fn known(
+        &mut self,
+        hash: &BlockHash,
+        prev: &BlockHash,
+    ) -> Result<Option<Imported>, BlockError> {
+        if self.entries.contains_key(hash) || self.orphans.contains(hash) {
+            return Ok(Some(Imported::Duplicate));
+        }
+        if self.invalid.contains(hash) {
+            return Err(BlockError::InvalidAncestor(*hash));
+        }
+        if self.invalid.contains(prev) {
+            self.remember_invalid(*hash);
+            return Err(BlockError::InvalidAncestor(*prev));
+        }
+        Ok(None)
+    }
+
+    /// Inserts a block already passed through [`Block::check`], for callers that check blocks
+    /// in parallel before handing them to the chain. Its difficulty is checked against this
+    /// chain's floor again, in case it was checked with other parameters.
+    pub fn insert_checked(
+        &mut self,
+        checked: CheckedBlock,
+        now: u64,
+    ) -> Result<Imported, BlockError> {
+        let hash = checked.hash();
+        let prev = checked.header.prev_hash;
+        if let Some(known) = self.known(&hash, &prev)? {
+            return Ok(known);
+        }
+        let (bits, floor) = (checked.header.bits, self.params.difficulty_floor);
+        if checked.header.height > 0 && bits < floor {
+            return Err(BlockError::BelowFloor { bits, floor });
+        }
         if !self.entries.contains_key(&prev) {
             self.orphans.insert(checked);
             return Ok(Imported::Orphan { missing: prev });
@@ -277,6 +319,9 @@ impl Chain {
                 None => BlockError::InvalidAncestor(hash),
             });
         }
+        if self.prune_side_branches() {
+            added.retain(|b| self.entries.contains_key(&b.hash()));
+        }
         Ok(match (disconnected.is_empty(), connected.is_empty()) {
             (_, true) => Imported::SideBranch { added },
             (true, false) => Imported::Extended { connected, added },
@@ -286,6 +331,53 @@ impl Chain {
                 added,
             },
         })
+    }
+
+    /// Blocks held off the best chain (side branches).
+    pub fn side_len(&self) -> usize {
+        self.entries.len() - self.best.len()
+    }
+
+    /// Sets the most blocks kept off the best chain (see [`MAX_SIDE_BLOCKS`]); for tests.
+    pub fn set_max_side_blocks(&mut self, max: usize) {
+        self.max_side_blocks = max;
+        self.prune_side_branches();
+    }
+
+    /// Drops side-branch tips, least cumulative work first, until at most `max_side_blocks`
+    /// blocks are off the best chain. Returns whether any went.
+    ///
+    /// A valid branch with less work than the best chain costs its sender only the proof of
+    /// work at the floor; without this, a long one would grow the tree without end. The branch
+    /// most likely to matter, the one with the most work, is the last to lose blocks, and a
+    /// pruned block that is sent again is simply checked again. The limit of this without
+    /// headers-first sync: while the cap is full of an easy branch, a heavier branch that is
+    /// only starting to arrive has the least work and waits until it has more.
+    fn prune_side_branches(&mut self) -> bool {
+        let mut pruned = false;
+        while self.side_len() > self.max_side_blocks {
+            let victim = self
+                .leaves
+                .iter()
+                .filter(|h| !self.is_on_best(h))
+                .map(|h| &self.entries[h])
+                .min_by(|a, b| a.work.cmp(&b.work).then(b.seq.cmp(&a.seq)))
+                .map(|e| e.block.hash());
+            let Some(victim) = victim else { break };
+            let Some(entry) = self.entries.remove(&victim) else {
+                break;
+            };
+            self.leaves.remove(&victim);
+            let prev = entry.block.header.prev_hash;
+            if let Some(parent) = self.entries.get_mut(&prev) {
+                parent.children.retain(|h| *h != victim);
+                if parent.children.is_empty() {
+                    self.leaves.insert(prev);
+                }
+            }
+            pruned = true;
+        }
+        pruned
     }
 
     /// Checks a block against its parent and adds it to the tree.

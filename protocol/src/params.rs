@@ -58,3 +58,9 @@ pub const MAX_POOL_BYTES: usize = 16 * 1024 * 1024;
 /// How far past an account's next sequence number the pool keeps a record waiting for the gap
 /// to fill (records relayed along different paths may arrive out of order).
 pub const MAX_SEQ_AHEAD: u64 = 64;
+/// Most blocks kept off the best chain (side branches, which the visualizer draws). A branch
+/// with less work than the best chain costs its sender only the proof of work at the floor, so
+/// without a cap a long one would grow a node's memory without end; past it, the side-branch
+/// tips with the least work are dropped first. 10,000 blocks is far more than honest forks
+/// leave behind, and a few megabytes.
+pub const MAX_SIDE_BLOCKS: usize = 10_000;

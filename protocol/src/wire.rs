@@ -8,11 +8,13 @@
 //! | `D` | optional `{"locator": [hash, ...]}` | a request for the chain after the locator |
 //! | `E` | `{"code": str, "message": str}` | an error |
 //! | `K` | `{"id": record id, "status": "pending"}` | a record was accepted into the pool |
+//! | `I` | `{"id": node id, "addr": "host:port"}` | a node says who it is, first on a link it opens |
 //! | `S` | none | subscribe to the node's updates (the visualizer) |
 //! | `U` | an [`Update`] | a block entered the node's tree, or its best tip moved |
 
 use serde::{Deserialize, Serialize};
 
+use crate::account::AccountId;
 use crate::block::Block;
 use crate::codec::{WireError, WireMessage};
 use crate::hash::BlockHash;
@@ -34,10 +36,23 @@ pub enum Message {
     Error(ErrorMessage),
     /// `K`: a record is pending.
     Ack(Ack),
+    /// `I`: a node identifies itself on a link it opened.
+    Identify(Identify),
     /// `S`: subscribe to updates.
     Subscribe,
     /// `U`: an update for a subscriber.
     Update(Update),
+}
+
+/// The payload of `I`: who opened this link. Not signed: it names the peer for refusing and
+/// for logs, it proves nothing (bans go by network address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identify {
+    /// The node's id.
+    pub id: AccountId,
+    /// The address it advertises.
+    pub addr: String,
 }
 
 /// The payload of `U`: what a subscriber (the visualizer) is told as it happens, so it follows
@@ -121,6 +136,7 @@ impl WireMessage for Message {
             Message::GetBlocks(_) => b'D',
             Message::Error(_) => b'E',
             Message::Ack(_) => b'K',
+            Message::Identify(_) => b'I',
             Message::Subscribe => b'S',
             Message::Update(_) => b'U',
         }
@@ -135,6 +151,7 @@ impl WireMessage for Message {
             Message::GetBlocks(d) => serde_json::to_string(d)?,
             Message::Error(e) => serde_json::to_string(e)?,
             Message::Ack(k) => serde_json::to_string(k)?,
+            Message::Identify(i) => serde_json::to_string(i)?,
             Message::Subscribe => return Ok(None),
             Message::Update(u) => serde_json::to_string(u)?,
         };
@@ -168,6 +185,16 @@ impl WireMessage for Message {
             }
             b'E' => Message::Error(WireError::json(opcode, payload)?),
             b'K' => Message::Ack(WireError::json(opcode, payload)?),
+            b'I' => {
+                let identify: Identify = WireError::json(opcode, payload)?;
+                if identify.addr.len() > crate::tracker::MAX_ADDR_LEN {
+                    return Err(bad(format!(
+                        "address longer than {} bytes",
+                        crate::tracker::MAX_ADDR_LEN
+                    )));
+                }
+                Message::Identify(identify)
+            }
             b'S' => Message::Subscribe,
             b'U' => Message::Update(WireError::json(opcode, payload)?),
             other => return Err(WireError::UnknownOpcode((other as char).to_string())),

@@ -143,6 +143,43 @@ fn changes_since_an_old_tip_are_the_net_reorg() {
 }
 
 #[test]
+fn side_branches_are_capped_and_the_least_work_goes_first() {
+    let mut chain = Chain::new(params());
+    let best = mine_chain(&genesis(), 4, 4);
+    for b in &best {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    chain.set_max_side_blocks(5);
+    // A short branch with more work per block, then a long easy one.
+    let heavier = mine_chain(&genesis(), 3, 3);
+    for b in &heavier {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    let easy = mine_chain(&genesis(), 8, 1);
+    for b in &easy {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    assert_eq!(chain.side_len(), 5, "capped");
+    assert_eq!(
+        chain.tip().hash(),
+        best[3].header.hash(),
+        "the best chain is untouched"
+    );
+    for b in &heavier {
+        assert!(
+            chain.contains(&b.header.hash()),
+            "the heavier branch is kept"
+        );
+    }
+    assert!(chain.contains(&easy[0].header.hash()));
+    assert!(
+        !chain.contains(&easy[7].header.hash()),
+        "the easy branch lost its tip"
+    );
+    assert_eq!(chain.replay_ledger().unwrap(), *chain.ledger());
+}
+
+#[test]
 fn fewer_harder_blocks_beat_more_easier_ones() {
     let mut chain = Chain::new(params());
     let easy = mine_chain(&genesis(), 3, 1); // work 3 * 2 = 6

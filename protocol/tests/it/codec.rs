@@ -6,7 +6,7 @@ use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::genesis;
 use protocol::hash::Hash256;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message, Update};
+use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Identify, Message, Update};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::*;
@@ -29,6 +29,10 @@ fn every_message() -> Vec<Message> {
         Message::Ack(Ack {
             id: Hash256([2; 32]),
             status: "pending".into(),
+        }),
+        Message::Identify(Identify {
+            id: key(4).account(),
+            addr: "127.0.0.1:7001".into(),
         }),
         Message::Subscribe,
         Message::Update(Update::Block {

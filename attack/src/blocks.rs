@@ -1,0 +1,156 @@
+//! Blocks with one fault each, and a long branch of valid but easier blocks.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use protocol::block::records_root;
+use protocol::params::MAX_FUTURE_MS;
+use protocol::pow::mine;
+use protocol::wire::{Blocks, Message};
+use protocol::{Action, Block, Keypair, Record, genesis};
+
+use crate::conn::{RawConn, line_of, outcome_of, send_and_probe, tip_of};
+use crate::{Attack, Outcome, Target};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Solves `block` at its declared bits.
+fn solve(mut block: Block) -> Block {
+    if let Some(header) = mine(&block.header, 1, &AtomicBool::new(false), None).header {
+        block.header = header;
+    }
+    block
+}
+
+/// Re-commits to the block's records after they were changed.
+fn recommit(block: &mut Block) {
+    block.header.records_root = records_root(&block.records);
+    block.header.record_count = block.records.len() as u32;
+    block.header.records_size = block.records.iter().map(|r| r.encode().len() as u32).sum();
+}
+
+/// A block on `parent` with `records` at `bits`, not yet solved.
+fn on(parent: &Block, records: Vec<Record>, bits: u32, key: &Keypair) -> Block {
+    let timestamp = now_ms().max(parent.header.timestamp + 1);
+    Block::template(&parent.header, records, key.account(), bits, timestamp)
+}
+
+/// Sends one block with the fault `attack` names, built on the node's tip.
+pub async fn faulty(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
+    let chain = RawConn::open(target).await?.chain().await?;
+    let tip = tip_of(&chain);
+    let key = Keypair::from_seed(rand::random());
+    let floor = target.floor;
+    let block = match attack {
+        Attack::BadHash => {
+            // The `hash` field is there for people; one that lies is refused as it is parsed.
+            let block = solve(on(tip, Vec::new(), floor, &key));
+            let line = String::from_utf8(line_of(&Message::Block(block.clone())))?;
+            let lie = line.replacen(&block.header.hash().to_string(), &"0".repeat(64), 1);
+            let mut conn = RawConn::open(target).await?;
+            let sent = usize::from(conn.write_raw(lie.as_bytes()).await);
+            return Ok(outcome_of(sent, conn.probe().await));
+        }
+        Attack::MissedDifficulty => {
+            // Declares `floor` bits; the nonce gives fewer.
+            let mut block = on(tip, Vec::new(), floor.max(1), &key);
+            while block.header.hash().leading_zero_bits() >= block.header.bits {
+                block.header.nonce += 1;
+            }
+            block
+        }
+        Attack::BelowFloor => solve(on(tip, Vec::new(), floor.saturating_sub(1), &key)),
+        Attack::WrongPrev => {
+            // A known parent, but the height of a block one further on.
+            let parent = &chain[chain.len().saturating_sub(2)];
+            let mut block = on(parent, Vec::new(), floor, &key);
+            block.header.height += 1;
+            solve(block)
+        }
+        Attack::FutureTimestamp => {
+            let mut block = on(tip, Vec::new(), floor, &key);
+            block.header.timestamp = now_ms() + MAX_FUTURE_MS + 8 * 60 * 1000;
+            solve(block)
+        }
+        Attack::BadSignature => {
+            let mut record = Record::sign(
+                &key,
+                0,
+                Action::Join {
+                    name: "forger".into(),
+                },
+            );
+            record.sig.0[0] ^= 0x55;
+            let mut block = on(tip, vec![record], floor, &key);
+            recommit(&mut block);
+            solve(block)
+        }
+        Attack::ReplayedSignature => {
+            // A record the chain already holds, signed by its owner: valid, but used up.
+            let replayed = chain.iter().rev().flat_map(|b| b.records.iter()).next();
+            let records = match replayed {
+                Some(record) => vec![record.clone()],
+                None => {
+                    let join = Record::sign(
+                        &key,
+                        0,
+                        Action::Join {
+                            name: format!("replayer{}", rand::random::<u16>()),
+                        },
+                    );
+                    vec![join.clone(), join]
+                }
+            };
+            solve(on(tip, records, floor, &key))
+        }
+        Attack::Overspend => {
+            let name = format!("spender{}", rand::random::<u32>());
+            let buy = |seq| {
+                Record::sign(
+                    &key,
+                    seq,
+                    Action::Purchase {
+                        monkey: "snub-nosed".into(),
+                    },
+                )
+            };
+            // 1000 coins, 1800 spent.
+            let records = vec![Record::sign(&key, 0, Action::Join { name }), buy(1), buy(2)];
+            solve(on(tip, records, floor, &key))
+        }
+        other => anyhow::bail!("{} is not a faulty-block attack", other.name()),
+    };
+    send_and_probe(target, &[Message::Block(block)]).await
+}
+
+/// `target.count` valid blocks at the floor, branching off at genesis, sent as sync segments.
+/// With less work than the node's best chain, they must not move its tip.
+pub async fn easier_chain(target: &Target) -> anyhow::Result<Outcome> {
+    let key = Keypair::from_seed(rand::random());
+    let mut blocks: Vec<Block> = Vec::with_capacity(target.count);
+    let mut parent = genesis();
+    for _ in 0..target.count {
+        let mut block = on(&parent, Vec::new(), target.floor, &key);
+        // Evenly spaced a second apart from genesis: old, but never before the median.
+        block.header.timestamp = parent.header.timestamp + 1000;
+        let block = solve(block);
+        parent = block.clone();
+        blocks.push(block);
+    }
+    let messages: Vec<Message> = blocks
+        .chunks(protocol::params::MAX_BLOCKS_PER_MESSAGE)
+        .map(|segment| {
+            Message::Blocks(Blocks {
+                blocks: segment.to_vec(),
+                more: false,
+            })
+        })
+        .collect();
+    let mut outcome = send_and_probe(target, &messages).await?;
+    outcome.sent = blocks.len();
+    Ok(outcome)
+}

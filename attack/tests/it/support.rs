@@ -1,0 +1,168 @@
+//! A two-node network with some history, an attack on one node, and everything checked after.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use attack::{Attack, Target};
+use protocol::wire::{Blocks, Message};
+use protocol::{Block, Keypair, genesis};
+use testkit::*;
+
+/// What the node should do under an attack.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    /// The attacking connection is closed.
+    pub closed: bool,
+    /// The attacker's address is refused afterwards.
+    pub banned: bool,
+    /// The attacking connection is still answered afterwards.
+    pub served: bool,
+}
+
+/// Idle connections: the attack holds them while an honest purchase goes through.
+pub const IDLE: Expect = Expect {
+    closed: false,
+    banned: false,
+    served: false,
+};
+
+/// Peak resident memory the attacked node may reach, in KiB: far above its normal few tens of
+/// MiB, far below what an unbounded buffer would take under these floods.
+const MAX_PEAK_KIB: u64 = 256 * 1024;
+
+/// Each test attacks from its own loopback address, so no ban leaks into another test.
+static NEXT_ADDR: AtomicU8 = AtomicU8::new(2);
+
+/// `n` empty blocks on genesis at `bits`, a second apart: an honest history with more work than
+/// any branch the attacks build at the floor.
+fn heavy_history(n: usize, bits: u32) -> Vec<Block> {
+    let miner = key(200).account();
+    let mut out: Vec<Block> = Vec::new();
+    for _ in 0..n {
+        let parent = out.last().cloned().unwrap_or_else(genesis);
+        let t = Block::template(
+            &parent.header,
+            vec![],
+            miner,
+            bits,
+            parent.header.timestamp + 1000,
+        );
+        let header = protocol::pow::mine(&t.header, 1, &AtomicBool::new(false), None)
+            .header
+            .expect("found");
+        out.push(Block { header, ..t });
+    }
+    out
+}
+
+/// A shopper buying through node `a` from 127.0.0.1, the way a shop does.
+struct Shopper {
+    key: Keypair,
+    seq: u64,
+}
+
+impl Shopper {
+    /// Buys a marmoset and waits until both nodes hold the purchase once, on one tip; returns how
+    /// long that took.
+    async fn buy(&mut self, a: &NodeProc, b: &NodeProc) -> Duration {
+        let started = Instant::now();
+        let record = buy(&self.key, self.seq, "marmoset");
+        self.seq += 1;
+        let mut client = Client::connect(&a.addr).await;
+        client.submit_and_wait(record.clone()).await;
+        wait_all_agree(&[a, b], &[record.id()]).await;
+        started.elapsed()
+    }
+}
+
+/// Starts a tracker and nodes `a` (attacked) and `b` (its honest peer), gives them a history
+/// with more work than the attacks can build at the floor and a shopper with two purchases,
+/// runs `attack` from an address of its own, and checks what the node did.
+pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect) {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_network(&tracker, dir.path(), 2).await;
+    let mut b = nodes.pop().unwrap();
+    let mut a = nodes.pop().unwrap();
+
+    let history = heavy_history(12, FLOOR + 8);
+    let mut peer = Client::connect(&a.addr).await;
+    peer.send(Message::Blocks(Blocks {
+        blocks: history.clone(),
+        more: false,
+    }))
+    .await;
+    let alice = key(1);
+    let mut shop = Client::connect(&a.addr).await;
+    shop.submit_and_wait(join(&alice, "alice")).await;
+    let mut shopper = Shopper { key: alice, seq: 1 };
+    shopper.buy(&a, &b).await;
+    let before = tip(&fetch_chain(&a.addr).await.unwrap());
+
+    let from = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        NEXT_ADDR.fetch_add(1, Ordering::Relaxed),
+    ));
+    let target = Target {
+        node: a.addr.clone(),
+        from,
+        floor: FLOOR,
+        count,
+    };
+    let outcome = if attack == Attack::IdleConnections {
+        // The attack holds its connections for a few seconds: buy meanwhile.
+        let running = tokio::spawn(async move { attack::run(attack, &target).await });
+        // Wait until the node has taken the idle connections, then buy.
+        tokio::task::yield_now().await;
+        let took = shopper.buy(&a, &b).await;
+        assert!(
+            took < Duration::from_secs(5),
+            "purchase took {took:?} under idle flood"
+        );
+        running.await.unwrap().unwrap()
+    } else {
+        attack::run(attack, &target).await.unwrap()
+    };
+    println!("{}: {outcome:?}", attack.name());
+
+    assert!(a.is_running(), "the attacked node died");
+    assert!(b.is_running(), "its peer died");
+    for code in codes {
+        assert!(
+            outcome.errors.iter().any(|e| e == code),
+            "no E {code}: {outcome:?}"
+        );
+    }
+    assert_eq!(outcome.closed, expect.closed, "closed? {outcome:?}");
+    assert_eq!(outcome.banned, expect.banned, "banned? {outcome:?}");
+    if expect.served {
+        assert!(outcome.still_served, "not served after: {outcome:?}");
+    }
+    if attack == Attack::IdleConnections {
+        assert!(
+            outcome.note.contains("64 idle connections held open"),
+            "{}",
+            outcome.note
+        );
+    }
+
+    // The honest chain is still the best, and honest shopping goes on at normal speed: a
+    // purchase at this floor takes milliseconds; the bound only allows for a loaded machine.
+    let chain = fetch_chain(&a.addr).await.unwrap();
+    assert!(
+        chain.iter().any(|blk| blk.header.hash() == before),
+        "lost its best chain"
+    );
+    let took = shopper.buy(&a, &b).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "purchase took {took:?} after {}",
+        attack.name()
+    );
+    let (_, peak) = a.memory_kib().expect("read /proc");
+    assert!(peak < MAX_PEAK_KIB, "peak memory {peak} KiB");
+    let _ = &mut b;
+}

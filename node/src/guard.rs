@@ -1,0 +1,249 @@
+//! What keeps one misbehaving peer from hurting everyone else: bans by network address for
+//! provably invalid data, a cap on connections per address, the list of peers this node refuses
+//! (the test-only network split), and the token bucket that paces each connection.
+//!
+//! Bans go by IP address, not by the id a peer claims in `I`: an id costs nothing to change. On
+//! one machine every honest node connects from 127.0.0.1, so `monkey-attack` binds another
+//! loopback address (127.0.0.2) by default and a ban does not cut a node off from its honest
+//! neighbours.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use protocol::AccountId;
+
+/// Most inbound connections served at once (peers, shops, visualizers): each costs a task and
+/// up to one line of buffer, so this bounds memory; more are told `busy`.
+pub const MAX_INBOUND: usize = 256;
+/// Most inbound connections from one IP address, so one host cannot take every slot. Thirty
+/// nodes, their shops and a visualizer on one machine stay well under it.
+pub const MAX_INBOUND_PER_IP: usize = 64;
+/// How long an address that sent provably invalid data is refused.
+pub const BAN_DURATION: Duration = Duration::from_secs(60);
+/// Most banned addresses remembered; the oldest ban goes first when full.
+pub const MAX_BANS: usize = 4096;
+/// Messages a connection may send per second on average: far above what an honest peer or
+/// shop sends, low enough that a flood of duplicates costs the node little.
+pub const MESSAGES_PER_SECOND: f64 = 2000.0;
+/// Messages a connection may send in a burst before it is paced.
+pub const MESSAGE_BURST: f64 = 4000.0;
+/// Chain requests (`D`) a connection may send per second on average: each is answered with up to
+/// 500 blocks, so it is the most expensive message to answer. Syncing 10,000 blocks takes 20.
+pub const GETBLOCKS_PER_SECOND: f64 = 100.0;
+/// Chain requests in a burst.
+pub const GETBLOCKS_BURST: f64 = 200.0;
+
+/// The shared state of every connection's guard.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    inner: Arc<Mutex<Inner>>,
+    refuse_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    bans: HashMap<IpAddr, Instant>,
+    per_ip: HashMap<IpAddr, usize>,
+    refused: HashSet<AccountId>,
+}
+
+/// Why a new connection is turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address is banned for a while.
+    Banned(Duration),
+    /// The address has [`MAX_INBOUND_PER_IP`] connections already.
+    TooMany,
+}
+
+/// A slot taken by an inbound connection; given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    guard: Guard,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut inner = self.guard.lock();
+        if let Some(count) = inner.per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                inner.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Guard {
+    /// A guard; `refuse_file` lists peer ids (hex, one per line) this node will not talk to.
+    pub fn new(refuse_file: Option<PathBuf>) -> Guard {
+        let guard = Guard {
+            inner: Arc::default(),
+            refuse_file,
+        };
+        guard.reload_refused();
+        guard
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits a new inbound connection from `ip`, or says why not.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
+        let mut inner = self.lock();
+        if let Some(until) = inner.bans.get(&ip).copied() {
+            if until > now {
+                return Err(Refusal::Banned(until - now));
+            }
+            inner.bans.remove(&ip);
+        }
+        let count = inner.per_ip.entry(ip).or_insert(0);
+        if *count >= MAX_INBOUND_PER_IP {
+            return Err(Refusal::TooMany);
+        }
+        *count += 1;
+        Ok(Slot {
+            guard: self.clone(),
+            ip,
+        })
+    }
+
+    /// Bans `ip` for [`BAN_DURATION`]; returns true when it was not banned already (so the
+    /// caller logs a ban once).
+    pub fn ban(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut inner = self.lock();
+        let fresh = inner.bans.get(&ip).is_none_or(|until| *until <= now);
+        if inner.bans.len() >= MAX_BANS && !inner.bans.contains_key(&ip) {
+            inner.bans.retain(|_, until| *until > now);
+            if inner.bans.len() >= MAX_BANS
+                && let Some(oldest) = inner
+                    .bans
+                    .iter()
+                    .min_by_key(|(_, u)| **u)
+                    .map(|(ip, _)| *ip)
+            {
+                inner.bans.remove(&oldest);
+            }
+        }
+        inner.bans.insert(ip, now + BAN_DURATION);
+        fresh
+    }
+
+    /// Whether this node refuses to talk to peer `id`.
+    pub fn is_refused(&self, id: &AccountId) -> bool {
+        self.lock().refused.contains(id)
+    }
+
+    /// Reads the refuse file again (the peers task does, every second). A missing or unreadable
+    /// file refuses nobody; a line that is not an id is skipped.
+    pub fn reload_refused(&self) {
+        let Some(path) = &self.refuse_file else {
+            return;
+        };
+        let refused = read_ids(path);
+        let mut inner = self.lock();
+        if inner.refused != refused {
+            tracing::info!(count = refused.len(), file = %path.display(), "refused peers changed");
+            inner.refused = refused;
+        }
+    }
+}
+
+fn read_ids(path: &Path) -> HashSet<AccountId> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token; returns how long to wait first when there is none (the token is taken
+    /// either way, so waiting that long and going on keeps the average rate).
+    pub fn take(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bans_expire_and_slots_are_counted_per_address() {
+        let guard = Guard::new(None);
+        let now = Instant::now();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(guard.ban(a, now));
+        assert!(!guard.ban(a, now), "a second ban is not news");
+        assert!(matches!(guard.admit(a, now), Err(Refusal::Banned(_))));
+        assert!(guard.admit(b, now).is_ok(), "other addresses are served");
+        assert!(guard.admit(a, now + BAN_DURATION).is_ok(), "bans expire");
+
+        let slots: Vec<Slot> = (0..MAX_INBOUND_PER_IP)
+            .map(|_| guard.admit(b, now).unwrap())
+            .collect();
+        assert_eq!(guard.admit(b, now).err(), Some(Refusal::TooMany));
+        drop(slots);
+        assert!(guard.admit(b, now).is_ok(), "slots come back when dropped");
+    }
+
+    #[test]
+    fn a_bucket_paces_to_its_rate_after_the_burst() {
+        let now = Instant::now();
+        let mut bucket = Bucket::new(10.0, 5.0, now);
+        for _ in 0..5 {
+            assert_eq!(bucket.take(now), Duration::ZERO);
+        }
+        let wait = bucket.take(now);
+        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100));
+        assert_eq!(bucket.take(now + Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_refuse_file_is_read_again_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refuse");
+        let id = protocol::Keypair::from_seed([5; 32]).account();
+        let guard = Guard::new(Some(path.clone()));
+        assert!(!guard.is_refused(&id), "a missing file refuses nobody");
+        std::fs::write(&path, format!("{id}\nnot an id\n")).unwrap();
+        guard.reload_refused();
+        assert!(guard.is_refused(&id));
+        std::fs::write(&path, "").unwrap();
+        guard.reload_refused();
+        assert!(!guard.is_refused(&id));
+    }
+}

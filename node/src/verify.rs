@@ -1,0 +1,114 @@
+//! Checking blocks from the network (proof of work, commitment, every record's signature) off
+//! the chain thread and the async workers, spread over the cores. Only then do they go to the
+//! chain actor, which attaches them to the tree: the expensive part of a sync of thousands of
+//! blocks runs in parallel, and a peer's junk costs a blocking thread, never the chain thread.
+
+use protocol::{Block, BlockError, CheckedBlock, Params};
+
+/// Below this many blocks a batch is checked on one thread: spreading costs more than it saves.
+const PARALLEL_FROM: usize = 8;
+
+/// Checks `blocks` in order; returns the checked prefix, and the first failure if there is one
+/// (the blocks after it are not looked at).
+pub async fn check_blocks(
+    blocks: Vec<Block>,
+    params: Params,
+) -> (Vec<CheckedBlock>, Option<BlockError>) {
+    let checked = tokio::task::spawn_blocking(move || check_all(blocks, &params)).await;
+    // The closure does not panic on any input; a join error means the runtime is stopping.
+    checked.unwrap_or_else(|_| (Vec::new(), None))
+}
+
+fn check_all(blocks: Vec<Block>, params: &Params) -> (Vec<CheckedBlock>, Option<BlockError>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if blocks.len() < PARALLEL_FROM || threads == 1 {
+        return check_prefix(blocks, params);
+    }
+    let chunk = blocks.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<Block>> = Vec::new();
+    let mut rest = blocks;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        chunks.push(rest);
+        rest = tail;
+    }
+    chunks.push(rest);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || check_prefix(chunk, params)))
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut out = Vec::new();
+    for result in results {
+        match result {
+            Ok((checked, None)) => out.extend(checked),
+            Ok((checked, Some(error))) => {
+                out.extend(checked);
+                return (out, Some(error));
+            }
+            // A panic in a check would be a bug; the blocks after it are not trusted.
+            Err(_) => return (out, None),
+        }
+    }
+    (out, None)
+}
+
+fn check_prefix(blocks: Vec<Block>, params: &Params) -> (Vec<CheckedBlock>, Option<BlockError>) {
+    let mut out = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        match block.check(params) {
+            Ok(checked) => out.push(checked),
+            Err(error) => return (out, Some(error)),
+        }
+    }
+    (out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use protocol::pow::mine;
+    use protocol::{Keypair, genesis};
+
+    use super::*;
+
+    fn chain(n: usize) -> Vec<Block> {
+        let miner = Keypair::from_seed([1; 32]).account();
+        let mut out: Vec<Block> = Vec::new();
+        for _ in 0..n {
+            let parent = out.last().map_or_else(genesis, Clone::clone);
+            let t = Block::template(
+                &parent.header,
+                vec![],
+                miner,
+                4,
+                parent.header.timestamp + 1,
+            );
+            let header = mine(&t.header, 1, &AtomicBool::new(false), None)
+                .header
+                .unwrap();
+            out.push(Block { header, ..t });
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_is_checked_in_order_and_stops_at_the_first_bad_block() {
+        let params = Params::with_floor(4);
+        let mut blocks = chain(40);
+        let (checked, error) = check_all(blocks.clone(), &params);
+        assert_eq!(checked.len(), 40);
+        assert!(error.is_none());
+        let hashes: Vec<_> = checked.iter().map(|b| b.hash()).collect();
+        let want: Vec<_> = blocks.iter().map(|b| b.header.hash()).collect();
+        assert_eq!(hashes, want, "order kept across threads");
+
+        blocks[25].header.bits = 2;
+        let (checked, error) = check_all(blocks, &params);
+        assert_eq!(checked.len(), 25, "the prefix before the bad block");
+        assert!(matches!(error, Some(BlockError::BelowFloor { .. })));
+    }
+}
