@@ -27,6 +27,9 @@ pub struct Config {
     pub max_nodes: usize,
     /// A report or leave whose timestamp is further than this from the tracker's clock is refused.
     pub max_clock_skew: Duration,
+    /// How many new node ids one source address may bring in a minute (and at once). Known
+    /// nodes report as often as they like; this only slows a flood of fake registrations.
+    pub max_new_ids_per_minute: u32,
 }
 
 impl Default for Config {
@@ -39,6 +42,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(15),
             max_nodes: 4096,
             max_clock_skew: Duration::from_secs(5 * 60),
+            max_new_ids_per_minute: 256,
         }
     }
 }
@@ -75,6 +79,9 @@ impl Config {
         }
         if self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::TooManyConnections(self.max_connections));
+        }
+        if self.max_new_ids_per_minute == 0 {
+            return Err(ConfigError::Zero("max_new_ids_per_minute"));
         }
         if self.max_nodes == 0 {
             return Err(ConfigError::Zero("max_nodes"));

@@ -5,10 +5,12 @@
 //! connects, sends `Q`, reads `T` and goes. Every connection is its own task, so a slow or silent
 //! client delays nobody else.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use protocol::AccountId;
 use protocol::codec::{LineCodec, WireError};
 use protocol::tracker::TrackerMessage;
 use protocol::wire::ErrorMessage;
@@ -19,7 +21,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::registry::{self, Registry};
+use crate::registry::{self, Refusal, Registry};
 
 /// The longest line the tracker reads, in bytes. A report is well under 1 KiB (its address is at
 /// most 256 bytes), so this is plenty for any honest client, while it caps what one connection
@@ -58,6 +60,13 @@ pub(crate) async fn serve(
     config: Arc<Config>,
     shutdown: CancellationToken,
 ) {
+    let mut client = Client {
+        // Unknown only if the socket already failed; such a client gets nowhere anyway.
+        source: stream
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
+        bound: None,
+    };
     let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(
         read,
@@ -78,7 +87,7 @@ pub(crate) async fn serve(
             Ok(Some(Ok(message))) => message,
         };
         wait = config.idle_timeout;
-        let reply = answer(message, &registry);
+        let reply = answer(message, &registry, &mut client);
         // A client that never reads would fill the socket buffers and park this task forever.
         if let Err(reason) = send(&mut writer, &reply, config.idle_timeout, &shutdown).await {
             break Close::Broken(reason);
@@ -103,14 +112,38 @@ pub(crate) async fn serve(
     }
 }
 
+/// Who a connection is: where it comes from, and the node it reports for once it has.
+struct Client {
+    source: IpAddr,
+    /// A connection reports for one node only: the first it reported for.
+    bound: Option<AccountId>,
+}
+
+impl Client {
+    /// Refuses a report or leave for another node than this connection's own.
+    fn check_bound(&self, id: &AccountId) -> Result<(), Refusal> {
+        match self.bound {
+            Some(bound) if bound != *id => Err(Refusal::WrongConnection(bound.short())),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The answer to one message.
-fn answer(message: TrackerMessage, registry: &Shared) -> TrackerMessage {
+fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> TrackerMessage {
     // Signatures are checked before taking the lock: it is the slow part.
     let outcome = match message {
-        TrackerMessage::Report(report) => registry::verify_report(&report).and_then(|()| {
-            lock(registry).report(&report, Instant::now(), registry::wall_clock_ms())
-        }),
-        TrackerMessage::Leave(leave) => registry::verify_leave(&leave)
+        TrackerMessage::Report(report) => client
+            .check_bound(&report.id)
+            .and_then(|()| registry::verify_report(&report))
+            .and_then(|()| {
+                let now = Instant::now();
+                lock(registry).report(&report, client.source, now, registry::wall_clock_ms())
+            })
+            .map(|()| client.bound = Some(report.id)),
+        TrackerMessage::Leave(leave) => client
+            .check_bound(&leave.id)
+            .and_then(|()| registry::verify_leave(&leave))
             .and_then(|()| lock(registry).leave(&leave, Instant::now(), registry::wall_clock_ms())),
         TrackerMessage::Query => Ok(()),
         TrackerMessage::Topology(_) | TrackerMessage::Error(_) => {

@@ -47,6 +47,14 @@ struct Args {
         default_value_t = 300_000
     )]
     max_clock_skew_ms: u64,
+    /// New node ids one source address may bring per minute (a whole class on one machine
+    /// fits; a flood of fake registrations does not).
+    #[arg(
+        long,
+        env = "MONKEY_TRACKER_MAX_NEW_IDS_PER_MINUTE",
+        default_value_t = 256
+    )]
+    max_new_ids_per_minute: u32,
 }
 
 impl Args {
@@ -60,6 +68,7 @@ impl Args {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_nodes: self.max_nodes,
             max_clock_skew: Duration::from_millis(self.max_clock_skew_ms),
+            max_new_ids_per_minute: self.max_new_ids_per_minute,
         };
         config.validate().context("invalid configuration")?;
         Ok(config)

@@ -6,6 +6,7 @@
 //! and before every answer, and each change is logged exactly once: a heartbeat is not news.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::AccountId;
@@ -45,9 +46,15 @@ pub(crate) enum Refusal {
         /// The most allowed.
         max_ms: u64,
     },
-    /// The table is full and this id is not in it.
-    #[error("the tracker already knows {0} nodes and takes no new ones")]
+    /// The table is full of active nodes and this id is not in it.
+    #[error("the tracker already knows {0} active nodes and takes no new ones")]
     Full(usize),
+    /// This address brought too many new ids lately.
+    #[error("too many new nodes from {0} in the last minute; try again later")]
+    TooManyNew(IpAddr),
+    /// This connection already reports for another node.
+    #[error("this connection reports for node {0}; a node reports on its own connection")]
+    WrongConnection(String),
 }
 
 impl Refusal {
@@ -60,6 +67,8 @@ impl Refusal {
             Refusal::Replayed { .. } => "replayed",
             Refusal::ClockSkew { .. } => "clock_skew",
             Refusal::Full(_) => "tracker_full",
+            Refusal::TooManyNew(_) => "too_many_new",
+            Refusal::WrongConnection(_) => "wrong_connection",
         }
     }
 }
@@ -122,7 +131,15 @@ pub(crate) struct Registry {
     max_clock_skew: Duration,
     nodes: HashMap<AccountId, Entry>,
     tombstones: HashMap<AccountId, Tombstone>,
+    max_new_ids_per_minute: u32,
+    /// Per source address: new ids it may still bring (refilled at the per-minute rate), and when
+    /// that was last worked out.
+    new_ids: HashMap<IpAddr, (f64, Instant)>,
 }
+
+/// Most source addresses whose new-id budget is remembered; past it the fullest budgets (the
+/// addresses that brought nothing new for longest) are forgotten first.
+const MAX_TRACKED_SOURCES: usize = 4096;
 
 impl Registry {
     /// An empty table with the timings and limits of `config`.
@@ -134,22 +151,31 @@ impl Registry {
             max_clock_skew: config.max_clock_skew,
             nodes: HashMap::new(),
             tombstones: HashMap::new(),
+            max_new_ids_per_minute: config.max_new_ids_per_minute,
+            new_ids: HashMap::new(),
         }
     }
 
-    /// Records a report already passed through [`verify_report`]: the node is active again, with
-    /// the address and stats it reported. `now` is the monotonic clock, `wall_ms` the wall clock.
+    /// Records a report already passed through [`verify_report`], from `source`: the node is
+    /// active again, with the address and stats it reported. `now` is the monotonic clock,
+    /// `wall_ms` the wall clock.
+    ///
+    /// A new id is taken when there is room, or when a removed node can make room (the one
+    /// removed longest ago goes); an active node is never pushed out. Each source address may
+    /// bring [`Config::max_new_ids_per_minute`] new ids a minute, so a flood of fake
+    /// registrations from one host fills neither the table nor the log.
     pub(crate) fn report(
         &mut self,
         report: &Report,
+        source: IpAddr,
         now: Instant,
         wall_ms: u64,
     ) -> Result<(), Refusal> {
         self.sweep(now);
         self.check_timestamp(&report.id, report.timestamp, wall_ms)?;
-        let known = self.nodes.contains_key(&report.id);
-        if !known && self.nodes.len() >= self.max_nodes {
-            return Err(Refusal::Full(self.max_nodes));
+        if !self.nodes.contains_key(&report.id) {
+            self.make_room(now)?;
+            self.take_new_id(source, now)?;
         }
         let node = report.id.short();
         match self.nodes.get_mut(&report.id) {
@@ -284,6 +310,56 @@ impl Registry {
         self.tombstones.retain(|_, tombstone| tombstone.until > now);
     }
 
+    /// Makes room for a new id: nothing to do below the cap; at it, forgets the node removed
+    /// longest ago (keeping a tombstone against replays); refuses when every node is active.
+    fn make_room(&mut self, now: Instant) -> Result<(), Refusal> {
+        if self.nodes.len() < self.max_nodes {
+            return Ok(());
+        }
+        let oldest_removed = self
+            .nodes
+            .iter()
+            .filter_map(|(id, e)| e.removed_at.map(|at| (at, *id)))
+            .min()
+            .map(|(_, id)| id);
+        let Some(id) = oldest_removed else {
+            return Err(Refusal::Full(self.max_nodes));
+        };
+        if let Some(entry) = self.nodes.remove(&id) {
+            tracing::debug!(node = id.short(), "forgotten early to make room");
+            let tombstone = Tombstone {
+                last_timestamp: entry.last_timestamp,
+                until: now + self.max_clock_skew,
+            };
+            self.tombstones.insert(id, tombstone);
+        }
+        Ok(())
+    }
+
+    /// Takes one new id from `source`'s budget, or refuses when it is spent.
+    fn take_new_id(&mut self, source: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let per_minute = f64::from(self.max_new_ids_per_minute);
+        if !self.new_ids.contains_key(&source) && self.new_ids.len() >= MAX_TRACKED_SOURCES {
+            let fullest = self
+                .new_ids
+                .iter()
+                .max_by(|a, b| a.1.0.total_cmp(&b.1.0))
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = fullest {
+                self.new_ids.remove(&ip);
+            }
+        }
+        let (tokens, last) = self.new_ids.entry(source).or_insert((per_minute, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * per_minute / 60.0;
+        *tokens = (*tokens + refill).min(per_minute);
+        *last = now;
+        if *tokens < 1.0 {
+            return Err(Refusal::TooManyNew(source));
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+
     /// How many nodes the table holds, active or removed.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -326,6 +402,7 @@ mod tests {
     use protocol::Keypair;
 
     const WALL: u64 = 1_700_000_000_000;
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn config() -> Config {
         Config {
@@ -362,7 +439,9 @@ mod tests {
     fn a_silent_node_is_removed_then_forgotten_and_a_returning_one_is_active() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry.report(&report(1, 9000, WALL), t0, WALL).unwrap();
+        registry
+            .report(&report(1, 9000, WALL), LOCAL, t0, WALL)
+            .unwrap();
         let topology = registry.topology(t0 + Duration::from_secs(2));
         assert_eq!(topology.nodes[0].status, NodeStatus::A);
         assert_eq!(topology.nodes[0].last_seen_ms, 2000);
@@ -387,7 +466,7 @@ mod tests {
 
         let back = t0 + Duration::from_secs(70);
         registry
-            .report(&report(1, 9000, WALL + 70_000), back, WALL + 70_000)
+            .report(&report(1, 9000, WALL + 70_000), LOCAL, back, WALL + 70_000)
             .unwrap();
         assert_eq!(
             statuses(&mut registry, back),
@@ -399,8 +478,10 @@ mod tests {
     fn replays_are_refused_even_after_the_node_is_forgotten() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry.report(&report(1, 9000, WALL), t0, WALL).unwrap();
-        let again = registry.report(&report(1, 9000, WALL), t0, WALL);
+        registry
+            .report(&report(1, 9000, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        let again = registry.report(&report(1, 9000, WALL), LOCAL, t0, WALL);
         assert_eq!(again.unwrap_err().code(), "replayed");
         let leave = Leave::sign(&Keypair::from_seed([1; 32]), WALL);
         assert_eq!(
@@ -410,7 +491,7 @@ mod tests {
 
         let later = t0 + Duration::from_secs(100);
         assert!(registry.topology(later).nodes.is_empty());
-        let replay = registry.report(&report(1, 9000, WALL), later, WALL + 100_000);
+        let replay = registry.report(&report(1, 9000, WALL), LOCAL, later, WALL + 100_000);
         assert_eq!(replay.unwrap_err().code(), "replayed");
         // Once its messages are too old for the clock check, the tombstone goes too.
         registry.sweep(later + Duration::from_secs(301));
@@ -421,32 +502,103 @@ mod tests {
     fn clock_skew_and_a_full_table_are_refused() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        let future = registry.report(&report(1, 9000, WALL + 301_000), t0, WALL);
+        let future = registry.report(&report(1, 9000, WALL + 301_000), LOCAL, t0, WALL);
         assert_eq!(future.unwrap_err().code(), "clock_skew");
-        let past = registry.report(&report(1, 9000, WALL - 301_000), t0, WALL);
+        let past = registry.report(&report(1, 9000, WALL - 301_000), LOCAL, t0, WALL);
         assert_eq!(past.unwrap_err().code(), "clock_skew");
 
-        registry.report(&report(1, 9001, WALL), t0, WALL).unwrap();
-        registry.report(&report(2, 9002, WALL), t0, WALL).unwrap();
+        registry
+            .report(&report(1, 9001, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        registry
+            .report(&report(2, 9002, WALL), LOCAL, t0, WALL)
+            .unwrap();
         assert_eq!(
             registry
-                .report(&report(3, 9003, WALL), t0, WALL)
+                .report(&report(3, 9003, WALL), LOCAL, t0, WALL)
                 .unwrap_err()
                 .code(),
             "tracker_full"
         );
         registry
-            .report(&report(2, 9002, WALL + 1), t0, WALL)
+            .report(&report(2, 9002, WALL + 1), LOCAL, t0, WALL)
             .unwrap();
         assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_removed_nodes_never_active_ones() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&config());
+        registry
+            .report(&report(1, 9001, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        registry
+            .report(&report(2, 9002, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        let later = t0 + Duration::from_secs(4);
+        registry
+            .report(&report(2, 9002, WALL + 4000), LOCAL, later, WALL + 4000)
+            .unwrap();
+        // Node 1 went silent and is removed; node 2 still reports.
+        let t = t0 + Duration::from_secs(6);
+        registry
+            .report(&report(3, 9003, WALL + 6000), LOCAL, t, WALL + 6000)
+            .unwrap();
+        let addrs: Vec<_> = statuses(&mut registry, t)
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:9002", "127.0.0.1:9003"]);
+        // The one pushed out cannot be replayed back in.
+        let replay = registry.report(&report(1, 9001, WALL), LOCAL, t, WALL + 6000);
+        assert_eq!(replay.unwrap_err().code(), "replayed");
+    }
+
+    #[test]
+    fn one_address_brings_only_so_many_new_ids_a_minute() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&Config {
+            max_nodes: 100,
+            max_new_ids_per_minute: 3,
+            ..config()
+        });
+        let flooder: IpAddr = "127.0.0.9".parse().unwrap();
+        for seed in 1..=3 {
+            registry
+                .report(
+                    &report(seed, 9000 + u16::from(seed), WALL),
+                    flooder,
+                    t0,
+                    WALL,
+                )
+                .unwrap();
+        }
+        let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
+        assert_eq!(fourth.unwrap_err().code(), "too_many_new");
+        // Known ids still report, other addresses still join, and the budget refills.
+        registry
+            .report(&report(1, 9001, WALL + 1), flooder, t0, WALL)
+            .unwrap();
+        registry
+            .report(&report(5, 9005, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        let t = t0 + Duration::from_secs(20);
+        registry
+            .report(&report(4, 9004, WALL + 1), flooder, t, WALL)
+            .unwrap();
     }
 
     #[test]
     fn a_leave_removes_at_once_and_the_output_is_sorted_by_address() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry.report(&report(1, 9002, WALL), t0, WALL).unwrap();
-        registry.report(&report(2, 9001, WALL), t0, WALL).unwrap();
+        registry
+            .report(&report(1, 9002, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        registry
+            .report(&report(2, 9001, WALL), LOCAL, t0, WALL)
+            .unwrap();
         registry
             .leave(
                 &Leave::sign(&Keypair::from_seed([1; 32]), WALL + 1),

@@ -83,7 +83,7 @@ async fn a_leave_removes_the_node_at_once() {
     let mut staying = Node::new(4, 9004);
     let mut conn = tracker.connect().await;
     conn.expect_topology(leaving.r()).await;
-    conn.expect_topology(staying.r()).await;
+    tracker.connect().await.expect_topology(staying.r()).await;
 
     // The answer to the leave itself already shows it removed: no waiting.
     let topology = conn.expect_topology(leaving.leave()).await;
@@ -95,6 +95,25 @@ async fn a_leave_removes_the_node_at_once() {
 
     // A leave from a node the tracker never heard of changes nothing.
     let mut stranger = Node::new(5, 9005);
-    let topology = conn.expect_topology(stranger.leave()).await;
+    let topology = tracker
+        .connect()
+        .await
+        .expect_topology(stranger.leave())
+        .await;
     assert_eq!(topology.nodes.len(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_speaks_for_one_node_only() {
+    let tracker = Tracker::start(fast_config()).await;
+    let mut mine = Node::new(6, 9006);
+    let mut other = Node::new(7, 9007);
+    tracker.connect().await.expect_topology(other.r()).await;
+    let mut conn = tracker.connect().await;
+    conn.expect_topology(mine.r()).await;
+    // Even with valid signatures, this connection cannot report or leave for another node.
+    conn.expect_error(other.r(), "wrong_connection").await;
+    conn.expect_error(other.leave(), "wrong_connection").await;
+    let topology = conn.expect_topology(mine.r()).await;
+    assert_eq!(status(&topology, &other.id()), Some(NodeStatus::A));
 }

@@ -7,7 +7,9 @@ use protocol::codec::WireError;
 use protocol::tracker::{NodeStatus, TrackerMessage};
 use tracker::Config;
 
-use crate::support::{DEADLINE, Node, POLL, Tracker, assert_single_error, fast_config, status};
+use crate::support::{
+    Conn, DEADLINE, Node, POLL, Tracker, assert_single_error, fast_config, status,
+};
 
 #[tokio::test]
 async fn connections_beyond_the_maximum_get_busy_and_are_closed() {
@@ -56,38 +58,67 @@ async fn a_full_table_refuses_new_ids_but_keeps_serving_known_ones() {
         ..fast_config()
     };
     let tracker = Tracker::start(config).await;
-    let mut conn = tracker.connect().await;
     let mut nodes: Vec<Node> = (1..=3).map(|i| Node::new(i, 9000 + u16::from(i))).collect();
+    let mut conns = Vec::new();
     for node in &mut nodes {
+        let mut conn = tracker.connect().await;
         conn.expect_topology(node.r()).await;
+        conns.push(conn);
     }
 
+    // Every known node is active: a newcomer cannot push one out.
     let mut newcomer = Node::new(4, 9004);
-    conn.expect_error(newcomer.r(), "tracker_full").await;
-    for node in &mut nodes {
+    let mut newcomer_conn = tracker.connect().await;
+    newcomer_conn
+        .expect_error(newcomer.r(), "tracker_full")
+        .await;
+    for (node, conn) in nodes.iter_mut().zip(&mut conns) {
         let topology = conn.expect_topology(node.r()).await;
         assert_eq!(topology.nodes.len(), 3);
         assert_eq!(status(&topology, &newcomer.id()), None);
     }
 
-    // A node that left still holds its place until it is forgotten...
-    let topology = conn.expect_topology(nodes[0].leave()).await;
+    // A node that left makes room at once: the newcomer takes its place.
+    let topology = conns[0].expect_topology(nodes[0].leave()).await;
     assert_eq!(status(&topology, &nodes[0].id()), Some(NodeStatus::R));
-    conn.expect_error(newcomer.r(), "tracker_full").await;
+    let topology = newcomer_conn.expect_topology(newcomer.r()).await;
+    assert_eq!(status(&topology, &newcomer.id()), Some(NodeStatus::A));
+    assert_eq!(status(&topology, &nodes[0].id()), None);
+    assert_eq!(status(&topology, &nodes[1].id()), Some(NodeStatus::A));
+}
 
-    // ...and then the newcomer gets in (forget_after is 1 s in the fast config).
-    let mut accepted = None;
-    for _ in 0..(DEADLINE.as_millis() / POLL.as_millis()) {
-        match conn.ask(newcomer.r()).await {
-            TrackerMessage::Topology(topology) => {
-                accepted = Some(topology);
-                break;
-            }
-            TrackerMessage::Error(e) if e.code == "tracker_full" => tokio::time::sleep(POLL).await,
+#[tokio::test]
+async fn a_flood_of_fake_registrations_pushes_no_real_node_out() {
+    let tracker = Tracker::start(Config {
+        max_nodes: 64,
+        max_new_ids_per_minute: 16,
+        silent_after: Duration::from_secs(10),
+        ..fast_config()
+    })
+    .await;
+    let mut real = Node::new(1, 9001);
+    let mut real_conn = tracker.connect().await;
+    real_conn.expect_topology(real.r()).await;
+
+    // A flooder on another address signs up ids as fast as it can, one connection each.
+    let mut accepted = 0;
+    let mut refused = 0;
+    for seed in 10..=110u8 {
+        let mut fake = Node::new(seed, 20_000 + u16::from(seed));
+        let mut conn = Conn::connect_from(&tracker.addr, "127.0.0.9").await;
+        match conn.ask(fake.r()).await {
+            TrackerMessage::Topology(_) => accepted += 1,
+            TrackerMessage::Error(e) if e.code == "too_many_new" => refused += 1,
             other => panic!("unexpected answer {other:?}"),
         }
     }
-    let topology = accepted.expect("the newcomer is accepted once the leaver is forgotten");
+    assert_eq!((accepted, refused), (16, 85), "one address's budget");
+
+    // The real node stays, and a new real node from another address still joins.
+    let topology = real_conn.expect_topology(real.r()).await;
+    assert_eq!(status(&topology, &real.id()), Some(NodeStatus::A));
+    let mut newcomer = Node::new(2, 9002);
+    let topology = tracker.connect().await.expect_topology(newcomer.r()).await;
     assert_eq!(status(&topology, &newcomer.id()), Some(NodeStatus::A));
-    assert_eq!(status(&topology, &nodes[0].id()), None);
+    assert_eq!(topology.nodes.len(), 18);
 }

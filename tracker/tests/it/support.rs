@@ -30,6 +30,7 @@ pub fn fast_config() -> Config {
         idle_timeout: Duration::from_secs(10),
         max_nodes: 64,
         max_clock_skew: Duration::from_secs(300),
+        max_new_ids_per_minute: 64,
     }
 }
 
@@ -87,6 +88,24 @@ impl Conn {
     /// Connects to `addr`.
     pub async fn connect(addr: &str) -> Conn {
         let stream = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+            .await
+            .expect("connect within the deadline")
+            .expect("connect to the tracker");
+        Conn {
+            framed: Framed::new(stream, LineCodec::new()),
+        }
+    }
+
+    /// Connects to `addr` from the local address `from` (another loopback address, to look
+    /// like another host).
+    pub async fn connect_from(addr: &str, from: &str) -> Conn {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        let from: std::net::IpAddr = from.parse().expect("an address");
+        socket
+            .bind((from, 0).into())
+            .expect("bind the local address");
+        let addr = addr.parse().expect("a socket address");
+        let stream = tokio::time::timeout(DEADLINE, socket.connect(addr))
             .await
             .expect("connect within the deadline")
             .expect("connect to the tracker");
