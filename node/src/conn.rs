@@ -284,6 +284,9 @@ impl Conn {
     }
 
     async fn handle(&mut self, message: Message) -> Flow {
+        if self.is_refused() {
+            return Flow::Close;
+        }
         let result = match message {
             Message::Record(record) => self.on_record(record).await,
             Message::Block(block) => {
@@ -301,7 +304,11 @@ impl Conn {
                 self.become_peer();
                 tracing::debug!(conn = self.id, peer = %id.short(), %addr, "peer identified");
                 self.peer_id = Some(id);
-                Ok(Flow::Continue)
+                Ok(if self.is_refused() {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                })
             }
             Message::GetBlocks(GetBlocks { locator }) => {
                 self.become_peer();
@@ -467,6 +474,9 @@ impl Conn {
     }
 
     async fn forward(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Flow {
+        if self.is_refused() {
+            return Flow::Close;
+        }
         let sent = match event {
             Ok(event) => match self.role {
                 Role::Peer => self.forward_to_peer(event).await,

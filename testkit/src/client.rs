@@ -96,3 +96,43 @@ pub async fn fetch_chain(addr: &str) -> Option<Vec<Block>> {
     }
     None
 }
+
+/// Submits `record` the way a shop does: to the first node, and on a refused connection, a drop
+/// or no block within `per_node`, the same signed record to the next, round after round.
+/// Returns the block holding it, or `None` after `rounds` rounds. The same record id is never
+/// applied twice, so retrying cannot buy twice.
+pub async fn submit_with_retry(
+    addrs: &[String],
+    record: &Record,
+    per_node: Duration,
+    rounds: usize,
+) -> Option<Block> {
+    let id = record.id();
+    for _ in 0..rounds {
+        for addr in addrs {
+            let attempt = async {
+                let stream = TcpStream::connect(addr).await.ok()?;
+                let mut link = Framed::new(stream, LineCodec::<Message>::new());
+                link.send(Message::Record(record.clone())).await.ok()?;
+                // Bounded by `per_node` below; a node sends a handful of lines per record.
+                while let Some(Ok(message)) = link.next().await {
+                    match message {
+                        Message::Block(block) if block.records.iter().any(|r| r.id() == id) => {
+                            return Some(block);
+                        }
+                        Message::Error(e) => {
+                            eprintln!("submit_with_retry: {addr} said {} {}", e.code, e.message);
+                            return None;
+                        }
+                        _ => {}
+                    }
+                }
+                None
+            };
+            if let Ok(Some(block)) = tokio::time::timeout(per_node, attempt).await {
+                return Some(block);
+            }
+        }
+    }
+    None
+}

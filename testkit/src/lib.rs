@@ -18,7 +18,7 @@ use std::time::Duration;
 use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
 
 pub use bin::binary;
-pub use client::{Client, fetch_chain};
+pub use client::{Client, fetch_chain, submit_with_retry};
 pub use proc::{NodeProc, Tracker, start_network};
 
 /// The difficulty floor nodes in tests run at: a block takes a few hundred hashes.
