@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod chain;
 pub mod codec;
 pub mod difficulty;
+pub mod fuzzing;
 pub mod hash;
 pub mod header;
 pub mod ledger;

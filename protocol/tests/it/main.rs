@@ -3,6 +3,7 @@
 
 mod chain;
 mod codec;
+mod fuzz;
 mod pool;
 
 use std::sync::atomic::AtomicBool;
