@@ -3,7 +3,7 @@
 //! blocks that joined the best chain) that connections forward. Keeping the CPU work (signature
 //! checks, reorgs, replay) on this thread keeps it off the async workers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,6 +105,8 @@ pub enum RecordOutcome {
     InBlock(Arc<CheckedBlock>),
     /// Refused.
     Refused(PoolError),
+    /// Admitted, but the store could not write it, so it is not acknowledged.
+    NotStored(String),
 }
 
 /// What became of a batch of blocks.
@@ -172,6 +174,26 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Most commands handled before the store is written and records acknowledged: bounds how
+/// long an acknowledgement waits behind a flood.
+pub const MAX_BATCH: usize = 256;
+
+/// What a batch of commands leaves to do once it is handled.
+#[derive(Default)]
+struct Batch {
+    handled: usize,
+    /// Blocks that entered the tree, to store.
+    blocks: Vec<Arc<CheckedBlock>>,
+    /// Records newly pending, to store.
+    add_pending: Vec<Record>,
+    /// Pending records now in a best-chain block, to drop from the store.
+    forget: HashSet<RecordId>,
+    /// Answers to records that wait for the write.
+    acks: Vec<(oneshot::Sender<RecordOutcome>, RecordOutcome)>,
+    /// Whether the tip or the pool changed, so the miner needs a new template.
+    remine: bool,
+}
+
 /// The actor's state.
 pub struct Actor {
     chain: Chain,
@@ -224,73 +246,138 @@ impl Actor {
     }
 
     /// Serves commands until [`Command::Shutdown`] or every sender is gone.
+    ///
+    /// Commands are taken in batches of whatever is waiting (up to [`MAX_BATCH`]): each is
+    /// handled and its relays go out at once, then everything the batch changed on disk is
+    /// written in one transaction (one sync), then the records of the batch are acknowledged,
+    /// then the miner is pointed at the new tip and pool once. Under load that is one sync and
+    /// one new block template per batch instead of per record.
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(command) = commands.blocking_recv() {
-            match command {
-                Command::Record {
-                    record,
-                    from,
-                    reply,
-                } => {
-                    let _ = reply.send(self.record(record, from));
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = commands.blocking_recv() else {
+                break;
+            };
+            let mut batch = Batch::default();
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                if matches!(command, Command::Shutdown) {
+                    stopping = true;
+                    break;
                 }
-                Command::Blocks {
-                    blocks,
-                    from,
-                    relay,
-                    reply,
-                } => {
-                    let _ = reply.send(self.blocks(blocks, from, relay));
+                self.handle(command, &mut batch);
+                if batch.handled < MAX_BATCH {
+                    next = commands.try_recv().ok();
                 }
-                Command::GetBlocks {
-                    locator,
-                    max,
-                    reply,
-                } => {
-                    let _ = reply.send(self.chain.blocks_after(&locator, max));
-                }
-                Command::Locator { reply } => {
-                    let _ = reply.send(self.chain.locator());
-                }
-                Command::Unknown { hashes, reply } => {
-                    let unknown = hashes.iter().map(|h| !self.chain.is_known(h)).collect();
-                    let _ = reply.send(unknown);
-                }
-                Command::Tip { reply } => {
-                    let _ = reply.send(Arc::clone(self.chain.tip()));
-                }
-                Command::Mined(solved) => {
-                    self.miner.solved(solved.job);
-                    let hash = solved.block.header.hash();
-                    let records = solved.block.records.len();
-                    let outcome = self.blocks(vec![solved.block], SELF, true);
-                    if outcome.accepted > 0 {
-                        tracing::info!(
-                            height = self.chain.height(), hash = %hash.short(), records,
-                            hashes = solved.hashes, ms = solved.elapsed.as_millis() as u64,
-                            "mined a block"
-                        );
-                    }
-                }
-                Command::Shutdown => break,
             }
+            self.finish(batch);
         }
         self.miner.stop();
     }
 
-    fn record(&mut self, record: Record, from: ConnId) -> RecordOutcome {
+    /// Handles one command; what must wait for the batch's write goes into `batch`.
+    fn handle(&mut self, command: Command, batch: &mut Batch) {
+        batch.handled += 1;
+        match command {
+            Command::Record {
+                record,
+                from,
+                reply,
+            } => {
+                let outcome = self.record(record, from, batch);
+                if matches!(outcome, RecordOutcome::Pending(_)) {
+                    batch.acks.push((reply, outcome));
+                } else {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Command::Blocks {
+                blocks,
+                from,
+                relay,
+                reply,
+            } => {
+                let _ = reply.send(self.blocks(blocks, from, relay, batch));
+            }
+            Command::GetBlocks {
+                locator,
+                max,
+                reply,
+            } => {
+                let _ = reply.send(self.chain.blocks_after(&locator, max));
+            }
+            Command::Locator { reply } => {
+                let _ = reply.send(self.chain.locator());
+            }
+            Command::Unknown { hashes, reply } => {
+                let unknown = hashes.iter().map(|h| !self.chain.is_known(h)).collect();
+                let _ = reply.send(unknown);
+            }
+            Command::Tip { reply } => {
+                let _ = reply.send(Arc::clone(self.chain.tip()));
+            }
+            Command::Mined(solved) => {
+                self.miner.solved(solved.job);
+                let hash = solved.block.hash();
+                let records = solved.block.records.len();
+                let outcome = self.blocks(vec![solved.block], SELF, true, batch);
+                if outcome.accepted > 0 {
+                    tracing::info!(
+                        height = self.chain.height(), hash = %hash.short(), records,
+                        hashes = solved.hashes, ms = solved.elapsed.as_millis() as u64,
+                        "mined a block"
+                    );
+                }
+            }
+            // Taken care of by `run`.
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Writes what the batch changed, acknowledges its records, and re-aims the miner.
+    fn finish(&mut self, batch: Batch) {
+        let Batch {
+            blocks,
+            add_pending,
+            forget,
+            acks,
+            remine,
+            ..
+        } = batch;
+        let blocks: Vec<&Block> = blocks.iter().map(|b| b.block()).collect();
+        let forget: Vec<RecordId> = forget.into_iter().collect();
+        let add: Vec<&Record> = add_pending
+            .iter()
+            .filter(|r| !forget.contains(&r.id()))
+            .collect();
+        let written = self.store.write(&blocks, &add, &forget);
+        if let Err(e) = &written {
+            tracing::error!(error = %e, "cannot write the store");
+        }
+        for (reply, outcome) in acks {
+            // Acknowledged only once durable: an acknowledged record survives a crash.
+            let outcome = match &written {
+                Ok(()) => outcome,
+                Err(e) => RecordOutcome::NotStored(e.to_string()),
+            };
+            let _ = reply.send(outcome);
+        }
+        // An idle miner may have work (a record, or a tie to break) even if nothing changed.
+        if remine || !self.miner.is_busy() {
+            self.remine();
+        }
+    }
+
+    fn record(&mut self, record: Record, from: ConnId, batch: &mut Batch) -> RecordOutcome {
         let id = record.id();
         if let Some(block) = self.mined.get(&id).and_then(|h| self.chain.get(h)) {
             return RecordOutcome::InBlock(Arc::clone(block));
         }
         match self.pool.add(record.clone()) {
             Ok(admitted) => {
-                // Stored before it is acknowledged: an acknowledged record survives a crash.
-                if let Err(e) = self.store.write(&[], &[&record], &[]) {
-                    tracing::error!(error = %e, "cannot store a pending record");
-                }
+                batch.add_pending.push(record.clone());
+                batch.remine = true;
                 let _ = self.events.send(Event::Record { record, from });
-                self.remine();
                 RecordOutcome::Pending(admitted)
             }
             Err(PoolError::AlreadyPending) => RecordOutcome::AlreadyPending,
@@ -298,7 +385,13 @@ impl Actor {
         }
     }
 
-    fn blocks(&mut self, blocks: Vec<CheckedBlock>, from: ConnId, relay: bool) -> BlocksOutcome {
+    fn blocks(
+        &mut self,
+        blocks: Vec<CheckedBlock>,
+        from: ConnId,
+        relay: bool,
+        batch: &mut Batch,
+    ) -> BlocksOutcome {
         let mut outcome = BlocksOutcome::default();
         let mut added: Vec<Arc<CheckedBlock>> = Vec::new();
         let old_tip = self.chain.tip().hash();
@@ -319,8 +412,21 @@ impl Actor {
         if added.is_empty() {
             return outcome;
         }
+        // Relayed first: peers need not wait for our disk. The block is written with the rest
+        // of the batch; should we crash before, our peers have it and we sync it back.
+        let _ = self.events.send(Event::Blocks {
+            blocks: added.clone().into(),
+            from,
+            relay,
+            received_ms: now_ms(),
+        });
+        batch.blocks.extend(added);
         // The old tip stays in the tree: blocks on the best chain are never removed.
         let (disconnected, connected) = self.chain.changes_since(&old_tip).unwrap_or_default();
+        if connected.is_empty() {
+            // A side branch can start a tie this node has to break.
+            return outcome;
+        }
         if !disconnected.is_empty() {
             tracing::info!(
                 depth = disconnected.len(),
@@ -333,45 +439,28 @@ impl Actor {
                 self.mined.remove(&r.id());
             }
         }
-        let mut forget = Vec::new();
         for block in &connected {
             for r in &block.records {
                 self.mined.insert(r.id(), block.hash());
-                forget.push(r.id());
+                batch.forget.insert(r.id());
             }
         }
-        let tip_changed = !connected.is_empty();
-        if tip_changed {
-            self.pool
-                .on_tip_change(self.chain.ledger(), &disconnected, &connected);
+        self.pool
+            .on_tip_change(self.chain.ledger(), &disconnected, &connected);
+        // Records of blocks that left the best chain are pending again, on disk too.
+        for record in disconnected.iter().flat_map(|b| b.records.iter()) {
+            if self.pool.contains(&record.id()) {
+                batch.forget.remove(&record.id());
+                batch.add_pending.push(record.clone());
+            }
         }
-        let readded: Vec<&Record> = disconnected
-            .iter()
-            .flat_map(|b| b.records.iter())
-            .filter(|r| self.pool.contains(&r.id()))
-            .collect();
-        let to_store: Vec<&Block> = added.iter().map(|b| b.block()).collect();
-        if let Err(e) = self.store.write(&to_store, &readded, &forget) {
-            tracing::error!(error = %e, "cannot store blocks");
-        }
-        let _ = self.events.send(Event::Blocks {
-            blocks: added.into(),
-            from,
-            relay,
-            received_ms: now_ms(),
+        let _ = self.events.send(Event::Tip {
+            tip: Arc::clone(self.chain.tip()),
+            disconnected: disconnected.into(),
+            connected: connected.into(),
         });
-        if tip_changed {
-            let _ = self.events.send(Event::Tip {
-                tip: Arc::clone(self.chain.tip()),
-                disconnected: disconnected.into(),
-                connected: connected.into(),
-            });
-            self.publish_status();
-        }
-        // A side branch can start a tie this node has to break; an idle miner may have work.
-        if tip_changed || !self.miner.is_busy() {
-            self.remine();
-        }
+        self.publish_status();
+        batch.remine = true;
         outcome
     }
 

@@ -357,6 +357,11 @@ impl Conn {
                 }
                 return Ok(Flow::Continue);
             }
+            RecordOutcome::NotStored(error) => {
+                let error = ErrorMessage::new("not_stored", format!("not acknowledged: {error}"));
+                self.send(Message::Error(error)).await?;
+                return Ok(Flow::Continue);
+            }
             RecordOutcome::Refused(error) => {
                 // A relayed record we already have in a block, or saw replaced, is no one's fault.
                 let stale = matches!(
