@@ -81,11 +81,13 @@ impl Node {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let (mut store, loaded) = Store::open(&config.data_dir)?;
         let key = identity::load_or_create(&config.data_dir)?;
-        let mut chain = Chain::new(Params::with_floor(config.difficulty_floor));
+        let params = Params::with_floor(config.difficulty_floor);
+        let mut chain = Chain::new(params.clone());
         let (count, now) = (loaded.blocks.len(), now_ms());
-        let mut refused = 0;
-        for block in loaded.blocks {
-            if chain.insert(block, now).is_err() {
+        // Our own store: checked again but for the signatures, on every core.
+        let (checked, mut refused) = verify::check_stored(loaded.blocks, &params);
+        for block in checked {
+            if chain.insert_checked(block, now).is_err() {
                 refused += 1;
             }
         }

@@ -9,10 +9,11 @@ use std::path::Path;
 use protocol::{Block, Record, RecordId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-/// Blocks in the order they were accepted (a parent always before its children).
-const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// Pending records in the order they were admitted.
-const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending");
+/// Blocks in the order they were accepted (a parent always before its children), in their
+/// binary form ([`Block::to_bytes`]).
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks_v2");
+/// Pending records in the order they were admitted, in their canonical encoding.
+const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v2");
 
 /// Why the store could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +24,6 @@ pub enum StoreError {
     /// redb failed.
     #[error("store: {0}")]
     Db(#[from] redb::Error),
-    /// A value could not be encoded (a bug, not bad input).
-    #[error("store: encoding: {0}")]
-    Encode(#[from] serde_json::Error),
     /// The lock file could not be created.
     #[error("store: lock file: {0}")]
     Io(#[from] std::io::Error),
@@ -102,7 +100,7 @@ impl Store {
         for entry in read.open_table(BLOCKS)?.iter()? {
             let (key, value) = entry?;
             store.next_block = key.value() + 1;
-            match serde_json::from_slice::<Block>(value.value()) {
+            match Block::from_bytes(value.value()) {
                 Ok(block) => loaded.blocks.push(block),
                 Err(_) => loaded.damaged += 1,
             }
@@ -110,7 +108,7 @@ impl Store {
         for entry in read.open_table(PENDING)?.iter()? {
             let (key, value) = entry?;
             store.next_pending = key.value() + 1;
-            match serde_json::from_slice::<Record>(value.value()) {
+            match Record::decode(value.value()) {
                 Ok(record) => {
                     store.pending_keys.insert(record.id(), key.value());
                     loaded.pending.push(record);
@@ -147,14 +145,12 @@ impl Store {
         {
             let mut table = txn.open_table(BLOCKS)?;
             for block in blocks {
-                let bytes = serde_json::to_vec(block)?;
-                table.insert(next_block, bytes.as_slice())?;
+                table.insert(next_block, block.to_bytes().as_slice())?;
                 next_block += 1;
             }
             let mut table = txn.open_table(PENDING)?;
             for record in add {
-                let bytes = serde_json::to_vec(record)?;
-                table.insert(next_pending, bytes.as_slice())?;
+                table.insert(next_pending, record.encode().as_slice())?;
                 new_keys.push((record.id(), next_pending));
                 next_pending += 1;
             }

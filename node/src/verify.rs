@@ -19,37 +19,66 @@ pub async fn check_blocks(
     checked.unwrap_or_else(|_| (Vec::new(), None))
 }
 
-fn check_all(blocks: Vec<Block>, params: &Params) -> (Vec<CheckedBlock>, Option<BlockError>) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if blocks.len() < PARALLEL_FROM || threads == 1 {
-        return check_prefix(blocks, params);
+/// Checks blocks read back from this node's own store ([`Block::check_stored`]: all but the
+/// signatures) on every core; returns those that pass, in order, and how many did not.
+pub fn check_stored(blocks: Vec<Block>, params: &Params) -> (Vec<CheckedBlock>, usize) {
+    let results = in_parallel(blocks, |chunk| {
+        chunk
+            .into_iter()
+            .map(|block| block.check_stored(params))
+            .collect::<Vec<_>>()
+    });
+    let mut failed = 0;
+    let mut out = Vec::new();
+    for result in results.into_iter().flatten().flatten() {
+        match result {
+            Ok(block) => out.push(block),
+            Err(_) => failed += 1,
+        }
     }
-    let chunk = blocks.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<Block>> = Vec::new();
-    let mut rest = blocks;
+    (out, failed)
+}
+
+/// Splits `items` into one chunk per core, runs `work` on each on its own thread, and returns
+/// the results in order (`None` for a chunk whose thread panicked: a bug, not bad input).
+fn in_parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    work: impl Fn(Vec<T>) -> R + Sync,
+) -> Vec<Option<R>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if items.len() < PARALLEL_FROM || threads == 1 {
+        return vec![Some(work(items))];
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut rest = items;
     while rest.len() > chunk {
         let tail = rest.split_off(chunk);
         chunks.push(rest);
         rest = tail;
     }
     chunks.push(rest);
-    let results: Vec<_> = std::thread::scope(|scope| {
+    let work = &work;
+    std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| scope.spawn(move || check_prefix(chunk, params)))
+            .map(|chunk| scope.spawn(move || work(chunk)))
             .collect();
-        handles.into_iter().map(|h| h.join()).collect()
-    });
+        handles.into_iter().map(|h| h.join().ok()).collect()
+    })
+}
+
+fn check_all(blocks: Vec<Block>, params: &Params) -> (Vec<CheckedBlock>, Option<BlockError>) {
+    let results = in_parallel(blocks, |chunk| check_prefix(chunk, params));
     let mut out = Vec::new();
     for result in results {
-        match result {
-            Ok((checked, None)) => out.extend(checked),
-            Ok((checked, Some(error))) => {
-                out.extend(checked);
-                return (out, Some(error));
-            }
-            // A panic in a check would be a bug; the blocks after it are not trusted.
-            Err(_) => return (out, None),
+        // The blocks after a chunk that panicked are not trusted.
+        let Some((checked, error)) = result else {
+            return (out, None);
+        };
+        out.extend(checked);
+        if error.is_some() {
+            return (out, error);
         }
     }
     (out, None)

@@ -6,6 +6,7 @@
 //! values. That keeps every rule here fast to test.
 
 pub mod account;
+pub mod binary;
 pub mod block;
 pub mod catalog;
 pub mod chain;

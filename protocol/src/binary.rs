@@ -1,0 +1,236 @@
+//! The compact binary form of headers, records and blocks: what a node keeps in its store.
+//! It is made of the encodings the protocol already defines: a block is its 136-byte header,
+//! a 4-byte little-endian record count, then each record as a 4-byte length and its canonical
+//! encoding (signing bytes, then signature). Reading it back is a parse with a bounds check at
+//! every step: a damaged store entry is an error, never a panic.
+
+use crate::account::{AccountId, Signature};
+use crate::block::Block;
+use crate::hash::Hash256;
+use crate::header::{HEADER_SIZE, Header};
+use crate::params::{MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE};
+use crate::record::{Action, RECORD_DOMAIN, Record};
+
+/// Why bytes are not a header, record or block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes end before the value does.
+    #[error("truncated: {0} needs more bytes")]
+    Truncated(&'static str),
+    /// Bytes are left after the value.
+    #[error("{0} trailing bytes")]
+    Trailing(usize),
+    /// A record does not start with the record domain.
+    #[error("not a record: wrong domain")]
+    Domain,
+    /// An unknown action tag.
+    #[error("unknown action tag {0}")]
+    Tag(u8),
+    /// A string that is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    /// More records, or more record bytes, than a block may hold.
+    #[error("more records than a block may hold")]
+    TooLarge,
+}
+
+/// A cursor over bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError::Truncated(what));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let len = self.u32(what)? as usize;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8(what))
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.bytes.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::Trailing(n)),
+        }
+    }
+}
+
+impl Header {
+    /// Reads a header from its 136-byte encoding ([`Header::encode`]).
+    pub fn decode(bytes: &[u8]) -> Result<Header, DecodeError> {
+        let mut r = Reader { bytes };
+        let header = read_header(&mut r)?;
+        r.finish()?;
+        Ok(header)
+    }
+}
+
+fn read_header(r: &mut Reader<'_>) -> Result<Header, DecodeError> {
+    let what = "header";
+    if r.bytes.len() < HEADER_SIZE {
+        return Err(DecodeError::Truncated(what));
+    }
+    Ok(Header {
+        version: r.u32(what)?,
+        bits: r.u32(what)?,
+        height: r.u64(what)?,
+        prev_hash: Hash256(r.array(what)?),
+        records_root: Hash256(r.array(what)?),
+        miner: AccountId(r.array(what)?),
+        timestamp: r.u64(what)?,
+        record_count: r.u32(what)?,
+        records_size: r.u32(what)?,
+        nonce: r.u64(what)?,
+    })
+}
+
+impl Record {
+    /// Reads a record from its canonical encoding ([`Record::encode`]).
+    pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        let mut r = Reader { bytes };
+        if r.take(RECORD_DOMAIN.len(), "record")? != RECORD_DOMAIN {
+            return Err(DecodeError::Domain);
+        }
+        let account = AccountId(r.array("account")?);
+        let seq = r.u64("seq")?;
+        let action = match r.array::<1>("action")?[0] {
+            1 => Action::Join {
+                name: r.string("name")?,
+            },
+            2 => Action::Purchase {
+                monkey: r.string("monkey")?,
+            },
+            3 => Action::Transfer {
+                to: AccountId(r.array("to")?),
+                amount: r.u64("amount")?,
+            },
+            4 => Action::Vote {
+                poll: r.string("poll")?,
+                choice: r.string("choice")?,
+            },
+            tag => return Err(DecodeError::Tag(tag)),
+        };
+        let sig = Signature(r.array("signature")?);
+        r.finish()?;
+        Ok(Record {
+            account,
+            seq,
+            action,
+            sig,
+        })
+    }
+}
+
+impl Block {
+    /// The block's binary form: header, record count, then each record's length and encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_SIZE + 4 + self.header.records_size as usize);
+        out.extend_from_slice(&self.header.encode());
+        out.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
+        for record in &self.records {
+            let bytes = record.encode();
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Reads a block from [`Block::to_bytes`]. Nothing is checked but the form: that is
+    /// [`Block::check`]'s work.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Block, DecodeError> {
+        let mut r = Reader { bytes };
+        let header = read_header(&mut r)?;
+        let count = r.u32("record count")?;
+        if count > MAX_BLOCK_RECORDS {
+            return Err(DecodeError::TooLarge);
+        }
+        let mut records = Vec::with_capacity(count as usize);
+        let mut size = 0usize;
+        for _ in 0..count {
+            let len = r.u32("record length")? as usize;
+            size += len;
+            if size > MAX_BLOCK_RECORDS_SIZE as usize {
+                return Err(DecodeError::TooLarge);
+            }
+            records.push(Record::decode(r.take(len, "record")?)?);
+        }
+        r.finish()?;
+        Ok(Block { header, records })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Keypair;
+    use crate::block::genesis;
+
+    #[test]
+    fn blocks_and_records_round_trip_and_damage_is_an_error() {
+        let k = Keypair::from_seed([1; 32]);
+        let to = Keypair::from_seed([2; 32]).account();
+        let records = vec![
+            Record::sign(
+                &k,
+                0,
+                Action::Join {
+                    name: "zoé".into()
+                },
+            ),
+            Record::sign(
+                &k,
+                1,
+                Action::Purchase {
+                    monkey: "baboon".into(),
+                },
+            ),
+            Record::sign(&k, 2, Action::Transfer { to, amount: 7 }),
+            Record::sign(
+                &k,
+                3,
+                Action::Vote {
+                    poll: "p".into(),
+                    choice: "c".into(),
+                },
+            ),
+        ];
+        let block = Block::template(&genesis().header, records, k.account(), 9, 5);
+        let bytes = block.to_bytes();
+        assert_eq!(Block::from_bytes(&bytes), Ok(block.clone()));
+        assert_eq!(
+            Header::decode(&block.header.encode()),
+            Ok(block.header.clone())
+        );
+        for cut in [0, 10, HEADER_SIZE, HEADER_SIZE + 3, bytes.len() - 1] {
+            assert!(Block::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Block::from_bytes(&longer), Err(DecodeError::Trailing(1)));
+        let mut bad_tag = block.records[0].encode();
+        bad_tag[RECORD_DOMAIN.len() + 40] = 9;
+        assert_eq!(Record::decode(&bad_tag), Err(DecodeError::Tag(9)));
+    }
+}
