@@ -30,13 +30,12 @@ pub fn binary(name: &str) -> PathBuf {
         .find(|(bin, _)| *bin == name)
         .map(|(_, package)| *package)
         .unwrap_or_else(|| panic!("unknown binary {name}"));
-    // Test executables live in target/PROFILE/deps; binaries in target/PROFILE.
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/PROFILE/deps")
-        .to_path_buf();
+    // Test executables live in target/PROFILE/deps, binaries (the bench) in target/PROFILE.
+    let exe = std::env::current_exe().expect("the executable's path");
+    let mut profile_dir = exe.parent().expect("target/PROFILE").to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev".to_string(),
         Some(other) => other.to_string(),

@@ -75,19 +75,27 @@ pub struct Tracker {
 impl Tracker {
     /// Starts a tracker on a free loopback port.
     pub async fn start() -> Tracker {
+        Tracker::start_with(&[]).await
+    }
+
+    /// Starts a tracker on a free loopback port with `extra` flags.
+    pub async fn start_with(extra: &[&str]) -> Tracker {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let log = dir.path().join("tracker.log");
-        let (child, addr) = spawn_listening(
-            &binary("monkey-tracker"),
-            &["--listen".into(), "127.0.0.1:0".into()],
-            &log,
-        );
+        let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let (child, addr) = spawn_listening(&binary("monkey-tracker"), &args, &log);
         Tracker {
             addr,
             child: Some(child),
             log,
             _dir: dir,
         }
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills it with SIGKILL: nodes see their connections drop, nothing says goodbye.

@@ -1,0 +1,116 @@
+//! A network of real release processes on loopback, and the pieces scenarios share: a peer
+//! link that injects blocks, mining on a tip in-process, and the loopback round trip.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use protocol::codec::LineCodec;
+use protocol::pow::mine;
+use protocol::wire::Message;
+use protocol::{Block, Keypair, Record};
+use testkit::{NodeProc, Tracker};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+
+/// A tracker and `n` nodes, each in a folder of `dir`, with `extra` flags; waits until the
+/// tracker lists them all.
+pub async fn network(
+    dir: &std::path::Path,
+    n: usize,
+    extra: &[&str],
+) -> anyhow::Result<(Tracker, Vec<NodeProc>)> {
+    let tracker = Tracker::start().await;
+    let nodes: Vec<NodeProc> = (0..n)
+        .map(|i| NodeProc::start_with(&tracker.addr, &dir.join(format!("n{i}")), extra))
+        .collect();
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    tracker.wait_active(&ids).await;
+    Ok((tracker, nodes))
+}
+
+/// The wall clock in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A solved block on `parent` holding `records`, at `bits`, stamped now.
+pub fn mine_on(parent: &Block, records: Vec<Record>, bits: u32, key: &Keypair) -> Block {
+    let timestamp = now_ms().max(parent.header.timestamp + 1);
+    let template = Block::template(&parent.header, records, key.account(), bits, timestamp);
+    let header = mine(&template.header, 1, &AtomicBool::new(false), None)
+        .header
+        .expect("an unbounded search finds a nonce");
+    Block { header, ..template }
+}
+
+/// A link to a node that behaves as a peer: it sends blocks, and reads (and drops) what the
+/// node relays back so the node never waits on it.
+pub struct Peer {
+    link: futures::stream::SplitSink<Framed<TcpStream, LineCodec<Message>>, Message>,
+    drain: tokio::task::JoinHandle<()>,
+}
+
+impl Peer {
+    /// Connects to `addr`.
+    pub async fn connect(addr: &str) -> anyhow::Result<Peer> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (link, mut incoming) = Framed::new(stream, LineCodec::<Message>::new()).split();
+        let drain = tokio::spawn(async move { while let Some(Ok(_)) = incoming.next().await {} });
+        Ok(Peer { link, drain })
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: Message) -> anyhow::Result<()> {
+        Ok(self.link.send(message).await?)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.drain.abort();
+    }
+}
+
+/// Round trips of a short line over loopback TCP, in milliseconds: the floor under anything a
+/// node does across a connection.
+pub async fn loopback_round_trips(samples: usize) -> anyhow::Result<Vec<f64>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let echo = tokio::spawn(async move {
+        if let Ok((stream, _)) = listener.accept().await {
+            stream.set_nodelay(true).ok();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if write
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        write.write_all(b"D\n").await?;
+        lines.next_line().await?;
+        out.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    echo.abort();
+    Ok(out)
+}
+
+/// How long to wait for anything in a scenario before calling it failed.
+pub const PATIENCE: Duration = Duration::from_secs(60);

@@ -1,0 +1,54 @@
+//! Scenario 8: a node's peak resident memory holding a long chain: once after taking the chain
+//! from a peer, once after restarting on it. The reference is the size of the blocks
+//! themselves in their binary form.
+
+use protocol::Block;
+use testkit::NodeProc;
+
+use crate::chains::{Chains, FLOOR, seed};
+use crate::net::network;
+use crate::report::Row;
+
+/// Runs the scenario with a chain of `n` blocks.
+pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
+    let chain = chains.get(n);
+    let data_mb = chain
+        .iter()
+        .map(|b| Block::to_bytes(b).len())
+        .sum::<usize>() as f64
+        / 1e6;
+    let dir = tempfile::tempdir()?;
+    let floor = FLOOR.to_string();
+    let (tracker, mut nodes) = network(dir.path(), 1, &["--difficulty-floor", &floor]).await?;
+    seed(&nodes[0], &chain).await?;
+    let synced = peak_mb(&nodes[0])?;
+    let node = nodes.remove(0);
+    let data = node.dir.clone();
+    tokio::task::spawn_blocking(move || node.terminate()).await?;
+    let node = tokio::task::spawn_blocking(move || {
+        NodeProc::start_with(&tracker.addr, &data, &["--difficulty-floor", &floor])
+    })
+    .await?;
+    let restarted = peak_mb(&node)?;
+    let row = |figure: &str, value: f64| Row {
+        scenario: "8 memory".into(),
+        figure: format!("peak RSS, {n} blocks, {figure}"),
+        value,
+        unit: "MB",
+        reference: "the blocks' binary size".into(),
+        reference_value: data_mb,
+        target: Some(("< 100 MB".into(), value < 100.0)),
+        noisy: None,
+    };
+    Ok(vec![
+        row("after sync", synced),
+        row("after restart", restarted),
+    ])
+}
+
+fn peak_mb(node: &NodeProc) -> anyhow::Result<f64> {
+    let (_, peak_kib) = node
+        .memory_kib()
+        .ok_or_else(|| anyhow::anyhow!("cannot read /proc for the node"))?;
+    Ok(peak_kib as f64 * 1024.0 / 1e6)
+}

@@ -1,0 +1,82 @@
+//! Scenario 2: a block mined on one node until it is on every node. The bench mines each block
+//! itself and hands it to node 0 as a peer would, so no other node competes; the time is from
+//! that send until the last node's subscription reports the block (the bench's own hops to and
+//! from the nodes included, so the figure errs high).
+
+use std::time::Instant;
+
+use protocol::wire::Message;
+use protocol::{Block, Keypair, genesis};
+
+use crate::net::{PATIENCE, Peer, loopback_round_trips, mine_on, network};
+use crate::report::{Row, percentile};
+use crate::watch::Watch;
+
+/// The floor the network runs at: blocks are mined by the bench in microseconds.
+const FLOOR: u32 = 8;
+
+/// Runs the scenario for each network size in `sizes`, `blocks` blocks each.
+pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
+    let rtt = loopback_round_trips(1000).await?;
+    let rtt_p99 = percentile(&rtt, 99.0);
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let dir = tempfile::tempdir()?;
+        let floor = FLOOR.to_string();
+        let (_tracker, nodes) = network(dir.path(), n, &["--difficulty-floor", &floor]).await?;
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        let watch = Watch::start(&addrs).await?;
+        let mut peer = Peer::connect(&addrs[0]).await?;
+        let key = Keypair::from_seed([9; 32]);
+        let mut tip: Block = genesis();
+        let mut samples = Vec::with_capacity(blocks);
+        // The first blocks warm the links up (peers connect within a second of starting).
+        for i in 0..blocks + 5 {
+            let block = mine_on(&tip, Vec::new(), FLOOR, &key);
+            let hash = block.header.hash();
+            let sent = Instant::now();
+            peer.send(Message::Block(block.clone())).await?;
+            let everywhere = watch
+                .until(PATIENCE, |s| {
+                    (0..n).all(|node| s.block_at.contains_key(&(node, hash)))
+                })
+                .await;
+            anyhow::ensure!(everywhere, "block {i} never reached every node of {n}");
+            if i >= 5 {
+                let last = watch.with(|s| {
+                    (0..n)
+                        .filter_map(|node| s.block_at.get(&(node, hash)))
+                        .max()
+                        .copied()
+                });
+                if let Some(last) = last {
+                    samples.push(last.duration_since(sent).as_secs_f64() * 1e3);
+                }
+            }
+            tip = block;
+        }
+        for (p, target) in [(50.0, None), (99.0, target_for(n))] {
+            let value = percentile(&samples, p);
+            rows.push(Row {
+                scenario: "2 propagation".into(),
+                figure: format!("p{p:.0}, {n} nodes"),
+                value,
+                unit: "ms",
+                reference: "loopback TCP round trip p99".into(),
+                reference_value: rtt_p99,
+                target: target.map(|t| (format!("< {t} ms"), value < t)),
+                noisy: (samples.len() < 50).then(|| format!("only {} blocks", samples.len())),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The p99 target for a network of `n` nodes.
+fn target_for(n: usize) -> Option<f64> {
+    match n {
+        10 => Some(5.0),
+        30 => Some(20.0),
+        _ => None,
+    }
+}

@@ -1,0 +1,162 @@
+//! Scenario 7: a tracker with many simulated nodes, each reporting every second on its own
+//! connection (signed reports, spread evenly over the second). Measured over a few seconds: the
+//! tracker process's CPU share, and the time a client waits for the topology (`Q` to `T` on a
+//! kept connection). The references are the loopback round trip, and the CPU share of the bench
+//! process that signs and sends all those reports.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use protocol::Keypair;
+use protocol::codec::LineCodec;
+use protocol::hash::Hash256;
+use protocol::tracker::{Report, TrackerMessage};
+use testkit::Tracker;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::net::loopback_round_trips;
+use crate::report::{Row, percentile};
+
+/// How long the figures are measured over, after every node has joined.
+const WINDOW: Duration = Duration::from_secs(5);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// CPU seconds (user and system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One simulated node: reports every second, starting at `offset` into the second.
+async fn simulate(addr: String, seed: u64, offset: Duration) -> anyhow::Result<()> {
+    let mut key_seed = [0u8; 32];
+    key_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    key_seed[8] = 0xbe;
+    let key = Keypair::from_seed(key_seed);
+    tokio::time::sleep(offset).await;
+    let stream = TcpStream::connect(&addr).await?;
+    let mut link = Framed::new(stream, LineCodec::<TrackerMessage>::with_max_line(16 << 20));
+    let advertise = format!(
+        "10.{}.{}.{}:7000",
+        seed >> 16 & 255,
+        seed >> 8 & 255,
+        seed & 255
+    );
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut height = 0;
+    loop {
+        ticks.tick().await;
+        height += 1;
+        let report = Report::sign(
+            &key,
+            advertise.clone(),
+            now_ms(),
+            (height, Hash256::ZERO),
+            0.1,
+            20,
+        );
+        link.send(TrackerMessage::Report(report)).await?;
+        match link.next().await {
+            Some(Ok(TrackerMessage::Topology(_))) => {}
+            other => anyhow::bail!("simulated node {seed}: {other:?}"),
+        }
+    }
+}
+
+/// Runs the scenario with `n` simulated nodes.
+pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
+    let limits = [
+        "--max-new-ids-per-minute",
+        "100000",
+        "--max-connections",
+        "4096",
+        "--max-nodes",
+        "8192",
+    ];
+    let tracker = Tracker::start_with(&limits).await;
+    let pid = tracker
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("the tracker is not running"))?
+        .to_string();
+    let nodes: Vec<_> = (0..n)
+        .map(|i| {
+            let offset = Duration::from_secs(1) * i as u32 / n as u32;
+            tokio::spawn(simulate(tracker.addr.clone(), i as u64, offset))
+        })
+        .collect();
+    // Every node has joined once the topology lists them all.
+    let started = Instant::now();
+    loop {
+        let t = tracker.topology().await;
+        if t.is_some_and(|t| t.active().count() >= n) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the nodes never all joined"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stream = TcpStream::connect(&tracker.addr).await?;
+    stream.set_nodelay(true)?;
+    let mut client = Framed::new(stream, LineCodec::<TrackerMessage>::with_max_line(16 << 20));
+    let (cpu0, own0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
+    let mut waits = Vec::new();
+    while t0.elapsed() < WINDOW {
+        let asked = Instant::now();
+        client.send(TrackerMessage::Query).await?;
+        match client.next().await {
+            Some(Ok(TrackerMessage::Topology(_))) => {}
+            other => anyhow::bail!("the topology request failed: {other:?}"),
+        }
+        waits.push(asked.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let tracker_cpu = 100.0 * (cpu_seconds(&pid) - cpu0) / wall;
+    let own_cpu = 100.0 * (cpu_seconds("self") - own0) / wall;
+    for node in &nodes {
+        node.abort();
+    }
+    let rtt = percentile(&loopback_round_trips(1000).await?, 99.0);
+    let p99 = percentile(&waits, 99.0);
+    Ok(vec![
+        Row {
+            scenario: "7 tracker".into(),
+            figure: format!("CPU share, {n} nodes reporting every second"),
+            value: tracker_cpu,
+            unit: "% of a core",
+            reference: "the bench signing and sending the reports".into(),
+            reference_value: own_cpu,
+            target: Some(("< 10%".into(), tracker_cpu < 10.0)),
+            noisy: None,
+        },
+        Row {
+            scenario: "7 tracker".into(),
+            figure: format!("topology request p99, {n} nodes"),
+            value: p99,
+            unit: "ms",
+            reference: "loopback TCP round trip p99".into(),
+            reference_value: rtt,
+            target: Some(("< 5 ms".into(), p99 < 5.0)),
+            noisy: (waits.len() < 100).then(|| format!("only {} requests", waits.len())),
+        },
+    ])
+}

@@ -1,0 +1,117 @@
+//! Following nodes the way the visualizer does, through `S`: when each block reached each node
+//! (as the bench saw its `U`), and when each record first joined each node's best chain.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use protocol::codec::LineCodec;
+use protocol::wire::{Message, Update};
+use protocol::{BlockHash, RecordId};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_util::codec::Framed;
+
+/// What the subscriptions saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// When block `hash` reached node `i`: `(i, hash)`.
+    pub block_at: HashMap<(usize, BlockHash), Instant>,
+    /// When record `id` first joined node `i`'s best chain: `(i, id)`.
+    pub record_at: HashMap<(usize, RecordId), Instant>,
+    /// The records of every block seen.
+    pub contents: HashMap<BlockHash, Vec<RecordId>>,
+    /// Each node's tip height.
+    pub heights: Vec<u64>,
+}
+
+/// Subscriptions to a set of nodes.
+pub struct Watch {
+    seen: Arc<Mutex<Seen>>,
+    changed: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Subscribes to every node in `addrs` and waits for each to answer with its tip.
+    pub async fn start(addrs: &[String]) -> anyhow::Result<Watch> {
+        let seen = Arc::new(Mutex::new(Seen {
+            heights: vec![0; addrs.len()],
+            ..Seen::default()
+        }));
+        let changed = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut link = Framed::new(stream, LineCodec::<Message>::new());
+            link.send(Message::Subscribe).await?;
+            let (seen, changed) = (Arc::clone(&seen), Arc::clone(&changed));
+            tasks.push(tokio::spawn(async move {
+                while let Some(Ok(message)) = link.next().await {
+                    let now = Instant::now();
+                    let Message::Update(update) = message else {
+                        continue;
+                    };
+                    let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    match update {
+                        Update::Block { block, .. } => {
+                            let hash = block.header.hash();
+                            s.block_at.entry((i, hash)).or_insert(now);
+                            s.contents
+                                .entry(hash)
+                                .or_insert_with(|| block.records.iter().map(|r| r.id()).collect());
+                        }
+                        Update::Tip {
+                            height, connected, ..
+                        } => {
+                            s.heights[i] = height;
+                            for hash in connected {
+                                let ids = s.contents.get(&hash).cloned().unwrap_or_default();
+                                for id in ids {
+                                    s.record_at.entry((i, id)).or_insert(now);
+                                }
+                            }
+                        }
+                    }
+                    drop(s);
+                    changed.notify_waiters();
+                }
+            }));
+        }
+        let watch = Watch {
+            seen,
+            changed,
+            tasks,
+        };
+        Ok(watch)
+    }
+
+    /// Runs `f` on what was seen.
+    pub fn with<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Waits until `done` holds on what was seen, at most `limit`; returns whether it did.
+    pub async fn until(&self, limit: Duration, done: impl Fn(&Seen) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            if self.with(&done) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.with(&done);
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
