@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::load::Load;
 use crate::miner::Miner;
 use crate::store::Store;
+use crate::verify::Verified;
 
 /// Identifies a connection; [`SELF`] is the node itself (its miner).
 pub type ConnId = u64;
@@ -206,6 +207,8 @@ pub struct Actor {
     miner: Miner,
     account: AccountId,
     load: Load,
+    /// Records whose signatures this node verified (the pool verifies what it admits).
+    verified: Verified,
 }
 
 impl Actor {
@@ -220,6 +223,7 @@ impl Actor {
         miner: Miner,
         account: AccountId,
         load: Load,
+        verified: Verified,
     ) -> Actor {
         let mut mined = HashMap::new();
         for height in 1..=chain.height() {
@@ -239,6 +243,7 @@ impl Actor {
             miner,
             account,
             load,
+            verified,
         };
         actor.publish_status();
         actor.remine();
@@ -375,6 +380,7 @@ impl Actor {
         }
         match self.pool.add(record.clone()) {
             Ok(admitted) => {
+                self.verified.insert([id]);
                 batch.add_pending.push(record.clone());
                 batch.remine = true;
                 let _ = self.events.send(Event::Record { record, from });

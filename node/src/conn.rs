@@ -7,11 +7,14 @@
 //! about its own records: `K` once pending, `B` once in a block of the best chain.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, MAX_LINE, WireError};
 use protocol::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
@@ -30,7 +33,7 @@ use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordO
 use crate::guard::{
     Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND,
 };
-use crate::verify;
+use crate::verify::{self, Verified};
 
 /// A client must say something this soon after connecting.
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +48,9 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an unanswered `D` holds back another: orphans arriving in a burst ask once.
 pub const SYNC_RETRY: Duration = Duration::from_secs(5);
+/// Most records of one connection waiting for the chain thread's answer; past it the
+/// connection is not read until answers come back, so TCP slows the sender.
+pub const MAX_RECORDS_IN_FLIGHT: usize = 512;
 /// Most records one connection waits on for a `B`: bounds per-connection memory.
 pub const MAX_AWAITING: usize = 4096;
 /// Most bytes of block JSON in one `C` line: half of [`MAX_LINE`], so any answer fits.
@@ -65,6 +71,8 @@ pub struct Ctx {
     pub guard: Guard,
     /// Who this node is, for the `I` it sends on links it opens.
     pub me: Identify,
+    /// Records whose signatures this node verified.
+    pub verified: Verified,
 }
 
 /// What a connection is to this node, which decides what it is sent unasked.
@@ -80,7 +88,12 @@ pub enum Role {
 
 type Link = Framed<TcpStream, LineCodec<Message>>;
 
+/// A record's answer on its way back from the chain thread.
+type PendingAck = Pin<Box<dyn Future<Output = (RecordId, Option<RecordOutcome>)> + Send + Sync>>;
+
 struct Conn {
+    /// Answers to this connection's records, in the order the records came.
+    acks: FuturesOrdered<PendingAck>,
     id: ConnId,
     ctx: Ctx,
     link: Link,
@@ -119,6 +132,7 @@ pub async fn serve(
     let link = Framed::new(stream, LineCodec::<Message>::new());
     let now = Instant::now();
     let mut conn = Conn {
+        acks: FuturesOrdered::new(),
         id,
         ctx,
         link,
@@ -166,8 +180,14 @@ pub async fn serve(
                 std::future::pending::<()>().await;
             }
         };
+        let reading = conn.acks.len() < MAX_RECORDS_IN_FLIGHT;
         let flow = tokio::select! {
+            // Answers first: a record's `K` goes out before the `B` of the block holding it.
+            biased;
             _ = cancel.cancelled() => Flow::Close,
+            Some((id, outcome)) = conn.acks.next(), if !conn.acks.is_empty() => {
+                conn.on_ack(id, outcome).await.unwrap_or(Flow::Close)
+            }
             _ = idle => {
                 let error = ErrorMessage::new("timeout", "idle for too long");
                 let _ = conn.send(Message::Error(error)).await;
@@ -178,7 +198,7 @@ pub async fn serve(
                 conn.sync_pending = None;
                 if conn.send_locator(None).await.is_ok() { Flow::Continue } else { Flow::Close }
             }
-            frame = conn.link.next() => match frame {
+            frame = conn.link.next(), if reading => match frame {
                 None => Flow::Close,
                 Some(Err(WireError::Io(e))) => {
                     tracing::debug!(conn = id, addr = %conn.label, error = %e, "connection lost");
@@ -330,24 +350,41 @@ impl Conn {
         result.unwrap_or(Flow::Close)
     }
 
+    /// `A`: hands the record to the chain thread and goes on reading; the answer comes back
+    /// through [`Conn::acks`] once the record is stored (see [`Conn::on_ack`]), so a shop or a
+    /// peer can have many records in flight and they share the store's writes.
     async fn on_record(&mut self, record: protocol::Record) -> Result<Flow, ()> {
         let id = record.id();
-        let Some(outcome) = self
-            .ask(|reply| Command::Record {
-                record,
-                from: self.id,
-                reply,
-            })
-            .await
-        else {
-            return Err(());
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Record {
+            record,
+            from: self.id,
+            reply,
         };
+        self.ctx.commands.send(command).await.map_err(|_| ())?;
+        // Waiting for its block from now on: the block can only be mined after the record is
+        // acknowledged, but the two may reach this task in either order.
+        if self.role != Role::Peer && self.awaiting.len() < MAX_AWAITING {
+            self.awaiting.insert(id);
+        }
+        self.acks.push_back(Box::pin(async move {
+            let outcome = tokio::time::timeout(ACTOR_TIMEOUT, answer).await;
+            (id, outcome.ok().and_then(Result::ok))
+        }));
+        Ok(Flow::Continue)
+    }
+
+    /// The answer to an `A`, in the order the records came.
+    async fn on_ack(&mut self, id: RecordId, outcome: Option<RecordOutcome>) -> Result<Flow, ()> {
+        // No answer: the node is stopping.
+        let outcome = outcome.ok_or(())?;
         let peer = self.role == Role::Peer;
         let status = match outcome {
             RecordOutcome::Pending(Admitted::Ready) | RecordOutcome::AlreadyPending => "pending",
             RecordOutcome::Pending(Admitted::Waiting) => "waiting",
             RecordOutcome::InBlock(block) => {
                 if !peer {
+                    self.awaiting.remove(&id);
                     self.send(Message::Ack(Ack {
                         id,
                         status: "mined".into(),
@@ -358,11 +395,13 @@ impl Conn {
                 return Ok(Flow::Continue);
             }
             RecordOutcome::NotStored(error) => {
+                self.awaiting.remove(&id);
                 let error = ErrorMessage::new("not_stored", format!("not acknowledged: {error}"));
                 self.send(Message::Error(error)).await?;
                 return Ok(Flow::Continue);
             }
             RecordOutcome::Refused(error) => {
+                self.awaiting.remove(&id);
                 // A relayed record we already have in a block, or saw replaced, is no one's fault.
                 let stale = matches!(
                     error,
@@ -383,9 +422,6 @@ impl Conn {
             }
         };
         if !peer {
-            if self.awaiting.len() < MAX_AWAITING {
-                self.awaiting.insert(id);
-            }
             self.send(Message::Ack(Ack {
                 id,
                 status: status.into(),
@@ -414,7 +450,8 @@ impl Conn {
             .zip(unknown)
             .filter_map(|(block, unknown)| unknown.then_some(block))
             .collect();
-        let (checked, mut invalid) = verify::check_blocks(fresh, self.ctx.params.clone()).await;
+        let (checked, mut invalid) =
+            verify::check_blocks(fresh, self.ctx.params.clone(), self.ctx.verified.clone()).await;
         let outcome = if checked.is_empty() {
             BlocksOutcome::default()
         } else {

@@ -37,6 +37,7 @@ use crate::guard::{Guard, MAX_INBOUND, Refusal};
 use crate::miner::Miner;
 use crate::reporter::Reporter;
 use crate::store::Store;
+use crate::verify::Verified;
 
 /// The pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -85,7 +86,7 @@ impl Node {
         let mut chain = Chain::new(params.clone());
         let (count, now) = (loaded.blocks.len(), now_ms());
         // Our own store: checked again but for the signatures, on every core.
-        let (checked, mut refused) = verify::check_stored(loaded.blocks, &params);
+        let (checked, mut refused) = verify::check_own(loaded.blocks, &params);
         for block in checked {
             if chain.insert_checked(block, now).is_err() {
                 refused += 1;
@@ -155,8 +156,9 @@ impl Node {
         let params = Params::with_floor(config.difficulty_floor);
         let miner_params = params.clone();
         let miner = Miner::spawn(config.threads, move |solved| {
-            // Checked here, on the mining thread, so the chain thread only attaches it.
-            match solved.block.check(&miner_params) {
+            // Checked here, on the mining thread, so the chain thread only attaches it; its
+            // records' signatures were verified when the pool admitted them.
+            match solved.block.check_own(&miner_params) {
                 Ok(block) => {
                     let mined = Mined {
                         job: solved.job,
@@ -169,6 +171,7 @@ impl Node {
                 Err(e) => tracing::error!(error = %e, "mined a block that does not check"),
             }
         })?;
+        let verified = Verified::default();
         let actor = Actor::new(
             chain,
             pool,
@@ -178,6 +181,7 @@ impl Node {
             miner,
             key.account(),
             load,
+            verified.clone(),
         );
         let actor_thread = std::thread::Builder::new()
             .name("chain".into())
@@ -193,6 +197,7 @@ impl Node {
                 id: key.account(),
                 addr: advertise.clone(),
             },
+            verified,
         };
         let tasks = TaskTracker::new();
         let reporter = Reporter {

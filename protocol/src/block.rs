@@ -11,7 +11,7 @@ use crate::hash::{BlockHash, Hash256};
 use crate::header::{HEADER_VERSION, Header};
 use crate::ledger::LedgerError;
 use crate::params::{MAX_BITS, MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, Params};
-use crate::record::{Record, RecordFormatError};
+use crate::record::{Record, RecordFormatError, RecordId};
 
 /// Domain separation for the records commitment.
 const RECORDS_DOMAIN: &[u8] = b"monkeychain/records/v1";
@@ -182,11 +182,17 @@ pub enum BlockError {
 
 /// The records commitment: SHA-256 over a domain tag, the record count and every record id.
 pub fn records_root(records: &[Record]) -> Hash256 {
-    let mut bytes = Vec::with_capacity(RECORDS_DOMAIN.len() + 4 + 32 * records.len());
+    let ids: Vec<RecordId> = records.iter().map(Record::id).collect();
+    records_root_of_ids(&ids)
+}
+
+/// The records commitment from the records' ids.
+fn records_root_of_ids(ids: &[RecordId]) -> Hash256 {
+    let mut bytes = Vec::with_capacity(RECORDS_DOMAIN.len() + 4 + 32 * ids.len());
     bytes.extend_from_slice(RECORDS_DOMAIN);
-    bytes.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    for r in records {
-        bytes.extend_from_slice(&r.id().0);
+    bytes.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    for id in ids {
+        bytes.extend_from_slice(&id.0);
     }
     Hash256::digest(&bytes)
 }
@@ -242,19 +248,36 @@ impl Block {
     /// proof of work, size caps, the commitment, and every record's format and signature.
     /// Cheap checks come first, so junk costs little.
     pub fn check(self, params: &Params) -> Result<CheckedBlock, BlockError> {
-        self.check_with(params, true)
+        self.check_with(params, &|_| false)
     }
 
-    /// Checks a block read back from this node's own store: everything [`Block::check`] does
-    /// except verifying the records' signatures, which the node did when it first accepted the
-    /// block and which are by far the slowest part. Proof of work and the commitment are still
-    /// checked (a few hashes), so a damaged entry is caught. Only for the node's own store:
-    /// anything from elsewhere goes through [`Block::check`].
-    pub fn check_stored(self, params: &Params) -> Result<CheckedBlock, BlockError> {
-        self.check_with(params, false)
+    /// [`Block::check`], except that the signatures of records `verified` says were verified
+    /// before (by this node, e.g. when its pool admitted them) are not verified again. A record
+    /// is named by its id, the hash of its signed bytes, so any change to it is a new id.
+    pub fn check_known(
+        self,
+        params: &Params,
+        verified: &dyn Fn(&RecordId) -> bool,
+    ) -> Result<CheckedBlock, BlockError> {
+        self.check_with(params, verified)
     }
 
-    fn check_with(self, params: &Params, signatures: bool) -> Result<CheckedBlock, BlockError> {
+    /// Checks a block of this node's own: read back from its store, or mined from records its
+    /// pool admitted. Everything [`Block::check`] does except verifying the records'
+    /// signatures, which the node did when the block or the records first came in and which are
+    /// by far the slowest part. Proof of work and the commitment are still checked (a few
+    /// hashes), so a damaged store entry is caught. Anything from elsewhere goes through
+    /// [`Block::check`].
+    pub fn check_own(self, params: &Params) -> Result<CheckedBlock, BlockError> {
+        self.check_with(params, &|_| true)
+    }
+
+    /// Checks everything; a record's signature only when `verified` does not vouch for it.
+    fn check_with(
+        self,
+        params: &Params,
+        verified: &dyn Fn(&RecordId) -> bool,
+    ) -> Result<CheckedBlock, BlockError> {
         let h = &self.header;
         if h.height == 0 {
             return if self == genesis() {
@@ -299,14 +322,15 @@ impl Block {
                 size,
             });
         }
-        if records_root(&self.records) != h.records_root {
+        let ids: Vec<RecordId> = self.records.iter().map(Record::id).collect();
+        if records_root_of_ids(&ids) != h.records_root {
             return Err(BlockError::BadCommitment);
         }
-        for (index, record) in self.records.iter().enumerate() {
-            let checked = if signatures {
-                record.check()
-            } else {
+        for (index, (record, id)) in self.records.iter().zip(&ids).enumerate() {
+            let checked = if verified(id) {
                 record.check_format()
+            } else {
+                record.check()
             };
             checked.map_err(|error| BlockError::BadRecord { index, error })?;
         }
@@ -467,14 +491,29 @@ mod tests {
         forged.header.records_root = records_root(&forged.records);
         let forged = solve(forged);
         let params = Params::with_floor(4);
-        assert!(forged.clone().check_stored(&params).is_ok());
+        assert!(forged.clone().check_own(&params).is_ok());
         assert!(forged.check(&params).is_err());
         let mut damaged = good;
         damaged.header.nonce ^= 0xffff;
         damaged.header.bits = 24;
         assert!(matches!(
-            damaged.check_stored(&params),
+            damaged.check_own(&params),
             Err(BlockError::InsufficientWork { .. })
+        ));
+    }
+
+    #[test]
+    fn known_records_skip_only_their_signature_checks() {
+        let mut forged = valid_block(6);
+        forged.records[0].sig.0[0] ^= 1;
+        forged.header.records_root = records_root(&forged.records);
+        let forged = solve(forged);
+        let id = forged.records[0].id();
+        let params = Params::with_floor(4);
+        assert!(forged.clone().check_known(&params, &|r| *r == id).is_ok());
+        assert!(matches!(
+            forged.check_known(&params, &|_| false),
+            Err(BlockError::BadRecord { index: 0, .. })
         ));
     }
 
