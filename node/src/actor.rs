@@ -4,11 +4,13 @@
 //! checks, reorgs, replay) on this thread keeps it off the async workers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
 use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE};
+use protocol::wire::Message;
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Pool,
     PoolError, Record, RecordId,
@@ -123,13 +125,50 @@ pub struct BlocksOutcome {
     pub invalid: Option<BlockError>,
 }
 
+/// A line of the wire encoded once, by the first connection that sends it; every other
+/// connection sends the same bytes. A block relayed to eight peers is turned into JSON once.
+#[derive(Debug, Default)]
+pub struct Line(OnceLock<Vec<u8>>);
+
+impl Line {
+    /// The line's bytes (`\n` included), encoding `message()` the first time.
+    pub fn get(&self, message: impl FnOnce() -> Message) -> &[u8] {
+        self.0.get_or_init(|| {
+            encode_line(&message())
+                .map(String::into_bytes)
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// A block that entered the tree, with its `B` line for peers and its `U` line for
+/// subscribers.
+#[derive(Debug)]
+pub struct NewBlock {
+    /// The block.
+    pub block: Arc<CheckedBlock>,
+    /// `B`, for peers.
+    pub relay: Line,
+    /// `U` `block`, for subscribers.
+    pub update: Line,
+}
+
+/// A record that entered the pool, with its `A` line for peers.
+#[derive(Debug)]
+pub struct NewRecord {
+    /// The record.
+    pub record: Record,
+    /// `A`, for peers.
+    pub relay: Line,
+}
+
 /// Something connections may want to forward.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// New valid blocks entered the tree, parents first.
     Blocks {
         /// The blocks.
-        blocks: Arc<[Arc<CheckedBlock>]>,
+        blocks: Arc<[NewBlock]>,
         /// Who sent them (they are not relayed back to them).
         from: ConnId,
         /// Whether peers get them relayed: yes for `B` and our own, no for sync batches.
@@ -140,7 +179,7 @@ pub enum Event {
     /// A new valid record entered the pool.
     Record {
         /// The record.
-        record: Record,
+        record: Arc<NewRecord>,
         /// Who sent it.
         from: ConnId,
     },
@@ -383,6 +422,10 @@ impl Actor {
                 self.verified.insert([id]);
                 batch.add_pending.push(record.clone());
                 batch.remine = true;
+                let record = Arc::new(NewRecord {
+                    record,
+                    relay: Line::default(),
+                });
                 let _ = self.events.send(Event::Record { record, from });
                 RecordOutcome::Pending(admitted)
             }
@@ -420,8 +463,16 @@ impl Actor {
         }
         // Relayed first: peers need not wait for our disk. The block is written with the rest
         // of the batch; should we crash before, our peers have it and we sync it back.
+        let blocks: Arc<[NewBlock]> = added
+            .iter()
+            .map(|block| NewBlock {
+                block: Arc::clone(block),
+                relay: Line::default(),
+                update: Line::default(),
+            })
+            .collect();
         let _ = self.events.send(Event::Blocks {
-            blocks: added.clone().into(),
+            blocks,
             from,
             relay,
             received_ms: now_ms(),

@@ -548,6 +548,16 @@ impl Conn {
         }
     }
 
+    /// Writes lines already encoded, then flushes once.
+    async fn send_lines<'a>(&mut self, lines: impl Iterator<Item = &'a [u8]>) -> Result<(), ()> {
+        for line in lines {
+            self.link.write_buffer_mut().extend_from_slice(line);
+        }
+        SinkExt::<&Message>::flush(&mut self.link)
+            .await
+            .map_err(|e| tracing::debug!(conn = self.id, error = %e, "send failed"))
+    }
+
     async fn forward_to_peer(&mut self, event: Event) -> Result<(), ()> {
         match event {
             Event::Blocks {
@@ -556,13 +566,14 @@ impl Conn {
                 relay: true,
                 ..
             } if from != self.id => {
-                for block in blocks.iter() {
-                    self.send(Message::Block(block.block().clone())).await?;
-                }
-                Ok(())
+                let lines = blocks
+                    .iter()
+                    .map(|b| b.relay.get(|| Message::Block(b.block.block().clone())));
+                self.send_lines(lines).await
             }
             Event::Record { record, from } if from != self.id => {
-                self.send(Message::Record(record)).await
+                let line = record.relay.get(|| Message::Record(record.record.clone()));
+                self.send_lines(std::iter::once(line)).await
             }
             _ => Ok(()),
         }
@@ -575,14 +586,15 @@ impl Conn {
                 received_ms,
                 ..
             } => {
-                for block in blocks.iter() {
-                    let update = Update::Block {
-                        block: block.block().clone(),
-                        received_ms,
-                    };
-                    self.send(Message::Update(update)).await?;
-                }
-                Ok(())
+                let lines = blocks.iter().map(|b| {
+                    b.update.get(|| {
+                        Message::Update(Update::Block {
+                            block: b.block.block().clone(),
+                            received_ms,
+                        })
+                    })
+                });
+                self.send_lines(lines).await
             }
             Event::Tip {
                 tip,

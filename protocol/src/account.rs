@@ -6,7 +6,7 @@ use std::str::FromStr;
 use ed25519_dalek::{Signer, Verifier};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::hash::parse_hex_array;
+use crate::hash::{HexVisitor, parse_hex_array, with_hex};
 
 /// An account, a node's id and a miner's reward address: an ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -70,7 +70,7 @@ impl fmt::Debug for Keypair {
 
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        with_hex(&self.0, |hex| f.write_str(hex))
     }
 }
 
@@ -108,24 +108,23 @@ impl FromStr for Signature {
 }
 
 macro_rules! hex_serde {
-    ($ty:ty) => {
+    ($ty:ident, $n:literal) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&hex::encode(self.0))
+                with_hex(&self.0, |hex| s.serialize_str(hex))
             }
         }
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                d.deserialize_str(HexVisitor::<$n>).map($ty)
             }
         }
     };
 }
 
-hex_serde!(AccountId);
-hex_serde!(Signature);
+hex_serde!(AccountId, 32);
+hex_serde!(Signature, 64);
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,7 @@ pub fn leading_zero_bits(bytes: &[u8]) -> u32 {
 
 impl fmt::Display for Hash256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        with_hex(&self.0, |hex| f.write_str(hex))
     }
 }
 
@@ -83,16 +83,44 @@ pub(crate) fn parse_hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// Calls `f` with `bytes` (at most 64) as lowercase hex, built on the stack: hashes, keys and
+/// signatures are written into every relayed line, so this is on the hot path.
+pub(crate) fn with_hex<R>(bytes: &[u8], f: impl FnOnce(&str) -> R) -> R {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 128];
+    let len = bytes.len().min(64) * 2;
+    for (i, b) in bytes.iter().take(64).enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // Only ASCII digits were written.
+    f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+}
+
+/// Reads `N` bytes of hex from a JSON string without allocating a `String` for it.
+pub(crate) struct HexVisitor<const N: usize>;
+
+impl<const N: usize> serde::de::Visitor<'_> for HexVisitor<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} hex digits", 2 * N)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<[u8; N], E> {
+        parse_hex_array(s).ok_or_else(|| E::custom(format_args!("expected {} hex digits", 2 * N)))
+    }
+}
+
 impl Serialize for Hash256 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
+        with_hex(&self.0, |hex| s.serialize_str(hex))
     }
 }
 
 impl<'de> Deserialize<'de> for Hash256 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_str(HexVisitor::<32>).map(Hash256)
     }
 }
 

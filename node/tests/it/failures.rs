@@ -142,13 +142,15 @@ async fn a_split_network_heals_onto_the_side_with_more_work_and_loses_no_purchas
     let bobs = buy(&bob, 1, "capuchin");
     client.submit_and_wait(bobs.clone()).await;
     let one = wait_all_agree(&[&nodes[0], &nodes[1]], &side_one).await;
-    let two = wait_all_agree(&[&nodes[2], &nodes[3]], &[bobs.id()]).await;
+    wait_all_agree(&[&nodes[2], &nodes[3]], &[bobs.id()]).await;
     assert!(
         !one.iter().any(|b| b.records.contains(&bobs)),
         "the split leaked a purchase"
     );
+    // A side may still mine a block to end a tie of its own: wait until each side is settled.
+    let one = settled(&[&nodes[0], &nodes[1]]).await;
+    let two = settled(&[&nodes[2], &nodes[3]]).await;
     let (w1, w2) = (work_after(&one, fork_height), work_after(&two, fork_height));
-    let winner = if w1 >= w2 { tip(&one) } else { tip(&two) };
 
     // Heal: everyone ends on the heavier side, with every purchase of both sides once.
     for name in names {
@@ -157,10 +159,39 @@ async fn a_split_network_heals_onto_the_side_with_more_work_and_loses_no_purchas
     let mut every: Vec<RecordId> = side_one.clone();
     every.push(bobs.id());
     let healed = wait_all_agree(&all, &every).await;
-    if w1 != w2 {
-        assert!(
-            healed.iter().any(|b| b.header.hash() == winner),
-            "the network did not end on the side with more work ({w1} against {w2})"
-        );
+    let kept = |side: &[Block]| healed.iter().any(|b| b.header.hash() == tip(side));
+    match w1.cmp(&w2) {
+        std::cmp::Ordering::Greater => assert!(kept(&one), "side one had more work ({w1} > {w2})"),
+        std::cmp::Ordering::Less => assert!(kept(&two), "side two had more work ({w2} > {w1})"),
+        // Equal work: the tie is broken one way or the other.
+        std::cmp::Ordering::Equal => assert!(kept(&one) || kept(&two)),
     }
+}
+
+/// The nodes' common chain once its tip has not moved for 250 ms (five looks 50 ms apart): a
+/// tie between them is broken within milliseconds, so by then no more blocks are coming.
+async fn settled(nodes: &[&NodeProc]) -> Vec<Block> {
+    let mut last = None;
+    let mut steady = 0;
+    // At most 30 s of looks.
+    for _ in 0..600 {
+        let mut tips = Vec::new();
+        let mut chain = Vec::new();
+        for node in nodes {
+            chain = fetch_chain(&node.addr).await.expect("fetch a side's chain");
+            tips.push(tip(&chain));
+        }
+        let agreed = tips.windows(2).all(|w| w[0] == w[1]).then_some(tips[0]);
+        if agreed.is_some() && agreed == last {
+            steady += 1;
+            if steady == 5 {
+                return chain;
+            }
+        } else {
+            steady = 0;
+        }
+        last = agreed;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("a side never settled in 30 s");
 }
