@@ -1,0 +1,737 @@
+//! The shop's actions, shared by the subcommands and the menus: join, buy, send, vote, show,
+//! catalog, status.
+//!
+//! An action that changes the chain goes: ask the tracker who is there, read the chain from a
+//! node and replay it, reconcile the shopper's outbox with it, check the input against the
+//! result (so bad input changes nothing), sign the record with the next sequence number, save it
+//! in the outbox, send the outbox to a node, and follow the record until it is in a block (or
+//! only until a node holds it, with `--no-wait`). Nothing about shoppers is kept but their keys
+//! and their pending records: balances, cages, names and tallies are read from the chain every
+//! time.
+
+use std::collections::BTreeMap;
+
+use protocol::catalog::{CATALOG, MONKEY_OF_THE_MONTH, Monkey};
+use protocol::ledger::Undo;
+use protocol::record::{RecordFormatError, check_text};
+use protocol::tracker::{NodeStatus, Topology};
+use protocol::{AccountId, Action, Keypair, Ledger, LedgerError, Record};
+
+use crate::chain::{BlockRef, ChainState};
+use crate::config::Config;
+use crate::error::ShopError;
+use crate::network::{Network, Progress, Status, SubmitError, Submitted};
+use crate::outbox::{self, Outbox};
+use crate::outcome::{
+    BlockInfo, CatalogOutcome, ChainInfo, NodeRow, PendingRecord, RecordOutcome, ShopperRow,
+    ShopperView, ShoppersView, ShowOutcome, StatusOutcome, TallyEntry, a_monkey, doing,
+};
+use crate::wallet::{Shopper, Wallet};
+
+/// The network as one action sees it: who is there, whom to send to, and the chain.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The tracker's topology.
+    pub topology: Topology,
+    /// Nodes to send to, in order; the one the chain was read from first.
+    pub candidates: Vec<String>,
+    /// The chain, replayed.
+    pub chain: ChainState,
+}
+
+impl Snapshot {
+    /// The address of the node with id `id`, if the tracker knows it.
+    pub fn addr_of(&self, id: &AccountId) -> Option<String> {
+        self.topology
+            .nodes
+            .iter()
+            .find(|n| n.id == *id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Which chain this is.
+    pub fn chain_info(&self) -> ChainInfo {
+        ChainInfo {
+            height: self.chain.height,
+            tip: self.chain.tip,
+            node: self.chain.source.clone(),
+        }
+    }
+}
+
+/// How many times the nodes' chains are read again when the one read is behind.
+const CATCH_UP_ROUNDS: usize = 5;
+/// The pause between those reads.
+const CATCH_UP_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A record signed and saved in the outbox, ready to send.
+struct Prepared {
+    record: Record,
+    outbox: Vec<Record>,
+    /// The shopper's state once every pending record and this one apply.
+    after: Ledger,
+}
+
+/// A shop: a wallet and a network.
+#[derive(Debug, Clone)]
+pub struct Shop {
+    wallet: Wallet,
+    network: Network,
+}
+
+/// Looks a monkey up by catalog id or display name, ignoring case.
+pub fn find_monkey(text: &str) -> Option<&'static Monkey> {
+    let wanted = text.trim().to_lowercase();
+    CATALOG
+        .iter()
+        .find(|m| m.id == wanted || m.name.to_lowercase() == wanted)
+}
+
+/// Parses a number of coins: a whole number above zero.
+pub fn parse_amount(text: &str) -> Result<u64, ShopError> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ShopError::BadAmount(text.to_string())),
+    }
+}
+
+/// A poll's tally as entries.
+pub fn tally(ledger: &Ledger, poll: &str) -> Vec<TallyEntry> {
+    ledger
+        .tally(poll)
+        .into_iter()
+        .map(|(choice, votes)| TallyEntry { choice, votes })
+        .collect()
+}
+
+/// Whether `account` has joined in `ledger`.
+fn joined(ledger: &Ledger, account: &AccountId) -> bool {
+    ledger.account(account).is_some_and(|a| a.name.is_some())
+}
+
+/// Turns a ledger refusal into the shop's message for it.
+fn ledger_refusal(name: &str, error: LedgerError, pending: bool, what: String) -> ShopError {
+    match error {
+        LedgerError::NameTaken(n) => ShopError::NameTaken(n),
+        LedgerError::NotJoined => ShopError::NotJoined(name.to_string()),
+        LedgerError::AlreadyJoined => ShopError::AlreadyJoined(name.to_string()),
+        LedgerError::UnknownMonkey(m) => ShopError::UnknownMonkey(m),
+        LedgerError::InsufficientFunds { balance, .. } => ShopError::InsufficientFunds {
+            name: name.to_string(),
+            balance,
+            pending,
+            what,
+        },
+        other => ShopError::Invalid(other.to_string()),
+    }
+}
+
+/// Turns a format refusal into the shop's message for it.
+fn format_refusal(name: &str, error: RecordFormatError) -> ShopError {
+    match error {
+        RecordFormatError::UnknownMonkey(m) => ShopError::UnknownMonkey(m),
+        RecordFormatError::ZeroAmount => ShopError::BadAmount("0".into()),
+        RecordFormatError::SelfTransfer => ShopError::SelfTransfer(name.to_string()),
+        other => ShopError::BadText(other),
+    }
+}
+
+impl Shop {
+    /// A shop with `config`'s wallet and network.
+    pub fn new(config: &Config) -> Shop {
+        Shop {
+            wallet: Wallet::new(config.wallet_dir.clone()),
+            network: Network {
+                tracker: config.tracker.clone(),
+                preferred: config.node.clone(),
+                answer_timeout: config.answer_timeout,
+                wait_timeout: config.wait_timeout,
+            },
+        }
+    }
+
+    /// The wallet.
+    pub fn wallet(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    /// The network settings.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Asks the tracker, picks the nodes, reads the chain.
+    pub async fn snapshot(&self, progress: &dyn Fn(Progress)) -> Result<Snapshot, ShopError> {
+        self.snapshot_for(progress, &[]).await
+    }
+
+    /// The highest chain any of `shoppers` has met (see [`Outbox::seen_height`]).
+    pub fn seen_height(&self, shoppers: &[Shopper]) -> u64 {
+        shoppers
+            .iter()
+            .filter_map(|s| outbox::seen_height(&self.wallet, &s.account()).ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A snapshot no older than what `shoppers` have already seen: a node a little behind (it
+    /// has not got the block that holds a shopper's last record yet) is passed over for one
+    /// that is up to date, so nobody is shown, or numbers a record against, a stale chain.
+    pub async fn snapshot_for(
+        &self,
+        progress: &dyn Fn(Progress),
+        shoppers: &[Shopper],
+    ) -> Result<Snapshot, ShopError> {
+        let mut net = self.fresh_snapshot(progress).await?;
+        let wanted = self.seen_height(shoppers);
+        if net.chain.height < wanted {
+            self.catch_up(&mut net, wanted).await;
+        }
+        Ok(net)
+    }
+
+    async fn fresh_snapshot(&self, progress: &dyn Fn(Progress)) -> Result<Snapshot, ShopError> {
+        progress(Progress::Topology);
+        let topology = self.network.topology().await?;
+        let mut candidates = self.network.candidates(&topology)?;
+        let chain = self.network.read_chain(&candidates, progress).await?;
+        // Nodes that failed to answer go last; the one read from goes first.
+        if let Some(i) = candidates.iter().position(|a| *a == chain.source) {
+            candidates.rotate_left(i);
+        }
+        Ok(Snapshot {
+            topology,
+            candidates,
+            chain,
+        })
+    }
+
+    /// The wallet's shopper called `name`.
+    pub fn shopper(&self, name: &str) -> Result<Shopper, ShopError> {
+        self.wallet
+            .find(name)?
+            .ok_or_else(|| ShopError::UnknownShopper {
+                name: name.to_string(),
+                wallet: self.wallet.dir().to_path_buf(),
+            })
+    }
+
+    /// `join NAME`: makes a key, saves it, and sends the join. A shopper already in the wallet
+    /// whose join is not in the chain has it sent again (the same record: signatures are
+    /// deterministic), so a join that failed can simply be repeated.
+    pub async fn join(
+        &self,
+        name: &str,
+        wait: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<RecordOutcome, ShopError> {
+        let name = name.trim();
+        check_text("name", name).map_err(ShopError::BadText)?;
+        let existing = self.wallet.find(name)?;
+        let mut net = self.snapshot_for(progress, existing.as_slice()).await?;
+        let (shopper, created) = match existing {
+            Some(s) if joined(&net.chain.ledger, &s.account()) => {
+                return Err(ShopError::AlreadyJoined(s.name));
+            }
+            Some(s) => (s, false),
+            None => {
+                if net.chain.ledger.account_by_name(name).is_some() {
+                    return Err(ShopError::NameTaken(name.to_string()));
+                }
+                let key = Keypair::from_seed(rand::random());
+                (self.wallet.create(name, key)?, true)
+            }
+        };
+        let prepared = self
+            .prepare(&shopper, &mut net, |overlay, _| {
+                if joined(overlay, &shopper.account()) {
+                    // Its join is pending: it goes again, nothing new is signed.
+                    return Ok(None);
+                }
+                Ok(Some((
+                    Action::Join {
+                        name: shopper.name.clone(),
+                    },
+                    String::new(),
+                )))
+            })
+            .await;
+        let result = match prepared {
+            Ok(p) => self.deliver(&shopper, &net, p, wait, progress, None).await,
+            Err(e) => Err(e),
+        };
+        // A shopper made just now whose join cannot be had leaves nothing behind.
+        if created
+            && matches!(
+                result,
+                Err(ShopError::Refused { .. } | ShopError::NameTaken(_))
+            )
+        {
+            self.wallet.forget(&shopper)?;
+        }
+        result
+    }
+
+    /// `buy NAME MONKEY`.
+    pub async fn buy(
+        &self,
+        name: &str,
+        monkey: &str,
+        wait: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<RecordOutcome, ShopError> {
+        let shopper = self.shopper(name)?;
+        let monkey = find_monkey(monkey).ok_or_else(|| ShopError::UnknownMonkey(monkey.into()))?;
+        let mut net = self
+            .snapshot_for(progress, std::slice::from_ref(&shopper))
+            .await?;
+        let prepared = self
+            .prepare(&shopper, &mut net, |_, _| {
+                Ok(Some((
+                    Action::Purchase {
+                        monkey: monkey.id.to_string(),
+                    },
+                    format!("for {} at {} coins", a_monkey(monkey.id), monkey.price),
+                )))
+            })
+            .await?;
+        let mut out = self
+            .deliver(&shopper, &net, prepared, wait, progress, None)
+            .await?;
+        out.monkey = Some(*monkey);
+        Ok(out)
+    }
+
+    /// `send NAME TO AMOUNT`.
+    pub async fn send(
+        &self,
+        name: &str,
+        to: &str,
+        amount: u64,
+        wait: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<RecordOutcome, ShopError> {
+        let shopper = self.shopper(name)?;
+        if amount == 0 {
+            return Err(ShopError::BadAmount("0".into()));
+        }
+        let mut net = self
+            .snapshot_for(progress, std::slice::from_ref(&shopper))
+            .await?;
+        let recipient = net
+            .chain
+            .ledger
+            .account_by_name(to.trim())
+            .ok_or_else(|| ShopError::NotOnChain(to.to_string()))?;
+        if recipient == shopper.account() {
+            return Err(ShopError::SelfTransfer(shopper.name.clone()));
+        }
+        let to_name = net
+            .chain
+            .ledger
+            .account(&recipient)
+            .and_then(|a| a.name.clone())
+            .unwrap_or_else(|| to.to_string());
+        let prepared = self
+            .prepare(&shopper, &mut net, |_, _| {
+                Ok(Some((
+                    Action::Transfer {
+                        to: recipient,
+                        amount,
+                    },
+                    format!("to send {amount} coins"),
+                )))
+            })
+            .await?;
+        let mut out = self
+            .deliver(&shopper, &net, prepared, wait, progress, Some(&to_name))
+            .await?;
+        out.to = Some(to_name);
+        out.amount = Some(amount);
+        Ok(out)
+    }
+
+    /// `vote NAME POLL CHOICE`. In the monkey-of-the-month poll the choice must be a monkey of
+    /// the catalog.
+    pub async fn vote(
+        &self,
+        name: &str,
+        poll: &str,
+        choice: &str,
+        wait: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<RecordOutcome, ShopError> {
+        let shopper = self.shopper(name)?;
+        let poll = poll.trim().to_string();
+        let mut choice = choice.trim().to_string();
+        check_text("poll", &poll).map_err(ShopError::BadText)?;
+        check_text("choice", &choice).map_err(ShopError::BadText)?;
+        if poll == MONKEY_OF_THE_MONTH {
+            let monkey = find_monkey(&choice).ok_or(ShopError::UnknownMonkey(choice))?;
+            choice = monkey.id.to_string();
+        }
+        let mut net = self
+            .snapshot_for(progress, std::slice::from_ref(&shopper))
+            .await?;
+        let prepared = self
+            .prepare(&shopper, &mut net, |overlay, _| {
+                if let Some(voted) = overlay.vote_of(&poll, &shopper.account()) {
+                    return Err(ShopError::AlreadyVoted {
+                        name: shopper.name.clone(),
+                        poll: poll.clone(),
+                        choice: voted.to_string(),
+                    });
+                }
+                Ok(Some((
+                    Action::Vote {
+                        poll: poll.clone(),
+                        choice: choice.clone(),
+                    },
+                    String::new(),
+                )))
+            })
+            .await?;
+        self.deliver(&shopper, &net, prepared, wait, progress, None)
+            .await
+    }
+
+    /// Reconciles the outbox, checks the action `make` builds against the shopper's state with
+    /// every pending record applied, signs it with the next sequence number and saves it in the
+    /// outbox. `make` returns the action and, for a refusal for want of coins, what it was for;
+    /// `None` means "nothing new: send what is pending, and follow the first of it".
+    async fn prepare(
+        &self,
+        shopper: &Shopper,
+        net: &mut Snapshot,
+        make: impl FnOnce(&Ledger, &ChainState) -> Result<Option<(Action, String)>, ShopError>,
+    ) -> Result<Prepared, ShopError> {
+        let account = shopper.account();
+        let mut outbox = Outbox::open(&self.wallet, &account)?;
+        if net.chain.height < outbox.seen_height() {
+            self.catch_up(net, outbox.seen_height()).await;
+        }
+        let reconciled = outbox.reconcile(&net.chain)?;
+        let overlay = reconciled.overlay;
+        let pending = !outbox.records().is_empty();
+        let Some((action, what)) = make(&overlay, &net.chain)? else {
+            let record = outbox
+                .records()
+                .first()
+                .cloned()
+                .ok_or_else(|| ShopError::NotJoined(shopper.name.clone()))?;
+            return Ok(Prepared {
+                record,
+                outbox: outbox.records().to_vec(),
+                after: overlay,
+            });
+        };
+        if !matches!(action, Action::Join { .. }) && !joined(&overlay, &account) {
+            return Err(ShopError::NotJoined(shopper.name.clone()));
+        }
+        let record = Record::sign(&shopper.key, overlay.next_seq(&account), action);
+        record
+            .check()
+            .map_err(|e| format_refusal(&shopper.name, e))?;
+        let mut after = overlay;
+        after
+            .apply_record(&record, &mut Undo::default())
+            .map_err(|e| ledger_refusal(&shopper.name, e, pending, what))?;
+        outbox.push(record.clone());
+        outbox.save()?;
+        Ok(Prepared {
+            record,
+            outbox: outbox.records().to_vec(),
+            after,
+        })
+    }
+
+    /// The chain read is lower than one this shopper already met: that node is behind. Reads
+    /// the nodes' chains again, a few rounds over a second at most (a node behind catches up in
+    /// milliseconds), and keeps the highest.
+    async fn catch_up(&self, net: &mut Snapshot, wanted: u64) {
+        tracing::info!(node = %net.chain.source, height = net.chain.height, wanted, "node is behind; reading others");
+        for round in 0..CATCH_UP_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(CATCH_UP_PAUSE).await;
+            }
+            for addr in net.candidates.clone() {
+                if net.chain.height >= wanted {
+                    break;
+                }
+                if let Ok(chain) = crate::chain::read(&addr, self.network.answer_timeout).await
+                    && chain.height > net.chain.height
+                {
+                    net.chain = chain;
+                }
+            }
+            if net.chain.height >= wanted {
+                break;
+            }
+        }
+        if let Some(i) = net.candidates.iter().position(|a| *a == net.chain.source) {
+            net.candidates.rotate_left(i);
+        }
+    }
+
+    /// Sends the outbox and follows the new record; keeps the outbox in step with the answer.
+    async fn deliver(
+        &self,
+        shopper: &Shopper,
+        net: &Snapshot,
+        prepared: Prepared,
+        wait: bool,
+        progress: &dyn Fn(Progress),
+        to: Option<&str>,
+    ) -> Result<RecordOutcome, ShopError> {
+        let Prepared {
+            record,
+            outbox: to_send,
+            after,
+        } = prepared;
+        let account = shopper.account();
+        let id = record.id();
+        let result = self
+            .network
+            .submit(&net.candidates, &to_send, &record, wait, progress)
+            .await;
+        let submitted: Submitted = match result {
+            Ok(s) => s,
+            Err(SubmitError::Unconfirmed { node, why, .. }) => {
+                return Err(ShopError::Unconfirmed {
+                    name: shopper.name.clone(),
+                    what: doing(&shopper.name, &record.action, to),
+                    record: id.short(),
+                    node,
+                    why,
+                });
+            }
+            Err(SubmitError::Refused {
+                node,
+                reason,
+                refused,
+            }) => {
+                // What a node refused, and what was numbered after it, can never be mined.
+                let first = to_send
+                    .iter()
+                    .filter(|r| refused.contains(&r.id()))
+                    .map(|r| r.seq)
+                    .min()
+                    .unwrap_or(record.seq);
+                let mut outbox = Outbox::open(&self.wallet, &account)?;
+                outbox.retain(|r| r.seq < first);
+                outbox.save()?;
+                return Err(ShopError::Refused { node, reason });
+            }
+            Err(SubmitError::NotTaken { tried }) => {
+                // No node acknowledged it: it is forgotten, so a retry signs the same number
+                // again and at most one of the two can ever be mined.
+                let mut outbox = Outbox::open(&self.wallet, &account)?;
+                outbox.retain(|r| r.id() != id);
+                outbox.save()?;
+                return Err(ShopError::NoNodeTook(tried));
+            }
+        };
+        let mut pending = to_send.len();
+        let mut state = after;
+        let block = submitted.block.as_ref().map(BlockRef::of);
+        if submitted.status == Status::Mined {
+            // Everything up to it is in that node's chain now. The outbox lets go of those
+            // records when it next reads a chain that holds them (see `outbox`).
+            pending = to_send.iter().filter(|r| r.seq > record.seq).count();
+            if let Some(b) = &block {
+                let mut outbox = Outbox::open(&self.wallet, &account)?;
+                outbox.note_height(b.height);
+                outbox.save()?;
+            }
+            match crate::chain::read(&submitted.node, self.network.answer_timeout).await {
+                Ok(chain) => state = chain.ledger,
+                Err(e) => {
+                    tracing::info!(node = %submitted.node, error = %e, "cannot read the chain back")
+                }
+            }
+        }
+        let shopper_state = state.account(&account).cloned().unwrap_or_default();
+        let tally = match &record.action {
+            Action::Vote { poll, .. } => Some(tally(&state, poll)),
+            _ => None,
+        };
+        Ok(RecordOutcome {
+            command: match record.action {
+                Action::Join { .. } => "join",
+                Action::Purchase { .. } => "buy",
+                Action::Transfer { .. } => "send",
+                Action::Vote { .. } => "vote",
+            },
+            shopper: shopper.name.clone(),
+            account,
+            record: id,
+            seq: record.seq,
+            action: record.action.clone(),
+            status: submitted.status,
+            node: submitted.node.clone(),
+            block: block.map(|b| BlockInfo {
+                miner_addr: net.addr_of(&b.miner),
+                height: b.height,
+                hash: b.hash,
+                miner: b.miner,
+            }),
+            elapsed_ms: submitted.elapsed.as_millis() as u64,
+            tried: submitted.tried,
+            balance: shopper_state.balance,
+            cage: shopper_state.cage,
+            pending,
+            monkey: None,
+            to: None,
+            amount: None,
+            tally,
+        })
+    }
+
+    /// `show [NAME]`: one shopper, or every shopper as a table.
+    pub async fn show(&self, name: Option<&str>) -> Result<ShowOutcome, ShopError> {
+        // The wallet's shoppers only make sure the chain shown is not behind what they did.
+        let mine: Vec<Shopper> = match name {
+            Some(name) => self.wallet.find(name).ok().flatten().into_iter().collect(),
+            None => self.wallet.shoppers().unwrap_or_default(),
+        };
+        let net = self.snapshot_for(&|_| {}, &mine).await?;
+        match name {
+            Some(name) => self.shopper_view(&net, name).map(ShowOutcome::One),
+            None => Ok(ShowOutcome::All(self.shoppers_view(&net))),
+        }
+    }
+
+    /// One shopper as the chain (and, for the wallet's shoppers, the outbox) has it.
+    pub fn shopper_view(&self, net: &Snapshot, name: &str) -> Result<ShopperView, ShopError> {
+        let ledger = &net.chain.ledger;
+        // The wallet only adds pending records: an unreadable wallet does not hide the chain.
+        let in_wallet = match self.wallet.find(name) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the wallet");
+                None
+            }
+        };
+        let account = match (ledger.account_by_name(name.trim()), &in_wallet) {
+            (Some(account), _) => account,
+            (None, Some(s)) => s.account(),
+            (None, None) => return Err(ShopError::NotOnChain(name.to_string())),
+        };
+        let state = ledger.account(&account).cloned().unwrap_or_default();
+        let pending = match in_wallet.as_ref().filter(|s| s.account() == account) {
+            Some(_) => outbox::peek(&self.wallet, &account)?
+                .into_iter()
+                .filter(|r| net.chain.block_of(&r.id()).is_none() && r.seq >= state.next_seq)
+                .map(|r| PendingRecord {
+                    record: r.id(),
+                    seq: r.seq,
+                    action: r.action,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let votes = ledger
+            .polls()
+            .into_iter()
+            .filter_map(|poll| {
+                let choice = ledger.vote_of(&poll, &account)?.to_string();
+                Some((poll, choice))
+            })
+            .collect();
+        Ok(ShopperView {
+            name: state
+                .name
+                .clone()
+                .or_else(|| in_wallet.as_ref().map(|s| s.name.clone()))
+                .unwrap_or_else(|| name.to_string()),
+            account,
+            joined: state.name.is_some(),
+            balance: state.balance,
+            monkeys: state.cage.values().sum(),
+            cage: state.cage,
+            votes,
+            pending,
+            in_wallet: in_wallet.is_some_and(|s| s.account() == account),
+            chain: net.chain_info(),
+        })
+    }
+
+    /// Every joined shopper, by name, and every poll.
+    pub fn shoppers_view(&self, net: &Snapshot) -> ShoppersView {
+        let ledger = &net.chain.ledger;
+        let mut shoppers: Vec<ShopperRow> = ledger
+            .accounts()
+            .filter_map(|(id, a)| {
+                Some(ShopperRow {
+                    name: a.name.clone()?,
+                    account: *id,
+                    balance: a.balance,
+                    monkeys: a.cage.values().sum(),
+                    cage: a.cage.clone(),
+                })
+            })
+            .collect();
+        shoppers.sort_by_key(|a| a.name.to_lowercase());
+        let polls = ledger
+            .polls()
+            .into_iter()
+            .map(|p| {
+                let t = tally(ledger, &p);
+                (p, t)
+            })
+            .collect::<BTreeMap<_, _>>();
+        ShoppersView {
+            chain: net.chain_info(),
+            shoppers,
+            polls,
+        }
+    }
+
+    /// `catalog`.
+    pub fn catalog(&self) -> CatalogOutcome {
+        CatalogOutcome {
+            monkeys: CATALOG.to_vec(),
+        }
+    }
+
+    /// `status`: the tracker's nodes and the chain as one active node has it.
+    pub async fn status(&self) -> Result<StatusOutcome, ShopError> {
+        let topology = self.network.topology().await?;
+        let nodes: Vec<NodeRow> = topology
+            .nodes
+            .iter()
+            .map(|n| NodeRow {
+                id: n.id,
+                addr: n.addr.clone(),
+                status: match n.status {
+                    NodeStatus::A => "active",
+                    NodeStatus::R => "removed",
+                },
+                tip_height: n.tip_height,
+                difficulty: n.difficulty,
+                load: n.load,
+                last_seen_ms: n.last_seen_ms,
+            })
+            .collect();
+        let active = topology.active().count();
+        let chain = match self.network.candidates(&topology) {
+            Ok(candidates) => self
+                .network
+                .read_chain(&candidates, &|_| {})
+                .await
+                .ok()
+                .map(|c| ChainInfo {
+                    height: c.height,
+                    tip: c.tip,
+                    node: c.source,
+                }),
+            Err(_) => None,
+        };
+        Ok(StatusOutcome {
+            tracker: self.network.tracker.clone(),
+            active,
+            nodes,
+            chain,
+        })
+    }
+}

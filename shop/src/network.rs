@@ -1,0 +1,409 @@
+//! Talking to the network: who is there (the tracker), which node to use, reading the chain,
+//! and sending a shopper's records until one is in a block.
+//!
+//! Records go to a random active node (or `--node` first). The shop sends the shopper's pending
+//! records and the new one on one connection, in order, and follows the node's answers: one `K`
+//! (`pending`, `waiting` or `mined`) or `E` per record, in the order sent, and later a `B` for
+//! the block that holds one. While it waits for that `B` it sends the new record again every few
+//! seconds: the node answers `K` again (or `K mined` and the `B`, should the `B` itself have been
+//! missed), so a lost notification cannot leave the shop waiting forever. If the node does not
+//! answer in time, or the connection drops, the same signed records go to the next node: a
+//! record has one id and one sequence number, so no retry can apply it twice.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use protocol::codec::LineCodec;
+use protocol::tracker::Topology;
+use protocol::wire::Message;
+use protocol::{Block, Record, RecordId};
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::codec::Framed;
+
+use crate::chain::{self, ChainState};
+use crate::error::ShopError;
+
+/// While waiting for a block, the record is sent again after this long without news.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A node that was tried and failed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Attempt {
+    /// Its address.
+    pub node: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl Attempt {
+    /// `node: error; node: error`, for messages.
+    pub fn list(attempts: &[Attempt]) -> String {
+        if attempts.is_empty() {
+            return "no node to try".into();
+        }
+        attempts
+            .iter()
+            .map(|a| format!("{}: {}", a.node, a.error))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Where a record stands.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In the node's pool, to be mined.
+    Pending,
+    /// In the node's pool, waiting for the shopper's earlier records.
+    Waiting,
+    /// In a block of the node's best chain.
+    Mined,
+}
+
+impl Status {
+    fn parse(text: &str) -> Status {
+        match text {
+            "mined" => Status::Mined,
+            "waiting" => Status::Waiting,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// What happens while a record is sent, for a spinner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Asking the tracker who is there.
+    Topology,
+    /// Reading the chain from a node.
+    Reading(String),
+    /// Sending to a node.
+    Sending(String),
+    /// The node took the record; now it is being mined.
+    Accepted(String, Status),
+    /// A node failed; the next is tried.
+    Retrying(String, String),
+}
+
+/// A record a node took.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The node that took it.
+    pub node: String,
+    /// Where it stands.
+    pub status: Status,
+    /// The block holding it, once mined.
+    pub block: Option<Block>,
+    /// From the first send to the last answer.
+    pub elapsed: Duration,
+    /// Nodes that failed first.
+    pub tried: Vec<Attempt>,
+}
+
+/// Why a record did not get where it was going.
+#[derive(Debug, Clone)]
+pub enum SubmitError {
+    /// A node refused it, with its reason.
+    Refused {
+        /// The node.
+        node: String,
+        /// Its reason.
+        reason: String,
+        /// Every record the node refused: the target, and any pending record before it.
+        refused: Vec<RecordId>,
+    },
+    /// No node acknowledged it.
+    NotTaken {
+        /// Every node tried.
+        tried: Vec<Attempt>,
+    },
+    /// A node acknowledged it, but none confirmed a block in time.
+    Unconfirmed {
+        /// The last node that acknowledged it.
+        node: String,
+        /// What went wrong after.
+        why: String,
+        /// Every node tried.
+        tried: Vec<Attempt>,
+    },
+}
+
+/// How one node failed.
+enum Failure {
+    /// It refused the record (and maybe earlier ones: all their ids).
+    Refused(String, Vec<RecordId>),
+    /// It failed; another node may do better.
+    Lost { acked: bool, reason: String },
+    /// The time to wait for the block is over.
+    Expired(String),
+}
+
+/// The tracker and the timeouts to use with it and the nodes.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// The tracker's address.
+    pub tracker: String,
+    /// A node to use first, before the tracker's.
+    pub preferred: Option<String>,
+    /// How long a connection, or an answer, may take.
+    pub answer_timeout: Duration,
+    /// How long to wait for a record to be mined.
+    pub wait_timeout: Duration,
+}
+
+impl Network {
+    /// Asks the tracker who is there.
+    pub async fn topology(&self) -> Result<Topology, ShopError> {
+        tracker::client::query(&self.tracker, self.answer_timeout)
+            .await
+            .map_err(|e| ShopError::Tracker(format!("{e:#}")))
+    }
+
+    /// The nodes to use, in order: the preferred one, then the active ones in random order.
+    pub fn candidates(&self, topology: &Topology) -> Result<Vec<String>, ShopError> {
+        let mut active: Vec<String> = topology.active().map(|n| n.addr.clone()).collect();
+        active.sort();
+        active.dedup();
+        active.shuffle(&mut rand::rng());
+        if let Some(first) = &self.preferred {
+            active.retain(|a| a != first);
+            active.insert(0, first.clone());
+        }
+        if active.is_empty() {
+            return Err(ShopError::NoActiveNode(self.tracker.clone()));
+        }
+        Ok(active)
+    }
+
+    /// Reads the chain from the first of `candidates` that answers.
+    pub async fn read_chain(
+        &self,
+        candidates: &[String],
+        progress: &dyn Fn(Progress),
+    ) -> Result<ChainState, ShopError> {
+        let mut tried = Vec::new();
+        for addr in candidates {
+            progress(Progress::Reading(addr.clone()));
+            match chain::read(addr, self.answer_timeout).await {
+                Ok(state) => return Ok(state),
+                Err(e) => {
+                    tracing::info!(node = %addr, error = %e, "cannot read the chain");
+                    tried.push(Attempt {
+                        node: addr.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(ShopError::NoChain(tried))
+    }
+
+    /// Sends `records` (the shopper's pending ones and `target`, by sequence number) to the
+    /// first of `candidates` that takes them, and follows `target` until it is pending (`wait`
+    /// false) or in a block.
+    pub async fn submit(
+        &self,
+        candidates: &[String],
+        records: &[Record],
+        target: &Record,
+        wait: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Submitted, SubmitError> {
+        let start = Instant::now();
+        let deadline = start + self.wait_timeout;
+        let mut tried = Vec::new();
+        let mut acked_by: Option<String> = None;
+        for addr in candidates {
+            if Instant::now() >= deadline {
+                break;
+            }
+            progress(Progress::Sending(addr.clone()));
+            match self
+                .attempt(addr, records, target, wait, deadline, progress)
+                .await
+            {
+                Ok((status, block)) => {
+                    return Ok(Submitted {
+                        node: addr.clone(),
+                        status,
+                        block,
+                        elapsed: start.elapsed(),
+                        tried,
+                    });
+                }
+                Err(Failure::Refused(reason, refused)) => {
+                    return Err(SubmitError::Refused {
+                        node: addr.clone(),
+                        reason,
+                        refused,
+                    });
+                }
+                Err(Failure::Lost { acked, reason }) => {
+                    tracing::info!(node = %addr, %reason, acked, "node failed; trying the next");
+                    if acked {
+                        acked_by = Some(addr.clone());
+                    }
+                    progress(Progress::Retrying(addr.clone(), reason.clone()));
+                    tried.push(Attempt {
+                        node: addr.clone(),
+                        error: reason,
+                    });
+                }
+                Err(Failure::Expired(reason)) => {
+                    acked_by = Some(addr.clone());
+                    tried.push(Attempt {
+                        node: addr.clone(),
+                        error: reason,
+                    });
+                    break;
+                }
+            }
+        }
+        match acked_by {
+            Some(node) => Err(SubmitError::Unconfirmed {
+                node,
+                why: tried
+                    .last()
+                    .map_or_else(|| "no time left".into(), |a| a.error.clone()),
+                tried,
+            }),
+            None => Err(SubmitError::NotTaken { tried }),
+        }
+    }
+
+    /// One node: send everything, then follow the answers.
+    async fn attempt(
+        &self,
+        addr: &str,
+        records: &[Record],
+        target: &Record,
+        wait: bool,
+        deadline: Instant,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(Status, Option<Block>), Failure> {
+        let lost = |acked: bool, reason: String| Failure::Lost { acked, reason };
+        let target_id = target.id();
+        let stream = tokio::time::timeout(self.answer_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| lost(false, "no connection in time".into()))?
+            .map_err(|e| lost(false, format!("cannot connect: {e}")))?;
+        stream.set_nodelay(true).ok();
+        let mut link = Framed::new(stream, LineCodec::<Message>::new());
+        for record in records {
+            link.feed(Message::Record(record.clone()))
+                .await
+                .map_err(|e| lost(false, format!("cannot send: {e}")))?;
+        }
+        SinkExt::<Message>::flush(&mut link)
+            .await
+            .map_err(|e| lost(false, format!("cannot send: {e}")))?;
+
+        // Each `A` gets one `K` or `E`, in order; `B`s come in between.
+        let mut expected: VecDeque<RecordId> = records.iter().map(Record::id).collect();
+        let mut answer_due = Some(Instant::now() + self.answer_timeout);
+        let mut acked: Option<Status> = None;
+        let mut next_poll: Option<Instant> = None;
+        let mut earlier_refusal: Option<String> = None;
+        let mut refused_ids: Vec<RecordId> = Vec::new();
+        loop {
+            let wake = [answer_due, next_poll]
+                .into_iter()
+                .flatten()
+                .fold(deadline, Instant::min);
+            let message = tokio::select! {
+                message = link.next() => message,
+                () = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if answer_due.is_some_and(|due| now >= due) {
+                        return Err(lost(
+                            acked.is_some(),
+                            format!("no answer within {} s", self.answer_timeout.as_secs_f32()),
+                        ));
+                    }
+                    if now >= deadline {
+                        return Err(match acked {
+                            Some(_) => Failure::Expired(format!(
+                                "not in a block within {} s",
+                                self.wait_timeout.as_secs_f32()
+                            )),
+                            None => lost(false, "no time left".into()),
+                        });
+                    }
+                    // No news for a while: ask again, which also brings a missed `B`.
+                    link.send(Message::Record(target.clone()))
+                        .await
+                        .map_err(|e| lost(acked.is_some(), format!("connection lost: {e}")))?;
+                    expected.push_back(target_id);
+                    answer_due = Some(now + self.answer_timeout);
+                    next_poll = None;
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            match message {
+                None => return Err(lost(acked.is_some(), "it closed the connection".into())),
+                Some(Err(e)) => return Err(lost(acked.is_some(), format!("connection lost: {e}"))),
+                Some(Ok(Message::Ack(ack))) => {
+                    match expected.iter().position(|id| *id == ack.id) {
+                        Some(i) => {
+                            expected.remove(i);
+                        }
+                        None => tracing::debug!(node = %addr, id = %ack.id.short(), "unexpected K"),
+                    }
+                    answer_due = (!expected.is_empty()).then(|| now + self.answer_timeout);
+                    if ack.id != target_id {
+                        continue;
+                    }
+                    let status = Status::parse(&ack.status);
+                    if acked.is_none() {
+                        progress(Progress::Accepted(addr.to_string(), status));
+                    }
+                    acked = Some(status);
+                    if status == Status::Mined {
+                        // Its `B` follows at once.
+                        answer_due = Some(now + self.answer_timeout);
+                    } else if !wait {
+                        return Ok((status, None));
+                    } else {
+                        next_poll = Some(now + POLL_INTERVAL);
+                    }
+                }
+                Some(Ok(Message::Error(e))) if e.code == "invalid_record" => {
+                    let refused = expected.pop_front();
+                    answer_due = (!expected.is_empty()).then(|| now + self.answer_timeout);
+                    refused_ids.extend(refused);
+                    if refused == Some(target_id) {
+                        let reason = match earlier_refusal {
+                            Some(earlier) => {
+                                format!(
+                                    "{} (an earlier pending record was refused: {earlier})",
+                                    e.message
+                                )
+                            }
+                            None => e.message,
+                        };
+                        return Err(Failure::Refused(reason, refused_ids));
+                    }
+                    earlier_refusal = Some(e.message);
+                }
+                Some(Ok(Message::Error(e))) => {
+                    return Err(lost(
+                        acked.is_some(),
+                        format!("it answered {}: {}", e.code, e.message),
+                    ));
+                }
+                Some(Ok(Message::Block(block))) => {
+                    if block.records.iter().any(|r| r.id() == target_id) {
+                        return Ok((Status::Mined, Some(block)));
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
