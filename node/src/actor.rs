@@ -73,6 +73,14 @@ pub enum Command {
         /// The locator.
         reply: oneshot::Sender<Vec<BlockHash>>,
     },
+    /// Which of these records are in a block of the best chain, and which block: for a client
+    /// that fell behind on events and may have missed its `B`.
+    Locate {
+        /// The records.
+        ids: Vec<RecordId>,
+        /// The ones found, with their blocks.
+        reply: oneshot::Sender<Vec<(RecordId, Arc<CheckedBlock>)>>,
+    },
     /// The best tip, for a new subscriber.
     Tip {
         /// The tip.
@@ -359,6 +367,16 @@ impl Actor {
             }
             Command::Tip { reply } => {
                 let _ = reply.send(Arc::clone(self.chain.tip()));
+            }
+            Command::Locate { ids, reply } => {
+                let found = ids
+                    .into_iter()
+                    .filter_map(|id| {
+                        let block = self.mined.get(&id).and_then(|h| self.chain.get(h))?;
+                        Some((id, Arc::clone(block)))
+                    })
+                    .collect();
+                let _ = reply.send(found);
             }
             Command::Mined(solved) => {
                 self.miner.solved(solved.job);

@@ -1,8 +1,8 @@
 //! One connection, from a peer node or a client (a shop, `nc`, the visualizer), both directions.
 //!
 //! A connection's [`Role`] decides what it is sent besides answers. A *peer* (a connection we
-//! opened to another node, or one that sends `B`, `C` or `D`) gets every new block and record
-//! relayed. A *subscriber* (one that sent `S`: the visualizer) gets a `U` for every block that
+//! opened to another node, or one that identified itself as a node with `I`) gets every new
+//! block and record relayed. A *subscriber* (one that sent `S`: the visualizer) gets a `U` for every block that
 //! enters the tree and every move of the best tip. A *client* (a shop) gets only the answers
 //! about its own records: `K` once pending, `B` once in a block of the best chain.
 
@@ -272,7 +272,8 @@ impl Conn {
         tokio::time::timeout(ACTOR_TIMEOUT, rx).await.ok()?.ok()
     }
 
-    /// A message that makes a client a peer; a subscriber stays a subscriber.
+    /// `I` makes a client a peer (nodes say `I` first on every link they open); a subscriber
+    /// stays a subscriber. Blocks and chain requests from others are answered, not relayed to.
     fn become_peer(&mut self) {
         if self.role == Role::Client {
             self.role = Role::Peer;
@@ -309,12 +310,8 @@ impl Conn {
         }
         let result = match message {
             Message::Record(record) => self.on_record(record).await,
-            Message::Block(block) => {
-                self.become_peer();
-                self.on_blocks(vec![block], true, None).await
-            }
+            Message::Block(block) => self.on_blocks(vec![block], true, None).await,
             Message::Blocks(Blocks { blocks, more }) => {
-                self.become_peer();
                 // This answers our `D`: another may go out.
                 self.sync_pending = None;
                 let last = blocks.last().map(|b| b.header.hash());
@@ -330,10 +327,7 @@ impl Conn {
                     Flow::Continue
                 })
             }
-            Message::GetBlocks(GetBlocks { locator }) => {
-                self.become_peer();
-                self.on_get_blocks(locator).await
-            }
+            Message::GetBlocks(GetBlocks { locator }) => self.on_get_blocks(locator).await,
             Message::Subscribe => self.on_subscribe().await,
             Message::Error(e) => {
                 tracing::debug!(conn = self.id, code = %e.code, message = %e.message, "peer reported an error");
@@ -530,6 +524,8 @@ impl Conn {
                 match self.role {
                     // A peer catches up by asking for what it lacks.
                     Role::Peer => self.send_locator(None).await,
+                    // A client may have missed the block of a record it waits for.
+                    Role::Client if !self.awaiting.is_empty() => self.catch_up_awaiting().await,
                     // A subscriber cannot tell what it missed: it reconnects and resyncs.
                     Role::Subscriber => {
                         let error = ErrorMessage::new("lagged", "missed updates; resubscribe");
@@ -611,6 +607,23 @@ impl Conn {
             }
             Event::Record { .. } => Ok(()),
         }
+    }
+
+    /// Sends the `B` of every awaited record that is in the best chain by now.
+    async fn catch_up_awaiting(&mut self) -> Result<(), ()> {
+        let ids: Vec<RecordId> = self.awaiting.iter().copied().collect();
+        let found = self
+            .ask(|reply| Command::Locate { ids, reply })
+            .await
+            .ok_or(())?;
+        let mut sent = HashSet::new();
+        for (id, block) in found {
+            self.awaiting.remove(&id);
+            if sent.insert(block.hash()) {
+                self.send(Message::Block(block.block().clone())).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn forward_to_client(&mut self, event: Event) -> Result<(), ()> {
