@@ -146,6 +146,7 @@ impl Shop {
                 preferred: config.node.clone(),
                 answer_timeout: config.answer_timeout,
                 wait_timeout: config.wait_timeout,
+                memory: Some(config.wallet_dir.join("nodes.json")),
             },
         }
     }
@@ -192,7 +193,7 @@ impl Shop {
 
     async fn fresh_snapshot(&self, progress: &dyn Fn(Progress)) -> Result<Snapshot, ShopError> {
         progress(Progress::Topology);
-        let topology = self.network.topology().await?;
+        let topology = self.network.nodes().await?;
         let mut candidates = self.network.candidates(&topology)?;
         let chain = self.network.read_chain(&candidates, progress).await?;
         // Nodes that failed to answer go last; the one read from goes first.

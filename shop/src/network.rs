@@ -11,11 +11,14 @@
 //! record has one id and one sequence number, so no retry can apply it twice.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use protocol::AccountId;
 use protocol::codec::LineCodec;
-use protocol::tracker::Topology;
+use protocol::hash::Hash256;
+use protocol::tracker::{NodeInfo, NodeStatus, Topology};
 use protocol::wire::Message;
 use protocol::{Block, Record, RecordId};
 use rand::seq::SliceRandom;
@@ -26,6 +29,9 @@ use tokio_util::codec::Framed;
 
 use crate::chain::{self, ChainState};
 use crate::error::ShopError;
+
+/// Most remembered nodes read back (the file is the shop's own, but it is still input).
+const MAX_REMEMBERED: usize = 1024;
 
 /// While waiting for a block, the record is sent again after this long without news.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -154,6 +160,9 @@ pub struct Network {
     pub answer_timeout: Duration,
     /// How long to wait for a record to be mined.
     pub wait_timeout: Duration,
+    /// Where the nodes the tracker last listed are remembered (`nodes.json` in the wallet),
+    /// for when the tracker is down or just restarted and knows nobody yet.
+    pub memory: Option<PathBuf>,
 }
 
 impl Network {
@@ -162,6 +171,76 @@ impl Network {
         tracker::client::query(&self.tracker, self.answer_timeout)
             .await
             .map_err(|e| ShopError::Tracker(format!("{e:#}")))
+    }
+
+    /// The nodes to send to and read from: the tracker's active nodes, remembered for next time;
+    /// when the tracker is down or lists no node (a tracker just restarted knows nobody for a
+    /// second), the nodes it listed last time. Nodes keep working without the tracker, and so
+    /// does the shop.
+    pub async fn nodes(&self) -> Result<Topology, ShopError> {
+        let asked = self.topology().await;
+        if let Ok(topology) = &asked
+            && topology.active().next().is_some()
+        {
+            self.remember(topology);
+            return asked;
+        }
+        match self.remembered() {
+            Some(remembered) => {
+                tracing::warn!(
+                    tracker = %self.tracker,
+                    nodes = remembered.nodes.len(),
+                    "the tracker cannot help; trying the nodes it listed last"
+                );
+                Ok(remembered)
+            }
+            None => asked,
+        }
+    }
+
+    /// Saves the active nodes' addresses; a failure only costs the fallback.
+    fn remember(&self, topology: &Topology) {
+        let Some(path) = &self.memory else { return };
+        let addrs: Vec<&str> = topology.active().map(|n| n.addr.as_str()).collect();
+        let Ok(json) = serde_json::to_vec(&addrs) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        // The first command of a new wallet asks the tracker before the wallet exists.
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        if std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            tracing::debug!(file = %path.display(), "cannot remember the nodes");
+        }
+    }
+
+    /// The remembered nodes as a topology of active nodes, if there are any.
+    fn remembered(&self) -> Option<Topology> {
+        let bytes = std::fs::read(self.memory.as_ref()?).ok()?;
+        let addrs: Vec<String> = serde_json::from_slice(&bytes).ok()?;
+        let nodes: Vec<NodeInfo> = addrs
+            .into_iter()
+            .take(MAX_REMEMBERED)
+            .map(|addr| NodeInfo {
+                id: AccountId([0; 32]),
+                addr,
+                status: NodeStatus::A,
+                last_seen_ms: 0,
+                tip_height: 0,
+                tip_hash: Hash256::ZERO,
+                load: 0.0,
+                difficulty: 0,
+            })
+            .collect();
+        (!nodes.is_empty()).then_some(Topology { nodes })
     }
 
     /// The nodes to use, in order: the preferred one, then the active ones in random order.

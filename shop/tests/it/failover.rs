@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::{Net, command, finish, json_of, num, ok, text};
+use crate::{Net, command, finish, json_of, num, ok, refused, text};
 
 /// What the proxy passes back from the node on a connection that sends records.
 #[derive(Debug, Clone, Copy)]
@@ -168,4 +168,37 @@ async fn a_node_that_does_not_answer_is_left_for_another() {
     let refs: Vec<&NodeProc> = net.nodes.iter().collect();
     wait_all_agree(&refs, &[join, id]).await;
     landed_once(&net.nodes[1], &out, 80, "tamarin").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_tracker_down_the_shop_uses_the_nodes_it_last_saw() {
+    let mut net = Net::start(2).await;
+    alice(&net).await;
+    net.tracker.kill();
+    // The nodes go on without the tracker, and so does the shop.
+    let out = ok(
+        &net.tracker.addr,
+        &net.wallet("w"),
+        &["buy", "alice", "tamarin"],
+    )
+    .await;
+    landed_once(&net.nodes[0], &out, 80, "tamarin").await;
+    // A restarted tracker knows nobody until the nodes report again: same.
+    net.tracker.restart().await;
+    let out = ok(
+        &net.tracker.addr,
+        &net.wallet("w"),
+        &["buy", "alice", "marmoset"],
+    )
+    .await;
+    assert_eq!(out["status"], "mined");
+    // A wallet that never saw the tracker answer has nothing to fall back on.
+    net.tracker.kill();
+    refused(
+        &net.tracker.addr,
+        &net.wallet("fresh"),
+        &["join", "zoe"],
+        "unreachable",
+    )
+    .await;
 }
