@@ -1,0 +1,82 @@
+//! The visualizer's settings, checked before it starts.
+
+use std::time::Duration;
+
+/// How the visualizer behaves. `monkey-visualizer` fills it from its flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The tracker's address, `host:port`.
+    pub tracker: String,
+    /// How often the tracker is asked who is there.
+    pub tracker_interval: Duration,
+    /// Most browsers connected at once; one more is refused with 503.
+    pub max_browsers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            tracker: "127.0.0.1:7070".into(),
+            tracker_interval: Duration::from_secs(1),
+            max_browsers: 256,
+        }
+    }
+}
+
+/// A setting the visualizer cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The tracker's address is empty.
+    #[error("the tracker's address is empty")]
+    NoTracker,
+    /// A duration or a limit is zero.
+    #[error("{0} must be more than zero")]
+    Zero(&'static str),
+    /// `max_browsers` is more than a semaphore can count.
+    #[error("max_browsers {0} is too large")]
+    TooManyBrowsers(usize),
+}
+
+impl Config {
+    /// Checks that every setting is usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tracker.trim().is_empty() {
+            return Err(ConfigError::NoTracker);
+        }
+        if self.tracker_interval.is_zero() {
+            return Err(ConfigError::Zero("tracker_interval"));
+        }
+        if self.max_browsers == 0 {
+            return Err(ConfigError::Zero("max_browsers"));
+        }
+        if self.max_browsers > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::TooManyBrowsers(self.max_browsers));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_valid_and_nonsense_is_not() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let zero = Config {
+            tracker_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(zero.validate(), Err(ConfigError::Zero("tracker_interval")));
+        let none = Config {
+            max_browsers: 0,
+            ..Config::default()
+        };
+        assert_eq!(none.validate(), Err(ConfigError::Zero("max_browsers")));
+        let nowhere = Config {
+            tracker: " ".into(),
+            ..Config::default()
+        };
+        assert_eq!(nowhere.validate(), Err(ConfigError::NoTracker));
+    }
+}

@@ -1,0 +1,221 @@
+//! Following one node: subscribe with `S`, page in with `D` whatever it holds that the
+//! visualizer lacks, then pass on every `U` update the moment it arrives. When the connection
+//! fails or the node says `E lagged`, it reconnects with backoff; the tracker watcher cancels it
+//! when the tracker marks the node removed.
+//!
+//! Catching up uses the hub's locator, so a node that comes back after a while sends only the
+//! blocks the visualizer has not seen, and a node on another branch sends its branch from the
+//! fork point. A `U tip` naming a block the hub does not hold (an update missed while paging, or
+//! a block whose parent never came) starts another round of paging.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use protocol::AccountId;
+use protocol::codec::LineCodec;
+use protocol::wire::{GetBlocks, Message, Update};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Command, Hub};
+use crate::view::Link;
+
+/// How long connecting to a node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between reconnections.
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
+
+/// Why a session with a node ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Connecting failed or took too long.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The node closed the connection.
+    #[error("the node closed the connection")]
+    Closed,
+    /// The node sent something that does not parse, or the socket failed.
+    #[error("{0}")]
+    Wire(#[from] protocol::codec::WireError),
+    /// The node sent an error.
+    #[error("the node sent {code}: {message}")]
+    Refused {
+        /// Its code, e.g. `lagged`.
+        code: String,
+        /// Its explanation.
+        message: String,
+    },
+    /// The hub has stopped (the visualizer is shutting down).
+    #[error("the hub has stopped")]
+    HubGone,
+}
+
+/// How a session ended without an error.
+enum Ended {
+    /// Cancelled: stop following.
+    Cancelled,
+}
+
+/// One node being followed.
+struct Follower {
+    node: AccountId,
+    addr: String,
+    session: u64,
+    hub: Hub,
+}
+
+/// Follows `node` at `addr` until `cancel` fires. `session` numbers this follower so the hub can
+/// ignore a replaced follower's last words.
+pub async fn follow(
+    node: AccountId,
+    addr: String,
+    session: u64,
+    hub: Hub,
+    cancel: CancellationToken,
+) {
+    let follower = Follower {
+        node,
+        addr,
+        session,
+        hub,
+    };
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        follower.report(Link::Connecting).await;
+        let mut followed = false;
+        match follower.session(&cancel, &mut followed).await {
+            Ok(Ended::Cancelled) | Err(SessionError::HubGone) => break,
+            Err(error) => {
+                tracing::info!(node = %node.short(), addr = %follower.addr, %error, "lost the node; reconnecting");
+                follower.report(Link::Down).await;
+            }
+        }
+        if followed {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    follower.report(Link::None).await;
+}
+
+impl Follower {
+    async fn report(&self, link: Link) {
+        self.hub
+            .send(Command::Link {
+                node: self.node,
+                addr: self.addr.clone(),
+                session: self.session,
+                link,
+            })
+            .await;
+    }
+
+    /// Asks the node for the blocks after the hub's best chain.
+    async fn page_from_hub(
+        &self,
+        link: &mut Framed<TcpStream, LineCodec<Message>>,
+    ) -> Result<(), SessionError> {
+        let locator = self.hub.locator().await.ok_or(SessionError::HubGone)?;
+        link.send(Message::GetBlocks(GetBlocks { locator })).await?;
+        Ok(())
+    }
+
+    /// One connection: subscribe, catch up, follow. `followed` is set once it is up to date.
+    async fn session(
+        &self,
+        cancel: &CancellationToken,
+        followed: &mut bool,
+    ) -> Result<Ended, SessionError> {
+        let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr));
+        let stream = tokio::select! {
+            () = cancel.cancelled() => return Ok(Ended::Cancelled),
+            stream = connect => stream
+                .map_err(|_| SessionError::Connect("timed out".into()))?
+                .map_err(|e| SessionError::Connect(e.to_string()))?,
+        };
+        // Updates are small lines that must not wait to be coalesced.
+        stream.set_nodelay(true).ok();
+        let mut link = Framed::new(stream, LineCodec::<Message>::new());
+        link.send(Message::Subscribe).await?;
+        self.report(Link::Syncing).await;
+        self.page_from_hub(&mut link).await?;
+        let mut paging = true;
+        loop {
+            let message = tokio::select! {
+                () = cancel.cancelled() => return Ok(Ended::Cancelled),
+                message = link.next() => message.ok_or(SessionError::Closed)??,
+            };
+            match message {
+                Message::Update(Update::Block { block, received_ms }) => {
+                    let command = Command::Blocks {
+                        node: self.node,
+                        blocks: vec![block],
+                        received_ms: Some(received_ms),
+                    };
+                    if !self.hub.send(command).await {
+                        return Err(SessionError::HubGone);
+                    }
+                }
+                Message::Update(Update::Tip { hash, height, .. }) => {
+                    let command = Command::Tip {
+                        node: self.node,
+                        hash,
+                        height,
+                    };
+                    if !self.hub.send(command).await {
+                        return Err(SessionError::HubGone);
+                    }
+                    let known = self.hub.contains(hash).await.ok_or(SessionError::HubGone)?;
+                    if !known && !paging {
+                        tracing::debug!(node = %self.node.short(), tip = %hash.short(), "missing the node's tip; paging");
+                        paging = true;
+                        self.report(Link::Syncing).await;
+                        self.page_from_hub(&mut link).await?;
+                    }
+                }
+                Message::Blocks(segment) => {
+                    let last = segment.blocks.last().map(|b| b.header.hash());
+                    let command = Command::Blocks {
+                        node: self.node,
+                        blocks: segment.blocks,
+                        received_ms: None,
+                    };
+                    if !self.hub.send(command).await {
+                        return Err(SessionError::HubGone);
+                    }
+                    match (segment.more, last) {
+                        (true, Some(last)) => {
+                            let next = GetBlocks {
+                                locator: vec![last],
+                            };
+                            link.send(Message::GetBlocks(next)).await?;
+                        }
+                        _ => {
+                            paging = false;
+                            if !*followed {
+                                tracing::info!(node = %self.node.short(), addr = %self.addr, "following");
+                            }
+                            *followed = true;
+                            self.report(Link::Following).await;
+                        }
+                    }
+                }
+                Message::Error(e) => {
+                    return Err(SessionError::Refused {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                // Nothing else is meant for a subscriber.
+                _ => {}
+            }
+        }
+    }
+}

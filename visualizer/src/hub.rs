@@ -1,0 +1,197 @@
+//! The hub: one thread owns the [`State`] and the browsers' queues. Node followers, the tracker
+//! watcher, websocket connections and HTTP handlers send it [`Command`]s through a [`Hub`]
+//! handle; it applies them in order and pushes each resulting delta to every browser at once.
+//!
+//! Inserting a block checks its proof of work and signatures and may replay the ledger through
+//! a reorg: CPU work, so it runs here and never on an async worker. Each delta is serialised
+//! once and shared by every browser. A browser's queue is bounded ([`BROWSER_QUEUE`]): one that
+//! falls that far behind is dropped (its socket closes, and the page reconnects and takes a fresh
+//! snapshot), so a slow browser never slows the others or grows memory.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use protocol::tracker::Topology;
+use protocol::{AccountId, Block, BlockHash};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::state::State;
+use crate::view::{BlockDetails, Link, ToBrowser};
+
+/// Messages a browser may have queued before it is dropped as too slow.
+pub const BROWSER_QUEUE: usize = 1024;
+/// Commands waiting for the hub before senders wait in turn.
+const COMMAND_QUEUE: usize = 4096;
+
+/// One serialised message for browsers: a websocket text frame.
+pub type Frame = Arc<str>;
+
+/// What the hub is asked to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Blocks a node sent, oldest first; `received_ms` when they came as a `U` update.
+    Blocks {
+        /// The node.
+        node: AccountId,
+        /// The blocks.
+        blocks: Vec<Block>,
+        /// The node's clock when they entered its tree.
+        received_ms: Option<u64>,
+    },
+    /// A node's best tip moved.
+    Tip {
+        /// The node.
+        node: AccountId,
+        /// Its new tip.
+        hash: BlockHash,
+        /// Its height.
+        height: u64,
+    },
+    /// A follower's connection to a node changed.
+    Link {
+        /// The node.
+        node: AccountId,
+        /// Its address.
+        addr: String,
+        /// The follower's session number: reports from older sessions are ignored.
+        session: u64,
+        /// The connection's state.
+        link: Link,
+    },
+    /// The tracker's answer, or `None` when it did not answer.
+    Topology(Option<Topology>),
+    /// A block locator for the best chain.
+    Locator(oneshot::Sender<Vec<BlockHash>>),
+    /// Whether the tree holds a block.
+    Contains(BlockHash, oneshot::Sender<bool>),
+    /// A new browser: its queue, with the snapshot already in it.
+    Subscribe(oneshot::Sender<mpsc::Receiver<Frame>>),
+    /// One block's details.
+    Details(BlockHash, oneshot::Sender<Option<BlockDetails>>),
+}
+
+/// A handle to the hub; cheap to clone. The hub stops when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    commands: mpsc::Sender<Command>,
+}
+
+/// The local clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Hub {
+    /// Starts the hub's thread for a tracker at `tracker_addr`.
+    pub fn spawn(tracker_addr: &str) -> std::io::Result<(Hub, JoinHandle<()>)> {
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let state = State::new(tracker_addr);
+        let thread = std::thread::Builder::new()
+            .name("visualizer-hub".into())
+            .spawn(move || serve(state, rx))?;
+        Ok((Hub { commands }, thread))
+    }
+
+    /// Sends a command; false if the hub has stopped.
+    pub async fn send(&self, command: Command) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// A block locator for the best chain.
+    pub async fn locator(&self) -> Option<Vec<BlockHash>> {
+        self.ask(Command::Locator).await
+    }
+
+    /// Whether the tree holds `hash`.
+    pub async fn contains(&self, hash: BlockHash) -> Option<bool> {
+        self.ask(|reply| Command::Contains(hash, reply)).await
+    }
+
+    /// Registers a browser: its queue starts with the snapshot, then every delta.
+    pub async fn subscribe(&self) -> Option<mpsc::Receiver<Frame>> {
+        self.ask(Command::Subscribe).await
+    }
+
+    /// One block's details; `None` inside when the tree does not hold it.
+    pub async fn details(&self, hash: BlockHash) -> Option<Option<BlockDetails>> {
+        self.ask(|reply| Command::Details(hash, reply)).await
+    }
+}
+
+/// Serialises a message for the browsers. The view types always serialise; an error would be a
+/// bug, logged and skipped rather than taking the hub down.
+fn frame(message: &ToBrowser) -> Option<Frame> {
+    match serde_json::to_string(message) {
+        Ok(text) => Some(text.into()),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialise a browser message");
+            None
+        }
+    }
+}
+
+/// The hub's loop: applies commands in order until every handle is gone.
+fn serve(mut state: State, mut commands: mpsc::Receiver<Command>) {
+    let mut browsers: Vec<mpsc::Sender<Frame>> = Vec::new();
+    while let Some(command) = commands.blocking_recv() {
+        let deltas = match command {
+            Command::Blocks {
+                node,
+                blocks,
+                received_ms,
+            } => state.insert(node, blocks, received_ms, now_ms()),
+            Command::Tip { node, hash, height } => state.node_tip(node, hash, height),
+            Command::Link {
+                node,
+                addr,
+                session,
+                link,
+            } => state.link(node, &addr, session, link),
+            Command::Topology(topology) => state.topology(topology.as_ref()),
+            Command::Locator(reply) => {
+                let _ = reply.send(state.locator());
+                continue;
+            }
+            Command::Contains(hash, reply) => {
+                let _ = reply.send(state.contains(&hash));
+                continue;
+            }
+            Command::Subscribe(reply) => {
+                let (tx, rx) = mpsc::channel(BROWSER_QUEUE);
+                if let Some(snapshot) = frame(&state.snapshot())
+                    && tx.try_send(snapshot).is_ok()
+                    && reply.send(rx).is_ok()
+                {
+                    browsers.push(tx);
+                    tracing::debug!(browsers = browsers.len(), "browser subscribed");
+                }
+                continue;
+            }
+            Command::Details(hash, reply) => {
+                let _ = reply.send(state.details(&hash));
+                continue;
+            }
+        };
+        for delta in &deltas {
+            let Some(text) = frame(delta) else { continue };
+            browsers.retain(|tx| match tx.try_send(Arc::clone(&text)) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!("dropping a browser that fell {BROWSER_QUEUE} messages behind");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        }
+    }
+    tracing::debug!("hub stopped");
+}

@@ -1,0 +1,564 @@
+//! What the visualizer knows, and the deltas each change produces for the browsers.
+//!
+//! Every block any node reports goes into one [`Chain`] (floor 0: the visualizer shows what the
+//! nodes hold, it is not a consensus party), so its best chain is the network's most-work chain
+//! and forks appear as side branches. Beside it: a summary per block (built once, when the block
+//! arrives), the names accounts joined with, when each node got each block, and a row per node
+//! merged from the tracker's topology and the node's own updates.
+//!
+//! Each method that changes something returns the [`ToBrowser`] deltas to send, in order, and
+//! costs work in proportion to what changed: a new block is summarised once; a tip move walks
+//! only the blocks that left and joined the best chain; the node table is small. Nothing here
+//! does I/O or reads the clock: the hub ([`crate::hub`]) owns a `State` on its own thread.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use protocol::tracker::{NodeInfo, Topology};
+use protocol::{AccountId, Action, Block, BlockHash, Chain, CheckedBlock, Params, catalog};
+
+use crate::view::{
+    BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, NodeView, PollView,
+    RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange, ToBrowser,
+    Totals, TrackerView,
+};
+
+/// One node as the visualizer knows it.
+#[derive(Debug, Clone)]
+struct NodeState {
+    /// Where it listens.
+    addr: String,
+    /// Its entry in the last topology that listed it.
+    info: Option<NodeInfo>,
+    /// Whether the last topology the tracker answered listed it.
+    listed: bool,
+    /// The follower session that last reported on it; older sessions are ignored.
+    session: u64,
+    /// The visualizer's connection to it.
+    link: Link,
+    /// Its tip, from its own updates.
+    tip: Option<(BlockHash, u64)>,
+    /// The newest block it told us about, and its clock when it got it.
+    last_block: Option<(BlockHash, u64)>,
+}
+
+impl NodeState {
+    fn new(addr: String) -> NodeState {
+        NodeState {
+            addr,
+            info: None,
+            listed: false,
+            session: 0,
+            link: Link::None,
+            tip: None,
+            last_block: None,
+        }
+    }
+}
+
+/// The visualizer's view of the network: the merged block tree, the ledger at its best tip,
+/// and the nodes.
+#[derive(Debug)]
+pub struct State {
+    chain: Chain,
+    summaries: HashMap<BlockHash, BlockSummary>,
+    children: HashMap<BlockHash, Vec<BlockHash>>,
+    /// Names accounts joined with, from every join seen on any branch (first seen wins).
+    names: HashMap<AccountId, String>,
+    /// When each node got each block (its own clock), in arrival order.
+    seen: HashMap<BlockHash, Vec<(AccountId, u64)>>,
+    nodes: BTreeMap<AccountId, NodeState>,
+    tracker: TrackerView,
+    totals: Totals,
+    /// The tracker's state and the node table as last sent, so an unchanged table is not sent
+    /// again.
+    sent_nodes: Option<(TrackerView, Vec<NodeView>)>,
+}
+
+/// Milliseconds between `first` and `then`, zero if `then` is earlier (clocks differ).
+fn delay(first: u64, then: u64) -> u64 {
+    then.saturating_sub(first)
+}
+
+impl State {
+    /// A state holding only genesis, for a tracker at `tracker_addr`.
+    pub fn new(tracker_addr: &str) -> State {
+        let chain = Chain::new(Params::with_floor(0));
+        let mut state = State {
+            chain,
+            summaries: HashMap::new(),
+            children: HashMap::new(),
+            names: HashMap::new(),
+            seen: HashMap::new(),
+            nodes: BTreeMap::new(),
+            tracker: TrackerView {
+                addr: tracker_addr.to_string(),
+                up: false,
+            },
+            totals: Totals::default(),
+            sent_nodes: None,
+        };
+        let genesis = Arc::clone(state.chain.tip());
+        state.learn(&genesis);
+        state
+    }
+
+    /// The best tip's hash.
+    pub fn tip(&self) -> BlockHash {
+        self.chain.tip().hash()
+    }
+
+    /// The best tip's height.
+    pub fn height(&self) -> u64 {
+        self.chain.height()
+    }
+
+    /// Whether the tree holds `hash`.
+    pub fn contains(&self, hash: &BlockHash) -> bool {
+        self.chain.contains(hash)
+    }
+
+    /// A block locator for the best chain, for asking a node what we lack.
+    pub fn locator(&self) -> Vec<BlockHash> {
+        self.chain.locator()
+    }
+
+    /// Inserts blocks a node sent, oldest first. `received_ms` is the node's clock when they
+    /// entered its tree (from a `U` update; `None` for blocks fetched with `D`). `now` is the
+    /// local clock, for the future-timestamp rule.
+    pub fn insert(
+        &mut self,
+        node: AccountId,
+        blocks: Vec<Block>,
+        received_ms: Option<u64>,
+        now: u64,
+    ) -> Vec<ToBrowser> {
+        let old_tip = self.tip();
+        let mut added = Vec::new();
+        let mut arrivals = Vec::new();
+        for block in blocks {
+            let hash = block.header.hash();
+            match self.chain.insert(block, now) {
+                Ok(imported) => {
+                    for block in imported.added() {
+                        added.push(self.learn(block));
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(node = %node.short(), block = %hash.short(), %error, "block refused");
+                }
+            }
+            if let Some(received) = received_ms
+                && self.chain.contains(&hash)
+            {
+                arrivals.push((hash, received));
+            }
+        }
+        for (hash, received) in arrivals {
+            self.arrived(node, hash, received);
+        }
+        let mut out = Vec::new();
+        if !added.is_empty() {
+            out.push(ToBrowser::Blocks { blocks: added });
+        }
+        out.extend(self.tip_moved(old_tip));
+        out.extend(self.nodes_changed());
+        out
+    }
+
+    /// Summarises a block that just entered the tree, learning the names it joins.
+    fn learn(&mut self, block: &Arc<CheckedBlock>) -> BlockSummary {
+        for record in &block.records {
+            if let Action::Join { name } = &record.action {
+                self.names
+                    .entry(record.account)
+                    .or_insert_with(|| name.clone());
+            }
+        }
+        let header = &block.header;
+        let summary = BlockSummary {
+            hash: block.hash(),
+            prev: header.prev_hash,
+            height: header.height,
+            bits: header.bits,
+            nonce: header.nonce.to_string(),
+            miner: header.miner.short(),
+            time: header.timestamp,
+            count: header.record_count,
+            records: block
+                .records
+                .iter()
+                .take(SUMMARY_RECORDS)
+                .map(|r| self.describe(&r.account, &r.action))
+                .collect(),
+        };
+        if header.height > 0 {
+            self.children
+                .entry(header.prev_hash)
+                .or_default()
+                .push(block.hash());
+        }
+        self.summaries.insert(block.hash(), summary.clone());
+        summary
+    }
+
+    /// An account's name, or its short key.
+    fn name(&self, account: &AccountId) -> String {
+        self.names
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| account.short())
+    }
+
+    fn describe(&self, account: &AccountId, action: &Action) -> RecordSummary {
+        let who = self.name(account);
+        match action {
+            Action::Join { name } => RecordSummary::Join { who: name.clone() },
+            Action::Purchase { monkey } => RecordSummary::Purchase {
+                who,
+                monkey: monkey.clone(),
+                price: catalog::monkey(monkey).map_or(0, |m| m.price),
+            },
+            Action::Transfer { to, amount } => RecordSummary::Transfer {
+                who,
+                to: self.name(to),
+                amount: *amount,
+            },
+            Action::Vote { poll, choice } => RecordSummary::Vote {
+                who,
+                poll: poll.clone(),
+                choice: choice.clone(),
+            },
+        }
+    }
+
+    /// Notes that `node` got `hash` at `received` on its clock.
+    fn arrived(&mut self, node: AccountId, hash: BlockHash, received: u64) {
+        let seen = self.seen.entry(hash).or_default();
+        if seen.iter().any(|(n, _)| *n == node) {
+            return;
+        }
+        seen.push((node, received));
+        if let Some(state) = self.nodes.get_mut(&node)
+            && state.last_block.is_none_or(|(_, last)| received >= last)
+        {
+            state.last_block = Some((hash, received));
+        }
+    }
+
+    /// The deltas for a move of the best tip away from `old_tip`: the tip itself, then the
+    /// ledger rows and polls that the blocks leaving and joining the best chain touch.
+    fn tip_moved(&mut self, old_tip: BlockHash) -> Vec<ToBrowser> {
+        let tip = self.chain.tip().hash();
+        if tip == old_tip {
+            return Vec::new();
+        }
+        let Some((disconnected, connected)) = self.chain.changes_since(&old_tip) else {
+            // The old tip left the tree (a branch found invalid): start the browsers over.
+            tracing::warn!("best chain changed beyond tracking; sending a fresh snapshot");
+            self.recount();
+            return vec![self.snapshot()];
+        };
+        let mut accounts = BTreeSet::new();
+        let mut polls = BTreeSet::new();
+        // Accounts whose join left the best chain: their rows may have to go.
+        let mut unjoined = BTreeSet::new();
+        for (blocks, sign) in [(&disconnected, -1i64), (&connected, 1)] {
+            for block in blocks.iter() {
+                accounts.insert(block.header.miner);
+                self.count(block, sign);
+                for record in &block.records {
+                    accounts.insert(record.account);
+                    match &record.action {
+                        Action::Join { .. } if sign < 0 => {
+                            unjoined.insert(record.account);
+                        }
+                        Action::Transfer { to, .. } => {
+                            accounts.insert(*to);
+                        }
+                        Action::Vote { poll, .. } => {
+                            polls.insert(poll.clone());
+                        }
+                        Action::Join { .. } | Action::Purchase { .. } => {}
+                    }
+                }
+            }
+        }
+        self.totals.blocks = self.chain.height();
+        self.totals.side_blocks = self.side_blocks();
+        let change = TipChange {
+            hash: tip,
+            height: self.chain.height(),
+            disconnected: disconnected.iter().map(|b| b.hash()).collect(),
+            connected: connected.iter().map(|b| b.hash()).collect(),
+        };
+        let mut delta = LedgerDelta {
+            totals: self.totals,
+            ..LedgerDelta::default()
+        };
+        for account in accounts {
+            match self.shopper(&account) {
+                Some(row) => delta.shoppers.push(row),
+                None if unjoined.contains(&account) => delta.gone.push(account),
+                None => {}
+            }
+        }
+        delta.polls = polls.into_iter().map(|p| self.poll(p)).collect();
+        vec![ToBrowser::Tip(change), ToBrowser::Ledger(delta)]
+    }
+
+    /// Adds (`sign` 1) or removes (-1) a best-chain block's contribution to the totals.
+    fn count(&mut self, block: &CheckedBlock, sign: i64) {
+        let add = |total: &mut u64, n: u64| {
+            *total = if sign > 0 {
+                total.saturating_add(n)
+            } else {
+                total.saturating_sub(n)
+            };
+        };
+        add(&mut self.totals.records, block.records.len() as u64);
+        let joins = block
+            .records
+            .iter()
+            .filter(|r| matches!(r.action, Action::Join { .. }))
+            .count() as u64;
+        let purchases = block
+            .records
+            .iter()
+            .filter(|r| matches!(r.action, Action::Purchase { .. }))
+            .count() as u64;
+        add(&mut self.totals.shoppers, joins);
+        add(&mut self.totals.monkeys_sold, purchases);
+    }
+
+    /// Recomputes the totals from the whole best chain (only after an untrackable change).
+    fn recount(&mut self) {
+        self.totals = Totals::default();
+        for height in 1..=self.chain.height() {
+            if let Some(block) = self.chain.at_height(height).cloned() {
+                self.count(&block, 1);
+            }
+        }
+        self.totals.blocks = self.chain.height();
+        self.totals.side_blocks = self.side_blocks();
+    }
+
+    fn side_blocks(&self) -> u64 {
+        (self.chain.len() as u64).saturating_sub(self.chain.height() + 1)
+    }
+
+    fn shopper(&self, account: &AccountId) -> Option<ShopperRow> {
+        let state = self.chain.ledger().account(account)?;
+        Some(ShopperRow {
+            account: *account,
+            name: state.name.clone()?,
+            balance: state.balance,
+            cage: state.cage.clone(),
+        })
+    }
+
+    fn poll(&self, poll: String) -> PollView {
+        let tally = self
+            .chain
+            .ledger()
+            .tally(&poll)
+            .into_iter()
+            .map(|(choice, votes)| ChoiceVotes { choice, votes })
+            .collect();
+        PollView { poll, tally }
+    }
+
+    /// A node's tip moved (its `U tip`).
+    pub fn node_tip(&mut self, node: AccountId, hash: BlockHash, height: u64) -> Vec<ToBrowser> {
+        if let Some(state) = self.nodes.get_mut(&node) {
+            state.tip = Some((hash, height));
+        }
+        self.nodes_changed().into_iter().collect()
+    }
+
+    /// The follower `session` of `node` (at `addr`) reports its connection. Reports from an older
+    /// session than the last one heard are stale and ignored.
+    pub fn link(
+        &mut self,
+        node: AccountId,
+        addr: &str,
+        session: u64,
+        link: Link,
+    ) -> Vec<ToBrowser> {
+        let state = self
+            .nodes
+            .entry(node)
+            .or_insert_with(|| NodeState::new(addr.to_string()));
+        if session < state.session {
+            return Vec::new();
+        }
+        state.session = session;
+        state.link = link;
+        if !matches!(link, Link::Syncing | Link::Following) {
+            state.tip = None;
+        }
+        if link == Link::None && !state.listed {
+            self.nodes.remove(&node);
+        }
+        self.nodes_changed().into_iter().collect()
+    }
+
+    /// The tracker answered with `topology`, or (`None`) did not answer.
+    pub fn topology(&mut self, topology: Option<&Topology>) -> Vec<ToBrowser> {
+        self.tracker.up = topology.is_some();
+        if let Some(topology) = topology {
+            for state in self.nodes.values_mut() {
+                state.listed = false;
+            }
+            for info in &topology.nodes {
+                let state = self
+                    .nodes
+                    .entry(info.id)
+                    .or_insert_with(|| NodeState::new(info.addr.clone()));
+                state.listed = true;
+                state.addr = info.addr.clone();
+                state.info = Some(info.clone());
+            }
+            self.nodes
+                .retain(|_, state| state.listed || state.link != Link::None);
+        }
+        self.nodes_changed().into_iter().collect()
+    }
+
+    /// The node table now.
+    fn node_views(&self) -> Vec<NodeView> {
+        self.nodes
+            .iter()
+            .map(|(id, state)| {
+                let listed = state.info.as_ref().filter(|_| state.listed);
+                let (tip_hash, tip_height) = match (state.tip, &state.info) {
+                    (Some(tip), _) => tip,
+                    (None, Some(info)) => (info.tip_hash, info.tip_height),
+                    (None, None) => (protocol::genesis().header.hash(), 0),
+                };
+                let on_best = self.chain.is_on_best(&tip_hash);
+                let (last_block, delay_ms) = match state.last_block {
+                    Some((hash, received)) => {
+                        let first = self
+                            .seen
+                            .get(&hash)
+                            .and_then(|s| s.iter().map(|(_, t)| *t).min())
+                            .unwrap_or(received);
+                        (Some(hash), Some(delay(first, received)))
+                    }
+                    None => (None, None),
+                };
+                NodeView {
+                    id: *id,
+                    short: id.short(),
+                    addr: state.addr.clone(),
+                    status: listed.map(|i| i.status),
+                    link: state.link,
+                    tip_height,
+                    tip_hash,
+                    behind: on_best.then(|| self.chain.height().saturating_sub(tip_height)),
+                    on_best,
+                    load: state.info.as_ref().map(|i| i.load),
+                    difficulty: state.info.as_ref().map(|i| i.difficulty),
+                    last_block,
+                    delay_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// A `Nodes` delta if the table or the tracker's state differs from what was last sent.
+    fn nodes_changed(&mut self) -> Option<ToBrowser> {
+        let sent = (self.tracker.clone(), self.node_views());
+        if self.sent_nodes.as_ref() == Some(&sent) {
+            return None;
+        }
+        let (tracker, nodes) = sent.clone();
+        self.sent_nodes = Some(sent);
+        Some(ToBrowser::Nodes { tracker, nodes })
+    }
+
+    /// Everything, for a browser that just connected: every block (parents first), the nodes,
+    /// the totals, every shopper and every poll.
+    pub fn snapshot(&self) -> ToBrowser {
+        let mut blocks: Vec<&BlockSummary> = self
+            .chain
+            .blocks()
+            .filter_map(|b| self.summaries.get(&b.hash()))
+            .collect();
+        blocks.sort_by_key(|b| b.height);
+        let ledger = self.chain.ledger();
+        let mut shoppers: Vec<ShopperRow> = ledger
+            .accounts()
+            .filter_map(|(id, _)| self.shopper(id))
+            .collect();
+        shoppers.sort_by_key(|a| a.name.to_lowercase());
+        let polls = ledger.polls().into_iter().map(|p| self.poll(p)).collect();
+        ToBrowser::Snapshot(Snapshot {
+            tip: self.tip(),
+            height: self.height(),
+            blocks: blocks.into_iter().cloned().collect(),
+            tracker: self.tracker.clone(),
+            nodes: self.node_views(),
+            ledger: LedgerDelta {
+                totals: self.totals,
+                shoppers,
+                gone: Vec::new(),
+                polls,
+            },
+        })
+    }
+
+    /// Everything about one block, or `None` if the tree does not hold it.
+    pub fn details(&self, hash: &BlockHash) -> Option<BlockDetails> {
+        let block = self.chain.get(hash)?;
+        let header = &block.header;
+        let records = block
+            .records
+            .iter()
+            .map(|r| RecordView {
+                id: r.id(),
+                account: r.account,
+                who: self.names.get(&r.account).cloned(),
+                seq: r.seq,
+                action: r.action.clone(),
+                to_name: match &r.action {
+                    Action::Transfer { to, .. } => self.names.get(to).cloned(),
+                    _ => None,
+                },
+                sig: hex::encode(r.sig.0),
+            })
+            .collect();
+        let mut arrivals = self.seen.get(hash).cloned().unwrap_or_default();
+        arrivals.sort_by_key(|(_, t)| *t);
+        let first = arrivals.first().map_or(0, |(_, t)| *t);
+        let seen = arrivals
+            .into_iter()
+            .map(|(node, received_ms)| Seen {
+                node: node.short(),
+                received_ms,
+                delay_ms: delay(first, received_ms),
+            })
+            .collect();
+        Some(BlockDetails {
+            hash: *hash,
+            best: self.chain.is_on_best(hash),
+            header: HeaderView {
+                version: header.version,
+                bits: header.bits,
+                height: header.height,
+                prev_hash: header.prev_hash,
+                records_root: header.records_root,
+                miner: header.miner,
+                timestamp: header.timestamp,
+                record_count: header.record_count,
+                records_size: header.records_size,
+                nonce: header.nonce.to_string(),
+            },
+            miner_name: self.names.get(&header.miner).cloned(),
+            records,
+            seen,
+            children: self.children.get(hash).cloned().unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Integration tests of the visualizer: a real tracker and real nodes (from `testkit`) on
+//! loopback, the visualizer running in-process on port 0 (or as its binary), and a websocket
+//! client reading what a browser would. The end-to-end test drives headless Chromium.
+//!
+//! Helpers here: [`Visualizer`] (runs `visualizer::run` and stops it on drop), [`Page`] (a
+//! websocket client that waits for messages with a deadline), [`mine_chain`] (test blocks at a
+//! low difficulty, fed to a node as a peer would).
+
+mod browser;
+mod cdp;
+mod http;
+mod state;
+mod stream;
+mod survive;
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures::StreamExt;
+use protocol::{Block, BlockHash};
+use testkit::{DEADLINE, key};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use visualizer::view::{BlockSummary, NodeView, Snapshot, ToBrowser};
+
+/// How often the visualizer asks the tracker in tests: often, so tests wait less.
+pub const TRACKER_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A visualizer running in this test process; stopped when dropped.
+pub struct Visualizer {
+    /// Where it serves, `127.0.0.1:PORT`.
+    pub addr: String,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Visualizer {
+    /// Starts one for the tracker at `tracker`, on a free loopback port.
+    pub async fn start(tracker: &str) -> Visualizer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address").to_string();
+        let config = visualizer::Config {
+            tracker: tracker.to_string(),
+            tracker_interval: TRACKER_INTERVAL,
+            ..visualizer::Config::default()
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(visualizer::run(config, listener, shutdown.clone()));
+        Visualizer {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops it and checks that it stopped cleanly and promptly.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the visualizer stops within 10 s");
+            result.expect("the run task").expect("run returns Ok");
+        }
+    }
+}
+
+impl Drop for Visualizer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A websocket client reading what a browser reads.
+pub struct Page {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Page {
+    /// Connects to the visualizer at `addr`.
+    pub async fn connect(addr: &str) -> Page {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("websocket handshake");
+        Page { ws }
+    }
+
+    /// The next message; `None` when the socket closes. Fails the test after [`DEADLINE`].
+    pub async fn next(&mut self) -> Option<ToBrowser> {
+        loop {
+            let frame = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("a message from the visualizer in time")?;
+            match frame {
+                Ok(WsMessage::Text(text)) => {
+                    return Some(
+                        serde_json::from_str(&text).unwrap_or_else(|e| {
+                            panic!("a message that does not parse: {e}: {text}")
+                        }),
+                    );
+                }
+                Ok(WsMessage::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The snapshot, which must come first.
+    pub async fn snapshot(&mut self) -> Snapshot {
+        match self.next().await {
+            Some(ToBrowser::Snapshot(s)) => s,
+            other => panic!("expected the snapshot first, got {other:?}"),
+        }
+    }
+
+    /// Reads messages until `check` returns `Some`, within [`DEADLINE`].
+    pub async fn wait<T>(
+        &mut self,
+        what: &str,
+        mut check: impl FnMut(&ToBrowser) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = tokio::time::timeout(left, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .unwrap_or_else(|| panic!("the socket closed while waiting for {what}"));
+            if let Some(value) = check(&message) {
+                return value;
+            }
+        }
+    }
+
+    /// Waits for the node table to satisfy `check`.
+    pub async fn wait_nodes(&mut self, what: &str, check: impl Fn(&[NodeView]) -> bool) {
+        self.wait(what, |m| match m {
+            ToBrowser::Nodes { nodes, .. } if check(nodes) => Some(()),
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// Whether a snapshot's node table satisfies `check` already.
+pub fn snapshot_nodes_ok(snapshot: &Snapshot, check: impl Fn(&[NodeView]) -> bool) -> bool {
+    check(&snapshot.nodes)
+}
+
+/// The summaries in a `Blocks` delta.
+pub fn blocks_of(message: &ToBrowser) -> &[BlockSummary] {
+    match message {
+        ToBrowser::Blocks { blocks } => blocks,
+        _ => &[],
+    }
+}
+
+/// `n` empty blocks on `parent` at `bits`, with timestamps `offset` ms apart, mined by key 7.
+pub fn mine_chain(parent: &Block, n: usize, bits: u32, offset: u64) -> Vec<Block> {
+    let miner = key(7).account();
+    let mut out: Vec<Block> = Vec::new();
+    for _ in 0..n {
+        let parent = out.last().unwrap_or(parent);
+        let template = Block::template(
+            &parent.header,
+            Vec::new(),
+            miner,
+            bits,
+            parent.header.timestamp + offset,
+        );
+        let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
+            .header
+            .expect("low difficulty is always found");
+        out.push(Block { header, ..template });
+    }
+    out
+}
+
+/// The hashes of blocks.
+pub fn hashes(blocks: &[Block]) -> Vec<BlockHash> {
+    blocks.iter().map(|b| b.header.hash()).collect()
+}
+
+/// The local clock in ms.
+pub fn now_ms() -> u64 {
+    visualizer::hub::now_ms()
+}
