@@ -381,11 +381,12 @@ impl Actor {
             Command::Mined(solved) => {
                 self.miner.solved(solved.job);
                 let hash = solved.block.hash();
+                let height = solved.block.header.height;
                 let records = solved.block.records.len();
                 let outcome = self.blocks(vec![solved.block], SELF, true, batch);
                 if outcome.accepted > 0 {
                     tracing::info!(
-                        height = self.chain.height(), hash = %hash.short(), records,
+                        height, tip = self.chain.height(), hash = %hash.short(), records,
                         hashes = solved.hashes, ms = solved.elapsed.as_millis() as u64,
                         "mined a block"
                     );

@@ -100,7 +100,7 @@ impl Reporter {
                 _ = ticker.tick() => {}
             }
             let s = status.borrow().clone();
-            let report = Report::sign(
+            let mut report = Report::sign(
                 &self.key,
                 self.advertise.clone(),
                 now_ms(),
@@ -108,6 +108,8 @@ impl Reporter {
                 s.load,
                 s.difficulty,
             );
+            // The tracker answers "unchanged" instead of the whole table when we hold it.
+            report.known = topology.borrow().version;
             link.send(TrackerMessage::Report(report)).await?;
             match tokio::time::timeout(TRACKER_TIMEOUT, link.next()).await? {
                 Some(Ok(TrackerMessage::Topology(t))) => {
@@ -115,7 +117,18 @@ impl Reporter {
                         tracing::info!(tracker = %self.tracker, "tracker reachable again");
                         *reachable = true;
                     }
-                    topology.send_replace(t);
+                    if t.unchanged {
+                        // Still a tick for the peer manager: it redials lost peers and rereads
+                        // the refused list on every report's answer. An "unchanged" for another
+                        // version than ours is the tracker's mistake: ask for the whole table.
+                        topology.send_modify(|ours| {
+                            if ours.version != t.version {
+                                ours.version = None;
+                            }
+                        });
+                    } else {
+                        topology.send_replace(t);
+                    }
                 }
                 Some(Ok(TrackerMessage::Error(e))) => {
                     anyhow::bail!("tracker refused our report: {}: {}", e.code, e.message)

@@ -59,6 +59,11 @@ pub struct Report {
     pub difficulty: u32,
     /// Signature over the domain, id, address and timestamp.
     pub sig: Signature,
+    /// The topology version the node already holds (from an earlier `T`), so the tracker can
+    /// answer "unchanged" instead of the whole table. Not signed: a wrong one only costs the
+    /// sender its own topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<u64>,
 }
 
 /// A node saying it leaves.
@@ -108,6 +113,15 @@ pub struct NodeInfo {
 pub struct Topology {
     /// Every known node, active and recently removed.
     pub nodes: Vec<NodeInfo>,
+    /// The version of the table's membership: it changes when a node joins, moves, is removed,
+    /// comes back or is forgotten, not when a node only reports its tip or load. Random at each
+    /// tracker start, so a restarted tracker never repeats an old version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The answer to a report whose `known` is the current `version`: `nodes` is left empty and
+    /// the node keeps the table it has. Only ever sent to a node that asked for it so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 impl Topology {
@@ -167,6 +181,7 @@ impl Report {
             load,
             difficulty,
             sig,
+            known: None,
         }
     }
 

@@ -240,7 +240,10 @@ impl Network {
                 difficulty: 0,
             })
             .collect();
-        (!nodes.is_empty()).then_some(Topology { nodes })
+        (!nodes.is_empty()).then_some(Topology {
+            nodes,
+            ..Topology::default()
+        })
     }
 
     /// The nodes to use, in order: the preferred one, then the active ones in random order.

@@ -135,7 +135,15 @@ pub(crate) struct Registry {
     /// Per source address: new ids it may still bring (refilled at the per-minute rate), and when
     /// that was last worked out.
     new_ids: HashMap<IpAddr, (f64, Instant)>,
+    /// The membership version (see [`Topology::version`]): bumped by [`Registry::changed`].
+    version: u64,
+    /// When the table was last swept: at most every [`SWEEP_EVERY`], not on every report.
+    last_sweep: Option<Instant>,
 }
+
+/// How often the table is swept for silent nodes at most. With a thousand nodes reporting every
+/// second, sweeping on every report would walk the table a thousand times a second.
+const SWEEP_EVERY: Duration = Duration::from_millis(20);
 
 /// Most source addresses whose new-id budget is remembered; past it the fullest budgets (the
 /// addresses that brought nothing new for longest) are forgotten first.
@@ -153,7 +161,19 @@ impl Registry {
             tombstones: HashMap::new(),
             max_new_ids_per_minute: config.max_new_ids_per_minute,
             new_ids: HashMap::new(),
+            version: rand::random(),
+            last_sweep: None,
         }
+    }
+
+    /// The current membership version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Notes that the membership changed: every node gets the whole table with its next report.
+    fn changed(&mut self) {
+        self.version = self.version.wrapping_add(1);
     }
 
     /// Records a report already passed through [`verify_report`], from `source`: the node is
@@ -180,10 +200,15 @@ impl Registry {
         let node = report.id.short();
         match self.nodes.get_mut(&report.id) {
             Some(entry) => {
-                if entry.removed_at.is_some() {
+                let moved = entry.addr != report.addr;
+                let back = entry.removed_at.is_some();
+                if back {
                     tracing::info!(node, addr = %report.addr, "node active again");
-                } else if entry.addr != report.addr {
+                } else if moved {
                     tracing::info!(node, from = %entry.addr, to = %report.addr, "node moved");
+                }
+                if moved || back {
+                    self.version = self.version.wrapping_add(1);
                 }
                 entry.addr.clone_from(&report.addr);
                 entry.last_timestamp = report.timestamp;
@@ -196,6 +221,7 @@ impl Registry {
             }
             None => {
                 tracing::info!(node, addr = %report.addr, "node joined");
+                self.changed();
                 self.tombstones.remove(&report.id);
                 self.nodes.insert(
                     report.id,
@@ -235,6 +261,7 @@ impl Registry {
                     reason = "left",
                     "node marked removed"
                 );
+                self.changed();
             }
         }
         Ok(())
@@ -265,13 +292,25 @@ impl Registry {
             })
             .collect();
         nodes.sort_by(|a, b| a.addr.cmp(&b.addr).then(a.id.cmp(&b.id)));
-        Topology { nodes }
+        Topology {
+            nodes,
+            version: Some(self.version),
+            unchanged: false,
+        }
     }
 
     /// Marks nodes silent for longer than `silent_after` removed, forgets nodes removed for
     /// `forget_after`, and drops tombstones that have served their time.
     pub(crate) fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|last| now.saturating_duration_since(last) < SWEEP_EVERY && now >= last)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
         let mut forgotten = Vec::new();
+        let mut changed = false;
         for (id, entry) in &mut self.nodes {
             if entry.removed_at.is_none()
                 && now.saturating_duration_since(entry.last_seen) > self.silent_after
@@ -279,6 +318,7 @@ impl Registry {
                 // Removed from the moment it went silent, so when it is forgotten does not depend
                 // on how often the sweep runs.
                 entry.removed_at = Some(entry.last_seen + self.silent_after);
+                changed = true;
                 tracing::info!(
                     node = id.short(),
                     addr = %entry.addr,
@@ -292,6 +332,10 @@ impl Registry {
             {
                 forgotten.push(*id);
             }
+        }
+        changed |= !forgotten.is_empty();
+        if changed {
+            self.changed();
         }
         for id in forgotten {
             if let Some(entry) = self.nodes.remove(&id) {
@@ -326,6 +370,7 @@ impl Registry {
             return Err(Refusal::Full(self.max_nodes));
         };
         if let Some(entry) = self.nodes.remove(&id) {
+            self.changed();
             tracing::debug!(node = id.short(), "forgotten early to make room");
             let tombstone = Tombstone {
                 last_timestamp: entry.last_timestamp,

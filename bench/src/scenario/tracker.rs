@@ -60,10 +60,12 @@ async fn simulate(addr: String, seed: u64, offset: Duration) -> anyhow::Result<(
     );
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut height = 0;
+    // As a real node does: the table's version it holds, so an unchanged table is not resent.
+    let mut known = None;
     loop {
         ticks.tick().await;
         height += 1;
-        let report = Report::sign(
+        let mut report = Report::sign(
             &key,
             advertise.clone(),
             now_ms(),
@@ -71,9 +73,10 @@ async fn simulate(addr: String, seed: u64, offset: Duration) -> anyhow::Result<(
             0.1,
             20,
         );
+        report.known = known;
         link.send(TrackerMessage::Report(report)).await?;
         match link.next().await {
-            Some(Ok(TrackerMessage::Topology(_))) => {}
+            Some(Ok(TrackerMessage::Topology(t))) => known = t.version,
             other => anyhow::bail!("simulated node {seed}: {other:?}"),
         }
     }

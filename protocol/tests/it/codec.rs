@@ -72,6 +72,13 @@ fn every_tracker_message() -> Vec<TrackerMessage> {
                 load: 0.5,
                 difficulty: 21,
             }],
+            version: Some(7),
+            unchanged: false,
+        }),
+        TrackerMessage::Topology(Topology {
+            version: Some(7),
+            unchanged: true,
+            ..Topology::default()
         }),
         TrackerMessage::Error(ErrorMessage::new("busy", "too many connections")),
     ]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use protocol::tracker::NodeStatus;
+use protocol::tracker::{NodeStatus, TrackerMessage};
 use tracker::Config;
 
 use crate::support::{Node, Tracker, entry, fast_config, status, wait_for};
@@ -116,4 +116,40 @@ async fn a_connection_speaks_for_one_node_only() {
     conn.expect_error(other.leave(), "wrong_connection").await;
     let topology = conn.expect_topology(mine.r()).await;
     assert_eq!(status(&topology, &other.id()), Some(NodeStatus::A));
+}
+
+#[tokio::test]
+async fn a_node_that_holds_the_current_table_is_told_unchanged_until_membership_changes() {
+    let tracker = Tracker::start(Config {
+        silent_after: std::time::Duration::from_secs(10),
+        ..fast_config()
+    })
+    .await;
+    let (mut a, mut b) = (Node::new(1, 9001), Node::new(2, 9002));
+    let mut conn_a = tracker.connect().await;
+    let first = conn_a.expect_topology(a.r()).await;
+    let version = first.version.expect("a versioned table");
+    assert!(!first.unchanged);
+
+    // Only tips and loads changed: a few bytes instead of the table.
+    let mut report = a.report();
+    report.known = Some(version);
+    let same = conn_a.expect_topology(TrackerMessage::Report(report)).await;
+    assert!(same.unchanged && same.nodes.is_empty(), "{same:?}");
+    assert_eq!(same.version, Some(version));
+    // A report without `known` (an older node) always gets the whole table.
+    assert_eq!(conn_a.expect_topology(a.r()).await.nodes.len(), 1);
+
+    // Another node joins: the next answer is the whole new table, with a new version.
+    tracker.connect().await.expect_topology(b.r()).await;
+    let mut report = a.report();
+    report.known = Some(version);
+    let grown = conn_a.expect_topology(TrackerMessage::Report(report)).await;
+    assert!(!grown.unchanged);
+    assert_eq!(grown.nodes.len(), 2);
+    assert_ne!(grown.version, Some(version));
+
+    // Queries always get the whole table.
+    let seen = tracker.connect().await.topology().await;
+    assert_eq!((seen.nodes.len(), seen.unchanged), (2, false));
 }

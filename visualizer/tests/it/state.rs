@@ -145,6 +145,7 @@ fn the_node_table_merges_the_tracker_and_the_followers() {
     let mut state = State::new("tracker:1");
     let topology = Topology {
         nodes: vec![info(a, "a:1", NodeStatus::A), info(b, "b:1", NodeStatus::R)],
+        ..Topology::default()
     };
     let out = state.topology(Some(&topology));
     let nodes = nodes_of(&out).expect("the node table");
@@ -172,7 +173,7 @@ fn the_node_table_merges_the_tracker_and_the_followers() {
     assert_eq!((row.link, row.behind), (Link::Following, Some(0)));
 
     // Forgotten by the tracker: b goes at once (not followed), a once its follower stops.
-    let out = state.topology(Some(&Topology { nodes: Vec::new() }));
+    let out = state.topology(Some(&Topology::default()));
     assert_eq!(nodes_of(&out).map(<[NodeView]>::len), Some(1));
     let out = state.link(a, "a:1", 2, Link::None);
     assert_eq!(nodes_of(&out).map(<[NodeView]>::len), Some(0));
