@@ -7,7 +7,7 @@ use protocol::block::records_root;
 use protocol::params::MAX_FUTURE_MS;
 use protocol::pow::mine;
 use protocol::wire::{Blocks, Message};
-use protocol::{Action, Block, Keypair, Record, genesis};
+use protocol::{Action, Block, BlockHash, Keypair, Record, genesis};
 
 use crate::conn::{RawConn, line_of, outcome_of, send_and_probe, tip_of};
 use crate::{Attack, Outcome, Target};
@@ -39,10 +39,44 @@ fn on(parent: &Block, records: Vec<Record>, bits: u32, key: &Keypair) -> Block {
     Block::template(&parent.header, records, key.account(), bits, timestamp)
 }
 
+/// How many times a faulty block is rebuilt when the node's tip moved under it.
+const MAX_ATTEMPTS: usize = 3;
+
 /// Sends one block with the fault `attack` names, built on the node's tip.
+///
+/// A block whose fault only shows against the ledger (an overspend, a replay) is only checked
+/// when it would become the best chain. If the node's tip moved between reading the chain and
+/// sending the block (another node's block, or the block that ends a tie), the block lands on a
+/// side branch unchecked and unanswered; the attack then reads the new tip and tries again.
 pub async fn faulty(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
-    let chain = RawConn::open(target).await?.chain().await?;
-    let tip = tip_of(&chain);
+    let mut outcome = Outcome::default();
+    for _ in 0..MAX_ATTEMPTS {
+        let chain = RawConn::open(target).await?.chain().await?;
+        let tip = tip_of(&chain).header.hash();
+        let sent;
+        (outcome, sent) = faulty_on(attack, target, &chain).await?;
+        if !outcome.errors.is_empty() || outcome.closed {
+            break;
+        }
+        // No answer: unless the tip moved on to another block, that is the node's answer.
+        let after = tip_of(&RawConn::open(target).await?.chain().await?)
+            .header
+            .hash();
+        if after == tip || after == sent {
+            break;
+        }
+    }
+    Ok(outcome)
+}
+
+/// One attempt of [`faulty`] against `chain`, the node's best chain as just read.
+/// Returns what the node did and the hash of the block sent.
+async fn faulty_on(
+    attack: Attack,
+    target: &Target,
+    chain: &[Block],
+) -> anyhow::Result<(Outcome, BlockHash)> {
+    let tip = tip_of(chain);
     let key = Keypair::from_seed(rand::random());
     let floor = target.floor;
     let block = match attack {
@@ -53,7 +87,7 @@ pub async fn faulty(attack: Attack, target: &Target) -> anyhow::Result<Outcome> 
             let lie = line.replacen(&block.header.hash().to_string(), &"0".repeat(64), 1);
             let mut conn = RawConn::open(target).await?;
             let sent = usize::from(conn.write_raw(lie.as_bytes()).await);
-            return Ok(outcome_of(sent, conn.probe().await));
+            return Ok((outcome_of(sent, conn.probe().await), block.header.hash()));
         }
         Attack::MissedDifficulty => {
             // Declares `floor` bits; the nonce gives fewer.
@@ -124,7 +158,11 @@ pub async fn faulty(attack: Attack, target: &Target) -> anyhow::Result<Outcome> 
         }
         other => anyhow::bail!("{} is not a faulty-block attack", other.name()),
     };
-    send_and_probe(target, &[Message::Block(block)]).await
+    let hash = block.header.hash();
+    Ok((
+        send_and_probe(target, &[Message::Block(block)]).await?,
+        hash,
+    ))
 }
 
 /// `target.count` valid blocks at the floor, branching off at genesis, sent as sync segments.

@@ -164,7 +164,13 @@ pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect)
     let chain = fetch_chain(&a.addr).await.unwrap();
     assert!(
         chain.iter().any(|blk| blk.header.hash() == honest),
-        "lost its best chain"
+        "lost its best chain: now {} blocks, {:?}",
+        chain.len(),
+        chain
+            .iter()
+            .map(|b| (b.header.height, b.header.bits, b.records.len()))
+            .take(20)
+            .collect::<Vec<_>>()
     );
     let counts = record_counts(&chain);
     assert!(
