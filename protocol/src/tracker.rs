@@ -187,6 +187,12 @@ impl Report {
 
     /// Checks the address format and the signature.
     pub fn check(&self) -> Result<(), TrackerError> {
+        self.check_addr()?;
+        self.check_signature()
+    }
+
+    /// Checks the address format only: `host:port`, short, no control characters or spaces.
+    pub fn check_addr(&self) -> Result<(), TrackerError> {
         let valid_addr = !self.addr.is_empty()
             && self.addr.len() <= MAX_ADDR_LEN
             && self.addr.rsplit_once(':').is_some_and(|(host, port)| {
@@ -201,6 +207,11 @@ impl Report {
                 self.addr.chars().take(64).collect(),
             ));
         }
+        Ok(())
+    }
+
+    /// Checks the signature over the domain, id, address and timestamp.
+    pub fn check_signature(&self) -> Result<(), TrackerError> {
         if !self.id.verify(
             &report_bytes(&self.id, &self.addr, self.timestamp),
             &self.sig,

@@ -9,19 +9,20 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use protocol::AccountId;
-use protocol::codec::{LineCodec, WireError};
-use protocol::tracker::{Topology, TrackerMessage};
+use protocol::codec::{LineCodec, WireError, encode_line};
+use protocol::tracker::{Report, Topology, TrackerMessage};
 use protocol::wire::ErrorMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::registry::{self, Refusal, Registry};
+use crate::registry::{self, QueryCache, Refusal, Registry};
 
 /// The longest line the tracker reads, in bytes. A report is well under 1 KiB (its address is at
 /// most 256 bytes), so this is plenty for any honest client, while it caps what one connection
@@ -29,6 +30,9 @@ use crate::registry::{self, Refusal, Registry};
 /// connections, 16 MiB in all. Answers are written with the protocol's full limit, because a
 /// topology of thousands of nodes is far longer than any request.
 pub const MAX_REQUEST_LINE: usize = 16 * 1024;
+
+/// How long an encoded answer to `Q` is reused for.
+const QUERY_CACHE_AGE: Duration = Duration::from_millis(100);
 
 /// How long the last words to a closing connection (an `E`, then its unread bytes drained so the
 /// close is a clean FIN rather than a reset that could destroy that `E`) may take.
@@ -66,13 +70,16 @@ pub(crate) async fn serve(
             .peer_addr()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
         bound: None,
+        signed_addr: None,
     };
     let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(
         read,
         LineCodec::<TrackerMessage>::with_max_line(MAX_REQUEST_LINE),
     );
-    let mut writer = FramedWrite::new(write, LineCodec::<TrackerMessage>::new());
+    // Answers are encoded by `answer` (a topology for `Q` may come ready-made from the cache),
+    // so the writer only moves bytes.
+    let mut writer = FramedWrite::new(write, BytesCodec::new());
     let mut wait = config.first_message_timeout;
     let close = loop {
         let next = tokio::select! {
@@ -117,9 +124,26 @@ struct Client {
     source: IpAddr,
     /// A connection reports for one node only: the first it reported for.
     bound: Option<AccountId>,
+    /// The address in the last report whose signature this connection verified.
+    signed_addr: Option<String>,
 }
 
 impl Client {
+    /// Checks a report. Its signature is verified once per connection and address: the first
+    /// signed report authenticates the connection for its node (the connection is bound to it),
+    /// later reports on it can only come from the same sender, and their timestamps must still
+    /// move forward. A report that changes the address is verified again. Verifying an ed25519
+    /// signature is most of the cost of a report, and a thousand nodes report every second.
+    fn verify(&mut self, report: &Report) -> Result<(), Refusal> {
+        let signed =
+            self.bound == Some(report.id) && self.signed_addr.as_deref() == Some(&*report.addr);
+        registry::verify_report(report, signed)?;
+        if !signed {
+            self.signed_addr = Some(report.addr.clone());
+        }
+        Ok(())
+    }
+
     /// Refuses a report or leave for another node than this connection's own.
     fn check_bound(&self, id: &AccountId) -> Result<(), Refusal> {
         match self.bound {
@@ -129,8 +153,25 @@ impl Client {
     }
 }
 
-/// The answer to one message.
-fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> TrackerMessage {
+/// One message as a line on the wire.
+fn line(message: &TrackerMessage) -> Bytes {
+    match encode_line(message) {
+        Ok(mut line) => {
+            line.push('\n');
+            Bytes::from(line)
+        }
+        // Only a float JSON cannot carry fails to encode, and reports with one are refused.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an answer");
+            Bytes::from_static(
+                b"E {\"code\":\"internal\",\"message\":\"cannot encode the answer\"}\n",
+            )
+        }
+    }
+}
+
+/// The answer to one message, encoded.
+fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> Bytes {
     // Signatures are checked before taking the lock: it is the slow part.
     let mut known = None;
     let outcome = match message {
@@ -138,7 +179,7 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> Tr
             known = report.known;
             client
                 .check_bound(&report.id)
-                .and_then(|()| registry::verify_report(&report))
+                .and_then(|()| client.verify(&report))
                 .and_then(|()| {
                     let now = Instant::now();
                     lock(registry).report(&report, client.source, now, registry::wall_clock_ms())
@@ -149,12 +190,12 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> Tr
             .check_bound(&leave.id)
             .and_then(|()| registry::verify_leave(&leave))
             .and_then(|()| lock(registry).leave(&leave, Instant::now(), registry::wall_clock_ms())),
-        TrackerMessage::Query => Ok(()),
+        TrackerMessage::Query => return query(registry),
         TrackerMessage::Topology(_) | TrackerMessage::Error(_) => {
-            return TrackerMessage::Error(ErrorMessage::new(
+            return line(&TrackerMessage::Error(ErrorMessage::new(
                 "unexpected",
                 "the tracker takes R, L and Q; T and E are its own answers",
-            ));
+            )));
         }
     };
     match outcome {
@@ -163,21 +204,52 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> Tr
             let version = registry.version();
             // A node that holds the current table is told so in a few bytes: with a thousand
             // nodes, the whole table a thousand times a second would be most of the work.
-            if known == Some(version) {
-                TrackerMessage::Topology(Topology {
+            let answer = if known == Some(version) {
+                Topology {
                     version: Some(version),
                     unchanged: true,
                     ..Topology::default()
-                })
+                }
             } else {
-                TrackerMessage::Topology(registry.topology(Instant::now()))
-            }
+                registry.topology(Instant::now())
+            };
+            drop(registry);
+            line(&TrackerMessage::Topology(answer))
         }
         Err(refusal) => {
             tracing::debug!(code = refusal.code(), reason = %refusal, "refused");
-            TrackerMessage::Error(ErrorMessage::new(refusal.code(), &refusal))
+            line(&TrackerMessage::Error(ErrorMessage::new(
+                refusal.code(),
+                &refusal,
+            )))
         }
     }
+}
+
+/// The answer to `Q`: the whole table, encoded at most once per [`QUERY_CACHE_AGE`] while the
+/// membership stays the same. Shops and visualizers ask often and each whole table is large;
+/// what the cache may hold back is at most that long old: a tip, a load, a last-seen age.
+fn query(registry: &Shared) -> Bytes {
+    let now = Instant::now();
+    let mut table = lock(registry);
+    let version = table.version();
+    if let Some(cache) = &table.query_cache
+        && cache.version == version
+        && now.saturating_duration_since(cache.at) < QUERY_CACHE_AGE
+    {
+        return cache.line.clone();
+    }
+    let topology = table.topology(now);
+    // `topology` may have swept a silent node out and so changed the version.
+    let version = table.version();
+    drop(table);
+    let encoded = line(&TrackerMessage::Topology(topology));
+    lock(registry).query_cache = Some(QueryCache {
+        version,
+        at: now,
+        line: encoded.clone(),
+    });
+    encoded
 }
 
 /// Takes the table's lock. A panic while holding it cannot leave the table half-updated in a way
@@ -188,14 +260,14 @@ fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
 
 /// Writes one message, giving up after `limit` or on shutdown.
 async fn send(
-    writer: &mut FramedWrite<OwnedWriteHalf, LineCodec<TrackerMessage>>,
-    message: &TrackerMessage,
+    writer: &mut FramedWrite<OwnedWriteHalf, BytesCodec>,
+    line: &Bytes,
     limit: Duration,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     tokio::select! {
         () = shutdown.cancelled() => Err("shutting down".to_string()),
-        sent = tokio::time::timeout(limit, writer.send(message)) => match sent {
+        sent = tokio::time::timeout(limit, writer.send(line.clone())) => match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_elapsed) => Err(format!(
@@ -210,13 +282,18 @@ async fn send(
 /// the client reads the `E` and then a clean end of stream.
 async fn last_words(
     reader: FramedRead<OwnedReadHalf, LineCodec<TrackerMessage>>,
-    mut writer: FramedWrite<OwnedWriteHalf, LineCodec<TrackerMessage>>,
+    mut writer: FramedWrite<OwnedWriteHalf, BytesCodec>,
     error: ErrorMessage,
     shutdown: &CancellationToken,
 ) {
-    if send(&mut writer, &TrackerMessage::Error(error), LINGER, shutdown)
-        .await
-        .is_err()
+    if send(
+        &mut writer,
+        &line(&TrackerMessage::Error(error)),
+        LINGER,
+        shutdown,
+    )
+    .await
+    .is_err()
     {
         return;
     }

@@ -73,10 +73,14 @@ impl Refusal {
     }
 }
 
-/// Checks what can be checked without the table: the address, the signature and the load.
-/// Kept apart from [`Registry::report`] so that the signature is verified outside the lock.
-pub(crate) fn verify_report(report: &Report) -> Result<(), Refusal> {
-    report.check()?;
+/// Checks what can be checked without the table: the address, the signature (unless `signed`
+/// says this connection already verified one for this node and address) and the load. Kept
+/// apart from [`Registry::report`] so that the signature is verified outside the lock.
+pub(crate) fn verify_report(report: &Report, signed: bool) -> Result<(), Refusal> {
+    report.check_addr()?;
+    if !signed {
+        report.check_signature()?;
+    }
     // A load of 1e300 parses into an f32 infinity, which serde_json would write as `null` in
     // every later `T`, breaking every client's parse: refuse it here.
     if !report.load.is_finite() {
@@ -139,6 +143,16 @@ pub(crate) struct Registry {
     version: u64,
     /// When the table was last swept: at most every [`SWEEP_EVERY`], not on every report.
     last_sweep: Option<Instant>,
+    /// The last encoded answer to `Q` (see `connection::query`).
+    pub(crate) query_cache: Option<QueryCache>,
+}
+
+/// An encoded topology, with the membership version and the time it was made at.
+#[derive(Debug)]
+pub(crate) struct QueryCache {
+    pub(crate) version: u64,
+    pub(crate) at: Instant,
+    pub(crate) line: bytes::Bytes,
 }
 
 /// How often the table is swept for silent nodes at most. With a thousand nodes reporting every
@@ -163,6 +177,7 @@ impl Registry {
             new_ids: HashMap::new(),
             version: rand::random(),
             last_sweep: None,
+            query_cache: None,
         }
     }
 
@@ -671,7 +686,7 @@ mod tests {
         let mut bad = report(1, 9000, WALL);
         bad.load = f32::INFINITY;
         // The load is not signed, so this still has a valid signature.
-        assert_eq!(verify_report(&bad).unwrap_err().code(), "bad_report");
-        assert_eq!(verify_report(&report(1, 9000, WALL)), Ok(()));
+        assert_eq!(verify_report(&bad, false).unwrap_err().code(), "bad_report");
+        assert_eq!(verify_report(&report(1, 9000, WALL), false), Ok(()));
     }
 }
