@@ -8,6 +8,7 @@
 
 mod browser;
 mod cdp;
+mod garbage;
 mod http;
 mod state;
 mod stream;

@@ -1,0 +1,200 @@
+//! The visualizer survives garbage: from browsers (HTTP and websocket) and from a "node" the
+//! tracker lists that speaks nonsense. After each, the page is still served and a real node's
+//! blocks still reach a browser.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use protocol::codec::LineCodec;
+use protocol::genesis;
+use protocol::hash::Hash256;
+use protocol::tracker::{Report, TrackerMessage};
+use protocol::wire::Message;
+use testkit::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::codec::Framed;
+use visualizer::view::{Link, ToBrowser};
+
+use crate::http::http_get;
+use crate::*;
+
+/// Writes `bytes` to the visualizer on a fresh connection and reads what comes back (at most
+/// 64 KiB, for at most 5 s): the visualizer may answer, close, or say nothing.
+async fn throw(addr: &str, bytes: &[u8]) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        panic!("the visualizer refused a connection");
+    };
+    let _ = stream.write_all(bytes).await;
+    let mut sink = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+}
+
+/// The page and its stream still work.
+async fn still_serves(addr: &str) {
+    let page = http_get(addr, "/").await.expect("the page after garbage");
+    assert_eq!(page.status, 200);
+    let mut ws = Page::connect(addr).await;
+    ws.snapshot().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_browsers_is_refused_and_the_page_serves_on() {
+    let vis = Visualizer::start("127.0.0.1:1").await;
+    let random: Vec<u8> = (0..4096).map(|i| (i * 7919 % 251) as u8).collect();
+    throw(&vis.addr, &random).await;
+    throw(
+        &vis.addr,
+        b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    throw(
+        &vis.addr,
+        b"GET /api/block/%00%ff HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    // A header line that never ends, far past any sane limit.
+    let mut endless = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+    endless.extend(std::iter::repeat_n(b'a', 1 << 20));
+    throw(&vis.addr, &endless).await;
+    // A body announced far too large for a GET.
+    throw(
+        &vis.addr,
+        b"POST /api/block/00 HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nxx",
+    )
+    .await;
+    let traversal = http_get(&vis.addr, "/../Cargo.toml")
+        .await
+        .expect("an answer");
+    assert_ne!(traversal.status, 200, "a path outside the page was served");
+
+    // Websocket browsers that send garbage, binary frames, a huge frame, or never read.
+    for frame in [
+        WsMessage::text("{not json"),
+        WsMessage::binary(vec![0u8; 1024]),
+        WsMessage::text("x".repeat(4 << 20)),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", vis.addr))
+            .await
+            .expect("websocket handshake");
+        let _ = ws.send(frame).await;
+        // Whatever the visualizer does (ignore it, or close), it does not fall over.
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    }
+    still_serves(&vis.addr).await;
+    vis.stop().await;
+}
+
+/// A "node" that reports to the tracker like a real one, then answers every connection with
+/// `garbage`.
+async fn liar(tracker: &str, seed: u8, garbage: &'static [u8]) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let key = key(seed);
+    let stream = TcpStream::connect(tracker).await.expect("the tracker");
+    let mut link = Framed::new(stream, LineCodec::<TrackerMessage>::new());
+    tokio::spawn(async move {
+        let serve = async {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = conn.write_all(garbage).await;
+                    let mut sink = [0u8; 4096];
+                    // Read until the visualizer gives up on us.
+                    for _ in 0..1000 {
+                        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut sink))
+                            .await
+                        {
+                            Ok(Ok(n)) if n > 0 => {}
+                            _ => return,
+                        }
+                    }
+                });
+            }
+        };
+        let report = async {
+            for height in 1..600u64 {
+                let report = Report::sign(
+                    &key,
+                    addr.clone(),
+                    now_ms(),
+                    (height, Hash256::ZERO),
+                    0.0,
+                    8,
+                );
+                if link.send(TrackerMessage::Report(report)).await.is_err() {
+                    return;
+                }
+                let _ = link.next().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::join!(serve, report);
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_speak_garbage_are_dropped_and_the_real_one_is_followed() {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let liars = [
+        liar(&tracker.addr, 91, b"\x00\xff\x13garbage\n\n\nZ {}\n").await,
+        liar(
+            &tracker.addr,
+            92,
+            b"U {\"kind\":\"tip\",\"hash\":\"nope\"}\nC {\"blocks\":7}\n",
+        )
+        .await,
+        // A line that never ends: the follower's line limit, not its memory, must stop it.
+        liar(&tracker.addr, 93, &[b'C'; 9 << 20]).await,
+    ];
+    let vis = Visualizer::start(&tracker.addr).await;
+    let mut page = Page::connect(&vis.addr).await;
+    page.snapshot().await;
+    let real = node.id.clone();
+    page.wait_nodes("the real node followed beside the liars", |nodes| {
+        nodes.len() == 4
+            && nodes
+                .iter()
+                .any(|n| n.id.to_string() == real && n.link == Link::Following)
+    })
+    .await;
+
+    // The liars' nonsense moves nothing: the real node's block reaches the page.
+    let block = &mine_chain(&genesis(), 1, FLOOR, 1000)[0];
+    Client::connect(&node.addr)
+        .await
+        .send(Message::Block(block.clone()))
+        .await;
+    let hash = block.header.hash();
+    page.wait("the real node's block on the page", |m| match m {
+        ToBrowser::Tip(t) if t.connected.contains(&hash) => Some(()),
+        _ => None,
+    })
+    .await;
+    // Each liar is dropped as it speaks (shown down, retried later with backoff), and none is
+    // ever shown as followed.
+    let mut down = HashSet::new();
+    page.wait("every liar shown down", |m| {
+        if let ToBrowser::Nodes { nodes, .. } = m {
+            for n in nodes.iter().filter(|n| n.id.to_string() != real) {
+                assert_ne!(n.link, Link::Following, "a liar followed: {n:?}");
+                if n.link == Link::Down {
+                    down.insert(n.id.to_string());
+                }
+            }
+        }
+        (down.len() == 3).then_some(())
+    })
+    .await;
+    still_serves(&vis.addr).await;
+    for liar in liars {
+        liar.abort();
+    }
+    vis.stop().await;
+}
