@@ -141,6 +141,17 @@ impl Node {
             Some(a) => a.clone(),
             None => listener.local_addr()?.to_string(),
         };
+        // "Every interface" is not an address anyone can reach: peers and shops would dial it
+        // and fail, silently. Refuse to start instead.
+        if advertise
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified())
+        {
+            anyhow::bail!(
+                "the node would advertise {advertise}, which nobody can reach: give --advertise \
+                 HOST:PORT, the address other machines reach this node at"
+            );
+        }
         let (commands, command_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
         let (status_tx, status) = watch::channel(Status {

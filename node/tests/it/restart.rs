@@ -60,3 +60,23 @@ async fn a_second_node_on_a_data_dir_in_use_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("in use by another node"), "{stderr}");
 }
+
+#[test]
+fn listening_on_every_interface_without_an_advertised_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_monkey-node"))
+        // No tracker is needed: the node refuses before it reports.
+        .args([
+            "--tracker",
+            "127.0.0.1:1",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--advertise"), "{stderr}");
+}

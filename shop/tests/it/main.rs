@@ -171,6 +171,9 @@ pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let path = entry.path();
         if path.is_dir() {
             out.extend(files(&path));
+        } else if path.file_name().is_some_and(|n| n == "nodes.json") {
+            // The nodes the tracker last listed: a cache of the network, not the shopper's state.
+            continue;
         } else {
             let bytes = std::fs::read(&path).unwrap_or_default();
             out.push((path, bytes));
