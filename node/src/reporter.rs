@@ -2,6 +2,7 @@
 //! topology. When the tracker is unreachable the node keeps working with the peers it has,
 //! retries with backoff, and logs the change of state once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -23,6 +24,22 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// tracker hears from every node within about a second and its topology is whole within two.
 /// An attempt costs one connection a second, nothing a tracker notices.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The timestamp to sign a report or a leave with: the clock, but always after the last one
+/// signed in this process. The tracker refuses a timestamp that is not after the node's last
+/// one, so a leave in the same millisecond as a report was refused as replayed and the node
+/// stayed listed until it went silent. Process-wide, so several nodes in one process (the demo)
+/// share it; it only ever moves a stamp by a millisecond.
+fn stamp() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms();
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or_else(|last| last);
+    now.max(previous + 1)
+}
 
 /// Where and how to report.
 #[derive(Debug, Clone)]
@@ -92,7 +109,7 @@ impl Reporter {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    let leave = TrackerMessage::Leave(Leave::sign(&self.key, now_ms()));
+                    let leave = TrackerMessage::Leave(Leave::sign(&self.key, stamp()));
                     link.send(leave).await?;
                     let _ = tokio::time::timeout(Duration::from_millis(500), link.next()).await;
                     return Ok(());
@@ -103,7 +120,7 @@ impl Reporter {
             let mut report = Report::sign(
                 &self.key,
                 self.advertise.clone(),
-                now_ms(),
+                stamp(),
                 (s.height, s.tip),
                 s.load,
                 s.difficulty,
@@ -145,7 +162,7 @@ impl Reporter {
         let attempt = async {
             let stream = TcpStream::connect(&self.tracker).await?;
             let mut link: TrackerLink = Framed::new(stream, LineCodec::new());
-            link.send(TrackerMessage::Leave(Leave::sign(&self.key, now_ms())))
+            link.send(TrackerMessage::Leave(Leave::sign(&self.key, stamp())))
                 .await?;
             let _ = link.next().await;
             anyhow::Ok(())
