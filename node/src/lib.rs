@@ -30,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::actor::{Actor, Command, Mined, Status, now_ms};
 use crate::conn::Ctx;
@@ -125,6 +126,9 @@ impl Node {
     }
 
     /// Serves until `shutdown` fires, then tells the tracker, stops mining, closes connections.
+    ///
+    /// Everything the node logs, from its tasks and its chain thread too, is inside the span
+    /// `run` is called in: a process running several nodes (the demo) tells them apart by it.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -194,9 +198,10 @@ impl Node {
             load,
             verified.clone(),
         );
+        let span = tracing::Span::current();
         let actor_thread = std::thread::Builder::new()
             .name("chain".into())
-            .spawn(move || actor.run(command_rx))?;
+            .spawn(move || span.in_scope(|| actor.run(command_rx)))?;
 
         let ctx = Ctx {
             commands: commands.clone(),
@@ -217,16 +222,23 @@ impl Node {
             key: key.clone(),
             interval: config.report_interval,
         };
-        tasks.spawn(reporter.run(status, topology_tx, shutdown.clone()));
-        tasks.spawn(peers::run(
-            key.account(),
-            config.max_peers,
-            topology,
-            ctx.clone(),
-            tasks.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(accept(listener, ctx, tasks.clone(), shutdown.clone()));
+        tasks.spawn(
+            reporter
+                .run(status, topology_tx, shutdown.clone())
+                .in_current_span(),
+        );
+        tasks.spawn(
+            peers::run(
+                key.account(),
+                config.max_peers,
+                topology,
+                ctx.clone(),
+                tasks.clone(),
+                shutdown.clone(),
+            )
+            .in_current_span(),
+        );
+        tasks.spawn(accept(listener, ctx, tasks.clone(), shutdown.clone()).in_current_span());
 
         shutdown.cancelled().await;
         tasks.close();
@@ -286,10 +298,13 @@ async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: Can
             }
         };
         let (ctx, token) = (ctx.clone(), cancel.child_token());
-        tasks.spawn(async move {
-            conn::serve(stream, None, ctx, token).await;
-            drop((permit, slot));
-        });
+        tasks.spawn(
+            async move {
+                conn::serve(stream, None, ctx, token).await;
+                drop((permit, slot));
+            }
+            .in_current_span(),
+        );
     }
 }
 

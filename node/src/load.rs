@@ -26,7 +26,10 @@ impl Load {
 pub fn spawn(stop: Arc<AtomicBool>) -> Load {
     let load = Load::default();
     let shared = load.clone();
+    // What it logs belongs to the node that started it.
+    let span = tracing::Span::current();
     let spawned = std::thread::Builder::new().name("load-sampler".into()).spawn(move || {
+        let _entered = span.enter();
         let mut system = match System::new() {
             Ok(s) => s,
             Err(e) => {

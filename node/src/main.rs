@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A Monkeychain node: mines, relays, syncs and stores the chain.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "monkey-node", version, about)]
 struct Args {
     /// The tracker's address.
     #[arg(long, env = "MONKEY_NODE_TRACKER", default_value = "127.0.0.1:7070")]

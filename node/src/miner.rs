@@ -44,9 +44,12 @@ impl Miner {
         on_solved: impl Fn(Solved) + Send + 'static,
     ) -> std::io::Result<Miner> {
         let (jobs, rx) = mpsc::channel::<Job>();
+        // What it logs belongs to the node that started it.
+        let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("miner".into())
             .spawn(move || {
+                let _entered = span.enter();
                 while let Ok(mut job) = rx.recv() {
                     // Only the newest template matters.
                     while let Ok(newer) = rx.try_recv() {

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::conn::{Ctx, serve};
 
@@ -65,17 +66,23 @@ pub async fn run(
             let token = cancel.child_token();
             peers.insert(*id, token.clone());
             let (id, addr, ctx, ended_tx) = (*id, addr.clone(), ctx.clone(), ended_tx.clone());
-            tasks.spawn(async move {
+            // Its logs belong to this node, as the task that starts it does.
+            let connect = async move {
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
                     Ok(Ok(stream)) => {
                         tracing::debug!(peer = %id.short(), %addr, "connected to peer");
                         serve(stream, Some(id), ctx, token).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(peer = %id.short(), %addr, error = %e, "cannot connect to peer"),
-                    Err(_) => tracing::debug!(peer = %id.short(), %addr, "peer connection timed out"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %id.short(), %addr, error = %e, "cannot connect to peer")
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %id.short(), %addr, "peer connection timed out")
+                    }
                 }
                 let _ = ended_tx.send(id);
-            });
+            };
+            tasks.spawn(connect.in_current_span());
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod failover;
+mod multihost;
 mod records;
 mod terminal;
 mod wallet;
