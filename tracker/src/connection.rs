@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use protocol::AccountId;
 use protocol::codec::{LineCodec, WireError, encode_line};
 use protocol::tracker::{Report, Topology, TrackerMessage};
@@ -18,11 +18,11 @@ use protocol::wire::ErrorMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::registry::{self, QueryCache, Refusal, Registry};
+use crate::registry::{self, Refusal, Registry, TableCache};
 
 /// The longest line the tracker reads, in bytes. A report is well under 1 KiB (its address is at
 /// most 256 bytes), so this is plenty for any honest client, while it caps what one connection
@@ -31,8 +31,12 @@ use crate::registry::{self, QueryCache, Refusal, Registry};
 /// topology of thousands of nodes is far longer than any request.
 pub const MAX_REQUEST_LINE: usize = 16 * 1024;
 
-/// How long an encoded answer to `Q` is reused for.
-const QUERY_CACHE_AGE: Duration = Duration::from_millis(100);
+/// How long an encoded whole table is reused for, while the membership stays the same.
+const TABLE_CACHE_AGE: Duration = Duration::from_millis(100);
+/// The age at which a whole table still in use is encoded again in the background, so that
+/// while clients keep asking, none of them waits for an encoding (a millisecond or two at a
+/// thousand nodes, more on a busy machine); only a membership change makes one wait.
+const TABLE_REFRESH_AGE: Duration = Duration::from_millis(70);
 
 /// How long the last words to a closing connection (an `E`, then its unread bytes drained so the
 /// close is a clean FIN rather than a reset that could destroy that `E`) may take.
@@ -72,14 +76,17 @@ pub(crate) async fn serve(
         bound: None,
         signed_addr: None,
     };
-    let (read, write) = stream.into_split();
+    // Every answer is one whole line written at once, so Nagle's algorithm could only hold back
+    // its tail until the client acknowledges the start: with a delayed ACK, tens of
+    // milliseconds. Nothing is gained by it, since nothing is ever written in small pieces.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot turn Nagle's algorithm off");
+    }
+    let (read, mut writer) = stream.into_split();
     let mut reader = FramedRead::new(
         read,
         LineCodec::<TrackerMessage>::with_max_line(MAX_REQUEST_LINE),
     );
-    // Answers are encoded by `answer` (a topology for `Q` may come ready-made from the cache),
-    // so the writer only moves bytes.
-    let mut writer = FramedWrite::new(write, BytesCodec::new());
     let mut wait = config.first_message_timeout;
     let close = loop {
         let next = tokio::select! {
@@ -153,21 +160,19 @@ impl Client {
     }
 }
 
-/// One message as a line on the wire.
+/// One message as a line on the wire, `\n` included.
 fn line(message: &TrackerMessage) -> Bytes {
     match encode_line(message) {
-        Ok(mut line) => {
-            line.push('\n');
-            Bytes::from(line)
-        }
-        // Only a float JSON cannot carry fails to encode, and reports with one are refused.
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode an answer");
-            Bytes::from_static(
-                b"E {\"code\":\"internal\",\"message\":\"cannot encode the answer\"}\n",
-            )
-        }
+        Ok(line) => Bytes::from(line),
+        Err(e) => cannot_encode(&e),
     }
+}
+
+/// The answer sent when an answer cannot be encoded. Only a float JSON cannot carry fails to
+/// encode, and reports with one are refused, so this is a bug.
+fn cannot_encode(error: &dyn std::fmt::Display) -> Bytes {
+    tracing::error!(%error, "cannot encode an answer");
+    Bytes::from_static(b"E {\"code\":\"internal\",\"message\":\"cannot encode the answer\"}\n")
 }
 
 /// The answer to one message, encoded.
@@ -190,7 +195,7 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
             .check_bound(&leave.id)
             .and_then(|()| registry::verify_leave(&leave))
             .and_then(|()| lock(registry).leave(&leave, Instant::now(), registry::wall_clock_ms())),
-        TrackerMessage::Query => return query(registry),
+        TrackerMessage::Query => return whole_table(registry),
         TrackerMessage::Topology(_) | TrackerMessage::Error(_) => {
             return line(&TrackerMessage::Error(ErrorMessage::new(
                 "unexpected",
@@ -200,21 +205,18 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
     };
     match outcome {
         Ok(()) => {
-            let mut registry = lock(registry);
-            let version = registry.version();
+            let version = lock(registry).version();
             // A node that holds the current table is told so in a few bytes: with a thousand
             // nodes, the whole table a thousand times a second would be most of the work.
-            let answer = if known == Some(version) {
-                Topology {
+            if known == Some(version) {
+                line(&TrackerMessage::Topology(Topology {
                     version: Some(version),
                     unchanged: true,
                     ..Topology::default()
-                }
+                }))
             } else {
-                registry.topology(Instant::now())
-            };
-            drop(registry);
-            line(&TrackerMessage::Topology(answer))
+                whole_table(registry)
+            }
         }
         Err(refusal) => {
             tracing::debug!(code = refusal.code(), reason = %refusal, "refused");
@@ -226,30 +228,76 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
     }
 }
 
-/// The answer to `Q`: the whole table, encoded at most once per [`QUERY_CACHE_AGE`] while the
-/// membership stays the same. Shops and visualizers ask often and each whole table is large;
-/// what the cache may hold back is at most that long old: a tip, a load, a last-seen age.
-fn query(registry: &Shared) -> Bytes {
+/// The answer to `Q`, and to a report whose `known` is not the current version: the whole
+/// table, encoded at most once per [`TABLE_CACHE_AGE`] while the membership stays the same, and
+/// shared by every connection. With a thousand nodes the table is a few hundred KiB of JSON;
+/// after a node joins, every other node asks for it within the second, and shops and
+/// visualizers ask often: one encoding each would be nearly all the tracker's work. What the
+/// cache may hold back is at most that old: a tip, a load, a last-seen age.
+///
+/// A table older than [`TABLE_REFRESH_AGE`] is still served, and encoded again off the async
+/// threads for the next requests.
+fn whole_table(registry: &Shared) -> Bytes {
     let now = Instant::now();
     let mut table = lock(registry);
     let version = table.version();
-    if let Some(cache) = &table.query_cache
+    if let Some(cache) = &mut table.table_cache
         && cache.version == version
-        && now.saturating_duration_since(cache.at) < QUERY_CACHE_AGE
     {
-        return cache.line.clone();
+        let age = now.saturating_duration_since(cache.at);
+        if age < TABLE_CACHE_AGE {
+            if age >= TABLE_REFRESH_AGE && !cache.refreshing {
+                cache.refreshing = true;
+                let registry = registry.clone();
+                // Dropped unrun only at shutdown; the next request then encodes it itself.
+                drop(tokio::task::spawn_blocking(move || {
+                    encode_table(&registry, Instant::now());
+                }));
+            }
+            return cache.line.clone();
+        }
     }
-    let topology = table.topology(now);
-    // `topology` may have swept a silent node out and so changed the version.
-    let version = table.version();
     drop(table);
-    let encoded = line(&TrackerMessage::Topology(topology));
-    lock(registry).query_cache = Some(QueryCache {
-        version,
-        at: now,
-        line: encoded.clone(),
-    });
+    encode_table(registry, now)
+}
+
+/// Encodes the whole table as of `now`, keeps it in the cache unless a newer one is already
+/// there, and returns it. Only the copy is made under the lock; sorting and encoding are done
+/// outside it, so that reports from other connections are not held up.
+fn encode_table(registry: &Shared, now: Instant) -> Bytes {
+    let mut table = lock(registry);
+    let mut topology = table.snapshot(now);
+    // `snapshot` may have swept a silent node out and so changed the version.
+    let version = table.version();
+    let capacity = table.table_cache.as_ref().map_or(0, |c| c.line.len());
+    drop(table);
+    registry::sort_nodes(&mut topology.nodes);
+    let encoded = encode_topology(&topology, capacity);
+    let mut table = lock(registry);
+    // Another connection may have stored a newer encoding meanwhile: keep the newest.
+    if table.table_cache.as_ref().is_none_or(|c| c.at <= now) {
+        table.table_cache = Some(TableCache {
+            version,
+            at: now,
+            line: encoded.clone(),
+            refreshing: false,
+        });
+    }
     encoded
+}
+
+/// A whole table as a `T` line, written straight into one buffer of about the size the last one
+/// took: no intermediate strings, and no regrowing a few hundred KiB several times over.
+fn encode_topology(topology: &Topology, capacity: usize) -> Bytes {
+    let mut out = Vec::with_capacity(capacity + capacity / 8);
+    out.extend_from_slice(b"T ");
+    match serde_json::to_writer(&mut out, topology) {
+        Ok(()) => {
+            out.push(b'\n');
+            Bytes::from(out)
+        }
+        Err(e) => cannot_encode(&e),
+    }
 }
 
 /// Takes the table's lock. A panic while holding it cannot leave the table half-updated in a way
@@ -258,16 +306,17 @@ fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
     registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Writes one message, giving up after `limit` or on shutdown.
+/// Writes one whole line, giving up after `limit` or on shutdown. The line goes to the socket as
+/// it is, not copied into a write buffer first: a whole table is a few hundred KiB.
 async fn send(
-    writer: &mut FramedWrite<OwnedWriteHalf, BytesCodec>,
+    writer: &mut OwnedWriteHalf,
     line: &Bytes,
     limit: Duration,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     tokio::select! {
         () = shutdown.cancelled() => Err("shutting down".to_string()),
-        sent = tokio::time::timeout(limit, writer.send(line.clone())) => match sent {
+        sent = tokio::time::timeout(limit, writer.write_all(line)) => match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_elapsed) => Err(format!(
@@ -282,12 +331,12 @@ async fn send(
 /// the client reads the `E` and then a clean end of stream.
 async fn last_words(
     reader: FramedRead<OwnedReadHalf, LineCodec<TrackerMessage>>,
-    mut writer: FramedWrite<OwnedWriteHalf, BytesCodec>,
+    mut write: OwnedWriteHalf,
     error: ErrorMessage,
     shutdown: &CancellationToken,
 ) {
     if send(
-        &mut writer,
+        &mut write,
         &line(&TrackerMessage::Error(error)),
         LINGER,
         shutdown,
@@ -297,7 +346,6 @@ async fn last_words(
     {
         return;
     }
-    let mut write = writer.into_inner();
     let mut read = reader.into_inner();
     let drain = async {
         // Errors here only mean the client is already gone, which is what we want anyway.
@@ -314,5 +362,40 @@ async fn last_words(
     tokio::select! {
         () = shutdown.cancelled() => {}
         _ = tokio::time::timeout(LINGER, drain) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Keypair;
+    use protocol::hash::BlockHash;
+    use protocol::tracker::{NodeInfo, NodeStatus};
+
+    #[test]
+    fn a_whole_table_is_the_line_the_codec_would_write() {
+        let node = |seed: u8| NodeInfo {
+            id: Keypair::from_seed([seed; 32]).account(),
+            addr: format!("127.0.0.1:{}", 9000 + u16::from(seed)),
+            status: NodeStatus::A,
+            last_seen_ms: 250,
+            tip_height: 7,
+            tip_hash: BlockHash::ZERO,
+            load: 0.25,
+            difficulty: 20,
+        };
+        let topology = Topology {
+            nodes: vec![node(1), node(2)],
+            version: Some(42),
+            unchanged: false,
+        };
+        let codec = encode_line(&TrackerMessage::Topology(topology.clone())).unwrap();
+        for capacity in [0, 10, 1 << 16] {
+            assert_eq!(&encode_topology(&topology, capacity)[..], codec.as_bytes());
+        }
+        // One line each, as the codec writes them: no stray blank line after it.
+        let error = line(&TrackerMessage::Error(ErrorMessage::new("x", "y")));
+        assert_eq!(error.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(error.ends_with(b"\n"));
     }
 }

@@ -101,6 +101,12 @@ pub(crate) fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Sorts a topology's nodes by address, then id, so the output is stable.
+pub(crate) fn sort_nodes(nodes: &mut [NodeInfo]) {
+    // Ids are unique, so an unstable sort gives the same order.
+    nodes.sort_unstable_by(|a, b| a.addr.cmp(&b.addr).then(a.id.cmp(&b.id)));
+}
+
 /// One node as the tracker remembers it.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -143,16 +149,19 @@ pub(crate) struct Registry {
     version: u64,
     /// When the table was last swept: at most every [`SWEEP_EVERY`], not on every report.
     last_sweep: Option<Instant>,
-    /// The last encoded answer to `Q` (see `connection::query`).
-    pub(crate) query_cache: Option<QueryCache>,
+    /// The last encoded whole table (see `connection::whole_table`).
+    pub(crate) table_cache: Option<TableCache>,
 }
 
-/// An encoded topology, with the membership version and the time it was made at.
+/// An encoded `T` line of the whole table, with its membership version and the time it was
+/// made at.
 #[derive(Debug)]
-pub(crate) struct QueryCache {
+pub(crate) struct TableCache {
     pub(crate) version: u64,
     pub(crate) at: Instant,
     pub(crate) line: bytes::Bytes,
+    /// Whether a newer encoding is already being made in the background.
+    pub(crate) refreshing: bool,
 }
 
 /// How often the table is swept for silent nodes at most. With a thousand nodes reporting every
@@ -177,7 +186,7 @@ impl Registry {
             new_ids: HashMap::new(),
             version: rand::random(),
             last_sweep: None,
-            query_cache: None,
+            table_cache: None,
         }
     }
 
@@ -212,20 +221,21 @@ impl Registry {
             self.make_room(now)?;
             self.take_new_id(source, now)?;
         }
-        let node = report.id.short();
         match self.nodes.get_mut(&report.id) {
             Some(entry) => {
                 let moved = entry.addr != report.addr;
                 let back = entry.removed_at.is_some();
                 if back {
+                    let node = report.id.short();
                     tracing::info!(node, addr = %report.addr, "node active again");
                 } else if moved {
+                    let node = report.id.short();
                     tracing::info!(node, from = %entry.addr, to = %report.addr, "node moved");
                 }
                 if moved || back {
                     self.version = self.version.wrapping_add(1);
+                    entry.addr.clone_from(&report.addr);
                 }
-                entry.addr.clone_from(&report.addr);
                 entry.last_timestamp = report.timestamp;
                 entry.last_seen = now;
                 entry.removed_at = None;
@@ -235,7 +245,7 @@ impl Registry {
                 entry.difficulty = report.difficulty;
             }
             None => {
-                tracing::info!(node, addr = %report.addr, "node joined");
+                tracing::info!(node = report.id.short(), addr = %report.addr, "node joined");
                 self.changed();
                 self.tombstones.remove(&report.id);
                 self.nodes.insert(
@@ -283,9 +293,18 @@ impl Registry {
     }
 
     /// The topology as of `now`, sorted by address (then id) so the output is stable.
+    #[cfg(test)]
     pub(crate) fn topology(&mut self, now: Instant) -> Topology {
+        let mut topology = self.snapshot(now);
+        sort_nodes(&mut topology.nodes);
+        topology
+    }
+
+    /// The topology as of `now`, in no particular order: [`sort_nodes`] sorts it once the lock
+    /// is released.
+    pub(crate) fn snapshot(&mut self, now: Instant) -> Topology {
         self.sweep(now);
-        let mut nodes: Vec<NodeInfo> = self
+        let nodes: Vec<NodeInfo> = self
             .nodes
             .iter()
             .map(|(id, entry)| NodeInfo {
@@ -306,7 +325,6 @@ impl Registry {
                 difficulty: entry.difficulty,
             })
             .collect();
-        nodes.sort_by(|a, b| a.addr.cmp(&b.addr).then(a.id.cmp(&b.id)));
         Topology {
             nodes,
             version: Some(self.version),
