@@ -149,16 +149,15 @@ impl Line {
     }
 }
 
-/// A block that entered the tree, with its `B` line for peers and its `U` line for
-/// subscribers.
+/// A block that entered the tree, with its `B` line for peers. Subscribers encode their own `U`
+/// lines: an event stays in the channel's ring until 4096 newer ones push it out, and a `U` line
+/// cached in each of a 100,000-block sync's events held the whole chain's JSON in memory.
 #[derive(Debug)]
 pub struct NewBlock {
     /// The block.
     pub block: Arc<CheckedBlock>,
     /// `B`, for peers.
     pub relay: Line,
-    /// `U` `block`, for subscribers.
-    pub update: Line,
 }
 
 /// A record that entered the pool, with its `A` line for peers.
@@ -436,7 +435,7 @@ impl Actor {
         if let Some(block) = self.mined.get(&id).and_then(|h| self.chain.get(h)) {
             return RecordOutcome::InBlock(Arc::clone(block));
         }
-        match self.pool.add(record.clone()) {
+        match self.pool.add(self.chain.ledger(), record.clone()) {
             Ok(admitted) => {
                 self.verified.insert([id]);
                 batch.add_pending.push(record.clone());
@@ -487,7 +486,6 @@ impl Actor {
             .map(|block| NewBlock {
                 block: Arc::clone(block),
                 relay: Line::default(),
-                update: Line::default(),
             })
             .collect();
         let _ = self.events.send(Event::Blocks {

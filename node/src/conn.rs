@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
-use protocol::codec::{LineCodec, MAX_LINE, WireError};
+use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
 use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Identify, Message, Update};
 use protocol::{
@@ -582,15 +582,15 @@ impl Conn {
                 received_ms,
                 ..
             } => {
-                let lines = blocks.iter().map(|b| {
-                    b.update.get(|| {
-                        Message::Update(Update::Block {
-                            block: b.block.block().clone(),
-                            received_ms,
-                        })
+                let lines: Vec<Vec<u8>> = blocks
+                    .iter()
+                    .filter_map(|b| {
+                        let block = b.block.block().clone();
+                        encode_line(&Message::Update(Update::Block { block, received_ms })).ok()
                     })
-                });
-                self.send_lines(lines).await
+                    .map(String::into_bytes)
+                    .collect();
+                self.send_lines(lines.iter().map(Vec::as_slice)).await
             }
             Event::Tip {
                 tip,

@@ -81,18 +81,21 @@ impl Node {
     pub fn open(config: Config) -> anyhow::Result<Node> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let (mut store, loaded) = Store::open(&config.data_dir)?;
-        let key = identity::load_or_create(&config.data_dir)?;
         let params = Params::with_floor(config.difficulty_floor);
         let mut chain = Chain::new(params.clone());
-        let (count, now) = (loaded.blocks.len(), now_ms());
-        // Our own store: checked again but for the signatures, on every core.
-        let (checked, mut refused) = verify::check_own(loaded.blocks, &params);
-        for block in checked {
-            if chain.insert_checked(block, now).is_err() {
-                refused += 1;
+        let now = now_ms();
+        let mut refused = 0;
+        // Our own store: checked again but for the signatures, on every core, a chunk at a time.
+        let (mut store, loaded) = Store::open(&config.data_dir, |blocks| {
+            for block in verify::check_own(blocks, &params) {
+                match block.map(|block| chain.insert_checked(block, now)) {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => refused += 1,
+                }
             }
-        }
+        })?;
+        let count = loaded.blocks;
+        let key = identity::load_or_create(&config.data_dir)?;
         if loaded.damaged + refused > 0 {
             tracing::warn!(
                 damaged = loaded.damaged,
@@ -100,10 +103,10 @@ impl Node {
                 "skipped store entries that did not load"
             );
         }
-        let mut pool = Pool::new(chain.ledger(), PoolLimits::default());
+        let mut pool = Pool::new(PoolLimits::default());
         let stored: Vec<_> = store.pending_ids().copied().collect();
         for record in loaded.pending {
-            let _ = pool.add(record);
+            let _ = pool.add(chain.ledger(), record);
         }
         let stale: Vec<_> = stored.into_iter().filter(|id| !pool.contains(id)).collect();
         store.write(&[], &[], &stale)?;

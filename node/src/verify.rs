@@ -78,23 +78,22 @@ pub async fn check_blocks(
 }
 
 /// Checks blocks read back from this node's own store ([`Block::check_own`]: all but the
-/// signatures) on every core; returns those that pass, in order, and how many did not.
-pub fn check_own(blocks: Vec<Block>, params: &Params) -> (Vec<CheckedBlock>, usize) {
-    let results = in_parallel(blocks, |chunk| {
+/// signatures) on every core; yields each in order, `None` for one that did not pass. An
+/// iterator, not a second vector: the caller moves each block into the chain as it comes, so
+/// a long chain is not held twice at start.
+pub fn check_own(
+    blocks: Vec<Block>,
+    params: &Params,
+) -> impl Iterator<Item = Option<CheckedBlock>> + use<> {
+    in_parallel(blocks, |chunk| {
         chunk
             .into_iter()
-            .map(|block| block.check_own(params))
+            .map(|block| block.check_own(params).ok())
             .collect::<Vec<_>>()
-    });
-    let mut failed = 0;
-    let mut out = Vec::new();
-    for result in results.into_iter().flatten().flatten() {
-        match result {
-            Ok(block) => out.push(block),
-            Err(_) => failed += 1,
-        }
-    }
-    (out, failed)
+    })
+    .into_iter()
+    .flatten()
+    .flatten()
 }
 
 /// Splits `items` into one chunk per core, runs `work` on each on its own thread, and returns

@@ -16,7 +16,7 @@ use crate::ledger::{Ledger, Undo};
 use crate::orphans::Orphans;
 use crate::params::{
     MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID,
-    MAX_SIDE_BLOCKS, MEDIAN_TIME_SPAN, Params,
+    MAX_SIDE_BLOCKS, MAX_UNDO_DEPTH, MEDIAN_TIME_SPAN, Params,
 };
 
 /// What inserting a block did.
@@ -72,8 +72,9 @@ struct Entry {
     /// Arrival order, for the tie rule.
     seq: u64,
     children: Vec<BlockHash>,
-    /// How to revert this block's ledger changes; present while it is on the best chain.
-    undo: Option<Undo>,
+    /// How to revert this block's ledger changes; present while it is on the best chain and at
+    /// most `undo_depth` ([`MAX_UNDO_DEPTH`]) blocks below the tip. Boxed: most entries have none.
+    undo: Option<Box<Undo>>,
 }
 
 /// The block tree, the best chain through it, and the ledger at its tip.
@@ -91,6 +92,7 @@ pub struct Chain {
     invalid_order: VecDeque<BlockHash>,
     next_seq: u64,
     max_side_blocks: usize,
+    undo_depth: usize,
 }
 
 impl Chain {
@@ -103,7 +105,7 @@ impl Chain {
             work: 0,
             seq: 0,
             children: Vec::new(),
-            undo: Some(Undo::default()),
+            undo: Some(Box::default()),
         };
         Chain {
             params,
@@ -116,6 +118,7 @@ impl Chain {
             invalid_order: VecDeque::new(),
             next_seq: 1,
             max_side_blocks: MAX_SIDE_BLOCKS,
+            undo_depth: MAX_UNDO_DEPTH,
         }
     }
 
@@ -344,6 +347,11 @@ impl Chain {
         self.prune_side_branches();
     }
 
+    /// Sets how many blocks below the tip keep their undo (see [`MAX_UNDO_DEPTH`]); for tests.
+    pub fn set_undo_depth(&mut self, depth: usize) {
+        self.undo_depth = depth.max(1);
+    }
+
     /// Drops side-branch tips, least cumulative work first, until at most `max_side_blocks`
     /// blocks are off the best chain. Returns whether any went.
     ///
@@ -421,6 +429,8 @@ impl Chain {
             },
         );
         if let Some(parent) = self.entries.get_mut(&prev) {
+            // Exactly one more: most blocks have one child, and spare capacity in every entry adds up.
+            parent.children.reserve_exact(1);
             parent.children.push(hash);
         }
         self.leaves.remove(&prev);
@@ -490,16 +500,11 @@ impl Chain {
             cursor = self.entries[&cursor].block.header.prev_hash;
         }
         let fork_height = self.entries[&cursor].block.header.height as usize;
-        let mut disconnected = Vec::new();
-        while self.best.len() > fork_height + 1 {
-            disconnected.push(self.disconnect_tip());
-        }
+        let disconnected = self.rewind(fork_height);
         let mut connected = Vec::new();
         for hash in path.into_iter().rev() {
             if let Err((index, error)) = self.connect(hash) {
-                while connected.pop().is_some() {
-                    self.disconnect_tip();
-                }
+                self.rewind(fork_height);
                 for block in disconnected.iter().rev() {
                     let restored = self.connect(block.hash());
                     debug_assert!(
@@ -514,16 +519,49 @@ impl Chain {
         Ok((disconnected, connected))
     }
 
-    fn disconnect_tip(&mut self) -> Arc<CheckedBlock> {
-        let hash = self.best.pop().unwrap_or_default();
-        let entry = self
-            .entries
-            .get_mut(&hash)
-            .expect("best chain blocks are in the tree");
-        if let Some(undo) = entry.undo.take() {
-            self.ledger.revert(undo);
+    /// Takes the best chain back to `height`, returning the blocks that left it, tip first.
+    /// Blocks within `undo_depth` of the tip are reverted with their undo; a deeper rewind
+    /// replays the ledger from genesis instead, which is rare and costs one pass.
+    fn rewind(&mut self, height: usize) -> Vec<Arc<CheckedBlock>> {
+        let gone = self.best.split_off((height + 1).min(self.best.len()));
+        let undoable = gone
+            .iter()
+            .all(|h| self.entries.get(h).is_some_and(|e| e.undo.is_some()));
+        let mut out = Vec::with_capacity(gone.len());
+        for hash in gone.iter().rev() {
+            let entry = self
+                .entries
+                .get_mut(hash)
+                .expect("best chain blocks are in the tree");
+            if let Some(undo) = entry.undo.take()
+                && undoable
+            {
+                self.ledger.revert(*undo);
+            }
+            out.push(Arc::clone(&entry.block));
         }
-        Arc::clone(&entry.block)
+        if !undoable {
+            self.replay();
+        }
+        out
+    }
+
+    /// Rebuilds the ledger from genesis along the best chain, keeping the undo of the last
+    /// `undo_depth` blocks.
+    fn replay(&mut self) {
+        self.ledger = Ledger::new();
+        let keep_from = self.best.len().saturating_sub(self.undo_depth);
+        for (i, hash) in self.best.iter().enumerate().skip(1) {
+            let entry = self
+                .entries
+                .get_mut(hash)
+                .expect("best chain blocks are in the tree");
+            let undo = self
+                .ledger
+                .apply_block(&entry.block)
+                .expect("blocks on the best chain applied before");
+            entry.undo = (i >= keep_from).then(|| Box::new(undo));
+        }
     }
 
     fn connect(&mut self, hash: BlockHash) -> Result<(), (usize, crate::ledger::LedgerError)> {
@@ -532,8 +570,15 @@ impl Chain {
             .get_mut(&hash)
             .expect("connected blocks are in the tree");
         let undo = self.ledger.apply_block(&entry.block)?;
-        entry.undo = Some(undo);
+        entry.undo = Some(Box::new(undo));
         self.best.push(hash);
+        // Undo deeper than `undo_depth` goes: kept for every block it would cost memory in
+        // proportion to the chain, and a reorg that deep replays instead.
+        if let Some(old) = self.best.len().checked_sub(self.undo_depth + 1)
+            && let Some(entry) = self.entries.get_mut(&self.best[old])
+        {
+            entry.undo = None;
+        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! best chain. Applying a block yields an [`Undo`] that reverts it exactly, which is how a reorg
 //! walks back to the fork point without replaying from genesis.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -147,102 +147,12 @@ impl Ledger {
 
     /// Checks a record against this state without changing it.
     pub fn check_record(&self, record: &Record) -> Result<(), LedgerError> {
-        let account = self.accounts.get(&record.account);
-        let next = account.map_or(0, |a| a.next_seq);
-        if record.seq != next {
-            return Err(LedgerError::BadSequence {
-                expected: next,
-                got: record.seq,
-            });
-        }
-        let joined = account.is_some_and(|a| a.name.is_some());
-        let balance = account.map_or(0, |a| a.balance);
-        match &record.action {
-            Action::Join { name } => {
-                if joined {
-                    return Err(LedgerError::AlreadyJoined);
-                }
-                if self.names.contains_key(&name.to_lowercase()) {
-                    return Err(LedgerError::NameTaken(name.clone()));
-                }
-                balance
-                    .checked_add(JOIN_CREDIT)
-                    .ok_or(LedgerError::Overflow)?;
-            }
-            _ if !joined => return Err(LedgerError::NotJoined),
-            Action::Purchase { monkey } => {
-                let price = catalog::monkey(monkey)
-                    .ok_or_else(|| LedgerError::UnknownMonkey(monkey.clone()))?
-                    .price;
-                if balance < price {
-                    return Err(LedgerError::InsufficientFunds {
-                        balance,
-                        needed: price,
-                    });
-                }
-            }
-            Action::Transfer { to, amount } => {
-                if balance < *amount {
-                    return Err(LedgerError::InsufficientFunds {
-                        balance,
-                        needed: *amount,
-                    });
-                }
-                let recipient = self.accounts.get(to).filter(|a| a.name.is_some());
-                let Some(recipient) = recipient else {
-                    return Err(LedgerError::UnknownRecipient(*to));
-                };
-                recipient
-                    .balance
-                    .checked_add(*amount)
-                    .ok_or(LedgerError::Overflow)?;
-            }
-            Action::Vote { poll, .. } => {
-                if self.votes.contains_key(&(poll.clone(), record.account)) {
-                    return Err(LedgerError::AlreadyVoted(poll.clone()));
-                }
-            }
-        }
-        Ok(())
+        check(self, record)
     }
 
     /// Applies one record, noting in `undo` how to revert it. Changes nothing when it fails.
     pub fn apply_record(&mut self, record: &Record, undo: &mut Undo) -> Result<(), LedgerError> {
-        self.check_record(record)?;
-        let me = record.account;
-        match &record.action {
-            Action::Join { name } => {
-                let key = name.to_lowercase();
-                undo.names.push((key.clone(), self.names.insert(key, me)));
-                self.update(me, undo, |a| {
-                    a.name = Some(name.clone());
-                    a.balance += JOIN_CREDIT;
-                });
-            }
-            Action::Purchase { monkey } => {
-                let price = catalog::monkey(monkey).map_or(0, |m| m.price);
-                self.update(me, undo, |a| {
-                    a.balance -= price;
-                    *a.cage.entry(monkey.clone()).or_default() += 1;
-                });
-            }
-            Action::Transfer { to, amount } => {
-                self.update(me, undo, |a| a.balance -= amount);
-                self.update(*to, undo, |a| a.balance += amount);
-            }
-            Action::Vote { poll, choice } => {
-                let key = (poll.clone(), me);
-                undo.votes
-                    .push((key.clone(), self.votes.insert(key, choice.clone())));
-                let tally_key = (poll.clone(), choice.clone());
-                let before = self.tallies.get(&tally_key).copied();
-                self.tallies
-                    .insert(tally_key.clone(), before.unwrap_or(0) + 1);
-                undo.tallies.push((tally_key, before));
-            }
-        }
-        self.update(me, undo, |a| a.next_seq += 1);
-        Ok(())
+        apply(&mut Writing { ledger: self, undo }, record)
     }
 
     /// Applies a block's records in order, then credits its miner. On failure nothing changes and
@@ -291,6 +201,247 @@ impl Ledger {
     }
 }
 
+/// What checking a record reads: a whole ledger, or the records a pool holds layered over one.
+/// One set of rules serves both.
+trait View {
+    fn account(&self, id: &AccountId) -> Option<&Account>;
+    /// Whether a lowercased name belongs to someone.
+    fn name_taken(&self, key: &str) -> bool;
+    fn has_voted(&self, poll: &str, voter: &AccountId) -> bool;
+}
+
+/// What applying a record writes.
+trait State: View {
+    fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Account));
+    fn add_name(&mut self, key: String, owner: AccountId);
+    fn add_vote(&mut self, poll: &str, voter: AccountId, choice: &str);
+}
+
+/// Checks a record against `state` without changing it.
+fn check(state: &impl View, record: &Record) -> Result<(), LedgerError> {
+    let account = state.account(&record.account);
+    let next = account.map_or(0, |a| a.next_seq);
+    if record.seq != next {
+        return Err(LedgerError::BadSequence {
+            expected: next,
+            got: record.seq,
+        });
+    }
+    let joined = account.is_some_and(|a| a.name.is_some());
+    let balance = account.map_or(0, |a| a.balance);
+    match &record.action {
+        Action::Join { name } => {
+            if joined {
+                return Err(LedgerError::AlreadyJoined);
+            }
+            if state.name_taken(&name.to_lowercase()) {
+                return Err(LedgerError::NameTaken(name.clone()));
+            }
+            balance
+                .checked_add(JOIN_CREDIT)
+                .ok_or(LedgerError::Overflow)?;
+        }
+        _ if !joined => return Err(LedgerError::NotJoined),
+        Action::Purchase { monkey } => {
+            let price = catalog::monkey(monkey)
+                .ok_or_else(|| LedgerError::UnknownMonkey(monkey.clone()))?
+                .price;
+            if balance < price {
+                return Err(LedgerError::InsufficientFunds {
+                    balance,
+                    needed: price,
+                });
+            }
+        }
+        Action::Transfer { to, amount } => {
+            if balance < *amount {
+                return Err(LedgerError::InsufficientFunds {
+                    balance,
+                    needed: *amount,
+                });
+            }
+            let recipient = state.account(to).filter(|a| a.name.is_some());
+            let Some(recipient) = recipient else {
+                return Err(LedgerError::UnknownRecipient(*to));
+            };
+            recipient
+                .balance
+                .checked_add(*amount)
+                .ok_or(LedgerError::Overflow)?;
+        }
+        Action::Vote { poll, .. } => {
+            if state.has_voted(poll, &record.account) {
+                return Err(LedgerError::AlreadyVoted(poll.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one record to `state`. Changes nothing when it fails.
+fn apply(state: &mut impl State, record: &Record) -> Result<(), LedgerError> {
+    check(state, record)?;
+    let me = record.account;
+    match &record.action {
+        Action::Join { name } => {
+            state.add_name(name.to_lowercase(), me);
+            state.update(me, |a| {
+                a.name = Some(name.clone());
+                a.balance += JOIN_CREDIT;
+                a.next_seq += 1;
+            });
+        }
+        Action::Purchase { monkey } => {
+            let price = catalog::monkey(monkey).map_or(0, |m| m.price);
+            state.update(me, |a| {
+                a.balance -= price;
+                *a.cage.entry(monkey.clone()).or_default() += 1;
+                a.next_seq += 1;
+            });
+        }
+        Action::Transfer { to, amount } => {
+            state.update(me, |a| {
+                a.balance -= amount;
+                a.next_seq += 1;
+            });
+            state.update(*to, |a| a.balance += amount);
+        }
+        Action::Vote { poll, choice } => {
+            state.add_vote(poll, me, choice);
+            state.update(me, |a| a.next_seq += 1);
+        }
+    }
+    Ok(())
+}
+
+/// A ledger being changed, with the undo that reverts the changes.
+struct Writing<'a> {
+    ledger: &'a mut Ledger,
+    undo: &'a mut Undo,
+}
+
+impl View for Ledger {
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    fn name_taken(&self, key: &str) -> bool {
+        self.names.contains_key(key)
+    }
+
+    fn has_voted(&self, poll: &str, voter: &AccountId) -> bool {
+        self.votes.contains_key(&(poll.to_string(), *voter))
+    }
+}
+
+impl View for Writing<'_> {
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.ledger.accounts.get(id)
+    }
+
+    fn name_taken(&self, key: &str) -> bool {
+        self.ledger.name_taken(key)
+    }
+
+    fn has_voted(&self, poll: &str, voter: &AccountId) -> bool {
+        self.ledger.has_voted(poll, voter)
+    }
+}
+
+impl State for Writing<'_> {
+    fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Account)) {
+        self.ledger.update(id, self.undo, f);
+    }
+
+    fn add_name(&mut self, key: String, owner: AccountId) {
+        let before = self.ledger.names.insert(key.clone(), owner);
+        self.undo.names.push((key, before));
+    }
+
+    fn add_vote(&mut self, poll: &str, voter: AccountId, choice: &str) {
+        let key = (poll.to_string(), voter);
+        let before = self.ledger.votes.insert(key.clone(), choice.to_string());
+        self.undo.votes.push((key, before));
+        let tally_key = (poll.to_string(), choice.to_string());
+        let before = self.ledger.tallies.get(&tally_key).copied();
+        self.ledger
+            .tallies
+            .insert(tally_key.clone(), before.unwrap_or(0) + 1);
+        self.undo.tallies.push((tally_key, before));
+    }
+}
+
+/// What pending records change, over a ledger that is not copied: the accounts they touch (whole,
+/// copied on first touch), and the names and votes they take. Only what `check` reads is kept.
+#[derive(Debug, Clone, Default)]
+pub struct Delta {
+    accounts: HashMap<AccountId, Account>,
+    names: HashSet<String>,
+    votes: HashSet<(String, AccountId)>,
+}
+
+impl Delta {
+    /// Nothing changed.
+    pub fn new() -> Delta {
+        Delta::default()
+    }
+
+    /// The account's state with these changes over `base`.
+    pub fn account<'a>(&'a self, base: &'a Ledger, id: &AccountId) -> Option<&'a Account> {
+        self.accounts.get(id).or_else(|| base.account(id))
+    }
+
+    /// The sequence number the account's next record must carry, with these changes.
+    pub fn next_seq(&self, base: &Ledger, id: &AccountId) -> u64 {
+        self.account(base, id).map_or(0, |a| a.next_seq)
+    }
+
+    /// Checks `record` against `base` with these changes, and adds it to them when it applies.
+    pub fn apply(&mut self, base: &Ledger, record: &Record) -> Result<(), LedgerError> {
+        apply(&mut Layered { base, delta: self }, record)
+    }
+}
+
+/// A [`Delta`] over its ledger.
+struct Layered<'a> {
+    base: &'a Ledger,
+    delta: &'a mut Delta,
+}
+
+impl View for Layered<'_> {
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.delta.account(self.base, id)
+    }
+
+    fn name_taken(&self, key: &str) -> bool {
+        self.delta.names.contains(key) || self.base.names.contains_key(key)
+    }
+
+    fn has_voted(&self, poll: &str, voter: &AccountId) -> bool {
+        let key = (poll.to_string(), *voter);
+        self.delta.votes.contains(&key) || self.base.votes.contains_key(&key)
+    }
+}
+
+impl State for Layered<'_> {
+    fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Account)) {
+        let account = self
+            .delta
+            .accounts
+            .entry(id)
+            .or_insert_with(|| self.base.account(&id).cloned().unwrap_or_default());
+        f(account);
+    }
+
+    fn add_name(&mut self, key: String, _owner: AccountId) {
+        self.delta.names.insert(key);
+    }
+
+    fn add_vote(&mut self, poll: &str, voter: AccountId, _choice: &str) {
+        self.delta.votes.insert((poll.to_string(), voter));
+    }
+}
+
 /// The two map types `revert` restores, behind one interface.
 trait MapLike<K, V> {
     fn put(&mut self, k: K, v: V);
@@ -330,6 +481,60 @@ mod tests {
 
     fn apply(l: &mut Ledger, r: &Record) -> Result<(), LedgerError> {
         l.apply_record(r, &mut Undo::default())
+    }
+
+    #[test]
+    fn a_delta_over_a_ledger_decides_as_a_copy_of_it_would() {
+        let (alice, bob, carol) = (key(1), key(2), key(3));
+        let mut base = Ledger::new();
+        apply(&mut base, &join(&alice, "alice")).unwrap();
+        apply(&mut base, &join(&bob, "bob")).unwrap();
+        let buy = |k: &Keypair, seq, monkey: &str| {
+            let monkey = monkey.into();
+            Record::sign(k, seq, Action::Purchase { monkey })
+        };
+        let vote = |k: &Keypair, seq| {
+            let (poll, choice) = ("best".into(), "mandrill".into());
+            Record::sign(k, seq, Action::Vote { poll, choice })
+        };
+        let records = [
+            buy(&alice, 1, "mandrill"),
+            buy(&alice, 2, "capuchin"),
+            buy(&alice, 3, "capuchin"),
+            Record::sign(
+                &bob,
+                1,
+                Action::Transfer {
+                    to: alice.account(),
+                    amount: 300,
+                },
+            ),
+            buy(&alice, 3, "capuchin"),
+            join(&carol, "ALICE"),
+            join(&carol, "carol"),
+            vote(&carol, 1),
+            vote(&carol, 2),
+            Record::sign(
+                &carol,
+                2,
+                Action::Transfer {
+                    to: key(9).account(),
+                    amount: 1,
+                },
+            ),
+        ];
+        let mut copy = base.clone();
+        let mut delta = Delta::new();
+        for r in &records {
+            let want = apply(&mut copy, r);
+            assert_eq!(delta.apply(&base, r), want, "{r:?}");
+            for k in [&alice, &bob, &carol] {
+                let id = k.account();
+                assert_eq!(delta.account(&base, &id), copy.account(&id));
+            }
+        }
+        // The ledger underneath did not move.
+        assert_eq!(base.balance(&alice.account()), JOIN_CREDIT);
     }
 
     #[test]

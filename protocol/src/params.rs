@@ -64,3 +64,8 @@ pub const MAX_SEQ_AHEAD: u64 = 64;
 /// tips with the least work are dropped first. 10,000 blocks is far more than honest forks
 /// leave behind, and a few megabytes.
 pub const MAX_SIDE_BLOCKS: usize = 10_000;
+/// How many blocks below the best tip keep the undo that reverts them. Kept for every block, undo
+/// cost about a kilobyte per block (a 100,000-block chain: a hundred megabytes); a reorg deeper
+/// than this, which honest forks never reach, replays the ledger from genesis instead (a second or
+/// so at 100,000 blocks).
+pub const MAX_UNDO_DEPTH: usize = 1_000;

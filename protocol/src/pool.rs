@@ -1,7 +1,8 @@
 //! The pending pool: valid records not yet in the best chain, waiting to be mined.
 //!
-//! The pool keeps an overlay ledger: the best tip's state with every ready record applied in
-//! order. A new record is admitted only when it applies to that overlay, so two pending purchases
+//! The pool keeps a [`Delta`] over the best tip's ledger: what every ready record changes, applied
+//! in order, without copying the ledger (a clone per new tip cost time and memory in proportion to
+//! the whole state). A new record is admitted only when it applies on top of that, so two pending purchases
 //! that together overspend admit only the one that fits, and the ready list is always a valid
 //! sequence for the next block. Records whose sequence number is ahead of the account's next one
 //! wait (bounded) until the gap fills.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use crate::account::AccountId;
 use crate::block::CheckedBlock;
-use crate::ledger::{Ledger, LedgerError, Undo};
+use crate::ledger::{Delta, Ledger, LedgerError};
 use crate::params::{MAX_POOL_BYTES, MAX_POOL_RECORDS, MAX_SEQ_AHEAD};
 use crate::record::{Record, RecordFormatError, RecordId};
 
@@ -88,21 +89,22 @@ pub struct Pool {
     /// Ready records in an order that applies cleanly to the tip's ledger.
     ready: Vec<RecordId>,
     ready_set: HashSet<RecordId>,
-    overlay: Ledger,
+    /// What the ready records change over the best tip's ledger.
+    delta: Delta,
     bytes: usize,
     next_order: u64,
     limits: PoolLimits,
 }
 
 impl Pool {
-    /// An empty pool over the ledger at the best tip.
-    pub fn new(ledger: &Ledger, limits: PoolLimits) -> Pool {
+    /// An empty pool.
+    pub fn new(limits: PoolLimits) -> Pool {
         Pool {
             entries: HashMap::new(),
             by_account: HashMap::new(),
             ready: Vec::new(),
             ready_set: HashSet::new(),
-            overlay: ledger.clone(),
+            delta: Delta::new(),
             bytes: 0,
             next_order: 0,
             limits,
@@ -139,13 +141,8 @@ impl Pool {
         self.entries.get(id).map(|p| &p.record)
     }
 
-    /// The tip's ledger with every ready record applied: what a shopper will have.
-    pub fn overlay(&self) -> &Ledger {
-        &self.overlay
-    }
-
-    /// Checks and admits a record.
-    pub fn add(&mut self, record: Record) -> Result<Admitted, PoolError> {
+    /// Checks and admits a record; `ledger` is the best tip's, the one the pool follows.
+    pub fn add(&mut self, ledger: &Ledger, record: Record) -> Result<Admitted, PoolError> {
         // The same id is the same signed bytes, already verified: a relayed copy costs a hash.
         let id = record.id();
         if self.entries.contains_key(&id) {
@@ -153,7 +150,7 @@ impl Pool {
         }
         record.check()?;
         let account = record.account;
-        let (expected, got) = (self.overlay.next_seq(&account), record.seq);
+        let (expected, got) = (self.delta.next_seq(ledger, &account), record.seq);
         let taken = self
             .by_account
             .get(&account)
@@ -177,10 +174,10 @@ impl Pool {
             self.insert(id, record, size);
             return Ok(Admitted::Waiting);
         }
-        self.overlay.apply_record(&record, &mut Undo::default())?;
+        self.delta.apply(ledger, &record)?;
         self.insert(id, record, size);
         self.mark_ready(id);
-        self.promote(&account);
+        self.promote(ledger, &account);
         Ok(Admitted::Ready)
     }
 
@@ -231,18 +228,18 @@ impl Pool {
         self.ready.clear();
         self.ready_set.clear();
         self.bytes = 0;
-        self.overlay = ledger.clone();
+        self.delta = Delta::new();
         for record in candidates {
-            self.readmit(record);
+            self.readmit(ledger, record);
         }
     }
 
     /// Admits a record again after a tip change; caps are not applied, so nothing that was
     /// acknowledged is lost to a reorg.
-    fn readmit(&mut self, record: Record) {
+    fn readmit(&mut self, ledger: &Ledger, record: Record) {
         let id = record.id();
         let account = record.account;
-        let expected = self.overlay.next_seq(&account);
+        let expected = self.delta.next_seq(ledger, &account);
         let taken = self
             .by_account
             .get(&account)
@@ -258,14 +255,10 @@ impl Pool {
             self.insert(id, record, size);
             return;
         }
-        if self
-            .overlay
-            .apply_record(&record, &mut Undo::default())
-            .is_ok()
-        {
+        if self.delta.apply(ledger, &record).is_ok() {
             self.insert(id, record, size);
             self.mark_ready(id);
-            self.promote(&account);
+            self.promote(ledger, &account);
         }
     }
 
@@ -294,9 +287,9 @@ impl Pool {
 
     /// Moves an account's waiting records to ready while they continue its sequence; one that
     /// turns out invalid is dropped.
-    fn promote(&mut self, account: &AccountId) {
+    fn promote(&mut self, ledger: &Ledger, account: &AccountId) {
         loop {
-            let next = self.overlay.next_seq(account);
+            let next = self.delta.next_seq(ledger, account);
             let Some(id) = self
                 .by_account
                 .get(account)
@@ -309,11 +302,7 @@ impl Pool {
                 return;
             }
             let record = self.entries[&id].record.clone();
-            if self
-                .overlay
-                .apply_record(&record, &mut Undo::default())
-                .is_ok()
-            {
+            if self.delta.apply(ledger, &record).is_ok() {
                 self.mark_ready(id);
             } else {
                 self.remove(&id);

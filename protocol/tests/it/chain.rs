@@ -234,6 +234,80 @@ fn a_reorg_reverts_and_reapplies_the_ledger() {
     assert_eq!(*ledger, chain.replay_ledger().unwrap());
 }
 
+/// A main chain a1..a4 (alice joins, buys a mandrill) and a branch from a1 where she buys a
+/// marmoset and bob joins, one block longer; each block at 1 bit.
+fn deep_fork(chain: &mut Chain) -> (Vec<Block>, Vec<Block>) {
+    let alice = key(1);
+    let a1 = mine_on(&genesis(), vec![join(&alice, "alice")], 1);
+    let a2 = mine_on(&a1, vec![buy(&alice, 1, "mandrill")], 1);
+    let mut main = vec![a1.clone(), a2.clone()];
+    main.extend(mine_chain(&a2, 2, 1));
+    for b in &main {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    let b2 = mine_on_at(
+        &a1,
+        vec![buy(&alice, 1, "marmoset"), join(&key(2), "bob")],
+        1,
+        GENESIS_TIMESTAMP + 2007,
+    );
+    let mut side = vec![b2.clone()];
+    side.extend(mine_chain(&b2, 3, 1));
+    (main, side)
+}
+
+#[test]
+fn a_reorg_deeper_than_the_undo_depth_replays_the_ledger() {
+    let mut chain = Chain::new(params());
+    chain.set_undo_depth(2);
+    let (main, side) = deep_fork(&mut chain);
+    let mut last = None;
+    for b in &side {
+        last = Some(chain.insert(b.clone(), NOW).unwrap());
+    }
+    let Some(Imported::Reorganized { disconnected, .. }) = last else {
+        panic!("{last:?}")
+    };
+    let gone: Vec<_> = main[1..].iter().rev().map(|b| b.header.hash()).collect();
+    assert_eq!(hashes(&disconnected), gone);
+    assert_eq!(chain.tip().hash(), side[3].header.hash());
+    let alice = chain.ledger().account(&key(1).account()).unwrap();
+    assert!(alice.cage.contains_key("marmoset") && !alice.cage.contains_key("mandrill"));
+    assert_eq!(chain.ledger().balance(&key(2).account()), 1000);
+    assert_eq!(*chain.ledger(), chain.replay_ledger().unwrap());
+}
+
+#[test]
+fn a_failed_reorg_deeper_than_the_undo_depth_restores_the_old_chain() {
+    let mut chain = Chain::new(params());
+    chain.set_undo_depth(2);
+    let (main, mut side) = deep_fork(&mut chain);
+    let before = chain.ledger().clone();
+    // The branch's last block overspends: bob buys what costs more than he has.
+    side.pop();
+    let bad = mine_on(
+        &side[2],
+        vec![buy(&key(2), 1, "snub-nosed"), buy(&key(2), 2, "snub-nosed")],
+        1,
+    );
+    for b in &side {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    assert!(matches!(
+        chain.insert(bad, NOW),
+        Err(BlockError::Ledger { index: 1, .. })
+    ));
+    assert_eq!(chain.tip().hash(), main[3].header.hash());
+    assert_eq!(*chain.ledger(), before);
+    // And a block on the restored tip still applies: the undo kept near it is right.
+    let next = mine_on(&main[3], vec![buy(&key(1), 2, "capuchin")], 1);
+    assert!(matches!(
+        chain.insert(next, NOW),
+        Ok(Imported::Extended { .. })
+    ));
+    assert_eq!(*chain.ledger(), chain.replay_ledger().unwrap());
+}
+
 #[test]
 fn each_contextual_fault_is_refused_with_its_reason() {
     let mut chain = Chain::new(params());

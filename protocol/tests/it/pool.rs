@@ -15,7 +15,7 @@ fn setup() -> (Chain, Pool, Block) {
         FLOOR,
     );
     chain.insert(b1.clone(), NOW).unwrap();
-    let pool = Pool::new(chain.ledger(), PoolLimits::default());
+    let pool = Pool::new(PoolLimits::default());
     (chain, pool, b1)
 }
 
@@ -36,11 +36,14 @@ fn apply(chain: &mut Chain, pool: &mut Pool, block: Block) -> Imported {
 
 #[test]
 fn a_double_spend_across_two_pending_purchases_admits_only_the_one_that_fits() {
-    let (_, mut pool, _) = setup();
+    let (chain, mut pool, _) = setup();
     let alice = key(1);
-    assert_eq!(pool.add(buy(&alice, 1, "snub-nosed")), Ok(Admitted::Ready));
     assert_eq!(
-        pool.add(buy(&alice, 2, "mandrill")),
+        pool.add(chain.ledger(), buy(&alice, 1, "snub-nosed")),
+        Ok(Admitted::Ready)
+    );
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 2, "mandrill")),
         Err(PoolError::Ledger(LedgerError::InsufficientFunds {
             balance: 100,
             needed: 800
@@ -48,23 +51,29 @@ fn a_double_spend_across_two_pending_purchases_admits_only_the_one_that_fits() {
     );
     // The same sequence number twice: the second is a conflict, whatever it buys.
     assert_eq!(
-        pool.add(buy(&alice, 1, "marmoset")),
+        pool.add(chain.ledger(), buy(&alice, 1, "marmoset")),
         Err(PoolError::Conflict(1))
     );
-    assert_eq!(pool.add(buy(&alice, 2, "marmoset")), Ok(Admitted::Ready));
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 2, "marmoset")),
+        Ok(Admitted::Ready)
+    );
     assert_eq!(pool.template(100, 1 << 20).len(), 2);
 }
 
 #[test]
 fn duplicates_replays_and_forgeries_are_refused() {
-    let (_, mut pool, _) = setup();
+    let (chain, mut pool, _) = setup();
     let alice = key(1);
     let r = buy(&alice, 1, "capuchin");
-    assert_eq!(pool.add(r.clone()), Ok(Admitted::Ready));
-    assert_eq!(pool.add(r.clone()), Err(PoolError::AlreadyPending));
+    assert_eq!(pool.add(chain.ledger(), r.clone()), Ok(Admitted::Ready));
+    assert_eq!(
+        pool.add(chain.ledger(), r.clone()),
+        Err(PoolError::AlreadyPending)
+    );
     // A replay of the join that is already in the chain (seq 1 is pending, so 2 is next).
     assert_eq!(
-        pool.add(join(&alice, "alice")),
+        pool.add(chain.ledger(), join(&alice, "alice")),
         Err(PoolError::Ledger(LedgerError::BadSequence {
             expected: 2,
             got: 0
@@ -72,25 +81,37 @@ fn duplicates_replays_and_forgeries_are_refused() {
     );
     let mut forged = buy(&alice, 2, "capuchin");
     forged.seq = 3;
-    assert!(matches!(pool.add(forged), Err(PoolError::Format(_))));
+    assert!(matches!(
+        pool.add(chain.ledger(), forged),
+        Err(PoolError::Format(_))
+    ));
     assert_eq!(
-        pool.add(buy(&key(7), 0, "capuchin")),
+        pool.add(chain.ledger(), buy(&key(7), 0, "capuchin")),
         Err(PoolError::Ledger(LedgerError::NotJoined))
     );
 }
 
 #[test]
 fn records_out_of_order_wait_for_the_gap() {
-    let (_, mut pool, _) = setup();
+    let (chain, mut pool, _) = setup();
     let alice = key(1);
-    assert_eq!(pool.add(buy(&alice, 3, "tamarin")), Ok(Admitted::Waiting));
-    assert_eq!(pool.add(buy(&alice, 2, "tamarin")), Ok(Admitted::Waiting));
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 3, "tamarin")),
+        Ok(Admitted::Waiting)
+    );
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 2, "tamarin")),
+        Ok(Admitted::Waiting)
+    );
     assert_eq!(pool.ready_len(), 0);
-    assert_eq!(pool.add(buy(&alice, 1, "tamarin")), Ok(Admitted::Ready));
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 1, "tamarin")),
+        Ok(Admitted::Ready)
+    );
     let seqs: Vec<u64> = pool.template(10, 1 << 20).iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     assert_eq!(
-        pool.add(buy(&alice, 100, "tamarin")),
+        pool.add(chain.ledger(), buy(&alice, 100, "tamarin")),
         Err(PoolError::TooFarAhead {
             expected: 4,
             got: 100
@@ -105,12 +126,16 @@ fn the_pool_is_capped() {
         max_records: 3,
         ..PoolLimits::default()
     };
-    let mut pool = Pool::new(chain.ledger(), limits);
+    let mut pool = Pool::new(limits);
     let alice = key(1);
     for seq in 1..=3 {
-        pool.add(buy(&alice, seq, "marmoset")).unwrap();
+        pool.add(chain.ledger(), buy(&alice, seq, "marmoset"))
+            .unwrap();
     }
-    assert_eq!(pool.add(buy(&alice, 4, "marmoset")), Err(PoolError::Full));
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 4, "marmoset")),
+        Err(PoolError::Full)
+    );
     assert_eq!(pool.len(), 3);
 }
 
@@ -119,8 +144,8 @@ fn a_new_tip_drops_what_it_included_and_keeps_the_rest() {
     let (mut chain, mut pool, b1) = setup();
     let (alice, bob) = (key(1), key(2));
     let mine_me = buy(&alice, 1, "capuchin");
-    pool.add(mine_me.clone()).unwrap();
-    pool.add(buy(&bob, 1, "baboon")).unwrap();
+    pool.add(chain.ledger(), mine_me.clone()).unwrap();
+    pool.add(chain.ledger(), buy(&bob, 1, "baboon")).unwrap();
     apply(
         &mut chain,
         &mut pool,
@@ -129,14 +154,18 @@ fn a_new_tip_drops_what_it_included_and_keeps_the_rest() {
     assert!(!pool.contains(&mine_me.id()));
     assert_eq!(pool.len(), 1);
     // Alice's next purchase is judged against the new balance.
-    assert_eq!(pool.add(buy(&alice, 2, "capuchin")), Ok(Admitted::Ready));
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 2, "capuchin")),
+        Ok(Admitted::Ready)
+    );
 }
 
 #[test]
 fn a_pending_record_the_new_chain_made_invalid_is_dropped() {
     let (mut chain, mut pool, b1) = setup();
     let alice = key(1);
-    pool.add(buy(&alice, 1, "snub-nosed")).unwrap();
+    pool.add(chain.ledger(), buy(&alice, 1, "snub-nosed"))
+        .unwrap();
     // Another node mined a different seq-1 record for alice: ours can never apply now.
     apply(
         &mut chain,
@@ -151,7 +180,7 @@ fn a_record_survives_a_reorg_exactly_once() {
     let (mut chain, mut pool, b1) = setup();
     let alice = key(1);
     let purchase = buy(&alice, 1, "howler");
-    pool.add(purchase.clone()).unwrap();
+    pool.add(chain.ledger(), purchase.clone()).unwrap();
 
     // Branch A mines the purchase; the pool lets go of it.
     let a2 = mine_on(&b1, pool.template(100, 1 << 20), 1);
