@@ -19,8 +19,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::load::Load;
 use crate::miner::Miner;
-use crate::store::Store;
-use crate::verify::Verified;
+use crate::verify::{SeenBlocks, Verified};
+use crate::writer::{Write, Writer};
 
 /// Identifies a connection; [`SELF`] is the node itself (its miner).
 pub type ConnId = u64;
@@ -245,7 +245,8 @@ struct Batch {
 pub struct Actor {
     chain: Chain,
     pool: Pool,
-    store: Store,
+    /// Writes the store on its own thread.
+    writer: Writer,
     /// Record id to the best-chain block holding it.
     mined: HashMap<RecordId, BlockHash>,
     events: broadcast::Sender<Event>,
@@ -255,6 +256,8 @@ pub struct Actor {
     load: Load,
     /// Records whose signatures this node verified (the pool verifies what it admits).
     verified: Verified,
+    /// Blocks that entered the tree lately, so connections drop relayed copies themselves.
+    seen: SeenBlocks,
 }
 
 impl Actor {
@@ -263,15 +266,16 @@ impl Actor {
     pub fn new(
         chain: Chain,
         pool: Pool,
-        store: Store,
+        writer: Writer,
         events: broadcast::Sender<Event>,
         status: watch::Sender<Status>,
         miner: Miner,
         account: AccountId,
         load: Load,
         verified: Verified,
+        seen: SeenBlocks,
     ) -> Actor {
-        let mut mined = HashMap::new();
+        let mut mined = HashMap::with_capacity(chain.height() as usize);
         for height in 1..=chain.height() {
             if let Some(block) = chain.at_height(height) {
                 for r in &block.records {
@@ -282,7 +286,7 @@ impl Actor {
         let mut actor = Actor {
             chain,
             pool,
-            store,
+            writer,
             mined,
             events,
             status,
@@ -290,6 +294,7 @@ impl Actor {
             account,
             load,
             verified,
+            seen,
         };
         actor.publish_status();
         actor.remine();
@@ -299,10 +304,11 @@ impl Actor {
     /// Serves commands until [`Command::Shutdown`] or every sender is gone.
     ///
     /// Commands are taken in batches of whatever is waiting (up to [`MAX_BATCH`]): each is
-    /// handled and its relays go out at once, then everything the batch changed on disk is
-    /// written in one transaction (one sync), then the records of the batch are acknowledged,
-    /// then the miner is pointed at the new tip and pool once. Under load that is one sync and
-    /// one new block template per batch instead of per record.
+    /// handled and its relays go out at once, then everything the batch changed on disk goes to
+    /// the writer thread as one transaction (one sync), which acknowledges the batch's records
+    /// once it is durable, and the miner is pointed at the new tip and pool once. Under load that
+    /// is one sync and one new block template per batch instead of per record, and the chain
+    /// thread never waits for the disk unless [`crate::writer::MAX_QUEUED_WRITES`] are queued.
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut stopping = false;
         while !stopping {
@@ -396,7 +402,8 @@ impl Actor {
         }
     }
 
-    /// Writes what the batch changed, acknowledges its records, and re-aims the miner.
+    /// Hands what the batch changed to the writer (which acknowledges its records once they are
+    /// on disk), and re-aims the miner.
     fn finish(&mut self, batch: Batch) {
         let Batch {
             blocks,
@@ -406,24 +413,16 @@ impl Actor {
             remine,
             ..
         } = batch;
-        let blocks: Vec<&Block> = blocks.iter().map(|b| b.block()).collect();
-        let forget: Vec<RecordId> = forget.into_iter().collect();
-        let add: Vec<&Record> = add_pending
-            .iter()
+        let add = add_pending
+            .into_iter()
             .filter(|r| !forget.contains(&r.id()))
             .collect();
-        let written = self.store.write(&blocks, &add, &forget);
-        if let Err(e) = &written {
-            tracing::error!(error = %e, "cannot write the store");
-        }
-        for (reply, outcome) in acks {
-            // Acknowledged only once durable: an acknowledged record survives a crash.
-            let outcome = match &written {
-                Ok(()) => outcome,
-                Err(e) => RecordOutcome::NotStored(e.to_string()),
-            };
-            let _ = reply.send(outcome);
-        }
+        self.writer.write(Write {
+            blocks,
+            add,
+            forget: forget.into_iter().collect(),
+            acks,
+        });
         // An idle miner may have work (a record, or a tie to break) even if nothing changed.
         if remine || !self.miner.is_busy() {
             self.remine();
@@ -479,6 +478,7 @@ impl Actor {
         if added.is_empty() {
             return outcome;
         }
+        self.seen.insert(added.iter().map(|b| b.hash()));
         // Relayed first: peers need not wait for our disk. The block is written with the rest
         // of the batch; should we crash before, our peers have it and we sync it back.
         let blocks: Arc<[NewBlock]> = added

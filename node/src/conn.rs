@@ -6,7 +6,7 @@
 //! enters the tree and every move of the best tip. A *client* (a shop) gets only the answers
 //! about its own records: `K` once pending, `B` once in a block of the best chain.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -33,7 +33,8 @@ use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordO
 use crate::guard::{
     Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND,
 };
-use crate::verify::{self, Verified};
+use crate::peers::Links;
+use crate::verify::{self, SeenBlocks, Verified};
 
 /// A client must say something this soon after connecting.
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +74,10 @@ pub struct Ctx {
     pub me: Identify,
     /// Records whose signatures this node verified.
     pub verified: Verified,
+    /// Blocks that entered the tree lately.
+    pub seen: SeenBlocks,
+    /// The peers this node has links with.
+    pub links: Links,
 }
 
 /// What a connection is to this node, which decides what it is sent unasked.
@@ -100,11 +105,19 @@ struct Conn {
     role: Role,
     /// The peer's id, once it said (`I`) or, for a link we opened, from the topology.
     peer_id: Option<AccountId>,
+    /// For a link a peer opened, the id it is registered under in [`Links`].
+    inbound_peer: Option<AccountId>,
     ip: Option<IpAddr>,
     sent_locator: bool,
     /// When our last unanswered `D` went out.
     sync_pending: Option<Instant>,
     awaiting: HashSet<RecordId>,
+    /// Records of this client not acknowledged yet: the store's writer acknowledges them once
+    /// they are on disk, and the miner does not wait for that, so a block can come first.
+    unacked: HashSet<RecordId>,
+    /// Blocks holding an unacknowledged record, sent right after its acknowledgement: a client
+    /// always gets a record's `K` before its `B`.
+    held: HashMap<RecordId, Arc<CheckedBlock>>,
     label: String,
     messages: Bucket,
     getblocks: Bucket,
@@ -142,10 +155,13 @@ pub async fn serve(
             Role::Client
         },
         peer_id: outbound,
+        inbound_peer: None,
         ip: peer_addr.map(|a| a.ip()),
         sent_locator: false,
         sync_pending: None,
         awaiting: HashSet::new(),
+        unacked: HashSet::new(),
+        held: HashMap::new(),
         label,
         messages: Bucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST, now.into_std()),
         getblocks: Bucket::new(GETBLOCKS_PER_SECOND, GETBLOCKS_BURST, now.into_std()),
@@ -226,6 +242,9 @@ pub async fn serve(
         if matches!(flow, Flow::Close) || conn.is_refused() {
             break;
         }
+    }
+    if let Some(peer) = conn.inbound_peer {
+        conn.ctx.links.inbound_closed(&peer);
     }
     tracing::debug!(conn = id, addr = %conn.label, "connection closed");
 }
@@ -320,6 +339,14 @@ impl Conn {
             Message::Identify(Identify { id, addr }) => {
                 self.become_peer();
                 tracing::debug!(conn = self.id, peer = %id.short(), %addr, "peer identified");
+                // A link the peer opened (ours know the id from the start), said once.
+                if self.peer_id.is_none() {
+                    if !self.ctx.links.inbound_opened(&self.ctx.me.id, id) {
+                        tracing::debug!(conn = self.id, peer = %id.short(), "a second link to a peer; closing");
+                        return Flow::Close;
+                    }
+                    self.inbound_peer = Some(id);
+                }
                 self.peer_id = Some(id);
                 Ok(if self.is_refused() {
                     Flow::Close
@@ -360,6 +387,7 @@ impl Conn {
         // acknowledged, but the two may reach this task in either order.
         if self.role != Role::Peer && self.awaiting.len() < MAX_AWAITING {
             self.awaiting.insert(id);
+            self.unacked.insert(id);
         }
         self.acks.push_back(Box::pin(async move {
             let outcome = tokio::time::timeout(ACTOR_TIMEOUT, answer).await;
@@ -372,6 +400,8 @@ impl Conn {
     async fn on_ack(&mut self, id: RecordId, outcome: Option<RecordOutcome>) -> Result<Flow, ()> {
         // No answer: the node is stopping.
         let outcome = outcome.ok_or(())?;
+        self.unacked.remove(&id);
+        let held = self.held.remove(&id);
         let peer = self.role == Role::Peer;
         let status = match outcome {
             RecordOutcome::Pending(Admitted::Ready) | RecordOutcome::AlreadyPending => "pending",
@@ -421,6 +451,10 @@ impl Conn {
                 status: status.into(),
             }))
             .await?;
+            if let Some(block) = held {
+                self.awaiting.remove(&id);
+                self.send(Message::Block(block.block().clone())).await?;
+            }
         }
         Ok(Flow::Continue)
     }
@@ -435,10 +469,19 @@ impl Conn {
         more_after: Option<BlockHash>,
     ) -> Result<Flow, ()> {
         let hashes: Vec<BlockHash> = blocks.iter().map(|b| b.header.hash()).collect();
-        let unknown = self
-            .ask(|reply| Command::Unknown { hashes, reply })
-            .await
-            .ok_or(())?;
+        // A relayed copy of a block already taken: dropped here, without the chain thread.
+        if relay && hashes.iter().all(|h| self.ctx.seen.contains(h)) {
+            return Ok(Flow::Continue);
+        }
+        // One relayed block not seen is almost surely new: checking it costs less than asking
+        // the chain thread first (which answers a duplicate anyway).
+        let unknown = if relay && hashes.len() == 1 {
+            vec![true]
+        } else {
+            self.ask(|reply| Command::Unknown { hashes, reply })
+                .await
+                .ok_or(())?
+        };
         let fresh: Vec<Block> = blocks
             .into_iter()
             .zip(unknown)
@@ -618,6 +661,10 @@ impl Conn {
             .ok_or(())?;
         let mut sent = HashSet::new();
         for (id, block) in found {
+            if self.unacked.contains(&id) {
+                self.held.insert(id, block);
+                continue;
+            }
             self.awaiting.remove(&id);
             if sent.insert(block.hash()) {
                 self.send(Message::Block(block.block().clone())).await?;
@@ -636,7 +683,12 @@ impl Conn {
         for block in connected.iter() {
             let mut hit = false;
             for r in &block.records {
-                hit |= self.awaiting.remove(&r.id());
+                let id = r.id();
+                if self.unacked.contains(&id) {
+                    self.held.insert(id, Arc::clone(block));
+                } else {
+                    hit |= self.awaiting.remove(&id);
+                }
             }
             if hit {
                 self.send(Message::Block(block.block().clone())).await?;

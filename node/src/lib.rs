@@ -16,6 +16,7 @@ pub mod peers;
 pub mod reporter;
 pub mod store;
 pub mod verify;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,9 +37,11 @@ use crate::actor::{Actor, Command, Mined, Status, now_ms};
 use crate::conn::Ctx;
 use crate::guard::{Guard, MAX_INBOUND, Refusal};
 use crate::miner::Miner;
+use crate::peers::Links;
 use crate::reporter::Reporter;
 use crate::store::Store;
-use crate::verify::Verified;
+use crate::verify::{SeenBlocks, Verified};
+use crate::writer::Writer;
 
 /// The pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -109,7 +112,7 @@ impl Node {
             let _ = pool.add(chain.ledger(), record);
         }
         let stale: Vec<_> = stored.into_iter().filter(|id| !pool.contains(id)).collect();
-        store.write(&[], &[], &stale)?;
+        store.write(&[], &[], &stale, true)?;
         tracing::info!(
             blocks = count, height = chain.height(), pending = pool.len(), id = %key.account(),
             "loaded the store"
@@ -190,16 +193,18 @@ impl Node {
             }
         })?;
         let verified = Verified::default();
+        let seen = SeenBlocks::default();
         let actor = Actor::new(
             chain,
             pool,
-            store,
+            Writer::spawn(store)?,
             events.clone(),
             status_tx,
             miner,
             key.account(),
             load,
             verified.clone(),
+            seen.clone(),
         );
         let span = tracing::Span::current();
         let actor_thread = std::thread::Builder::new()
@@ -217,6 +222,8 @@ impl Node {
                 addr: advertise.clone(),
             },
             verified,
+            seen,
+            links: Links::default(),
         };
         let tasks = TaskTracker::new();
         let reporter = Reporter {

@@ -142,13 +142,16 @@ impl Store {
         Ok((store, loaded))
     }
 
-    /// Writes a batch in one durable transaction: new blocks, new pending records, and pending
-    /// records to forget (mined, or found invalid).
+    /// Writes a batch in one transaction: new blocks, new pending records, and pending records
+    /// to forget (mined, or found invalid). `durable`: on disk when this returns (a sync);
+    /// otherwise with the next durable write or [`Store::sync`], and a crash before that loses
+    /// the batch but leaves the store as it was before it.
     pub fn write(
         &mut self,
         blocks: &[&Block],
         add_pending: &[&Record],
         forget: &[RecordId],
+        durable: bool,
     ) -> Result<(), StoreError> {
         let forget: Vec<(RecordId, u64)> = forget
             .iter()
@@ -161,7 +164,11 @@ impl Store {
         if blocks.is_empty() && add.is_empty() && forget.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.into()))?;
+        }
         let mut next_block = self.next_block;
         let mut next_pending = self.next_pending;
         let mut new_keys = Vec::new();
@@ -188,6 +195,12 @@ impl Store {
         for (id, _) in forget {
             self.pending_keys.remove(&id);
         }
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        self.db.begin_write()?.commit()?;
         Ok(())
     }
 

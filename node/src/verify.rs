@@ -6,7 +6,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use protocol::{Block, BlockError, CheckedBlock, Params, RecordId};
+use protocol::hash::Hash256;
+use protocol::{Block, BlockError, CheckedBlock, Params};
 
 /// Most record ids remembered as verified. A record relayed on its own is verified when the
 /// pool admits it, then arrives again in every block that holds it (several, when miners
@@ -16,40 +17,58 @@ pub const MAX_VERIFIED: usize = 65_536;
 
 /// Ids of records whose signatures this node verified, the oldest forgotten first. A record's
 /// id is the hash of its signed bytes, so a changed record is a new id and is verified.
+pub type Verified = Recent<MAX_VERIFIED>;
+
+/// Most block hashes remembered as already in the tree, for [`SeenBlocks`].
+pub const MAX_SEEN_BLOCKS: usize = 4096;
+
+/// Hashes of blocks that entered the tree lately. Relay floods every block to every peer, so a
+/// node gets each one from most of its links; the copies after the first are recognised here,
+/// by the connection itself, without a round trip to the chain thread (which is busy with the
+/// first copy). A hash forgotten only costs that round trip again.
+pub type SeenBlocks = Recent<MAX_SEEN_BLOCKS>;
+
+/// A set of hashes shared between tasks, holding the `CAP` most recently inserted.
 #[derive(Debug, Clone, Default)]
-pub struct Verified(Arc<Mutex<VerifiedIds>>);
+pub struct Recent<const CAP: usize>(Arc<Mutex<RecentInner>>);
 
 #[derive(Debug, Default)]
-struct VerifiedIds {
-    set: HashSet<RecordId>,
-    order: VecDeque<RecordId>,
+struct RecentInner {
+    set: HashSet<Hash256>,
+    order: VecDeque<Hash256>,
 }
 
-impl Verified {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VerifiedIds> {
+impl<const CAP: usize> Recent<CAP> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentInner> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `id` was verified.
-    pub fn contains(&self, id: &RecordId) -> bool {
-        self.lock().set.contains(id)
+    /// Whether `hash` is held.
+    pub fn contains(&self, hash: &Hash256) -> bool {
+        self.lock().set.contains(hash)
     }
 
-    /// Remembers `ids` as verified.
-    pub fn insert(&self, ids: impl IntoIterator<Item = RecordId>) {
+    /// Adds `hashes`, forgetting the oldest past `CAP`.
+    pub fn insert(&self, hashes: impl IntoIterator<Item = Hash256>) {
         let mut inner = self.lock();
-        for id in ids {
-            if inner.set.insert(id) {
-                inner.order.push_back(id);
+        for hash in hashes {
+            if inner.set.insert(hash) {
+                inner.order.push_back(hash);
             }
         }
-        while inner.order.len() > MAX_VERIFIED {
+        while inner.order.len() > CAP {
             if let Some(old) = inner.order.pop_front() {
                 inner.set.remove(&old);
             }
         }
     }
 }
+
+/// A batch of one block with at most this many records whose signatures are not yet verified is
+/// checked on the connection's own task: a relayed block is usually that (its records were
+/// verified when they were relayed on their own), and handing it to another thread and back
+/// cost more than the check, on every hop.
+pub const INLINE_MAX_UNVERIFIED: usize = 2;
 
 /// Below this many blocks a batch is checked on one thread: spreading costs more than it saves.
 const PARALLEL_FROM: usize = 8;
@@ -63,6 +82,23 @@ pub async fn check_blocks(
     params: Params,
     verified: Verified,
 ) -> (Vec<CheckedBlock>, Option<BlockError>) {
+    let unverified = |b: &Block| {
+        b.records
+            .iter()
+            .filter(|r| !verified.contains(&r.id()))
+            .count()
+    };
+    if let [block] = blocks.as_slice()
+        && unverified(block) <= INLINE_MAX_UNVERIFIED
+    {
+        let (checked, error) = check_prefix(blocks, &params, &verified);
+        verified.insert(
+            checked
+                .iter()
+                .flat_map(|b| b.records.iter().map(|r| r.id())),
+        );
+        return (checked, error);
+    }
     let checked = tokio::task::spawn_blocking(move || {
         let (checked, error) = check_all(blocks, &params, &verified);
         verified.insert(

@@ -1,0 +1,143 @@
+//! The store's writer thread. The chain thread hands it what each batch changed and goes on: a
+//! durable write waits for the disk (a sync), and while the chain thread waited, the next
+//! relayed block waited with it, on every node and every hop. Records are still acknowledged
+//! only once written, by this thread; writes happen in the order they were handed over, so a
+//! block is always stored after its parent.
+//!
+//! A write with records in it is durable (synced) before their acknowledgements go out. A write
+//! of blocks alone is not synced at once: it becomes durable with the next synced write, or
+//! [`SYNC_WITHIN`] later. Every node synced every block it relayed, and with many nodes on one
+//! machine (or one disk) those syncs queued up behind each other on every hop. A node that
+//! crashes before the sync loses those blocks and takes them back from its peers as it does
+//! any block it missed; a record it acknowledged is durable as pending until a synced write
+//! holds the block that mined it, so no acknowledged record is lost either.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use protocol::{CheckedBlock, Record, RecordId};
+use tokio::sync::oneshot;
+
+use crate::actor::RecordOutcome;
+use crate::store::Store;
+
+/// Writes handed over and not yet done, at most: past it the chain thread waits for the disk,
+/// so a disk slower than the traffic slows the node down rather than filling its memory.
+pub const MAX_QUEUED_WRITES: usize = 64;
+
+/// Longest a write of blocks alone stays unsynced.
+pub const SYNC_WITHIN: Duration = Duration::from_millis(250);
+
+/// What one batch of the chain thread changed, and the answers that wait for it on disk.
+#[derive(Debug, Default)]
+pub struct Write {
+    /// Blocks that entered the tree, parents first.
+    pub blocks: Vec<Arc<CheckedBlock>>,
+    /// Records newly pending.
+    pub add: Vec<Record>,
+    /// Pending records to drop (mined, or found invalid).
+    pub forget: Vec<RecordId>,
+    /// Records to acknowledge once written.
+    pub acks: Vec<(oneshot::Sender<RecordOutcome>, RecordOutcome)>,
+}
+
+/// The handle the chain thread keeps; dropping it finishes the queued writes and stops the
+/// thread.
+#[derive(Debug)]
+pub struct Writer {
+    queue: Option<SyncSender<Write>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread, which owns `store` from now on.
+    pub fn spawn(store: Store) -> std::io::Result<Writer> {
+        let (queue, writes) = sync_channel(MAX_QUEUED_WRITES);
+        // What it logs belongs to the node that started it.
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || span.in_scope(|| run(store, writes)))?;
+        Ok(Writer {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a write; waits only when [`MAX_QUEUED_WRITES`] are queued already.
+    pub fn write(&self, write: Write) {
+        if write.blocks.is_empty()
+            && write.add.is_empty()
+            && write.forget.is_empty()
+            && write.acks.is_empty()
+        {
+            return;
+        }
+        let Some(queue) = &self.queue else { return };
+        if let Err(failed) = queue.send(write) {
+            // The thread is gone (it panicked): nothing more is durable.
+            tracing::error!("the store writer stopped; records are not acknowledged");
+            for (reply, _) in failed.0.acks {
+                let _ = reply.send(RecordOutcome::NotStored("the store writer stopped".into()));
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the store writer panicked");
+        }
+    }
+}
+
+fn run(mut store: Store, writes: Receiver<Write>) {
+    let mut unsynced = false;
+    loop {
+        let next = if unsynced {
+            writes.recv_timeout(SYNC_WITHIN)
+        } else {
+            writes.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        let write = match next {
+            Ok(write) => write,
+            Err(RecvTimeoutError::Timeout) => {
+                sync(&mut store);
+                unsynced = false;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let durable = !write.acks.is_empty() || !write.add.is_empty();
+        let blocks: Vec<_> = write.blocks.iter().map(|b| b.block()).collect();
+        let add: Vec<&Record> = write.add.iter().collect();
+        let written = store.write(&blocks, &add, &write.forget, durable);
+        if let Err(e) = &written {
+            tracing::error!(error = %e, "cannot write the store");
+        }
+        unsynced = !durable || (unsynced && written.is_err());
+        for (reply, outcome) in write.acks {
+            // Acknowledged only once durable: an acknowledged record survives a crash.
+            let outcome = match &written {
+                Ok(()) => outcome,
+                Err(e) => RecordOutcome::NotStored(e.to_string()),
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+    if unsynced {
+        sync(&mut store);
+    }
+}
+
+fn sync(store: &mut Store) {
+    if let Err(e) = store.sync() {
+        tracing::error!(error = %e, "cannot sync the store");
+    }
+}
