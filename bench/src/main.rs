@@ -20,6 +20,23 @@ use std::process::ExitCode;
 
 use report::Row;
 
+const USAGE: &str =
+    "usage: cargo run --release -p bench -- [SCENARIO[=SIZE[,SIZE...]]]... [--quick]
+
+Starts real tracker and node processes on loopback and prints one table of figures, each beside
+a reference measured in the same run. No scenario named runs them all.
+
+scenarios (default sizes):
+  hashrate=2                seconds per measurement
+  propagation=3,10,30       network sizes (50 blocks each)
+  purchase=60               purchases
+  throughput=6000           purchases
+  sync=10000,100000         chain lengths
+  restart=100000            blocks in the store
+  tracker=1000              simulated nodes
+  memory=100000             blocks
+  --quick                   small default sizes for every scenario";
+
 /// A scenario to run, with its size.
 struct Pick {
     name: String,
@@ -73,6 +90,14 @@ fn sizes(text: &str) -> anyhow::Result<Vec<usize>> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(bad) = args.iter().find(|a| a.starts_with('-') && *a != "--quick") {
+        eprintln!("bench: unknown flag {bad:?}\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let mut picks: Vec<Pick> = args
         .iter()

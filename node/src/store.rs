@@ -15,7 +15,7 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks_v2");
 /// redb's page cache. Its default, a gibibyte, let a full read of the chain at start stay
 /// resident (tens of megabytes at 100,000 blocks); the store is appended to and read once at
 /// start, so a small cache for the B-tree's inner pages costs nothing in speed.
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 /// Blocks handed over at a time while loading: the whole chain is never held twice.
 const LOAD_CHUNK: usize = 4096;
 /// Pending records in the order they were admitted, in their canonical encoding.
