@@ -4,11 +4,8 @@
 //!
 //! `cargo run --release -p bench -- [SCENARIO[=SIZE]]... [--quick]`
 //!
-//! Scenarios (sizes in brackets are the defaults): `hashrate[=2]` (seconds per measurement),
-//! `propagation[=3,10,30]` (network sizes), `purchase[=60]` (purchases), `throughput[=6000]`
-//! (purchases), `sync[=10000,100000]` (chain lengths), `restart[=100000]` (blocks),
-//! `tracker[=1000]` (simulated nodes), `memory[=100000]` (blocks). No scenario runs them all;
-//! `--quick` makes every default small.
+//! `--help` lists the scenarios with their sizes (see [`SCENARIOS`]); no scenario named runs
+//! them all; `--quick` makes every default small.
 
 mod chains;
 mod net;
@@ -20,63 +17,51 @@ use std::process::ExitCode;
 
 use report::Row;
 
-const USAGE: &str =
-    "usage: cargo run --release -p bench -- [SCENARIO[=SIZE[,SIZE...]]]... [--quick]
-
-Starts real tracker and node processes on loopback and prints one table of figures, each beside
-a reference measured in the same run. No scenario named runs them all.
-
-scenarios (default sizes):
-  hashrate=2                seconds per measurement
-  propagation=3,10,30       network sizes (50 blocks each)
-  purchase=60               purchases
-  throughput=6000           purchases
-  sync=10000,100000         chain lengths
-  restart=100000            blocks in the store
-  tracker=1000              simulated nodes
-  memory=100000             blocks
-  --quick                   small default sizes for every scenario";
-
 /// A scenario to run, with its size.
 struct Pick {
     name: String,
     size: Option<String>,
 }
 
-/// The sizes of every scenario, full or quick.
+/// Every scenario, in order: its name, its default size in a full and in a quick run, and what
+/// the size counts.
+const SCENARIOS: [(&str, &str, &str, &str); 8] = [
+    ("hashrate", "2", "0.5", "seconds per measurement"),
+    (
+        "propagation",
+        "3,10,30",
+        "3",
+        "network sizes (50 blocks each)",
+    ),
+    ("purchase", "60", "10", "purchases"),
+    ("throughput", "6000", "600", "purchases"),
+    ("sync", "10000,100000", "1000", "chain lengths"),
+    ("restart", "100000", "2000", "blocks in the store"),
+    ("tracker", "1000", "100", "simulated nodes"),
+    ("memory", "100000", "2000", "blocks"),
+];
+
+/// The default size of scenario `name`, full or quick.
 fn default_size(name: &str, quick: bool) -> &'static str {
-    match (name, quick) {
-        ("hashrate", false) => "2",
-        ("hashrate", true) => "0.5",
-        ("propagation", false) => "3,10,30",
-        ("propagation", true) => "3",
-        ("purchase", false) => "60",
-        ("purchase", true) => "10",
-        ("throughput", false) => "6000",
-        ("throughput", true) => "600",
-        ("sync", false) => "10000,100000",
-        ("sync", true) => "1000",
-        ("restart", false) => "100000",
-        ("restart", true) => "2000",
-        ("tracker", false) => "1000",
-        ("tracker", true) => "100",
-        ("memory", false) => "100000",
-        ("memory", true) => "2000",
-        _ => "",
-    }
+    SCENARIOS
+        .iter()
+        .find(|(n, ..)| *n == name)
+        .map_or("", |&(_, full, small, _)| if quick { small } else { full })
 }
 
-/// Every scenario, in order.
-const ALL: [&str; 8] = [
-    "hashrate",
-    "propagation",
-    "purchase",
-    "throughput",
-    "sync",
-    "restart",
-    "tracker",
-    "memory",
-];
+fn usage() -> String {
+    let mut out = String::from(
+        "usage: cargo run --release -p bench -- [SCENARIO[=SIZE[,SIZE...]]]... [--quick]\n\n\
+         Starts real tracker and node processes on loopback and prints one table of figures, each\n\
+         beside a reference measured in the same run. No scenario named runs them all.\n\n\
+         scenarios (default sizes):\n",
+    );
+    for (name, full, _, counts) in SCENARIOS {
+        out.push_str(&format!("  {:<26}{counts}\n", format!("{name}={full}")));
+    }
+    out.push_str("  --quick                   small default sizes for every scenario");
+    out
+}
 
 fn sizes(text: &str) -> anyhow::Result<Vec<usize>> {
     text.split(',')
@@ -91,11 +76,11 @@ fn sizes(text: &str) -> anyhow::Result<Vec<usize>> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
+        println!("{}", usage());
         return ExitCode::SUCCESS;
     }
     if let Some(bad) = args.iter().find(|a| a.starts_with('-') && *a != "--quick") {
-        eprintln!("bench: unknown flag {bad:?}\n{USAGE}");
+        eprintln!("bench: unknown flag {bad:?}\n{}", usage());
         return ExitCode::FAILURE;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -114,20 +99,19 @@ fn main() -> ExitCode {
         })
         .collect();
     if picks.is_empty() {
-        picks = ALL
+        picks = SCENARIOS
             .iter()
-            .map(|n| Pick {
-                name: (*n).into(),
+            .map(|(name, ..)| Pick {
+                name: (*name).into(),
                 size: None,
             })
             .collect();
     }
-    if let Some(bad) = picks.iter().find(|p| !ALL.contains(&p.name.as_str())) {
-        eprintln!(
-            "bench: unknown scenario {:?}; known: {}",
-            bad.name,
-            ALL.join(", ")
-        );
+    if let Some(bad) = picks
+        .iter()
+        .find(|p| default_size(&p.name, false).is_empty())
+    {
+        eprintln!("bench: unknown scenario {:?}\n{}", bad.name, usage());
         return ExitCode::FAILURE;
     }
     match run(&picks, quick) {

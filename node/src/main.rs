@@ -1,13 +1,11 @@
 //! The `monkey-node` binary: flags, logging, the listener, signals; the rest is in the library.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use node::{Config, Node};
-use tokio_util::sync::CancellationToken;
 
 /// A Monkeychain node: mines, relays, syncs and stores the chain.
 #[derive(Debug, Parser)]
@@ -43,12 +41,7 @@ struct Args {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    daemon::init_logging();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -85,35 +78,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let node = Node::open(config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let shutdown = daemon::stop_on_signals()?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        println!("listening on {}", listener.local_addr()?);
-        std::io::stdout().flush()?;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        daemon::announce(listener.local_addr()?)?;
         node.run(listener, shutdown).await
     })?;
     // Connections still closing must not hold the process.
     runtime.shutdown_timeout(Duration::from_millis(200));
     Ok(())
-}
-
-/// Cancels `token` on Ctrl-C or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            token.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("stopping");
-    token.cancel();
 }

@@ -13,6 +13,7 @@ mod proc;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
@@ -70,22 +71,53 @@ pub async fn wait_all_agree(nodes: &[&NodeProc], ids: &[RecordId]) -> Vec<Block>
         "every node to hold every record once, on one tip",
         DEADLINE,
         || async {
-            let mut tips = Vec::new();
-            let mut last = None;
+            let mut chains = Vec::with_capacity(nodes.len());
             for node in nodes {
-                let chain = fetch_chain(&node.addr).await?;
-                let counts = record_counts(&chain);
-                assert!(counts.values().all(|&n| n == 1), "a record applied twice");
-                if ids.iter().any(|id| counts.get(id) != Some(&1)) {
-                    return None;
-                }
-                tips.push(tip(&chain));
-                last = Some(chain);
+                chains.push(fetch_chain(&node.addr).await?);
             }
-            tips.windows(2).all(|w| w[0] == w[1]).then_some(last?)
+            agreed(chains, ids)
         },
     )
     .await
+}
+
+/// The chain that all of `chains` agree on: each holds every one of `ids` exactly once, and all
+/// end on one tip. Fails the test at once if a chain holds any record twice.
+pub fn agreed(chains: Vec<Vec<Block>>, ids: &[RecordId]) -> Option<Vec<Block>> {
+    for chain in &chains {
+        let counts = record_counts(chain);
+        assert!(counts.values().all(|&n| n == 1), "a record applied twice");
+        if ids.iter().any(|id| counts.get(id) != Some(&1)) {
+            return None;
+        }
+    }
+    let tips: Vec<BlockHash> = chains.iter().map(|c| tip(c)).collect();
+    tips.windows(2)
+        .all(|w| w[0] == w[1])
+        .then(|| chains.into_iter().last())
+        .flatten()
+}
+
+/// `n` empty blocks on `parent` at `bits`, each stamped `offset` ms after its parent, mined by
+/// key 7.
+pub fn mine_chain(parent: &Block, n: usize, bits: u32, offset: u64) -> Vec<Block> {
+    let miner = key(7).account();
+    let mut out: Vec<Block> = Vec::new();
+    for _ in 0..n {
+        let parent = out.last().unwrap_or(parent);
+        let template = Block::template(
+            &parent.header,
+            Vec::new(),
+            miner,
+            bits,
+            parent.header.timestamp + offset,
+        );
+        let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
+            .header
+            .expect("low difficulty is always found");
+        out.push(Block { header, ..template });
+    }
+    out
 }
 
 /// A deterministic key.

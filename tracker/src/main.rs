@@ -1,14 +1,12 @@
 //! `monkey-tracker`: parses flags, sets up logging, binds the listener, prints `listening on
 //! ADDR` on stdout, and runs the tracker until Ctrl-C or SIGTERM.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracker::Config;
 
 /// The Monkeychain tracker: nodes report to it, shops and the visualizer ask it who is there.
@@ -77,13 +75,7 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    daemon::init_logging();
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -96,51 +88,13 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
-    let signals = shutdown_signals()?;
+    let shutdown = daemon::stop_on_signals()?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    {
-        // Scripts and tests wait for this line to know the port; it must not sit in a buffer.
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
-        stdout.flush().context("cannot write to stdout")?;
-    }
-    let shutdown = CancellationToken::new();
-    let cancel = shutdown.clone();
-    tokio::spawn(async move {
-        signals.await;
-        tracing::info!("shutting down");
-        cancel.cancel();
-    });
+    daemon::announce(addr)?;
     tracker::run(config, listener, shutdown).await
-}
-
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed before this returns, so a signal
-/// sent right after the `listening on` line is already ours, not the default that kills.
-#[cfg(unix)]
-fn shutdown_signals() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-}
-
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-fn shutdown_signals() -> anyhow::Result<impl Future<Output = ()>> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No way to be told to stop: run until killed rather than stop at once.
-            std::future::pending::<()>().await;
-        }
-    })
 }

@@ -1,32 +1,9 @@
 //! `S`: a subscriber gets the tip at once, then every block that enters the tree and every move
 //! of the best tip, reorgs included.
 
-use std::sync::atomic::AtomicBool;
-
+use protocol::genesis;
 use protocol::wire::{Blocks, Message, Update};
-use protocol::{Block, genesis};
 use testkit::*;
-
-/// `n` empty blocks on `parent` at `bits`, with timestamps `offset` ms apart from the parent's.
-fn mine_chain(parent: &Block, n: usize, bits: u32, offset: u64) -> Vec<Block> {
-    let miner = key(7).account();
-    let mut out: Vec<Block> = Vec::new();
-    for _ in 0..n {
-        let parent = out.last().unwrap_or(parent);
-        let template = Block::template(
-            &parent.header,
-            Vec::new(),
-            miner,
-            bits,
-            parent.header.timestamp + offset,
-        );
-        let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
-            .header
-            .expect("low difficulty is always found");
-        out.push(Block { header, ..template });
-    }
-    out
-}
 
 /// The next `U`, skipping anything else; fails the test on the end of the stream.
 async fn next_update(client: &mut Client) -> Update {

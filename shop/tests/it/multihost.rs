@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use nix::sched::CloneFlags;
 use protocol::{Block, Keypair, RecordId};
 use serde_json::{Value, json};
-use testkit::{DEADLINE, FLOOR, binary, fetch_chain, record_counts, tip, wait_for};
+use testkit::{DEADLINE, FLOOR, agreed, binary, fetch_chain, record_counts, wait_for};
 
 use crate::{SHOP, finish, json_of, num, text};
 
@@ -381,22 +381,11 @@ async fn look(ns: &str, addr: &str) -> Option<Vec<Block>> {
 /// once and all are on one tip; fails at once if a record appears twice. Returns that chain.
 async fn wait_agree(what: &str, ns: &str, addrs: &[&str], ids: &[RecordId]) -> Vec<Block> {
     wait_for(what, DEADLINE, || async {
-        let mut tips = Vec::new();
-        let mut last = None;
+        let mut chains = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            let chain = look(ns, addr).await?;
-            let counts = record_counts(&chain);
-            assert!(
-                counts.values().all(|&n| n == 1),
-                "{addr} holds a record twice"
-            );
-            if ids.iter().any(|id| counts.get(id) != Some(&1)) {
-                return None;
-            }
-            tips.push(tip(&chain));
-            last = Some(chain);
+            chains.push(look(ns, addr).await?);
         }
-        tips.windows(2).all(|w| w[0] == w[1]).then_some(last?)
+        agreed(chains, ids)
     })
     .await
 }

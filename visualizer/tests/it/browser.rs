@@ -420,7 +420,7 @@ async fn a_10000_block_chain_stays_light_and_smooth_in_chromium() {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let chain = tokio::task::spawn_blocking(|| crate::mine_chain(&genesis(), BLOCKS, FLOOR, 1000))
+    let chain = tokio::task::spawn_blocking(|| mine_chain(&genesis(), BLOCKS, FLOOR, 1000))
         .await
         .expect("mining");
     let mut peer = Client::connect(&node.addr).await;

@@ -14,12 +14,11 @@ mod state;
 mod stream;
 mod survive;
 
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures::StreamExt;
 use protocol::{Block, BlockHash};
-use testkit::{DEADLINE, key};
+use testkit::DEADLINE;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -156,27 +155,6 @@ pub fn blocks_of(message: &ToBrowser) -> &[BlockSummary] {
         ToBrowser::Blocks { blocks } => blocks,
         _ => &[],
     }
-}
-
-/// `n` empty blocks on `parent` at `bits`, with timestamps `offset` ms apart, mined by key 7.
-pub fn mine_chain(parent: &Block, n: usize, bits: u32, offset: u64) -> Vec<Block> {
-    let miner = key(7).account();
-    let mut out: Vec<Block> = Vec::new();
-    for _ in 0..n {
-        let parent = out.last().unwrap_or(parent);
-        let template = Block::template(
-            &parent.header,
-            Vec::new(),
-            miner,
-            bits,
-            parent.header.timestamp + offset,
-        );
-        let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
-            .header
-            .expect("low difficulty is always found");
-        out.push(Block { header, ..template });
-    }
-    out
 }
 
 /// The hashes of blocks.

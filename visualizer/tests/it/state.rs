@@ -6,11 +6,11 @@ use std::sync::atomic::AtomicBool;
 
 use protocol::tracker::{NodeInfo, NodeStatus, Topology};
 use protocol::{AccountId, Block, Record, genesis};
-use testkit::{buy, join, key};
+use testkit::{buy, join, key, mine_chain};
 use visualizer::state::State;
 use visualizer::view::{Link, NodeView, ToBrowser};
 
-use crate::{hashes, mine_chain, now_ms};
+use crate::{hashes, now_ms};
 
 /// One block on `parent` holding `records`, at 4 bits, mined by key 7.
 fn mine_with(parent: &Block, records: Vec<Record>) -> Block {
