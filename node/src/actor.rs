@@ -1,4 +1,5 @@
-//! The chain actor: one thread owns the block tree, the pending pool, the store and the miner.
+//! The chain actor: one thread owns the block tree, the pending pool and the miner; it hands
+//! what each batch changed to the writer thread (`writer.rs`), which owns the store.
 //! Connections send it commands and get answers; it broadcasts events (new blocks, new records,
 //! blocks that joined the best chain) that connections forward. Keeping the CPU work (signature
 //! checks, reorgs, replay) on this thread keeps it off the async workers.
