@@ -10,6 +10,7 @@ mod blocks;
 mod conn;
 mod floods;
 mod lines;
+mod slots;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -70,11 +71,13 @@ pub enum Attack {
     HugeLocator,
     /// A `D` whose hashes name no block.
     NonsenseLocator,
+    /// Every connection slot held by silent subscribers from four addresses.
+    HoldSlots,
 }
 
 impl Attack {
     /// Every attack, in the order `all` runs them.
-    pub const ALL: [Attack; 19] = [
+    pub const ALL: [Attack; 20] = [
         Attack::Garbage,
         Attack::EndlessLine,
         Attack::UnknownOpcode,
@@ -94,6 +97,7 @@ impl Attack {
         Attack::DuplicateFlood,
         Attack::HugeLocator,
         Attack::NonsenseLocator,
+        Attack::HoldSlots,
     ];
 
     /// The attack's name on the command line.
@@ -118,6 +122,7 @@ impl Attack {
             Attack::DuplicateFlood => "duplicate-flood",
             Attack::HugeLocator => "huge-locator",
             Attack::NonsenseLocator => "nonsense-locator",
+            Attack::HoldSlots => "hold-slots",
         }
     }
 
@@ -156,6 +161,8 @@ pub struct Outcome {
     pub banned: bool,
     /// Anything else worth saying (e.g. how many idle connections the node took).
     pub note: String,
+    /// For an attack on the node's slots: the longest a newcomer waited for its answer.
+    pub newcomer_wait: Option<Duration>,
 }
 
 /// How long the tool waits for any one answer from the node.
@@ -166,7 +173,7 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
     let mut outcome = match attack {
         Attack::Garbage => lines::garbage(target).await?,
         Attack::EndlessLine => lines::endless_line(target).await?,
-        Attack::UnknownOpcode => lines::send_line(target, b"Z {\"monkey\":true}\n").await?,
+        Attack::UnknownOpcode => lines::send_line(target, b"X {\"monkey\":true}\n").await?,
         Attack::BadJson => lines::send_line(target, b"A {\"account\": nope\n").await?,
         Attack::WrongShape => lines::send_line(target, b"B {\"blocks\": [1, 2, 3]}\n").await?,
         Attack::BadHash
@@ -183,6 +190,7 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
         Attack::DuplicateFlood => floods::duplicates(target).await?,
         Attack::HugeLocator => floods::locator(target, true).await?,
         Attack::NonsenseLocator => floods::locator(target, false).await?,
+        Attack::HoldSlots => slots::hold_slots(target).await?,
     };
     outcome.banned = conn::is_banned(target).await;
     Ok(outcome)

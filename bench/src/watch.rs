@@ -51,6 +51,11 @@ impl Watch {
             tasks.push(tokio::spawn(async move {
                 while let Some(Ok(message)) = link.next().await {
                     let now = Instant::now();
+                    // The node checks that a quiet subscriber is still there.
+                    if message == Message::KeepAlive && link.send(Message::KeepAlive).await.is_err()
+                    {
+                        break;
+                    }
                     let Message::Update(update) = message else {
                         continue;
                     };

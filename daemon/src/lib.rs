@@ -2,6 +2,11 @@
 //! same way: logs on stderr, the one `listening on` line on stdout that scripts and tests wait
 //! for, and a clean stop on Ctrl-C or SIGTERM. Libraries never call these: they take a bound
 //! listener and a cancellation token.
+//!
+//! One thing the three libraries do share: [`slots`], the table of connection slots (a cap per
+//! source address, and which idle connection to close when a new one needs room).
+
+pub mod slots;
 
 use std::fmt::Display;
 use std::io::Write;

@@ -172,6 +172,7 @@ impl Network {
                 max_peers: 8,
                 report_interval: Duration::from_secs(1),
                 refuse_peers_file: None,
+                idle_timeout: node::conn::IDLE_TIMEOUT,
             };
             let span = tracing::info_span!("node", n);
             // Loading checks the stored chain on every core: not a job for an async worker.

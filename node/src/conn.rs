@@ -31,16 +31,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
 use crate::guard::{
-    Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND,
+    Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND, Slot,
 };
 use crate::peers::Links;
 use crate::verify::{self, SeenBlocks, Verified};
 
-/// A client must say something this soon after connecting.
+/// A client must say something this soon after connecting (or within the idle timeout, if
+/// that is shorter).
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client (not a peer or subscriber, and not waiting for a record) that says nothing this
-/// long is closed.
+/// A client or subscriber that says nothing this long is closed (the node's default; tests
+/// lower it with `--idle-timeout-ms`). A subscriber or a client waiting on a record may have
+/// nothing to say for longer, so halfway through the node sends it a keep-alive `Z`, and any
+/// line back keeps it open: a connection that holds a slot must show it is alive.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one write to a connection may take: a reader that does not read fills the socket
+/// buffers, and is closed rather than allowed to park its task and hold its slot.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer link with no message either way for this long gets a `D`: it keeps the link alive
 /// and catches up on anything a lost relay missed.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
@@ -121,6 +127,8 @@ struct Conn {
     label: String,
     messages: Bucket,
     getblocks: Bucket,
+    /// An inbound connection's place among the node's slots; `None` for links we opened.
+    slot: Option<Slot>,
 }
 
 enum Flow {
@@ -135,6 +143,22 @@ pub async fn serve(
     outbound: Option<AccountId>,
     ctx: Ctx,
     cancel: CancellationToken,
+) {
+    serve_with(stream, outbound, ctx, cancel, None).await;
+}
+
+/// Serves a connection someone opened to us, holding `slot` until it ends; it is closed when
+/// the slot is taken for a newer connection (see [`daemon::slots`]).
+pub async fn serve_inbound(stream: TcpStream, ctx: Ctx, cancel: CancellationToken, slot: Slot) {
+    serve_with(stream, None, ctx, cancel, Some(slot)).await;
+}
+
+async fn serve_with(
+    stream: TcpStream,
+    outbound: Option<AccountId>,
+    ctx: Ctx,
+    cancel: CancellationToken,
+    slot: Option<Slot>,
 ) {
     let id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let peer_addr = stream.peer_addr().ok();
@@ -165,7 +189,9 @@ pub async fn serve(
         label,
         messages: Bucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST, now.into_std()),
         getblocks: Bucket::new(GETBLOCKS_PER_SECOND, GETBLOCKS_BURST, now.into_std()),
+        slot,
     };
+    let idle_timeout = conn.ctx.guard.idle_timeout();
     tracing::debug!(conn = id, addr = %conn.label, outbound = outbound.is_some(), "connection open");
     if outbound.is_some() {
         let me = Message::Identify(conn.ctx.me.clone());
@@ -176,16 +202,28 @@ pub async fn serve(
     let mut last_heard = Instant::now();
     let mut last_activity = Instant::now();
     let mut heard_anything = false;
+    // Whether a keep-alive `Z` went out since we last heard from the connection.
+    let mut pinged = false;
     loop {
-        let limit = match (conn.role, !conn.awaiting.is_empty(), heard_anything) {
-            (Role::Peer, _, _) => Some(PEER_IDLE_TIMEOUT),
-            (Role::Subscriber, _, _) | (Role::Client, true, _) => None,
-            (Role::Client, false, false) => Some(FIRST_MESSAGE_TIMEOUT),
-            (Role::Client, false, true) => Some(IDLE_TIMEOUT),
+        // Subscribers and clients waiting on a record may be quiet for long: they are asked.
+        let (limit, keep_alive) = match (conn.role, !conn.awaiting.is_empty(), heard_anything) {
+            (Role::Peer, _, _) => (PEER_IDLE_TIMEOUT, false),
+            (Role::Subscriber, _, _) | (Role::Client, true, _) => (idle_timeout, true),
+            (Role::Client, false, false) => (FIRST_MESSAGE_TIMEOUT.min(idle_timeout), false),
+            (Role::Client, false, true) => (idle_timeout, false),
         };
-        let idle = async {
-            match limit {
-                Some(limit) => tokio::time::sleep_until(last_heard + limit).await,
+        let idle = tokio::time::sleep_until(last_heard + limit);
+        let ping_due = async {
+            if keep_alive && !pinged {
+                tokio::time::sleep_until(last_heard + limit / 2).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let slot = conn.slot.as_ref();
+        let evicted = async move {
+            match slot {
+                Some(slot) => slot.evicted().await,
                 None => std::future::pending().await,
             }
         };
@@ -201,6 +239,12 @@ pub async fn serve(
             // Answers first: a record's `K` goes out before the `B` of the block holding it.
             biased;
             _ = cancel.cancelled() => Flow::Close,
+            _ = evicted => {
+                tracing::debug!(conn = id, addr = %conn.label, "closed to make room for a new connection");
+                let error = ErrorMessage::new("evicted", "closed to make room for a new connection");
+                let _ = conn.send(Message::Error(error)).await;
+                Flow::Close
+            }
             Some((id, outcome)) = conn.acks.next(), if !conn.acks.is_empty() => {
                 conn.on_ack(id, outcome).await.unwrap_or(Flow::Close)
             }
@@ -208,6 +252,10 @@ pub async fn serve(
                 let error = ErrorMessage::new("timeout", "idle for too long");
                 let _ = conn.send(Message::Error(error)).await;
                 Flow::Close
+            }
+            _ = ping_due => {
+                pinged = true;
+                if conn.send(Message::KeepAlive).await.is_ok() { Flow::Continue } else { Flow::Close }
             }
             _ = sync_due => {
                 last_activity = Instant::now();
@@ -229,6 +277,10 @@ pub async fn serve(
                     last_heard = Instant::now();
                     last_activity = last_heard;
                     heard_anything = true;
+                    pinged = false;
+                    if let Some(slot) = &conn.slot {
+                        slot.touch();
+                    }
                     conn.pace(&message).await;
                     conn.handle(message).await
                 }
@@ -278,10 +330,19 @@ impl Conn {
         }
     }
 
+    /// Sends one message, giving up after [`SEND_TIMEOUT`].
     async fn send(&mut self, message: Message) -> Result<(), ()> {
-        self.link.send(message).await.map_err(|e| {
-            tracing::debug!(conn = self.id, error = %e, "send failed");
-        })
+        match tokio::time::timeout(SEND_TIMEOUT, self.link.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(conn = self.id, error = %e, "send failed");
+                Err(())
+            }
+            Err(_) => {
+                tracing::debug!(conn = self.id, addr = %self.label, "not reading; closing");
+                Err(())
+            }
+        }
     }
 
     /// Asks the actor something; `None` when it is gone (the node is stopping).
@@ -360,7 +421,8 @@ impl Conn {
                 tracing::debug!(conn = self.id, code = %e.code, message = %e.message, "peer reported an error");
                 Ok(Flow::Continue)
             }
-            Message::Ack(_) => Ok(Flow::Continue),
+            // A keep-alive's work is done by being heard; it is never answered.
+            Message::Ack(_) | Message::KeepAlive => Ok(Flow::Continue),
             Message::Update(_) => {
                 let error = ErrorMessage::new("unexpected", "U is what a node sends, not takes");
                 self.send(Message::Error(error))
@@ -587,14 +649,23 @@ impl Conn {
         }
     }
 
-    /// Writes lines already encoded, then flushes once.
+    /// Writes lines already encoded, then flushes once, giving up after [`SEND_TIMEOUT`].
     async fn send_lines<'a>(&mut self, lines: impl Iterator<Item = &'a [u8]>) -> Result<(), ()> {
         for line in lines {
             self.link.write_buffer_mut().extend_from_slice(line);
         }
-        SinkExt::<&Message>::flush(&mut self.link)
-            .await
-            .map_err(|e| tracing::debug!(conn = self.id, error = %e, "send failed"))
+        let flush = SinkExt::<&Message>::flush(&mut self.link);
+        match tokio::time::timeout(SEND_TIMEOUT, flush).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(conn = self.id, error = %e, "send failed");
+                Err(())
+            }
+            Err(_) => {
+                tracing::debug!(conn = self.id, addr = %self.label, "not reading; closing");
+                Err(())
+            }
+        }
     }
 
     async fn forward_to_peer(&mut self, event: Event) -> Result<(), ()> {

@@ -1,6 +1,8 @@
 //! What keeps one misbehaving peer from hurting everyone else: bans by network address for
-//! provably invalid data, a cap on connections per address, the list of peers this node refuses
-//! (the test-only network split), and the token bucket that paces each connection.
+//! provably invalid data, the inbound connection slots (a cap per address, and the longest-idle
+//! connection of the biggest holder closed when a new one needs room: [`daemon::slots`]), the
+//! idle timeout, the list of peers this node refuses (the test-only network split), and the
+//! token bucket that paces each connection.
 //!
 //! Bans go by IP address, not by the id a peer claims in `I`: an id costs nothing to change. On
 //! one machine every honest node connects from 127.0.0.1, so `monkey-attack` binds another
@@ -13,13 +15,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use daemon::slots::Slot;
+use daemon::slots::SlotTable;
 use protocol::AccountId;
 
 /// Most inbound connections served at once (peers, shops, visualizers): each costs a task and
-/// up to one line of buffer, so this bounds memory; more are told `busy`.
+/// up to one line of buffer, so this bounds memory. A new connection past it closes the
+/// longest-idle connection of the address holding the most.
 pub const MAX_INBOUND: usize = 256;
-/// Most inbound connections from one IP address, so one host cannot take every slot. Thirty
-/// nodes, their shops and a visualizer on one machine stay well under it.
+/// Most inbound connections from one IP address, so one host cannot take every slot: a new one
+/// past it closes that address's own longest-idle connection. Thirty nodes, their shops and a
+/// visualizer on one machine stay well under it.
 pub const MAX_INBOUND_PER_IP: usize = 64;
 /// How long an address that sent provably invalid data is refused.
 pub const BAN_DURATION: Duration = Duration::from_secs(60);
@@ -37,16 +43,17 @@ pub const GETBLOCKS_PER_SECOND: f64 = 100.0;
 pub const GETBLOCKS_BURST: f64 = 200.0;
 
 /// The shared state of every connection's guard.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Guard {
     inner: Arc<Mutex<Inner>>,
     refuse_file: Option<PathBuf>,
+    slots: SlotTable,
+    idle_timeout: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     bans: HashMap<IpAddr, Instant>,
-    per_ip: HashMap<IpAddr, usize>,
     refused: HashSet<AccountId>,
 }
 
@@ -55,35 +62,18 @@ struct Inner {
 pub enum Refusal {
     /// The address is banned for a while.
     Banned(Duration),
-    /// The address has [`MAX_INBOUND_PER_IP`] connections already.
-    TooMany,
-}
-
-/// A slot taken by an inbound connection; given back when dropped.
-#[derive(Debug)]
-pub struct Slot {
-    guard: Guard,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut inner = self.guard.lock();
-        if let Some(count) = inner.per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                inner.per_ip.remove(&self.ip);
-            }
-        }
-    }
 }
 
 impl Guard {
-    /// A guard; `refuse_file` lists peer ids (hex, one per line) this node will not talk to.
-    pub fn new(refuse_file: Option<PathBuf>) -> Guard {
+    /// A guard; `refuse_file` lists peer ids (hex, one per line) this node will not talk to;
+    /// `idle_timeout` is how long a client or subscriber may stay silent (see
+    /// [`crate::conn::IDLE_TIMEOUT`]).
+    pub fn new(refuse_file: Option<PathBuf>, idle_timeout: Duration) -> Guard {
         let guard = Guard {
             inner: Arc::default(),
             refuse_file,
+            slots: SlotTable::new(MAX_INBOUND, MAX_INBOUND_PER_IP),
+            idle_timeout,
         };
         guard.reload_refused();
         guard
@@ -93,24 +83,24 @@ impl Guard {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a new inbound connection from `ip`, or says why not.
+    /// Admits a new inbound connection from `ip` unless it is banned. There is always room: if
+    /// there was none, another connection was told to close ([`daemon::slots`]).
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
-        let mut inner = self.lock();
-        if let Some(until) = inner.bans.get(&ip).copied() {
-            if until > now {
-                return Err(Refusal::Banned(until - now));
+        {
+            let mut inner = self.lock();
+            if let Some(until) = inner.bans.get(&ip).copied() {
+                if until > now {
+                    return Err(Refusal::Banned(until - now));
+                }
+                inner.bans.remove(&ip);
             }
-            inner.bans.remove(&ip);
         }
-        let count = inner.per_ip.entry(ip).or_insert(0);
-        if *count >= MAX_INBOUND_PER_IP {
-            return Err(Refusal::TooMany);
-        }
-        *count += 1;
-        Ok(Slot {
-            guard: self.clone(),
-            ip,
-        })
+        Ok(self.slots.admit(ip))
+    }
+
+    /// How long a client or subscriber may stay silent before it is closed.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Bans `ip` for [`BAN_DURATION`]; returns true when it was not banned already (so the
@@ -202,7 +192,7 @@ mod tests {
 
     #[test]
     fn bans_expire_and_slots_are_counted_per_address() {
-        let guard = Guard::new(None);
+        let guard = Guard::new(None, Duration::from_secs(60));
         let now = Instant::now();
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.1".parse().unwrap();
@@ -215,9 +205,12 @@ mod tests {
         let slots: Vec<Slot> = (0..MAX_INBOUND_PER_IP)
             .map(|_| guard.admit(b, now).unwrap())
             .collect();
-        assert_eq!(guard.admit(b, now).err(), Some(Refusal::TooMany));
-        drop(slots);
-        assert!(guard.admit(b, now).is_ok(), "slots come back when dropped");
+        assert!(slots.iter().all(|s| !s.is_evicted()));
+        let one_more = guard.admit(b, now).unwrap();
+        assert!(slots[0].is_evicted(), "past its share, an address loses its oldest");
+        assert_eq!(guard.slots.held_by(b), MAX_INBOUND_PER_IP);
+        drop((slots, one_more));
+        assert_eq!(guard.slots.held_by(b), 0, "slots come back when dropped");
     }
 
     #[test]
@@ -237,7 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("refuse");
         let id = protocol::Keypair::from_seed([5; 32]).account();
-        let guard = Guard::new(Some(path.clone()));
+        let guard = Guard::new(Some(path.clone()), Duration::from_secs(60));
         assert!(!guard.is_refused(&id), "a missing file refuses nobody");
         std::fs::write(&path, format!("{id}\nnot an id\n")).unwrap();
         guard.reload_refused();

@@ -28,14 +28,14 @@ use protocol::tracker::Topology;
 use protocol::wire::{ErrorMessage, Identify, Message};
 use protocol::{AccountId, Chain, Keypair, Params, Pool, PoolLimits};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::actor::{Actor, Command, Mined, Status, now_ms};
 use crate::conn::Ctx;
-use crate::guard::{Guard, MAX_INBOUND, Refusal};
+use crate::guard::{Guard, Refusal};
 use crate::miner::Miner;
 use crate::peers::Links;
 use crate::reporter::Reporter;
@@ -68,6 +68,9 @@ pub struct Config {
     /// A file of peer ids (hex, one per line) this node refuses to talk to, read again every
     /// second: how tests split a network in two and heal it. `None` in normal use.
     pub refuse_peers_file: Option<PathBuf>,
+    /// How long a client or subscriber may stay silent: [`conn::IDLE_TIMEOUT`] normally, less
+    /// in tests. A subscriber or a client waiting on a record is sent a keep-alive `Z` halfway.
+    pub idle_timeout: Duration,
 }
 
 /// A node with its store loaded, ready to run.
@@ -216,7 +219,7 @@ impl Node {
             events,
             next_conn: Arc::new(AtomicU64::new(1)),
             params,
-            guard: Guard::new(config.refuse_peers_file.clone()),
+            guard: Guard::new(config.refuse_peers_file.clone(), config.idle_timeout),
             me: Identify {
                 id: key.account(),
                 addr: advertise.clone(),
@@ -269,10 +272,10 @@ impl Node {
     }
 }
 
-/// Accepts connections until `cancel`: at most [`MAX_INBOUND`] at once, at most
-/// [`guard::MAX_INBOUND_PER_IP`] from one address, none from a banned one.
+/// Accepts connections until `cancel`: at most [`guard::MAX_INBOUND`] at once and
+/// [`guard::MAX_INBOUND_PER_IP`] from one address (past either, a longest-idle connection is
+/// closed to make room: see [`daemon::slots`]), none from a banned address.
 async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(MAX_INBOUND));
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -289,11 +292,6 @@ async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: Can
                 }
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::debug!(%addr, "too many connections; refusing one");
-            refuse(&stream, "busy", "too many connections; try again");
-            continue;
-        };
         let slot = match ctx.guard.admit(addr.ip(), std::time::Instant::now()) {
             Ok(slot) => slot,
             Err(Refusal::Banned(left)) => {
@@ -301,20 +299,9 @@ async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: Can
                 refuse(&stream, "banned", &message);
                 continue;
             }
-            Err(Refusal::TooMany) => {
-                tracing::debug!(%addr, "too many connections from one address");
-                refuse(&stream, "busy", "too many connections from your address");
-                continue;
-            }
         };
         let (ctx, token) = (ctx.clone(), cancel.child_token());
-        tasks.spawn(
-            async move {
-                conn::serve(stream, None, ctx, token).await;
-                drop((permit, slot));
-            }
-            .in_current_span(),
-        );
+        tasks.spawn(conn::serve_inbound(stream, ctx, token, slot).in_current_span());
     }
 }
 

@@ -38,6 +38,11 @@ struct Args {
     /// Most peers this node connects to.
     #[arg(long, env = "MONKEY_NODE_MAX_PEERS", default_value_t = 8)]
     max_peers: usize,
+    /// Milliseconds a client or subscriber may stay silent before it is closed; one that may
+    /// have nothing to say (a subscriber, a client waiting on a record) is sent a keep-alive
+    /// `Z` halfway, which it must answer.
+    #[arg(long, env = "MONKEY_NODE_IDLE_TIMEOUT_MS", default_value_t = node::conn::IDLE_TIMEOUT.as_millis() as u64)]
+    idle_timeout_ms: u64,
 }
 
 fn main() {
@@ -60,6 +65,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!(threads > 0, "--threads must be at least 1");
+    anyhow::ensure!(args.idle_timeout_ms > 0, "--idle-timeout-ms must be more than zero");
     anyhow::ensure!(
         args.difficulty_floor <= protocol::params::MAX_BITS,
         "--difficulty-floor must be at most {}",
@@ -74,6 +80,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_peers: args.max_peers,
         report_interval: Duration::from_secs(1),
         refuse_peers_file: args.refuse_peers_file,
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
     };
     let node = Node::open(config)?;
     let runtime = tokio::runtime::Runtime::new()?;

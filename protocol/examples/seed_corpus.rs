@@ -89,6 +89,7 @@ fn main() -> std::io::Result<()> {
             addr: "127.0.0.1:7001".into(),
         }),
         Message::Subscribe,
+        Message::KeepAlive,
         Message::Update(Update::Block {
             block: b2.clone(),
             received_ms: 1,

@@ -11,6 +11,7 @@
 //! | `I` | `{"id": node id, "addr": "host:port"}` | a node says who it is, first on a link it opens |
 //! | `S` | none | subscribe to the node's updates (the visualizer) |
 //! | `U` | an [`Update`] | a block entered the node's tree, or its best tip moved |
+//! | `Z` | none | keep-alive: a node asks a quiet long-lived connection to show it is there; the other side answers `Z` |
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,10 @@ pub enum Message {
     Subscribe,
     /// `U`: an update for a subscriber.
     Update(Update),
+    /// `Z`: keep-alive. A node sends it to a subscriber or a client waiting on a record that has
+    /// been quiet for a while; any line back (a `Z` is enough) shows the connection is alive.
+    /// A node never answers a `Z`, so two sides cannot ping-pong for ever.
+    KeepAlive,
 }
 
 /// The payload of `I`: who opened this link. Not signed: it names the peer for refusing and
@@ -139,6 +144,7 @@ impl WireMessage for Message {
             Message::Identify(_) => b'I',
             Message::Subscribe => b'S',
             Message::Update(_) => b'U',
+            Message::KeepAlive => b'Z',
         }
     }
 
@@ -152,7 +158,7 @@ impl WireMessage for Message {
             Message::Error(e) => serde_json::to_string(e)?,
             Message::Ack(k) => serde_json::to_string(k)?,
             Message::Identify(i) => serde_json::to_string(i)?,
-            Message::Subscribe => return Ok(None),
+            Message::Subscribe | Message::KeepAlive => return Ok(None),
             Message::Update(u) => serde_json::to_string(u)?,
         };
         Ok(Some(json))
@@ -197,6 +203,7 @@ impl WireMessage for Message {
             }
             b'S' => Message::Subscribe,
             b'U' => Message::Update(WireError::json(opcode, payload)?),
+            b'Z' => Message::KeepAlive,
             other => return Err(WireError::UnknownOpcode((other as char).to_string())),
         })
     }

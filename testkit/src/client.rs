@@ -26,6 +26,23 @@ impl Client {
         }
     }
 
+    /// Connects to a node from the local address `from` (another loopback address plays
+    /// another host); fails the test if it cannot.
+    pub async fn connect_from(addr: &str, from: std::net::IpAddr) -> Client {
+        let socket = match from {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("a socket");
+        socket.bind((from, 0).into()).expect("bind the local address");
+        let addr = addr.parse().expect("a socket address");
+        let stream = socket.connect(addr).await.expect("connect to node");
+        stream.set_nodelay(true).ok();
+        Client {
+            link: Framed::new(stream, LineCodec::new()),
+        }
+    }
+
     /// Sends one message; fails the test if the connection is gone.
     pub async fn send(&mut self, message: Message) {
         self.link.send(message).await.expect("send");
@@ -46,6 +63,8 @@ impl Client {
         loop {
             match self.next().await {
                 Some(Message::Ack(ack)) => assert_eq!(ack.id, id),
+                // The node checks that a quiet client is still there.
+                Some(Message::KeepAlive) => self.send(Message::KeepAlive).await,
                 Some(Message::Block(block)) if block.records.iter().any(|r| r.id() == id) => {
                     return block;
                 }

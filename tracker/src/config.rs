@@ -15,8 +15,12 @@ pub struct Config {
     pub silent_after: Duration,
     /// A removed node is dropped from the list this long after it was marked removed.
     pub forget_after: Duration,
-    /// The most connections served at once; one more gets `E busy` and is closed.
+    /// The most connections served at once. One more closes the longest-idle connection of the
+    /// address holding the most ([`daemon::slots`]).
     pub max_connections: usize,
+    /// The most connections from one source address, so one host cannot hold every slot; one
+    /// more closes that address's own longest-idle connection.
+    pub max_connections_per_address: usize,
     /// A new connection that sends no complete message within this is closed.
     pub first_message_timeout: Duration,
     /// A connection that sends no complete message for this long is closed. Nodes report every
@@ -38,6 +42,9 @@ impl Default for Config {
             silent_after: Duration::from_secs(5),
             forget_after: Duration::from_secs(60),
             max_connections: 1024,
+            // A quarter of the slots: a whole class's nodes, shops and visualizers on one machine
+            // stay under it, and one host alone cannot hold the tracker.
+            max_connections_per_address: 256,
             first_message_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             max_nodes: 4096,
@@ -76,6 +83,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Zero("max_connections"));
+        }
+        if self.max_connections_per_address == 0 {
+            return Err(ConfigError::Zero("max_connections_per_address"));
         }
         if self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::TooManyConnections(self.max_connections));

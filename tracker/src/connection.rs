@@ -3,13 +3,15 @@
 //!
 //! A node keeps its connection open and reports every second on it; a shop or the visualizer
 //! connects, sends `Q`, reads `T` and goes. Every connection is its own task, so a slow or silent
-//! client delays nobody else.
+//! client delays nobody else. Each holds a [`Slot`]: it is touched at every message, and the
+//! connection is closed with `E evicted` when its slot is taken for a newer connection.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use daemon::slots::Slot;
 use futures::StreamExt;
 use protocol::AccountId;
 use protocol::codec::{LineCodec, WireError, encode_line};
@@ -48,6 +50,8 @@ const LINGER_BYTES: usize = 64 * 1024;
 enum Close {
     /// The tracker is shutting down.
     Shutdown,
+    /// Its slot was taken for a newer connection.
+    Evicted,
     /// The client closed its side.
     PeerClosed,
     /// No complete message within the timeout.
@@ -67,6 +71,7 @@ pub(crate) async fn serve(
     registry: Shared,
     config: Arc<Config>,
     shutdown: CancellationToken,
+    slot: Slot,
 ) {
     let mut client = Client {
         // Unknown only if the socket already failed; such a client gets nowhere anyway.
@@ -91,6 +96,7 @@ pub(crate) async fn serve(
     let close = loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break Close::Shutdown,
+            () = slot.evicted() => break Close::Evicted,
             next = tokio::time::timeout(wait, reader.next()) => next,
         };
         let message = match next {
@@ -100,6 +106,7 @@ pub(crate) async fn serve(
             Ok(Some(Err(e))) => break Close::BadFrame(e),
             Ok(Some(Ok(message))) => message,
         };
+        slot.touch();
         wait = config.idle_timeout;
         let reply = answer(message, &registry, &mut client);
         // A client that never reads would fill the socket buffers and park this task forever.
@@ -111,6 +118,14 @@ pub(crate) async fn serve(
         Close::Shutdown => tracing::debug!("closing connection: shutting down"),
         Close::PeerClosed => tracing::debug!("client closed the connection"),
         Close::Broken(reason) => tracing::debug!(%reason, "connection broken"),
+        Close::Evicted => {
+            tracing::debug!("closing: its slot went to a newer connection");
+            let error = ErrorMessage::new(
+                "evicted",
+                "closed to make room for a new connection",
+            );
+            last_words(reader, writer, error, &shutdown).await;
+        }
         Close::Timeout(after) => {
             tracing::debug!(?after, "closing quiet connection");
             let error = ErrorMessage::new(

@@ -15,7 +15,7 @@
 //! | `T` or `E` | `E` with code `unexpected` | kept |
 //! | a line that does not parse | `E` with the codec's code (`not_utf8`, `unknown_opcode`, `malformed`, `missing_payload`, `bad_payload`, `line_too_long`) | closed |
 //! | nothing for a while | `E` with code `timeout` | closed |
-//! | anything, while the tracker is full of connections | `E` with code `busy` | closed at once |
+//! | nothing for longest, when a new connection needs its slot (the tracker is full, or this address holds its share) | `E` with code `evicted` | closed |
 //!
 //! [`run`] serves a bound listener until its token is cancelled; [`client::query`] asks a
 //! tracker for the topology.

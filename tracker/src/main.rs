@@ -25,6 +25,14 @@ struct Args {
     /// Most connections served at once.
     #[arg(long, env = "MONKEY_TRACKER_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Most connections from one source address (one more closes that address's longest-idle
+    /// connection).
+    #[arg(
+        long,
+        env = "MONKEY_TRACKER_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    max_connections_per_address: usize,
     /// Most nodes remembered; reports from new nodes beyond this are refused.
     #[arg(long, env = "MONKEY_TRACKER_MAX_NODES", default_value_t = 4096)]
     max_nodes: usize,
@@ -62,6 +70,7 @@ impl Args {
             silent_after: Duration::from_millis(self.silent_after_ms),
             forget_after: Duration::from_millis(self.forget_after_ms),
             max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
             first_message_timeout: Duration::from_millis(self.first_message_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_nodes: self.max_nodes,

@@ -1,14 +1,13 @@
 //! The accept loop: takes connections from an already bound listener, caps how many are served
-//! at once, runs the sweeper that ages the table, and shuts everything down when told to.
+//! at once and how many one address holds (past either cap, the longest-idle connection of the
+//! biggest holder is closed to make room: [`daemon::slots`]), runs the sweeper that ages the
+//! table, and shuts everything down when told to.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use protocol::codec::encode_line;
-use protocol::tracker::TrackerMessage;
-use protocol::wire::ErrorMessage;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use daemon::slots::SlotTable;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -33,7 +32,7 @@ pub async fn run(
     config.validate()?;
     let config = Arc::new(config);
     let registry: Shared = Arc::new(Mutex::new(Registry::new(&config)));
-    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let slots = SlotTable::new(config.max_connections, config.max_connections_per_address);
     let tasks = TaskTracker::new();
     tasks.spawn(sweep(
         registry.clone(),
@@ -59,20 +58,10 @@ pub async fn run(
                 }
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "refusing connection: too many");
-            refuse_busy(&stream, config.max_connections);
-            continue;
-        };
+        let slot = slots.admit(peer.ip());
         let span = tracing::debug_span!("connection", %peer);
         let (registry, config, shutdown) = (registry.clone(), config.clone(), shutdown.clone());
-        tasks.spawn(
-            async move {
-                connection::serve(stream, registry, config, shutdown).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
+        tasks.spawn(connection::serve(stream, registry, config, shutdown, slot).instrument(span));
     }
 
     drop(listener);
@@ -85,20 +74,6 @@ pub async fn run(
     }
     tracing::info!("tracker stopped");
     Ok(())
-}
-
-/// Tells a connection over the cap why it is closed, without waiting for it: the line is tiny and
-/// the socket's buffer is empty, so a non-blocking write takes it whole. Dropping the stream then
-/// closes it; a client flood costs the accept loop no more than that.
-fn refuse_busy(stream: &TcpStream, max: usize) {
-    let error = ErrorMessage::new(
-        "busy",
-        format!("the tracker is serving its maximum of {max} connections; try again"),
-    );
-    if let Ok(line) = encode_line(&TrackerMessage::Error(error)) {
-        // Nothing to do if it fails: the client sees the connection closed either way.
-        stream.try_write(line.as_bytes()).ok();
-    }
 }
 
 /// How often the sweeper ages the table: often enough that status changes are logged close to

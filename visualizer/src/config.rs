@@ -9,8 +9,14 @@ pub struct Config {
     pub tracker: String,
     /// How often the tracker is asked who is there.
     pub tracker_interval: Duration,
-    /// Most browsers connected at once; one more is refused with 503.
+    /// Most browsers connected at once. One more closes the longest-idle websocket of the
+    /// address holding the most ([`daemon::slots`]).
     pub max_browsers: usize,
+    /// Most websockets from one address; one more closes that address's longest-idle one.
+    pub max_browsers_per_address: usize,
+    /// A websocket that sends nothing (not even the pong to our ping, sent halfway) for this
+    /// long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -19,6 +25,9 @@ impl Default for Config {
             tracker: "127.0.0.1:7070".into(),
             tracker_interval: Duration::from_secs(1),
             max_browsers: 256,
+            // A classroom behind one NAT address still fits; one host alone holds a sixteenth.
+            max_browsers_per_address: 16,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -48,6 +57,12 @@ impl Config {
         }
         if self.max_browsers == 0 {
             return Err(ConfigError::Zero("max_browsers"));
+        }
+        if self.max_browsers_per_address == 0 {
+            return Err(ConfigError::Zero("max_browsers_per_address"));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::Zero("idle_timeout"));
         }
         if self.max_browsers > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::TooManyBrowsers(self.max_browsers));

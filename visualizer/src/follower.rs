@@ -213,6 +213,8 @@ impl Follower {
                         message: e.message,
                     });
                 }
+                // The node checks that a quiet subscriber is still there.
+                Message::KeepAlive => link.send(Message::KeepAlive).await?,
                 // Nothing else is meant for a subscriber.
                 _ => {}
             }

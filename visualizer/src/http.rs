@@ -4,18 +4,26 @@
 //! |---------|--------|
 //! | `GET /`, `GET /app.js`, ... | the embedded file ([`crate::assets`]) |
 //! | `GET /api/block/HASH` | [`crate::view::BlockDetails`] as JSON; 400 for a bad hash, 404 for an unknown block |
-//! | `GET /ws` (upgrade) | the browser protocol ([`crate::browser`]); 503 past the browser cap |
+//! | `GET /ws` (upgrade) | the browser protocol ([`crate::browser`]); 403 if the `Origin` is another site's |
 //! | anything else | 404 |
 //!
 //! Every answer carries a strict Content-Security-Policy: scripts, styles and images only from
 //! this server, no inline script, connections only back to this host (HTTP and websocket). The
 //! page never builds HTML from data either; the policy is the second line of defence.
+//!
+//! A websocket is opened only by the page itself: a browser always sends `Origin` on a websocket
+//! handshake, and it must be this server (`http://` or `https://` plus the request's `Host`), so
+//! another site's page cannot open websockets from its visitors' browsers. A request with no
+//! `Origin` is not from a browser page (a test, a script): it is accepted, and like any other it
+//! takes one of the browser slots ([`daemon::slots`]: a cap per address, and past it or past the
+//! total, the longest-idle websocket of the address holding the most is closed to make room).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
+use daemon::slots::SlotTable;
 use protocol::BlockHash;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 use warp::http::StatusCode;
@@ -64,6 +72,24 @@ fn secure(mut response: Response, host: Option<String>) -> Response {
     response
 }
 
+/// Whether a websocket request may be served: one from a browser page carries `Origin`, which
+/// must be this very server; one without is from a program, not a page, and is served.
+fn same_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    ["http://", "https://"].iter().any(|scheme| {
+        let (Some(start), Some(rest)) = (origin.get(..scheme.len()), origin.get(scheme.len()..))
+        else {
+            return false;
+        };
+        start.eq_ignore_ascii_case(scheme) && rest.eq_ignore_ascii_case(host)
+    })
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response {
     let mut response = warp::reply::with_status(body, status).into_response();
     response.headers_mut().insert(
@@ -98,23 +124,42 @@ async fn block_details(hub: Hub, hash: String) -> Result<Response, Infallible> {
     })
 }
 
-/// Every route, each answer with the security headers. `browsers` caps the open websockets.
+/// Every route, each answer with the security headers. `browsers` holds the open websockets'
+/// slots; a websocket silent for `idle_timeout` is closed.
 pub fn routes(
     hub: Hub,
-    browsers: Arc<Semaphore>,
+    browsers: SlotTable,
+    idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
     let ws_hub = hub.clone();
     let ws = warp::path!("ws")
         .and(warp::ws())
-        .map(move |ws: warp::ws::Ws| {
-            let Ok(permit) = Arc::clone(&browsers).try_acquire_owned() else {
-                return text(StatusCode::SERVICE_UNAVAILABLE, "too many browsers\n");
-            };
-            let (hub, shutdown) = (ws_hub.clone(), shutdown.clone());
-            ws.on_upgrade(move |socket| browser::serve(socket, hub, shutdown, permit))
+        .and(warp::addr::remote())
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .map(
+            move |ws: warp::ws::Ws,
+                  remote: Option<SocketAddr>,
+                  origin: Option<String>,
+                  host: Option<String>| {
+                if !same_origin(origin.as_deref(), host.as_deref()) {
+                    tracing::debug!(?origin, ?host, "refused a websocket from another site");
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "only this visualizer's own page may open its websocket\n",
+                    );
+                }
+                // Always known for a TCP listener; the unspecified address is one shared bucket.
+                let source = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                let slot = browsers.admit(source);
+                let (hub, shutdown) = (ws_hub.clone(), shutdown.clone());
+                ws.on_upgrade(move |socket| {
+                    browser::serve(socket, hub, shutdown, slot, idle_timeout)
+                })
                 .into_response()
-        });
+            },
+        );
     let details = warp::path!("api" / "block" / String)
         .and(warp::get())
         .and_then(move |hash| block_details(hub.clone(), hash));
@@ -146,5 +191,18 @@ mod tests {
         assert_eq!(websocket_origins(Some("evil; script-src *")), "");
         assert_eq!(websocket_origins(Some("")), "");
         assert_eq!(websocket_origins(None), "");
+    }
+
+    #[test]
+    fn only_the_page_itself_opens_a_websocket() {
+        let host = Some("127.0.0.1:8080");
+        assert!(same_origin(Some("http://127.0.0.1:8080"), host));
+        assert!(same_origin(Some("HTTPS://127.0.0.1:8080"), host));
+        assert!(same_origin(None, host), "not a browser page");
+        assert!(!same_origin(Some("http://evil.example"), host));
+        assert!(!same_origin(Some("http://127.0.0.1:8081"), host));
+        assert!(!same_origin(Some("null"), host));
+        assert!(!same_origin(Some("http://127.0.0.1:8080"), None));
+        assert!(!same_origin(Some("http://é:8080"), Some("x:8080")));
     }
 }

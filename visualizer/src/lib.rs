@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use daemon::slots::SlotTable;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -60,8 +60,8 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, tracker = %config.tracker, "visualizer serving");
     }
-    let browsers = Arc::new(Semaphore::new(config.max_browsers));
-    let routes = http::routes(hub, browsers, shutdown.clone());
+    let browsers = SlotTable::new(config.max_browsers, config.max_browsers_per_address);
+    let routes = http::routes(hub, browsers, config.idle_timeout, shutdown.clone());
     warp::serve(routes)
         .incoming(listener)
         .graceful(shutdown.clone().cancelled_owned())

@@ -37,6 +37,21 @@ struct Args {
     /// Most browsers connected at once.
     #[arg(long, env = "MONKEY_VISUALIZER_MAX_BROWSERS", default_value_t = 256)]
     max_browsers: usize,
+    /// Most browsers from one address (one more closes that address's longest-idle one).
+    #[arg(
+        long,
+        env = "MONKEY_VISUALIZER_MAX_BROWSERS_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    max_browsers_per_address: usize,
+    /// Milliseconds a browser may stay silent (it is pinged halfway; browsers answer by
+    /// themselves) before its websocket is closed.
+    #[arg(
+        long,
+        env = "MONKEY_VISUALIZER_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    idle_timeout_ms: u64,
 }
 
 impl Args {
@@ -46,6 +61,8 @@ impl Args {
             tracker: self.tracker.clone(),
             tracker_interval: Duration::from_millis(self.tracker_interval_ms),
             max_browsers: self.max_browsers,
+            max_browsers_per_address: self.max_browsers_per_address,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
         };
         config.validate().context("invalid configuration")?;
         Ok(config)

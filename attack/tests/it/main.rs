@@ -109,6 +109,12 @@ async fn hundreds_of_silent_connections_block_nobody() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_subscribers_holding_every_slot_keep_no_newcomer_out() {
+    // `check` also times the newcomers: see support::check.
+    check(Attack::HoldSlots, 300, &[], SERVED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_stream_of_duplicates() {
     check(Attack::DuplicateFlood, 6000, &[], SERVED).await;
 }

@@ -132,6 +132,7 @@ async fn purchases_survive_crashes_restarts_and_a_hostile_peer() {
                 Attack::DuplicateFlood,
                 Attack::BadSignature,
                 Attack::NonsenseLocator,
+                Attack::HoldSlots,
             ];
             for round in 0..10_000u32 {
                 if stop.load(Ordering::Relaxed) {
@@ -157,7 +158,8 @@ async fn purchases_survive_crashes_restarts_and_a_hostile_peer() {
                     node,
                     from: IpAddr::V4(Ipv4Addr::new(127, 0, 1, (round % 250) as u8 + 2)),
                     floor: FLOOR,
-                    count: 50,
+                    // Enough subscribers to hold every slot of the node.
+                    count: if attack == Attack::HoldSlots { 300 } else { 50 },
                 };
                 // A node killed mid-attack is an error for the attacker, not the test.
                 let _ = tokio::time::timeout(Duration::from_secs(20), attack::run(attack, &target))

@@ -139,6 +139,9 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
         "100000",
         "--max-connections",
         "4096",
+        // Every simulated node connects from 127.0.0.1.
+        "--max-connections-per-address",
+        "4096",
         "--max-nodes",
         "8192",
     ];

@@ -5,5 +5,6 @@ mod bad_input;
 mod failures;
 mod network;
 mod restart;
+mod slots;
 mod subscribe;
 mod sync;

@@ -35,6 +35,7 @@ fn every_message() -> Vec<Message> {
             addr: "127.0.0.1:7001".into(),
         }),
         Message::Subscribe,
+        Message::KeepAlive,
         Message::Update(Update::Block {
             block: b2.clone(),
             received_ms: 7,

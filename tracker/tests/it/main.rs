@@ -8,5 +8,6 @@ mod lifecycle;
 mod limits;
 mod refusals;
 mod restart;
+mod slots;
 mod support;
 mod timeouts;

@@ -26,6 +26,7 @@ pub fn fast_config() -> Config {
         silent_after: Duration::from_millis(300),
         forget_after: Duration::from_secs(1),
         max_connections: 64,
+        max_connections_per_address: 64,
         first_message_timeout: Duration::from_millis(500),
         idle_timeout: Duration::from_secs(10),
         max_nodes: 64,

@@ -10,6 +10,7 @@ mod browser;
 mod cdp;
 mod garbage;
 mod http;
+mod slots;
 mod state;
 mod stream;
 mod survive;
@@ -39,13 +40,18 @@ pub struct Visualizer {
 impl Visualizer {
     /// Starts one for the tracker at `tracker`, on a free loopback port.
     pub async fn start(tracker: &str) -> Visualizer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local address").to_string();
-        let config = visualizer::Config {
+        Visualizer::start_with(visualizer::Config {
             tracker: tracker.to_string(),
             tracker_interval: TRACKER_INTERVAL,
             ..visualizer::Config::default()
-        };
+        })
+        .await
+    }
+
+    /// Starts one with `config`, on a free loopback port.
+    pub async fn start_with(config: visualizer::Config) -> Visualizer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address").to_string();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(visualizer::run(config, listener, shutdown.clone()));
         Visualizer {
