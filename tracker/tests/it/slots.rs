@@ -16,12 +16,13 @@ const SERVED_WITHIN: Duration = Duration::from_secs(2);
 /// The tracker's slots in this test, all of which one address may hold.
 const SLOTS: usize = 32;
 
-/// Connects from `from`, asks for the topology, and returns how long the answer took.
-async fn time_a_newcomer(tracker: &Tracker, from: &str) -> Duration {
+/// Connects from `from`, asks for the topology, and returns how long the answer took, and the
+/// connection (kept open, it goes on holding its slot).
+async fn time_a_newcomer(tracker: &Tracker, from: &str) -> (Duration, Conn) {
     let started = Instant::now();
     let mut conn = Conn::connect_from(&tracker.addr, from).await;
     conn.topology().await;
-    started.elapsed()
+    (started.elapsed(), conn)
 }
 
 #[tokio::test]
@@ -39,8 +40,8 @@ async fn one_address_holding_every_slot_keeps_no_newcomer_out() {
         held.push(conn);
     }
 
-    let other = time_a_newcomer(&tracker, "127.0.0.3").await;
-    let same = time_a_newcomer(&tracker, "127.0.0.2").await;
+    let (other, _kept) = time_a_newcomer(&tracker, "127.0.0.3").await;
+    let (same, _kept_too) = time_a_newcomer(&tracker, "127.0.0.2").await;
     println!(
         "{SLOTS} idle connections from one address; a newcomer from another address was \
          answered in {other:?}, one from the same address in {same:?}"
