@@ -39,12 +39,13 @@ async fn open(addr: &str, from: &str, origin: Option<&str>) -> Result<Page, WsEr
     Ok(Page { ws })
 }
 
-/// Opens a websocket from `from` and returns how long its snapshot took.
-async fn time_a_newcomer(addr: &str, from: &str) -> Duration {
+/// Opens a websocket from `from` and returns how long its snapshot took, and the page (kept
+/// open, it goes on holding its slot).
+async fn time_a_newcomer(addr: &str, from: &str) -> (Duration, Page) {
     let started = Instant::now();
     let mut page = open(addr, from, None).await.expect("a newcomer is let in");
     page.snapshot().await;
-    started.elapsed()
+    (started.elapsed(), page)
 }
 
 /// A visualizer with [`SLOTS`] slots for one address and `idle` as its idle timeout; its
@@ -85,8 +86,8 @@ async fn idle_websockets_holding_every_slot_keep_no_newcomer_out() {
         held.push(page);
     }
 
-    let other = time_a_newcomer(&vis.addr, "127.0.0.3").await;
-    let same = time_a_newcomer(&vis.addr, "127.0.0.2").await;
+    let (other, _kept) = time_a_newcomer(&vis.addr, "127.0.0.3").await;
+    let (same, _kept_too) = time_a_newcomer(&vis.addr, "127.0.0.2").await;
     println!(
         "{SLOTS} idle websockets from one address; a newcomer from another address had its \
          snapshot in {other:?}, one from the same address in {same:?}"
