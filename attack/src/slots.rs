@@ -60,11 +60,11 @@ pub async fn hold_slots(target: &Target) -> anyhow::Result<Outcome> {
         from: nth_address(target.from, HOLDERS),
         ..target.clone()
     };
-    let (other_served, other_ms) = timed_request(&other).await;
+    let (other_served, other_wait) = timed_request(&other).await;
     let started = Instant::now();
     let conn = RawConn::open(target).await?;
     let probe = conn.probe().await;
-    let same_ms = started.elapsed().as_millis();
+    let same_wait = started.elapsed();
     // Evicted holders were told so: count them without waiting on the ones still open.
     let mut evicted = 0;
     for conn in &mut held {
@@ -76,11 +76,11 @@ pub async fn hold_slots(target: &Target) -> anyhow::Result<Outcome> {
         }
     }
     let mut outcome = outcome_of(target.count, probe);
-    outcome.newcomer_wait = Some(Duration::from_millis(other_ms.max(same_ms) as u64));
+    outcome.newcomer_wait = Some(other_wait.max(same_wait));
     outcome.note = format!(
         "{} subscribers held from {HOLDERS} addresses ({failed} not taken), {evicted} evicted \
-         so far; a newcomer from another address served: {other_served} in {other_ms} ms, from \
-         the attacker's own address in {same_ms} ms",
+         so far; a newcomer from another address served: {other_served} in {other_wait:?}, \
+         from the attacker's own address in {same_wait:?}",
         held.len()
     );
     drop(held);
@@ -88,8 +88,8 @@ pub async fn hold_slots(target: &Target) -> anyhow::Result<Outcome> {
 }
 
 /// Opens a connection from `target.from`, asks for the chain, and says whether the answer came
-/// and how many milliseconds it took.
-async fn timed_request(target: &Target) -> (bool, u128) {
+/// and how long it took.
+async fn timed_request(target: &Target) -> (bool, Duration) {
     let started = Instant::now();
     let served = async {
         let mut conn = RawConn::open(target).await.ok()?;
@@ -112,5 +112,5 @@ async fn timed_request(target: &Target) -> (bool, u128) {
         .ok()
         .flatten()
         .is_some();
-    (served, started.elapsed().as_millis())
+    (served, started.elapsed())
 }
