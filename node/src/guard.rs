@@ -207,7 +207,10 @@ mod tests {
             .collect();
         assert!(slots.iter().all(|s| !s.is_evicted()));
         let one_more = guard.admit(b, now).unwrap();
-        assert!(slots[0].is_evicted(), "past its share, an address loses its oldest");
+        assert!(
+            slots[0].is_evicted(),
+            "past its share, an address loses its oldest"
+        );
         assert_eq!(guard.slots.held_by(b), MAX_INBOUND_PER_IP);
         drop((slots, one_more));
         assert_eq!(guard.slots.held_by(b), 0, "slots come back when dropped");

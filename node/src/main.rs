@@ -65,7 +65,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!(threads > 0, "--threads must be at least 1");
-    anyhow::ensure!(args.idle_timeout_ms > 0, "--idle-timeout-ms must be more than zero");
+    anyhow::ensure!(
+        args.idle_timeout_ms > 0,
+        "--idle-timeout-ms must be more than zero"
+    );
     anyhow::ensure!(
         args.difficulty_floor <= protocol::params::MAX_BITS,
         "--difficulty-floor must be at most {}",

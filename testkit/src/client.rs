@@ -34,7 +34,9 @@ impl Client {
             std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
         }
         .expect("a socket");
-        socket.bind((from, 0).into()).expect("bind the local address");
+        socket
+            .bind((from, 0).into())
+            .expect("bind the local address");
         let addr = addr.parse().expect("a socket address");
         let stream = socket.connect(addr).await.expect("connect to node");
         stream.set_nodelay(true).ok();

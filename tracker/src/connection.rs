@@ -120,10 +120,7 @@ pub(crate) async fn serve(
         Close::Broken(reason) => tracing::debug!(%reason, "connection broken"),
         Close::Evicted => {
             tracing::debug!("closing: its slot went to a newer connection");
-            let error = ErrorMessage::new(
-                "evicted",
-                "closed to make room for a new connection",
-            );
+            let error = ErrorMessage::new("evicted", "closed to make room for a new connection");
             last_words(reader, writer, error, &shutdown).await;
         }
         Close::Timeout(after) => {

@@ -98,7 +98,9 @@ async fn a_silent_subscriber_or_waiting_client_is_asked_then_closed() {
     let answering = subscribe(&node.addr, loopback(1)).await;
     // A purchase that cannot be mined yet (no join before it): the client waits on it.
     let mut waiting = Client::connect(&node.addr).await;
-    waiting.send(Message::Record(buy(&key(9), 1, "marmoset"))).await;
+    waiting
+        .send(Message::Record(buy(&key(9), 1, "marmoset")))
+        .await;
     match waiting.next().await {
         Some(Message::Ack(ack)) => assert_eq!(ack.status, "waiting"),
         other => panic!("expected K waiting, got {other:?}"),
@@ -144,5 +146,8 @@ async fn a_silent_subscriber_or_waiting_client_is_asked_then_closed() {
         );
     }
     let pings = answering.await.unwrap();
-    assert!(pings >= 2, "the answering subscriber was asked {pings} times");
+    assert!(
+        pings >= 2,
+        "the answering subscriber was asked {pings} times"
+    );
 }

@@ -6,9 +6,7 @@ use std::time::Duration;
 use protocol::tracker::{NodeStatus, TrackerMessage};
 use tracker::Config;
 
-use crate::support::{
-    Conn, Node, Tracker, assert_single_error, fast_config, status,
-};
+use crate::support::{Conn, Node, Tracker, assert_single_error, fast_config, status};
 
 #[tokio::test]
 async fn a_connection_beyond_the_maximum_closes_the_longest_idle() {

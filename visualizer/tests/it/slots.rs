@@ -128,7 +128,10 @@ async fn a_websocket_that_never_answers_the_ping_is_closed() {
     tokio::time::sleep(IDLE + Duration::from_secs(1)).await;
     assert_eq!(close_reason(&mut silent.ws).await, "idle");
     let pings = answering.await.unwrap();
-    assert!(pings >= 2, "the answering websocket was pinged {pings} times");
+    assert!(
+        pings >= 2,
+        "the answering websocket was pinged {pings} times"
+    );
     vis.stop().await;
 }
 
@@ -142,7 +145,9 @@ async fn another_sites_page_cannot_open_a_websocket() {
         Ok(_) => panic!("another site's page opened a websocket"),
     }
     let own = format!("http://{}", vis.addr);
-    let mut page = open(&vis.addr, "127.0.0.1", Some(&own)).await.expect("the page itself");
+    let mut page = open(&vis.addr, "127.0.0.1", Some(&own))
+        .await
+        .expect("the page itself");
     page.snapshot().await;
     vis.stop().await;
 }
