@@ -332,7 +332,16 @@ impl Conn {
 
     /// Sends one message, giving up after [`SEND_TIMEOUT`].
     async fn send(&mut self, message: Message) -> Result<(), ()> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.link.send(message)).await {
+        let sent = tokio::time::timeout(SEND_TIMEOUT, self.link.send(message)).await;
+        self.written(sent)
+    }
+
+    /// What a write bounded by [`SEND_TIMEOUT`] came to; a failure is logged.
+    fn written(
+        &self,
+        sent: Result<Result<(), WireError>, tokio::time::error::Elapsed>,
+    ) -> Result<(), ()> {
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::debug!(conn = self.id, error = %e, "send failed");
@@ -655,17 +664,8 @@ impl Conn {
             self.link.write_buffer_mut().extend_from_slice(line);
         }
         let flush = SinkExt::<&Message>::flush(&mut self.link);
-        match tokio::time::timeout(SEND_TIMEOUT, flush).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::debug!(conn = self.id, error = %e, "send failed");
-                Err(())
-            }
-            Err(_) => {
-                tracing::debug!(conn = self.id, addr = %self.label, "not reading; closing");
-                Err(())
-            }
-        }
+        let sent = tokio::time::timeout(SEND_TIMEOUT, flush).await;
+        self.written(sent)
     }
 
     async fn forward_to_peer(&mut self, event: Event) -> Result<(), ()> {
