@@ -57,7 +57,8 @@ pub async fn idle_connections(target: &Target) -> anyhow::Result<Outcome> {
             Err(_) => refused += 1,
         }
     }
-    // A node at its limit says `busy` (or `banned`) at once and closes.
+    // Past its share, an address loses its own oldest connections (`E evicted`); a banned one
+    // is told `banned` at once.
     let mut turned_away = 0;
     for conn in &mut held {
         if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), conn.next_raw()).await
