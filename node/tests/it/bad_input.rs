@@ -30,7 +30,7 @@ async fn garbage_oversize_and_unknown_opcodes_get_an_error_and_a_close() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"\x00\xff garbage \xfe\n".to_vec(), "not_utf8"),
         (vec![b'x'; MAX_LINE + 2], "line_too_long"),
-        (b"Z {}\n".to_vec(), "unknown_opcode"),
+        (b"X {}\n".to_vec(), "unknown_opcode"),
         (b"A {\"not\": \"a record\"}\n".to_vec(), "bad_payload"),
     ];
     for (bytes, code) in cases {

@@ -208,7 +208,7 @@ fn an_oversize_message_is_not_sent() {
 #[test]
 fn bad_lines_are_error_values() {
     let err = |bytes: &[u8]| decode_chunked::<Message>(bytes, 64).unwrap_err();
-    assert!(matches!(err(b"Z {}\n"), WireError::UnknownOpcode(_)));
+    assert!(matches!(err(b"X {}\n"), WireError::UnknownOpcode(_)));
     assert!(matches!(err(b"hello\n"), WireError::UnknownOpcode(_)));
     assert!(matches!(err(b"\xff\xfe\n"), WireError::NotUtf8));
     assert!(matches!(err(b"A\n"), WireError::MissingPayload('A')));
@@ -233,7 +233,7 @@ fn bad_lines_are_error_values() {
         err(huge_locator.as_bytes()),
         WireError::BadPayload { opcode: 'D', .. }
     ));
-    assert_eq!(err(b"Z\n").code(), "unknown_opcode");
+    assert_eq!(err(b"X\n").code(), "unknown_opcode");
 }
 
 proptest! {
