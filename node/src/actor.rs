@@ -232,6 +232,8 @@ struct Batch {
     handled: usize,
     /// Blocks that entered the tree, to store.
     blocks: Vec<Arc<CheckedBlock>>,
+    /// Blocks that left the tree (pruned side blocks, invalid branches), to delete.
+    remove_blocks: Vec<(u64, BlockHash)>,
     /// Records newly pending, to store.
     add_pending: Vec<Record>,
     /// Pending records now in a best-chain block, to drop from the store.
@@ -317,6 +319,8 @@ impl Actor {
                 break;
             };
             let mut batch = Batch::default();
+            // Records that waited too long for their account's earlier ones go.
+            self.pool.expire(now_ms());
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 if matches!(command, Command::Shutdown) {
@@ -408,6 +412,7 @@ impl Actor {
     fn finish(&mut self, batch: Batch) {
         let Batch {
             blocks,
+            remove_blocks,
             add_pending,
             forget,
             acks,
@@ -420,6 +425,7 @@ impl Actor {
             .collect();
         self.writer.write(Write {
             blocks,
+            remove_blocks,
             add,
             forget: forget.into_iter().collect(),
             acks,
@@ -435,20 +441,47 @@ impl Actor {
         if let Some(block) = self.mined.get(&id).and_then(|h| self.chain.get(h)) {
             return RecordOutcome::InBlock(Arc::clone(block));
         }
-        match self.pool.add(self.chain.ledger(), record.clone()) {
-            Ok(admitted) => {
+        let added = self.pool.add(self.chain.ledger(), record.clone());
+        let outcome = match added {
+            Ok(Admitted::Ready) => {
                 self.verified.insert([id]);
-                batch.add_pending.push(record.clone());
-                batch.remine = true;
-                let record = Arc::new(NewRecord {
-                    record,
-                    relay: Line::default(),
-                });
-                let _ = self.events.send(Event::Record { record, from });
-                RecordOutcome::Pending(admitted)
+                self.admit_ready(record, from, batch);
+                RecordOutcome::Pending(Admitted::Ready)
+            }
+            // Not minable yet: neither stored nor relayed (see `protocol::pool`), so a flood of
+            // them costs this node a small buffer and its peers nothing.
+            Ok(Admitted::Waiting) => {
+                self.verified.insert([id]);
+                RecordOutcome::Pending(Admitted::Waiting)
             }
             Err(PoolError::AlreadyPending) => RecordOutcome::AlreadyPending,
             Err(e) => RecordOutcome::Refused(e),
+        };
+        self.pool_changes(batch);
+        outcome
+    }
+
+    /// A record that is minable now: stored with the batch, relayed, mined.
+    fn admit_ready(&mut self, record: Record, from: ConnId, batch: &mut Batch) {
+        batch.forget.remove(&record.id());
+        batch.add_pending.push(record.clone());
+        batch.remine = true;
+        let record = Arc::new(NewRecord {
+            record,
+            relay: Line::default(),
+        });
+        let _ = self.events.send(Event::Record { record, from });
+    }
+
+    /// Acts on what else the pool changed: records that stopped waiting are stored and relayed
+    /// now; ready records that left it (evicted, or no longer minable) leave the store.
+    fn pool_changes(&mut self, batch: &mut Batch) {
+        let changes = self.pool.take_changes();
+        for id in changes.dropped {
+            batch.forget.insert(id);
+        }
+        for record in changes.ready {
+            self.admit_ready(record, SELF, batch);
         }
     }
 
@@ -465,6 +498,8 @@ impl Actor {
         for block in blocks {
             match self.chain.insert_checked(block, now_ms()) {
                 Ok(Imported::Duplicate) => outcome.duplicates += 1,
+                // Forks below the deepest reorg this node accepts: dropped, nobody's fault.
+                Ok(Imported::TooDeep) => {}
                 Ok(Imported::Orphan { missing }) => outcome.orphan = Some(missing),
                 Ok(imported) => {
                     outcome.accepted += 1;
@@ -476,6 +511,7 @@ impl Actor {
                 }
             }
         }
+        batch.remove_blocks.extend(self.chain.take_removed());
         if added.is_empty() {
             return outcome;
         }
@@ -522,13 +558,15 @@ impl Actor {
         }
         self.pool
             .on_tip_change(self.chain.ledger(), &disconnected, &connected);
-        // Records of blocks that left the best chain are pending again, on disk too.
+        // Records of blocks that left the best chain are pending again, on disk too (if they
+        // are minable: waiting records are not stored).
         for record in disconnected.iter().flat_map(|b| b.records.iter()) {
-            if self.pool.contains(&record.id()) {
+            if self.pool.is_ready(&record.id()) {
                 batch.forget.remove(&record.id());
                 batch.add_pending.push(record.clone());
             }
         }
+        self.pool_changes(batch);
         let _ = self.events.send(Event::Tip {
             tip: Arc::clone(self.chain.tip()),
             disconnected: disconnected.into(),

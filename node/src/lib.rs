@@ -89,6 +89,8 @@ impl Node {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let params = Params::with_floor(config.difficulty_floor);
         let mut chain = Chain::new(params.clone());
+        // Side blocks pruned from now on are deleted from the store too.
+        chain.log_removed();
         let now = now_ms();
         let mut refused = 0;
         // Our own store: checked again but for the signatures, on every core, a chunk at a time.
@@ -110,12 +112,22 @@ impl Node {
             );
         }
         let mut pool = Pool::new(PoolLimits::default());
+        pool.expire(now);
         let stored: Vec<_> = store.pending_ids().copied().collect();
         for record in loaded.pending {
             let _ = pool.add(chain.ledger(), record);
         }
-        let stale: Vec<_> = stored.into_iter().filter(|id| !pool.contains(id)).collect();
-        store.write(&[], &[], &stale, true)?;
+        // Only minable records stay stored: one that waits for others is not kept across a
+        // restart (see `protocol::pool`), nor is a side block the chain's caps pruned.
+        let stale: Vec<_> = stored.into_iter().filter(|id| !pool.is_ready(id)).collect();
+        let pruned = chain.take_removed();
+        if !pruned.is_empty() {
+            tracing::info!(
+                blocks = pruned.len(),
+                "deleting pruned side blocks from the store"
+            );
+        }
+        store.write(&[], &pruned, &[], &stale, true)?;
         tracing::info!(
             blocks = count, height = chain.height(), pending = pool.len(), id = %key.account(),
             "loaded the store"

@@ -2,16 +2,24 @@
 //! in the data dir. redb commits are atomic and durable, so a `kill -9` at any moment leaves
 //! either the state before a write or the state after it, never a store that fails to load.
 //! redb also locks the file, which is what refuses a second node on the same data dir.
+//!
+//! Blocks are keyed by height and hash, so a block that leaves the node's tree (a side block
+//! pruned by the caps, or found invalid) is deleted from the store by its key, and reading the
+//! table in key order still gives every parent before its children.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use protocol::{Block, Record, RecordId};
+use protocol::{Block, BlockHash, Record, RecordId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-/// Blocks in the order they were accepted (a parent always before its children), in their
-/// binary form ([`Block::to_bytes`]).
-const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks_v2");
+/// Blocks by height and hash (a parent always before its children), in their binary form
+/// ([`Block::to_bytes`]).
+const BLOCKS: TableDefinition<(u64, [u8; 32]), &[u8]> = TableDefinition::new("blocks_v3");
+/// The table blocks were kept in before, by order of acceptance: its blocks could not be
+/// deleted without an index, so pruned side blocks stayed on disk for ever. Moved into
+/// [`BLOCKS`] once, the first time a store is opened.
+const BLOCKS_V2: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks_v2");
 /// redb's page cache. Its default, a gibibyte, let a full read of the chain at start stay
 /// resident (tens of megabytes at 100,000 blocks); the store is appended to and read once at
 /// start, so a small cache for the B-tree's inner pages costs nothing in speed.
@@ -69,7 +77,6 @@ pub struct Store {
     /// however it dies.
     _lock: std::fs::File,
     db: Database,
-    next_block: u64,
     next_pending: u64,
     pending_keys: HashMap<RecordId, u64>,
 }
@@ -100,20 +107,19 @@ impl Store {
         txn.open_table(BLOCKS)?;
         txn.open_table(PENDING)?;
         txn.commit()?;
+        migrate(&db)?;
 
         let mut loaded = Loaded::default();
         let mut store = Store {
             _lock: lock,
             db,
-            next_block: 0,
             next_pending: 0,
             pending_keys: HashMap::new(),
         };
         let read = store.db.begin_read()?;
         let mut chunk = Vec::with_capacity(LOAD_CHUNK);
         for entry in read.open_table(BLOCKS)?.iter()? {
-            let (key, value) = entry?;
-            store.next_block = key.value() + 1;
+            let (_, value) = entry?;
             match Block::from_bytes(value.value()) {
                 Ok(block) => chunk.push(block),
                 Err(_) => loaded.damaged += 1,
@@ -142,13 +148,15 @@ impl Store {
         Ok((store, loaded))
     }
 
-    /// Writes a batch in one transaction: new blocks, new pending records, and pending records
-    /// to forget (mined, or found invalid). `durable`: on disk when this returns (a sync);
-    /// otherwise with the next durable write or [`Store::sync`], and a crash before that loses
-    /// the batch but leaves the store as it was before it.
+    /// Writes a batch in one transaction: new blocks, blocks to delete (height and hash: they
+    /// left the node's tree), new pending records, and pending records to forget (mined, or no
+    /// longer minable). `durable`: on disk when this returns (a sync); otherwise with the next
+    /// durable write or [`Store::sync`], and a crash before that loses the batch but leaves the
+    /// store as it was before it.
     pub fn write(
         &mut self,
         blocks: &[&Block],
+        remove_blocks: &[(u64, BlockHash)],
         add_pending: &[&Record],
         forget: &[RecordId],
         durable: bool,
@@ -161,7 +169,7 @@ impl Store {
             .iter()
             .filter(|r| !self.pending_keys.contains_key(&r.id()))
             .collect();
-        if blocks.is_empty() && add.is_empty() && forget.is_empty() {
+        if blocks.is_empty() && remove_blocks.is_empty() && add.is_empty() && forget.is_empty() {
             return Ok(());
         }
         let mut txn = self.db.begin_write()?;
@@ -169,14 +177,17 @@ impl Store {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Db(e.into()))?;
         }
-        let mut next_block = self.next_block;
         let mut next_pending = self.next_pending;
         let mut new_keys = Vec::new();
         {
             let mut table = txn.open_table(BLOCKS)?;
             for block in blocks {
-                table.insert(next_block, block.to_bytes().as_slice())?;
-                next_block += 1;
+                let key = (block.header.height, block.header.hash().0);
+                table.insert(key, block.to_bytes().as_slice())?;
+            }
+            // After the inserts: a block added and pruned in one batch leaves nothing behind.
+            for (height, hash) in remove_blocks {
+                table.remove((*height, hash.0))?;
             }
             let mut table = txn.open_table(PENDING)?;
             for record in add {
@@ -189,7 +200,6 @@ impl Store {
             }
         }
         txn.commit()?;
-        self.next_block = next_block;
         self.next_pending = next_pending;
         self.pending_keys.extend(new_keys);
         for (id, _) in forget {
@@ -208,4 +218,37 @@ impl Store {
     pub fn pending_ids(&self) -> impl Iterator<Item = &RecordId> {
         self.pending_keys.keys()
     }
+}
+
+/// Moves the blocks of a store written before blocks were keyed by height and hash into
+/// [`BLOCKS`], once, and drops the old table.
+fn migrate(db: &Database) -> Result<(), StoreError> {
+    // A write transaction would create the table it opens: look first.
+    match db.begin_read()?.open_table(BLOCKS_V2) {
+        Ok(_) => {}
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let txn = db.begin_write()?;
+    let mut moved = 0usize;
+    {
+        let old = txn.open_table(BLOCKS_V2)?;
+        let mut new = txn.open_table(BLOCKS)?;
+        for entry in old.iter()? {
+            let (_, value) = entry?;
+            // A damaged entry would be skipped at load anyway.
+            if let Ok(block) = Block::from_bytes(value.value()) {
+                let key = (block.header.height, block.header.hash().0);
+                new.insert(key, value.value())?;
+                moved += 1;
+            }
+        }
+    }
+    txn.delete_table(BLOCKS_V2)?;
+    txn.commit()?;
+    tracing::info!(
+        blocks = moved,
+        "migrated the store: blocks are now kept by height and hash, so pruned side blocks leave it"
+    );
+    Ok(())
 }

@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use protocol::{CheckedBlock, Record, RecordId};
+use protocol::{BlockHash, CheckedBlock, Record, RecordId};
 use tokio::sync::oneshot;
 
 use crate::actor::RecordOutcome;
@@ -35,6 +35,8 @@ pub const SYNC_WITHIN: Duration = Duration::from_millis(250);
 pub struct Write {
     /// Blocks that entered the tree, parents first.
     pub blocks: Vec<Arc<CheckedBlock>>,
+    /// Blocks (height, hash) that left the tree: pruned side blocks, branches found invalid.
+    pub remove_blocks: Vec<(u64, BlockHash)>,
     /// Records newly pending.
     pub add: Vec<Record>,
     /// Pending records to drop (mined, or found invalid).
@@ -69,6 +71,7 @@ impl Writer {
     /// Queues a write; waits only when [`MAX_QUEUED_WRITES`] are queued already.
     pub fn write(&self, write: Write) {
         if write.blocks.is_empty()
+            && write.remove_blocks.is_empty()
             && write.add.is_empty()
             && write.forget.is_empty()
             && write.acks.is_empty()
@@ -117,7 +120,7 @@ fn run(mut store: Store, writes: Receiver<Write>) {
         let durable = !write.acks.is_empty() || !write.add.is_empty();
         let blocks: Vec<_> = write.blocks.iter().map(|b| b.block()).collect();
         let add: Vec<&Record> = write.add.iter().collect();
-        let written = store.write(&blocks, &add, &write.forget, durable);
+        let written = store.write(&blocks, &write.remove_blocks, &add, &write.forget, durable);
         if let Err(e) = &written {
             tracing::error!(error = %e, "cannot write the store");
         }

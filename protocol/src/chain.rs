@@ -5,6 +5,11 @@
 //! when it enters the tree. Its records are checked against the ledger when it is connected to
 //! the best chain, as in Bitcoin: a side branch's records are checked if and when it gets the
 //! most work, and a branch that fails then is cut off and remembered as invalid.
+//!
+//! What side branches hold is bounded in count ([`MAX_SIDE_BLOCKS`]) and in bytes
+//! ([`MAX_SIDE_BYTES`]), and a block that forks more than [`MAX_REORG_DEPTH`] blocks below the
+//! best tip is not kept: the node would never reorganise onto it. Blocks that leave the tree can
+//! be listed for the store ([`Chain::take_removed`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -16,7 +21,8 @@ use crate::ledger::{Ledger, Undo};
 use crate::orphans::Orphans;
 use crate::params::{
     MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID,
-    MAX_SIDE_BLOCKS, MAX_UNDO_DEPTH, MEDIAN_TIME_SPAN, Params,
+    MAX_REORG_DEPTH, MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, MAX_UNDO_DEPTH, MEDIAN_TIME_SPAN, Params,
+    side_block_cost,
 };
 
 /// What inserting a block did.
@@ -50,6 +56,10 @@ pub enum Imported {
     },
     /// Already known (in the tree or among the orphans).
     Duplicate,
+    /// Not kept: it forks (or, an orphan, sits) more than the deepest reorg the chain accepts
+    /// below the best tip, so it could never join the best chain. Not proof of bad faith: a
+    /// peer long cut off from the network may send it.
+    TooDeep,
 }
 
 impl Imported {
@@ -59,7 +69,7 @@ impl Imported {
             Imported::Extended { added, .. }
             | Imported::Reorganized { added, .. }
             | Imported::SideBranch { added } => added,
-            Imported::Orphan { .. } | Imported::Duplicate => &[],
+            Imported::Orphan { .. } | Imported::Duplicate | Imported::TooDeep => &[],
         }
     }
 }
@@ -92,7 +102,16 @@ pub struct Chain {
     invalid_order: VecDeque<BlockHash>,
     next_seq: u64,
     max_side_blocks: usize,
+    max_side_bytes: usize,
+    max_reorg_depth: usize,
     undo_depth: usize,
+    /// [`side_block_cost`] summed over every block in the tree, and over the best chain alone:
+    /// their difference is what side branches hold.
+    tree_bytes: usize,
+    best_bytes: usize,
+    /// Blocks that left the tree (pruned, too deep, found invalid), height and hash, for
+    /// [`Chain::take_removed`]; `None` unless [`Chain::log_removed`] asked for them.
+    removed: Option<Vec<(u64, BlockHash)>>,
 }
 
 impl Chain {
@@ -100,6 +119,7 @@ impl Chain {
     pub fn new(params: Params) -> Chain {
         let genesis = Arc::new(CheckedBlock::genesis());
         let hash = genesis.hash();
+        let cost = side_block_cost(genesis.header.records_size);
         let entry = Entry {
             block: genesis,
             work: 0,
@@ -118,8 +138,29 @@ impl Chain {
             invalid_order: VecDeque::new(),
             next_seq: 1,
             max_side_blocks: MAX_SIDE_BLOCKS,
+            max_side_bytes: MAX_SIDE_BYTES,
+            max_reorg_depth: MAX_REORG_DEPTH,
             undo_depth: MAX_UNDO_DEPTH,
+            tree_bytes: cost,
+            best_bytes: cost,
+            removed: None,
         }
+    }
+
+    /// From now on, remembers every block that leaves the tree, for [`Chain::take_removed`]:
+    /// a node deletes them from its store. Off by default, so a chain nobody drains (a
+    /// visualizer's, a shop's) keeps no such list.
+    pub fn log_removed(&mut self) {
+        self.removed.get_or_insert_with(Vec::new);
+    }
+
+    /// The blocks (height, hash) that left the tree since the last call: side blocks pruned by
+    /// the caps or left too deep below the tip, and branches found invalid.
+    pub fn take_removed(&mut self) -> Vec<(u64, BlockHash)> {
+        self.removed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The network parameters.
@@ -289,8 +330,17 @@ impl Chain {
             return Err(BlockError::BelowFloor { bits, floor });
         }
         if !self.entries.contains_key(&prev) {
+            // Its fork point is below its height: one this low could never join the best chain.
+            if (checked.header.height as usize).saturating_add(self.max_reorg_depth)
+                < self.best.len()
+            {
+                return Ok(Imported::TooDeep);
+            }
             self.orphans.insert(checked);
             return Ok(Imported::Orphan { missing: prev });
+        }
+        if self.forks_too_deep(&prev) {
+            return Ok(Imported::TooDeep);
         }
         let first = self.attach(checked, now).inspect_err(|e| {
             if !matches!(e, BlockError::FutureTimestamp { .. }) {
@@ -302,6 +352,9 @@ impl Chain {
         while let Some(parent) = queue.pop() {
             for orphan in self.orphans.take_children(&parent) {
                 let orphan_hash = orphan.hash();
+                if self.forks_too_deep(&parent) {
+                    continue;
+                }
                 match self.attach(orphan, now) {
                     Ok(block) => {
                         added.push(block);
@@ -322,7 +375,8 @@ impl Chain {
                 None => BlockError::InvalidAncestor(hash),
             });
         }
-        if self.prune_side_branches() {
+        let tip_moved = !connected.is_empty();
+        if self.prune_side_branches() | (tip_moved && self.prune_too_deep()) {
             added.retain(|b| self.entries.contains_key(&b.hash()));
         }
         Ok(match (disconnected.is_empty(), connected.is_empty()) {
@@ -341,10 +395,89 @@ impl Chain {
         self.entries.len() - self.best.len()
     }
 
+    /// What side branches hold, counted as [`side_block_cost`] (see [`MAX_SIDE_BYTES`]).
+    pub fn side_bytes(&self) -> usize {
+        self.tree_bytes - self.best_bytes
+    }
+
     /// Sets the most blocks kept off the best chain (see [`MAX_SIDE_BLOCKS`]); for tests.
     pub fn set_max_side_blocks(&mut self, max: usize) {
         self.max_side_blocks = max;
         self.prune_side_branches();
+    }
+
+    /// Sets the most bytes kept off the best chain (see [`MAX_SIDE_BYTES`]); for tests.
+    pub fn set_max_side_bytes(&mut self, max: usize) {
+        self.max_side_bytes = max;
+        self.prune_side_branches();
+    }
+
+    /// Sets the deepest reorg accepted (see [`MAX_REORG_DEPTH`]); for tests.
+    pub fn set_max_reorg_depth(&mut self, depth: usize) {
+        self.max_reorg_depth = depth;
+        self.prune_too_deep();
+    }
+
+    /// Whether a child of `parent` would fork from the best chain more than `max_reorg_depth`
+    /// blocks below the tip. Walks back along the branch, at most to that depth.
+    fn forks_too_deep(&self, parent: &BlockHash) -> bool {
+        let lowest = self.best.len().saturating_sub(1 + self.max_reorg_depth) as u64;
+        let mut cursor = self.entries.get(parent);
+        while let Some(entry) = cursor {
+            let header = &entry.block.header;
+            if header.height < lowest {
+                return true;
+            }
+            if self.is_on_best(&entry.block.hash()) {
+                return false;
+            }
+            cursor = self.entries.get(&header.prev_hash);
+        }
+        true
+    }
+
+    /// Drops the side branches that now fork more than `max_reorg_depth` below the tip: the
+    /// node would never switch to them. Returns whether any went.
+    fn prune_too_deep(&mut self) -> bool {
+        let deep: Vec<BlockHash> = self
+            .leaves
+            .iter()
+            .filter(|h| !self.is_on_best(h))
+            .filter(|h| {
+                self.entries
+                    .get(*h)
+                    .is_some_and(|e| self.forks_too_deep(&e.block.header.prev_hash))
+            })
+            .copied()
+            .collect();
+        let pruned = !deep.is_empty();
+        for leaf in deep {
+            // The leaf, then its ancestors down to the fork point while no other branch uses them.
+            let mut cursor = Some(leaf);
+            while let Some(hash) = cursor.take() {
+                let parent = self.remove_side_leaf(&hash);
+                cursor = parent.filter(|p| self.leaves.contains(p) && !self.is_on_best(p));
+            }
+        }
+        pruned
+    }
+
+    /// Removes a side-branch leaf from the tree; returns its parent's hash.
+    fn remove_side_leaf(&mut self, victim: &BlockHash) -> Option<BlockHash> {
+        let entry = self.entries.remove(victim)?;
+        self.leaves.remove(victim);
+        self.tree_bytes -= side_block_cost(entry.block.header.records_size);
+        let prev = entry.block.header.prev_hash;
+        if let Some(log) = &mut self.removed {
+            log.push((entry.block.header.height, *victim));
+        }
+        if let Some(parent) = self.entries.get_mut(&prev) {
+            parent.children.retain(|h| h != victim);
+            if parent.children.is_empty() {
+                self.leaves.insert(prev);
+            }
+        }
+        Some(prev)
     }
 
     /// Sets how many blocks below the tip keep their undo (see [`MAX_UNDO_DEPTH`]); for tests.
@@ -352,8 +485,9 @@ impl Chain {
         self.undo_depth = depth.max(1);
     }
 
-    /// Drops side-branch tips, least cumulative work first, until at most `max_side_blocks`
-    /// blocks are off the best chain. Returns whether any went.
+    /// Drops side-branch tips, least cumulative work first (the newest first among equals),
+    /// until at most `max_side_blocks` blocks and `max_side_bytes` are off the best chain.
+    /// Returns whether any went.
     ///
     /// A valid branch with less work than the best chain costs its sender only the proof of
     /// work at the floor; without this, a long one would grow the tree without end. The branch
@@ -363,7 +497,7 @@ impl Chain {
     /// only starting to arrive has the least work and waits until it has more.
     fn prune_side_branches(&mut self) -> bool {
         let mut pruned = false;
-        while self.side_len() > self.max_side_blocks {
+        while self.side_len() > self.max_side_blocks || self.side_bytes() > self.max_side_bytes {
             let victim = self
                 .leaves
                 .iter()
@@ -372,16 +506,8 @@ impl Chain {
                 .min_by(|a, b| a.work.cmp(&b.work).then(b.seq.cmp(&a.seq)))
                 .map(|e| e.block.hash());
             let Some(victim) = victim else { break };
-            let Some(entry) = self.entries.remove(&victim) else {
+            if self.remove_side_leaf(&victim).is_none() {
                 break;
-            };
-            self.leaves.remove(&victim);
-            let prev = entry.block.header.prev_hash;
-            if let Some(parent) = self.entries.get_mut(&prev) {
-                parent.children.retain(|h| *h != victim);
-                if parent.children.is_empty() {
-                    self.leaves.insert(prev);
-                }
             }
             pruned = true;
         }
@@ -418,6 +544,7 @@ impl Chain {
         let block = Arc::new(block);
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.tree_bytes += side_block_cost(block.header.records_size);
         self.entries.insert(
             hash,
             Entry {
@@ -538,6 +665,7 @@ impl Chain {
             {
                 self.ledger.revert(*undo);
             }
+            self.best_bytes -= side_block_cost(entry.block.header.records_size);
             out.push(Arc::clone(&entry.block));
         }
         if !undoable {
@@ -571,6 +699,7 @@ impl Chain {
             .expect("connected blocks are in the tree");
         let undo = self.ledger.apply_block(&entry.block)?;
         entry.undo = Some(Box::new(undo));
+        self.best_bytes += side_block_cost(entry.block.header.records_size);
         self.best.push(hash);
         // Undo deeper than `undo_depth` goes: kept for every block it would cost memory in
         // proportion to the chain, and a reorg that deep replays instead.
@@ -596,6 +725,10 @@ impl Chain {
         let mut stack = vec![root];
         while let Some(hash) = stack.pop() {
             if let Some(entry) = self.entries.remove(&hash) {
+                self.tree_bytes -= side_block_cost(entry.block.header.records_size);
+                if let Some(log) = &mut self.removed {
+                    log.push((entry.block.header.height, hash));
+                }
                 stack.extend(entry.children);
             }
             self.leaves.remove(&hash);

@@ -400,6 +400,32 @@ impl Delta {
     pub fn apply(&mut self, base: &Ledger, record: &Record) -> Result<(), LedgerError> {
         apply(&mut Layered { base, delta: self }, record)
     }
+
+    /// Checks `record` against `base` with these changes, without adding it.
+    pub fn check(&self, base: &Ledger, record: &Record) -> Result<(), LedgerError> {
+        check(&Peek { base, delta: self }, record)
+    }
+}
+
+/// A [`Delta`] over its ledger, read only.
+struct Peek<'a> {
+    base: &'a Ledger,
+    delta: &'a Delta,
+}
+
+impl View for Peek<'_> {
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.delta.account(self.base, id)
+    }
+
+    fn name_taken(&self, key: &str) -> bool {
+        self.delta.names.contains(key) || self.base.names.contains_key(key)
+    }
+
+    fn has_voted(&self, poll: &str, voter: &AccountId) -> bool {
+        let key = (poll.to_string(), *voter);
+        self.delta.votes.contains(&key) || self.base.votes.contains_key(&key)
+    }
 }
 
 /// A [`Delta`] over its ledger.
@@ -414,12 +440,13 @@ impl View for Layered<'_> {
     }
 
     fn name_taken(&self, key: &str) -> bool {
-        self.delta.names.contains(key) || self.base.names.contains_key(key)
+        let (base, delta) = (self.base, &*self.delta);
+        Peek { base, delta }.name_taken(key)
     }
 
     fn has_voted(&self, poll: &str, voter: &AccountId) -> bool {
-        let key = (poll.to_string(), *voter);
-        self.delta.votes.contains(&key) || self.base.votes.contains_key(&key)
+        let (base, delta) = (self.base, &*self.delta);
+        Peek { base, delta }.has_voted(poll, voter)
     }
 }
 

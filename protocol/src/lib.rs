@@ -31,5 +31,5 @@ pub use hash::{BlockHash, Hash256};
 pub use header::Header;
 pub use ledger::{Ledger, LedgerError};
 pub use params::Params;
-pub use pool::{Admitted, Pool, PoolError, PoolLimits};
+pub use pool::{Admitted, Pool, PoolChanges, PoolError, PoolLimits};
 pub use record::{Action, Record, RecordId};

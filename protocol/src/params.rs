@@ -51,13 +51,57 @@ pub const MAX_ORPHANS: usize = 256;
 pub const MAX_ORPHAN_BYTES: usize = 8 * 1024 * 1024;
 /// How many hashes of blocks found invalid are remembered, so they are refused without work.
 pub const MAX_REMEMBERED_INVALID: usize = 4096;
-/// Most records the pending pool holds: a flood cannot exhaust a node's memory.
+/// Most minable records the pending pool holds: a flood cannot exhaust a node's memory. When it
+/// is full, a new minable record is still admitted: room is made by evicting
+/// [`POOL_EVICT_PERCENT`] of the pool (see [`crate::Pool::add`] for which records go).
 pub const MAX_POOL_RECORDS: usize = 20_000;
-/// Most bytes of records the pending pool holds.
+/// Most bytes of minable records the pending pool holds.
 pub const MAX_POOL_BYTES: usize = 16 * 1024 * 1024;
 /// How far past an account's next sequence number the pool keeps a record waiting for the gap
 /// to fill (records relayed along different paths may arrive out of order).
 pub const MAX_SEQ_AHEAD: u64 = 64;
+/// The share of the pool, in percent, evicted at once when a minable record arrives at a full
+/// pool: making room rebuilds the pool's view of the ledger, so it is done for many records at a
+/// time rather than for each.
+pub const POOL_EVICT_PERCENT: usize = 5;
+/// Most records held *waiting* (not minable yet: a sequence number past the account's next one,
+/// or an account that has not joined), over all accounts. They are kept apart from the minable
+/// records, never take their room, are never relayed nor stored; so fresh keys signing records
+/// 1, 2, 3... with no join (free to make, impossible to mine) fill only this small buffer, and
+/// the oldest go first (those of accounts that have not joined before the others).
+pub const MAX_WAITING_RECORDS: usize = 1024;
+/// Most bytes of waiting records (canonical encodings).
+pub const MAX_WAITING_BYTES: usize = 256 * 1024;
+/// Most waiting records of one account: an honest shop's records arrive out of order by a few
+/// at most.
+pub const MAX_WAITING_PER_ACCOUNT: usize = 16;
+/// How long a record may wait for its account's earlier records, in milliseconds: a gap that
+/// relays leave closes within a second; the shop sends a record again every 5 s until it is
+/// mined.
+pub const MAX_WAITING_MS: u64 = 30_000;
+/// Most bytes that blocks off the best chain (side branches) may hold, counted as
+/// [`side_block_cost`]: their records' canonical encodings plus [`SIDE_BLOCK_OVERHEAD`]. A block
+/// may carry 512 KiB of records, so a count cap alone let a flood of big side blocks at the floor
+/// take gigabytes; 16 MiB still holds 32 full blocks of a heavier branch while it arrives (far
+/// more than honest forks leave behind), and in memory, with each block's relay line, well under
+/// 64 MiB. Past it, as past [`MAX_SIDE_BLOCKS`], the side-branch tips with the least work go first.
+pub const MAX_SIDE_BYTES: usize = 16 * 1024 * 1024;
+/// What a block costs beyond its records, for [`MAX_SIDE_BYTES`]: its header, its entry in the
+/// block tree and the maps that index it (measured at a few hundred bytes).
+pub const SIDE_BLOCK_OVERHEAD: usize = 512;
+/// The deepest reorganisation a node accepts: a branch that would disconnect more blocks than
+/// this from the best chain is never switched to, so a block forking deeper below the best tip
+/// is not kept at all (an attacker's old branch costs it only proof of work at the floor). Tied
+/// to [`MAX_UNDO_DEPTH`], so that every reorg a node accepts is reverted with undo; a partition
+/// that outlasts 1,000 blocks on both sides stays split (honest forks are a block or two deep).
+pub const MAX_REORG_DEPTH: usize = MAX_UNDO_DEPTH;
+
+/// What one side block counts for against [`MAX_SIDE_BYTES`], from its header's
+/// `records_size`.
+pub fn side_block_cost(records_size: u32) -> usize {
+    records_size as usize + SIDE_BLOCK_OVERHEAD
+}
+
 /// Most blocks kept off the best chain (side branches, which the visualizer draws). A branch
 /// with less work than the best chain costs its sender only the proof of work at the floor, so
 /// without a cap a long one would grow a node's memory without end; past it, the side-branch

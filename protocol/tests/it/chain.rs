@@ -3,7 +3,7 @@
 use protocol::block::GENESIS_TIMESTAMP;
 use protocol::hash::Hash256;
 use protocol::ledger::LedgerError;
-use protocol::params::{MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHANS};
+use protocol::params::{MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHANS, side_block_cost};
 use protocol::{BlockError, Chain, Imported, genesis};
 
 use super::*;
@@ -518,4 +518,101 @@ fn orphans_are_capped() {
         ));
     }
     assert_eq!(chain.orphan_count(), MAX_ORPHANS);
+}
+
+/// `n` siblings of `parent` at `bits`, each holding `records` signed records (never checked
+/// against the ledger: they sit on side branches).
+fn big_siblings(parent: &Block, n: usize, records: u64, bits: u32) -> Vec<Block> {
+    let records: Vec<_> = (1..=records).map(|s| buy(&key(5), s, "marmoset")).collect();
+    (0..n)
+        .map(|i| {
+            mine_on_at(
+                parent,
+                records.clone(),
+                bits,
+                parent.header.timestamp + 1 + i as u64,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn side_branches_are_capped_in_bytes_and_pruned_blocks_are_reported() {
+    let mut chain = Chain::new(params());
+    chain.log_removed();
+    let best = mine_chain(&genesis(), 3, 4);
+    for b in &best {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    let siblings = big_siblings(&best[0], 20, 10, FLOOR);
+    let cost = side_block_cost(siblings[0].header.records_size);
+    chain.set_max_side_bytes(5 * cost);
+    for b in &siblings {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    // The byte cap, not the count cap (10,000), is what held them.
+    assert_eq!(chain.side_len(), 5);
+    assert!(chain.side_bytes() <= 5 * cost, "{}", chain.side_bytes());
+    assert_eq!(chain.tip().hash(), best[2].header.hash());
+    // The first five stay (the newest among equals goes first); the others are reported once.
+    for b in &siblings[..5] {
+        assert!(chain.contains(&b.header.hash()));
+    }
+    let removed = chain.take_removed();
+    let expected: Vec<_> = siblings[5..]
+        .iter()
+        .map(|b| (b.header.height, b.header.hash()))
+        .collect();
+    assert_eq!(removed, expected);
+    assert!(chain.take_removed().is_empty());
+    assert_eq!(chain.replay_ledger().unwrap(), *chain.ledger());
+}
+
+#[test]
+fn a_block_forking_deeper_than_the_deepest_reorg_is_not_kept() {
+    let mut chain = Chain::new(params());
+    chain.log_removed();
+    chain.set_max_reorg_depth(3);
+    let best = mine_chain(&genesis(), 6, 4);
+    for b in &best {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+    // Tip at height 6: a sibling of block 2 forks at 1, five below it.
+    let deep = big_siblings(&best[0], 1, 1, 8).remove(0);
+    assert_eq!(chain.insert(deep.clone(), NOW), Ok(Imported::TooDeep));
+    assert!(!chain.contains(&deep.header.hash()));
+    // Even with more work than the whole best chain, it is never switched to.
+    assert_eq!(chain.tip().hash(), best[5].header.hash());
+    // An orphan that low could never join either.
+    let mut unknown = best[0].clone();
+    unknown.header.nonce ^= 1;
+    let low_orphan = mine_on(&unknown, vec![], FLOOR);
+    assert_eq!(chain.insert(low_orphan, NOW), Ok(Imported::TooDeep));
+    assert_eq!(chain.orphan_count(), 0);
+
+    // A sibling of block 5 forks at 4, two below: kept, until the tip moves two further on.
+    let shallow = mine_on_at(&best[3], vec![], FLOOR, best[3].header.timestamp + 1);
+    let shallow_child = mine_on(&shallow, vec![], FLOOR);
+    for b in [&shallow, &shallow_child] {
+        assert!(matches!(
+            chain.insert(b.clone(), NOW),
+            Ok(Imported::SideBranch { .. })
+        ));
+    }
+    assert!(chain.take_removed().is_empty());
+    for b in mine_chain(&best[5], 2, 4) {
+        chain.insert(b, NOW).unwrap();
+    }
+    assert!(!chain.contains(&shallow.header.hash()));
+    assert!(!chain.contains(&shallow_child.header.hash()));
+    let mut removed = chain.take_removed();
+    removed.sort();
+    let mut expected = vec![
+        (shallow.header.height, shallow.header.hash()),
+        (shallow_child.header.height, shallow_child.header.hash()),
+    ];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(chain.side_len(), 0);
+    assert_eq!(chain.replay_ledger().unwrap(), *chain.ledger());
 }

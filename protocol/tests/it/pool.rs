@@ -2,7 +2,10 @@
 
 use protocol::block::GENESIS_TIMESTAMP;
 use protocol::ledger::LedgerError;
-use protocol::{Admitted, Chain, Imported, Pool, PoolError, PoolLimits, genesis};
+use protocol::params::MAX_WAITING_MS;
+use protocol::{
+    Admitted, Chain, Imported, Keypair, Pool, PoolChanges, PoolError, PoolLimits, genesis,
+};
 
 use super::*;
 
@@ -209,4 +212,173 @@ fn a_record_survives_a_reorg_exactly_once() {
     assert!(pool.is_empty());
     let cage = &chain.ledger().account(&alice.account()).unwrap().cage;
     assert_eq!(cage.get("howler"), Some(&1));
+}
+
+/// Records 1, 2, ... of a fresh key that never joined: valid signatures, never minable.
+fn unminable(n: u8, seqs: std::ops::RangeInclusive<u64>) -> Vec<protocol::Record> {
+    let k = Keypair::from_seed([n; 32]);
+    seqs.map(|s| buy(&k, s, "marmoset")).collect()
+}
+
+#[test]
+fn unminable_records_wait_apart_and_never_take_the_room_of_minable_ones() {
+    let (chain, _, _) = setup();
+    let limits = PoolLimits {
+        max_records: 3,
+        max_waiting: 4,
+        max_waiting_per_account: 2,
+        ..PoolLimits::default()
+    };
+    let mut pool = Pool::new(limits);
+    // A flood of fresh keys, each signing 1, 2, 3 and never joining.
+    for n in 100..120 {
+        let mut seqs = unminable(n, 1..=3).into_iter();
+        for r in seqs.by_ref().take(2) {
+            assert_eq!(pool.add(chain.ledger(), r), Ok(Admitted::Waiting));
+        }
+        assert_eq!(
+            pool.add(chain.ledger(), seqs.next().unwrap()),
+            Err(PoolError::TooManyWaiting)
+        );
+    }
+    assert_eq!(pool.waiting_len(), 4, "capped");
+    assert_eq!(pool.ready_len(), 0);
+    // Minable records still have the whole room; nothing waiting is reported for the store.
+    let alice = key(1);
+    for seq in 1..=3 {
+        assert_eq!(
+            pool.add(chain.ledger(), buy(&alice, seq, "marmoset")),
+            Ok(Admitted::Ready)
+        );
+    }
+    assert_eq!(pool.template(10, 1 << 20).len(), 3);
+    assert_eq!(pool.take_changes(), PoolChanges::default());
+}
+
+#[test]
+fn waiting_records_of_joined_accounts_outlast_those_of_strangers() {
+    let (chain, _, _) = setup();
+    let limits = PoolLimits {
+        max_waiting: 2,
+        ..PoolLimits::default()
+    };
+    let mut pool = Pool::new(limits);
+    let alice = key(1);
+    let alice_3 = buy(&alice, 3, "marmoset");
+    assert_eq!(
+        pool.add(chain.ledger(), alice_3.clone()),
+        Ok(Admitted::Waiting)
+    );
+    let strangers: Vec<_> = (0..3)
+        .map(|i| unminable(150 + i, 1..=1).remove(0))
+        .collect();
+    for r in &strangers {
+        assert_eq!(pool.add(chain.ledger(), r.clone()), Ok(Admitted::Waiting));
+    }
+    // Each stranger pushed out the stranger before it; alice's record stayed.
+    assert!(pool.contains(&alice_3.id()));
+    assert!(pool.contains(&strangers[2].id()));
+    assert!(!pool.contains(&strangers[0].id()) && !pool.contains(&strangers[1].id()));
+    // A joined account's record pushes out a stranger's too.
+    let bob_2 = buy(&key(2), 2, "marmoset");
+    assert_eq!(
+        pool.add(chain.ledger(), bob_2.clone()),
+        Ok(Admitted::Waiting)
+    );
+    assert!(!pool.contains(&strangers[2].id()));
+    // And with only joined accounts' records waiting, a stranger's is the one refused.
+    assert_eq!(
+        pool.add(chain.ledger(), unminable(160, 1..=1).remove(0)),
+        Err(PoolError::Full)
+    );
+    assert!(pool.contains(&alice_3.id()) && pool.contains(&bob_2.id()));
+}
+
+#[test]
+fn waiting_records_expire() {
+    let (chain, _, _) = setup();
+    let mut pool = Pool::new(PoolLimits::default());
+    pool.expire(1_000);
+    let waiting = unminable(170, 1..=2);
+    for r in &waiting {
+        assert_eq!(pool.add(chain.ledger(), r.clone()), Ok(Admitted::Waiting));
+    }
+    pool.expire(1_000 + MAX_WAITING_MS);
+    assert_eq!(pool.waiting_len(), 2, "not yet");
+    pool.expire(1_001 + MAX_WAITING_MS);
+    assert_eq!(pool.waiting_len(), 0);
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn a_record_that_stops_waiting_is_reported_for_relay_and_store() {
+    let (chain, mut pool, _) = setup();
+    let alice = key(1);
+    let second = buy(&alice, 2, "marmoset");
+    assert_eq!(
+        pool.add(chain.ledger(), second.clone()),
+        Ok(Admitted::Waiting)
+    );
+    assert!(!pool.is_ready(&second.id()));
+    assert_eq!(
+        pool.add(chain.ledger(), buy(&alice, 1, "marmoset")),
+        Ok(Admitted::Ready)
+    );
+    assert!(pool.is_ready(&second.id()));
+    let changes = pool.take_changes();
+    assert_eq!(changes.ready, vec![second]);
+    assert!(changes.dropped.is_empty());
+}
+
+#[test]
+fn a_minable_record_is_admitted_at_a_full_pool_by_evicting_the_biggest_account() {
+    let (chain, _, _) = setup();
+    let limits = PoolLimits {
+        max_records: 4,
+        ..PoolLimits::default()
+    };
+    let mut pool = Pool::new(limits);
+    let (alice, bob) = (key(1), key(2));
+    let bobs: Vec<_> = (1..=3).map(|s| buy(&bob, s, "marmoset")).collect();
+    for r in &bobs {
+        assert_eq!(pool.add(chain.ledger(), r.clone()), Ok(Admitted::Ready));
+    }
+    let alices = buy(&alice, 1, "marmoset");
+    assert_eq!(
+        pool.add(chain.ledger(), alices.clone()),
+        Ok(Admitted::Ready)
+    );
+    // Full. A newcomer's join is still admitted: bob, holding the most, makes room.
+    let carol = join(&key(3), "carol");
+    assert_eq!(pool.add(chain.ledger(), carol.clone()), Ok(Admitted::Ready));
+    assert!(pool.is_ready(&carol.id()) && pool.is_ready(&alices.id()));
+    assert!(bobs.iter().all(|r| !pool.contains(&r.id())));
+    let mut dropped = pool.take_changes().dropped;
+    dropped.sort();
+    let mut expected: Vec<_> = bobs.iter().map(|r| r.id()).collect();
+    expected.sort();
+    assert_eq!(dropped, expected);
+}
+
+#[test]
+fn a_reorg_that_makes_a_ready_record_wait_reports_it_dropped() {
+    let (mut chain, mut pool, b1) = setup();
+    let alice = key(1);
+    let first = buy(&alice, 1, "marmoset");
+    let second = buy(&alice, 2, "marmoset");
+    pool.add(chain.ledger(), first.clone()).unwrap();
+    pool.add(chain.ledger(), second.clone()).unwrap();
+    // A block mines the first; then a heavier branch forks below the block that made her join,
+    // and another account takes her name there: her join can never apply again.
+    let a2 = mine_on(&b1, vec![first.clone()], 1);
+    apply(&mut chain, &mut pool, a2);
+    assert!(pool.is_ready(&second.id()));
+    pool.take_changes();
+    let usurper = join(&key(9), "alice");
+    let other = mine_on_at(&genesis(), vec![usurper], 6, GENESIS_TIMESTAMP + 1);
+    let got = apply(&mut chain, &mut pool, other);
+    assert!(matches!(got, Imported::Reorganized { .. }), "{got:?}");
+    // Alice has not joined on the new chain: both her records wait, and neither is stored.
+    assert!(!pool.is_ready(&second.id()) && !pool.is_ready(&first.id()));
+    assert_eq!(pool.take_changes().dropped, vec![second.id()]);
 }
