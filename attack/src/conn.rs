@@ -18,6 +18,11 @@ pub struct RawConn {
     link: Framed<TcpStream, LineCodec<Message>>,
 }
 
+/// The writing half of a [`RawConn::split`].
+pub type Sink = futures::stream::SplitSink<Framed<TcpStream, LineCodec<Message>>, Message>;
+/// The reading half of a [`RawConn::split`].
+pub type Stream = futures::stream::SplitStream<Framed<TcpStream, LineCodec<Message>>>;
+
 /// What the probe after an attack saw.
 #[derive(Debug, Default)]
 pub struct Probe {
@@ -47,6 +52,11 @@ impl RawConn {
         Ok(RawConn {
             link: Framed::new(stream, LineCodec::new()),
         })
+    }
+
+    /// The connection as a sink and a stream, for floods that read answers while they write.
+    pub fn split(self) -> (Sink, Stream) {
+        self.link.split()
     }
 
     /// Writes raw bytes; false when the node has closed the connection.

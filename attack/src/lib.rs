@@ -10,7 +10,9 @@ mod blocks;
 mod conn;
 mod floods;
 mod lines;
+mod side;
 mod slots;
+mod waiting;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -73,11 +75,16 @@ pub enum Attack {
     NonsenseLocator,
     /// Every connection slot held by silent subscribers from four addresses.
     HoldSlots,
+    /// Records that can never be mined: fresh keys signing sequence numbers 1, 2, 3... and
+    /// never a join.
+    UnminableFlood,
+    /// Many siblings of the lowest blocks, at the floor, each carrying 1,000 signed records.
+    BigSideBlocks,
 }
 
 impl Attack {
     /// Every attack, in the order `all` runs them.
-    pub const ALL: [Attack; 20] = [
+    pub const ALL: [Attack; 22] = [
         Attack::Garbage,
         Attack::EndlessLine,
         Attack::UnknownOpcode,
@@ -98,6 +105,8 @@ impl Attack {
         Attack::HugeLocator,
         Attack::NonsenseLocator,
         Attack::HoldSlots,
+        Attack::UnminableFlood,
+        Attack::BigSideBlocks,
     ];
 
     /// The attack's name on the command line.
@@ -123,6 +132,8 @@ impl Attack {
             Attack::HugeLocator => "huge-locator",
             Attack::NonsenseLocator => "nonsense-locator",
             Attack::HoldSlots => "hold-slots",
+            Attack::UnminableFlood => "unminable-flood",
+            Attack::BigSideBlocks => "big-side-blocks",
         }
     }
 
@@ -191,6 +202,8 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
         Attack::HugeLocator => floods::locator(target, true).await?,
         Attack::NonsenseLocator => floods::locator(target, false).await?,
         Attack::HoldSlots => slots::hold_slots(target).await?,
+        Attack::UnminableFlood => waiting::unminable(target).await?,
+        Attack::BigSideBlocks => side::big_side_blocks(target).await?,
     };
     outcome.banned = conn::is_banned(target).await;
     Ok(outcome)

@@ -12,7 +12,8 @@ use clap::Parser;
 /// Attacks: garbage, endless-line, unknown-opcode, bad-json, wrong-shape, bad-hash,
 /// missed-difficulty, below-floor, wrong-prev, future-timestamp, bad-signature,
 /// replayed-signature, overspend, easier-chain, orphan-flood, idle-connections,
-/// duplicate-flood, huge-locator, nonsense-locator, hold-slots, or all.
+/// duplicate-flood, huge-locator, nonsense-locator, hold-slots, unminable-flood,
+/// big-side-blocks, or all.
 #[derive(Debug, Parser)]
 #[command(name = "monkey-attack", version, about, long_about)]
 struct Args {

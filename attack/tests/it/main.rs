@@ -2,8 +2,10 @@
 //! answers as it should (an error, a closed connection, a ban only for provably invalid data),
 //! keeps its best chain, keeps its memory bounded, and goes on serving honest shops and peers.
 
+mod side_blocks;
 mod soak;
 mod support;
+mod unminable;
 
 use attack::Attack;
 use support::{Expect, check};

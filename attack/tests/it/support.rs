@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use attack::{Attack, Target};
 use protocol::wire::{Blocks, Message};
-use protocol::{Block, Keypair, RecordId, genesis};
+use protocol::{Block, BlockHash, Keypair, RecordId, genesis};
 use testkit::*;
 
 /// What the node should do under an attack.
@@ -29,7 +29,7 @@ pub const IDLE: Expect = Expect {
 
 /// Peak resident memory the attacked node may reach, in KiB: far above its normal few tens of
 /// MiB, far below what an unbounded buffer would take under these floods.
-const MAX_PEAK_KIB: u64 = 256 * 1024;
+pub const MAX_PEAK_KIB: u64 = 256 * 1024;
 
 /// How long a newcomer may wait for its answer while every slot is held: the issue asks for a
 /// second; this leaves room for a loaded machine (the measured time is printed).
@@ -60,8 +60,18 @@ fn heavy_history(n: usize, bits: u32) -> Vec<Block> {
     out
 }
 
+/// A fresh loopback address to attack from.
+pub fn attacker_addr() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        NEXT_ADDR.fetch_add(1, Ordering::Relaxed),
+    ))
+}
+
 /// A shopper buying through node `a` from 127.0.0.1, the way a shop does.
-struct Shopper {
+pub struct Shopper {
     key: Keypair,
     seq: u64,
     /// Every record of this shopper that landed.
@@ -71,7 +81,7 @@ struct Shopper {
 impl Shopper {
     /// Buys a marmoset and waits until both nodes hold the purchase once, on one tip; returns how
     /// long that took.
-    async fn buy(&mut self, a: &NodeProc, b: &NodeProc) -> Duration {
+    pub async fn buy(&mut self, a: &NodeProc, b: &NodeProc) -> Duration {
         let started = Instant::now();
         let record = buy(&self.key, self.seq, "marmoset");
         self.seq += 1;
@@ -83,15 +93,30 @@ impl Shopper {
     }
 }
 
-/// Starts a tracker and nodes `a` (attacked) and `b` (its honest peer), gives them a history
-/// with more work than the attacks can build at the floor and a shopper with two purchases,
-/// runs `attack` from an address of its own, and checks what the node did.
-pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect) {
+/// A tracker, node `a` (to attack) and `b` (its honest peer), a history with more work than
+/// the attacks can build at the floor, and a shopper who joined and bought once.
+pub struct Net {
+    /// The tracker.
+    pub tracker: Tracker,
+    /// Where the nodes' data dirs are.
+    pub dir: tempfile::TempDir,
+    /// The node attacked.
+    pub a: NodeProc,
+    /// Its honest peer.
+    pub b: NodeProc,
+    /// The honest shopper.
+    pub shopper: Shopper,
+    /// The honest history's last block.
+    pub honest: BlockHash,
+}
+
+/// Starts a [`Net`].
+pub async fn network() -> Net {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = start_network(&tracker, dir.path(), 2).await;
-    let mut b = nodes.pop().unwrap();
-    let mut a = nodes.pop().unwrap();
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
 
     let history = heavy_history(12, FLOOR + 8);
     let mut peer = Client::connect(&a.addr).await;
@@ -111,13 +136,27 @@ pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect)
     };
     shopper.buy(&a, &b).await;
     let honest = history[history.len() - 1].header.hash();
+    Net {
+        tracker,
+        dir,
+        a,
+        b,
+        shopper,
+        honest,
+    }
+}
 
-    let from = IpAddr::V4(Ipv4Addr::new(
-        127,
-        0,
-        0,
-        NEXT_ADDR.fetch_add(1, Ordering::Relaxed),
-    ));
+/// Starts a [`Net`], runs `attack` from an address of its own, and checks what the node did.
+pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect) {
+    let Net {
+        tracker: _tracker,
+        dir: _dir,
+        mut a,
+        mut b,
+        mut shopper,
+        honest,
+    } = network().await;
+    let from = attacker_addr();
     let target = Target {
         node: a.addr.clone(),
         from,
