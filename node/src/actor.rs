@@ -4,13 +4,15 @@
 //! blocks that joined the best chain) that connections forward. Keeping the CPU work (signature
 //! checks, reorgs, replay) on this thread keeps it off the async workers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
-use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE};
+use protocol::params::{
+    MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, side_block_cost,
+};
 use protocol::wire::Message;
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Pool,
@@ -261,6 +263,52 @@ pub struct Actor {
     verified: Verified,
     /// Blocks that entered the tree lately, so connections drop relayed copies themselves.
     seen: SeenBlocks,
+    /// What the events still in the channel hold of side blocks.
+    side_budget: SideBudget,
+}
+
+/// How many events the channel to the connections keeps: a connection that falls further
+/// behind gets the oldest ones no more (a subscriber is told it lagged, a peer syncs).
+pub const EVENTS: usize = 4096;
+
+/// Most bytes of side blocks (counted as [`side_block_cost`]) that the events still in the
+/// channel may announce. Every event keeps its blocks (and, once sent to a peer, their `B` line,
+/// about three times their records' size) in memory until [`EVENTS`] newer ones push it out,
+/// however soon the chain prunes them: a flood of big side blocks, each pushing the one before
+/// out of [`MAX_SIDE_BYTES`], would otherwise be held a second time there. A side block past
+/// this is kept, stored and served like any other, just not announced: honest side blocks are
+/// few and small, and a peer that needs one finds it as it syncs.
+pub const MAX_ANNOUNCED_SIDE_BYTES: usize = MAX_SIDE_BYTES;
+
+/// The side blocks announced by the events that may still be in the channel.
+#[derive(Debug, Default)]
+struct SideBudget {
+    /// Events sent so far.
+    sent: u64,
+    /// (index of the event, cost) of each side block announced, oldest first.
+    announced: VecDeque<(u64, usize)>,
+    bytes: usize,
+}
+
+impl SideBudget {
+    /// Whether `block`, a side block, may be announced by the next event; counts it if so.
+    fn admit(&mut self, block: &CheckedBlock) -> bool {
+        // Events older than the channel's capacity are gone from it, and their blocks with them.
+        while let Some(&(index, cost)) = self.announced.front() {
+            if index + EVENTS as u64 > self.sent {
+                break;
+            }
+            self.announced.pop_front();
+            self.bytes -= cost;
+        }
+        let cost = side_block_cost(block.header.records_size);
+        if self.bytes + cost > MAX_ANNOUNCED_SIDE_BYTES {
+            return false;
+        }
+        self.announced.push_back((self.sent, cost));
+        self.bytes += cost;
+        true
+    }
 }
 
 impl Actor {
@@ -298,6 +346,7 @@ impl Actor {
             load,
             verified,
             seen,
+            side_budget: SideBudget::default(),
         };
         actor.publish_status();
         actor.remine();
@@ -470,7 +519,7 @@ impl Actor {
             record,
             relay: Line::default(),
         });
-        let _ = self.events.send(Event::Record { record, from });
+        self.emit(Event::Record { record, from });
     }
 
     /// Acts on what else the pool changed: records that stopped waiting are stored and relayed
@@ -512,6 +561,8 @@ impl Actor {
             }
         }
         batch.remove_blocks.extend(self.chain.take_removed());
+        // A later block of the same batch may have pushed an earlier one out of the caps.
+        added.retain(|b| self.chain.contains(&b.hash()));
         if added.is_empty() {
             return outcome;
         }
@@ -520,17 +571,20 @@ impl Actor {
         // of the batch; should we crash before, our peers have it and we sync it back.
         let blocks: Arc<[NewBlock]> = added
             .iter()
+            .filter(|block| self.chain.is_on_best(&block.hash()) || self.side_budget.admit(block))
             .map(|block| NewBlock {
                 block: Arc::clone(block),
                 relay: Line::default(),
             })
             .collect();
-        let _ = self.events.send(Event::Blocks {
-            blocks,
-            from,
-            relay,
-            received_ms: now_ms(),
-        });
+        if !blocks.is_empty() {
+            self.emit(Event::Blocks {
+                blocks,
+                from,
+                relay,
+                received_ms: now_ms(),
+            });
+        }
         batch.blocks.extend(added);
         // The old tip stays in the tree: blocks on the best chain are never removed.
         let (disconnected, connected) = self.chain.changes_since(&old_tip).unwrap_or_default();
@@ -567,7 +621,7 @@ impl Actor {
             }
         }
         self.pool_changes(batch);
-        let _ = self.events.send(Event::Tip {
+        self.emit(Event::Tip {
             tip: Arc::clone(self.chain.tip()),
             disconnected: disconnected.into(),
             connected: connected.into(),
@@ -599,6 +653,12 @@ impl Actor {
         let timestamp = now_ms().max(self.chain.min_timestamp_after(&parent.hash()));
         let template = Block::template(&parent.header, records, self.account, bits, timestamp);
         self.miner.submit(template);
+    }
+
+    /// Sends an event to every connection, counting it for the [`SideBudget`].
+    fn emit(&mut self, event: Event) {
+        let _ = self.events.send(event);
+        self.side_budget.sent += 1;
     }
 
     fn difficulty(&self) -> u32 {

@@ -178,7 +178,7 @@ impl Node {
             );
         }
         let (commands, command_rx) = mpsc::channel(1024);
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(actor::EVENTS);
         let (status_tx, status) = watch::channel(Status {
             height: 0,
             tip: protocol::genesis().header.hash(),

@@ -133,6 +133,8 @@ async fn purchases_survive_crashes_restarts_and_a_hostile_peer() {
                 Attack::BadSignature,
                 Attack::NonsenseLocator,
                 Attack::HoldSlots,
+                Attack::UnminableFlood,
+                Attack::BigSideBlocks,
             ];
             for round in 0..10_000u32 {
                 if stop.load(Ordering::Relaxed) {
