@@ -479,7 +479,7 @@ impl Pool {
         }
         accounts.remove(spare);
         let mut ranked: Vec<(AccountId, (usize, u64))> = accounts.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1));
+        ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
         let (mut records, mut bytes) = (self.ready.len(), self.bytes);
         let mut evicted = HashSet::new();
         for (account, _) in ranked {
