@@ -4,14 +4,13 @@
 //! mined as usual.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use attack::{Attack, Target};
+use attack::Attack;
 use protocol::params::{MAX_SIDE_BYTES, side_block_cost};
 use testkit::*;
 
-use crate::support::{MAX_PEAK_KIB, attacker_addr, network};
-use crate::unminable::{PURCHASE_LIMIT, buy_while};
+use crate::support::{MAX_PEAK_KIB, PURCHASE_LIMIT, attack_while_buying, network};
 
 /// Siblings sent. At about 120 KiB of records each, several times [`MAX_SIDE_BYTES`] in every
 /// wave, and tens of times in all; far under the old cap of 10,000 side blocks.
@@ -31,18 +30,8 @@ fn store_bytes(dir: &Path) -> u64 {
 async fn big_side_blocks_stay_bounded_in_memory_and_on_disk() {
     let mut net = network().await;
     let before = store_bytes(&net.a.dir);
-    let target = Target {
-        node: net.a.addr.clone(),
-        from: attacker_addr(),
-        floor: FLOOR,
-        count: SIBLINGS,
-    };
-    let started = Instant::now();
-    let flood = tokio::spawn(async move { attack::run(Attack::BigSideBlocks, &target).await });
-    let (during, overlapped) = buy_while(&mut net, &flood).await;
-    let outcome = flood.await.unwrap().unwrap();
-    let flood_took = started.elapsed();
-    println!("big-side-blocks: {outcome:?} in {flood_took:?}");
+    let (outcome, during, overlapped) =
+        attack_while_buying(&mut net, Attack::BigSideBlocks, SIBLINGS).await;
     assert_eq!(outcome.sent, SIBLINGS);
     assert!(outcome.still_served && !outcome.banned, "{outcome:?}");
     let after = net.shopper.buy(&net.a, &net.b).await;

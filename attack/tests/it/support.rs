@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use attack::{Attack, Target};
+use attack::{Attack, Outcome, Target};
 use protocol::wire::{Blocks, Message};
 use protocol::{Block, BlockHash, Keypair, RecordId, genesis};
 use testkit::*;
@@ -58,6 +58,44 @@ fn heavy_history(n: usize, bits: u32) -> Vec<Block> {
         out.push(Block { header, ..t });
     }
     out
+}
+
+/// How long an honest purchase may take: tens of milliseconds at this floor; the bound only
+/// allows for a loaded machine.
+pub const PURCHASE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Purchases bought while an attack runs, at most (the shopper's coins last for 19).
+const MAX_DURING: usize = 8;
+/// Time between them, so that they spread over the attack rather than all come before it.
+const BUY_EVERY: Duration = Duration::from_millis(300);
+
+/// Runs `attack` (`count` of it) against node `a` from an address of its own, buying through
+/// `a` every [`BUY_EVERY`] while it runs (at most [`MAX_DURING`] times); returns what the
+/// attack saw, the longest purchase and how many purchases overlapped the attack.
+pub async fn attack_while_buying(
+    net: &mut Net,
+    attack: Attack,
+    count: usize,
+) -> (Outcome, Duration, usize) {
+    let target = Target {
+        node: net.a.addr.clone(),
+        from: attacker_addr(),
+        floor: FLOOR,
+        count,
+    };
+    let started = Instant::now();
+    let running = tokio::spawn(async move { attack::run(attack, &target).await });
+    let mut longest = Duration::ZERO;
+    let mut bought = 0;
+    while bought < MAX_DURING && !running.is_finished() {
+        longest = longest.max(net.shopper.buy(&net.a, &net.b).await);
+        bought += 1;
+        tokio::time::sleep(BUY_EVERY).await;
+    }
+    assert!(bought > 0, "the attack ended before any purchase");
+    let outcome = running.await.unwrap().unwrap();
+    println!("{}: {outcome:?} in {:?}", attack.name(), started.elapsed());
+    (outcome, longest, bought)
 }
 
 /// A fresh loopback address to attack from.

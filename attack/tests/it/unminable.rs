@@ -3,55 +3,20 @@
 //! them apart (neither relayed nor stored), and an honest purchase must be admitted and mined at
 //! normal speed during the flood, after it, through the peer, and after the node restarts.
 
-use std::time::{Duration, Instant};
-
-use attack::{Attack, Target};
+use attack::Attack;
 use protocol::params::MAX_POOL_RECORDS;
 use testkit::*;
 
-use crate::support::{MAX_PEAK_KIB, Net, attacker_addr, network};
+use crate::support::{MAX_PEAK_KIB, PURCHASE_LIMIT, attack_while_buying, network};
 
 /// Records in the flood: more than the whole pool held before unminable records were kept apart.
 const FLOOD: usize = MAX_POOL_RECORDS + 1000;
 
-/// How long an honest purchase may take: tens of milliseconds at this floor; the bound only
-/// allows for a loaded machine.
-pub const PURCHASE_LIMIT: Duration = Duration::from_secs(5);
-
-/// Purchases bought while an attack runs, at most (the shopper's coins last for 19).
-const MAX_DURING: usize = 8;
-/// Time between them, so that they spread over the attack rather than all come before it.
-const BUY_EVERY: Duration = Duration::from_millis(300);
-
-/// Buys through node `a` every [`BUY_EVERY`] until `attack` ends (at most [`MAX_DURING`]
-/// times); returns the longest purchase and how many overlapped the attack.
-pub async fn buy_while<T>(net: &mut Net, attack: &tokio::task::JoinHandle<T>) -> (Duration, usize) {
-    let mut longest = Duration::ZERO;
-    let mut bought = 0;
-    while bought < MAX_DURING && !attack.is_finished() {
-        longest = longest.max(net.shopper.buy(&net.a, &net.b).await);
-        bought += 1;
-        tokio::time::sleep(BUY_EVERY).await;
-    }
-    assert!(bought > 0, "the attack ended before any purchase");
-    (longest, bought)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unminable_records_never_crowd_out_an_honest_purchase() {
     let mut net = network().await;
-    let target = Target {
-        node: net.a.addr.clone(),
-        from: attacker_addr(),
-        floor: FLOOR,
-        count: FLOOD,
-    };
-    let started = Instant::now();
-    let flood = tokio::spawn(async move { attack::run(Attack::UnminableFlood, &target).await });
-    let (during, overlapped) = buy_while(&mut net, &flood).await;
-    let outcome = flood.await.unwrap().unwrap();
-    let flood_took = started.elapsed();
-    println!("unminable-flood: {outcome:?} in {flood_took:?}");
+    let (outcome, during, overlapped) =
+        attack_while_buying(&mut net, Attack::UnminableFlood, FLOOD).await;
     assert_eq!(outcome.sent, FLOOD);
     assert!(outcome.note.contains("K waiting"), "{}", outcome.note);
     assert!(outcome.still_served && !outcome.banned, "{outcome:?}");
