@@ -252,3 +252,58 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::genesis;
+
+    use super::*;
+
+    fn load(dir: &Path) -> (Store, Vec<Block>) {
+        let mut blocks = Vec::new();
+        let (store, _) = Store::open(dir, |chunk| blocks.extend(chunk)).unwrap();
+        (store, blocks)
+    }
+
+    #[test]
+    fn a_store_of_the_old_layout_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = testkit::mine_chain(&genesis(), 3, 1, 1000);
+        {
+            let db = Database::create(dir.path().join("chain.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut old = txn.open_table(BLOCKS_V2).unwrap();
+                for (i, block) in chain.iter().enumerate() {
+                    old.insert(i as u64, block.to_bytes().as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let (store, blocks) = load(dir.path());
+        assert_eq!(blocks, chain, "every block, parents first");
+        let read = store.db.begin_read().unwrap();
+        assert!(matches!(
+            read.open_table(BLOCKS_V2),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        drop((read, store));
+        let (_, again) = load(dir.path());
+        assert_eq!(again, chain);
+    }
+
+    #[test]
+    fn a_removed_block_leaves_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = testkit::mine_chain(&genesis(), 3, 1, 1000);
+        let (mut store, _) = load(dir.path());
+        let all: Vec<&Block> = chain.iter().collect();
+        store.write(&all, &[], &[], &[], true).unwrap();
+        let last = &chain[2];
+        let gone = [(last.header.height, last.header.hash())];
+        store.write(&[], &gone, &[], &[], true).unwrap();
+        drop(store);
+        let (_, blocks) = load(dir.path());
+        assert_eq!(blocks, chain[..2]);
+    }
+}
