@@ -281,13 +281,26 @@ pub const EVENTS: usize = 4096;
 pub const MAX_ANNOUNCED_SIDE_BYTES: usize = MAX_SIDE_BYTES;
 
 /// The side blocks announced by the events that may still be in the channel.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SideBudget {
+    /// [`MAX_ANNOUNCED_SIDE_BYTES`], but in tests.
+    max: usize,
     /// Events sent so far.
     sent: u64,
     /// (index of the event, cost) of each side block announced, oldest first.
     announced: VecDeque<(u64, usize)>,
     bytes: usize,
+}
+
+impl Default for SideBudget {
+    fn default() -> SideBudget {
+        SideBudget {
+            max: MAX_ANNOUNCED_SIDE_BYTES,
+            sent: 0,
+            announced: VecDeque::new(),
+            bytes: 0,
+        }
+    }
 }
 
 impl SideBudget {
@@ -302,7 +315,7 @@ impl SideBudget {
             self.bytes -= cost;
         }
         let cost = side_block_cost(block.header.records_size);
-        if self.bytes + cost > MAX_ANNOUNCED_SIDE_BYTES {
+        if self.bytes + cost > self.max {
             return false;
         }
         self.announced.push_back((self.sent, cost));
@@ -679,3 +692,27 @@ impl Actor {
 /// How long a connection waits for the actor before giving up (it is never this slow unless the
 /// process is stopping).
 pub const ACTOR_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_blocks_are_announced_within_the_budget_of_the_events_in_the_channel() {
+        let block = CheckedBlock::genesis();
+        let cost = side_block_cost(block.header.records_size);
+        let mut budget = SideBudget {
+            max: 3 * cost,
+            ..SideBudget::default()
+        };
+        for _ in 0..3 {
+            assert!(budget.admit(&block));
+            budget.sent += 1;
+        }
+        assert!(!budget.admit(&block), "past the budget");
+        // Once the event announcing the first has left the channel, there is room again.
+        budget.sent = EVENTS as u64;
+        assert!(budget.admit(&block));
+        assert!(!budget.admit(&block));
+    }
+}
