@@ -243,9 +243,11 @@ impl Pool {
     ///
     /// A ready record is admitted even at the cap: [`POOL_EVICT_PERCENT`] of the pool is evicted
     /// first, whole accounts at a time (an account's later records depend on its earlier ones),
-    /// those holding the most records first and, among equals, the newest; the record's own
-    /// account is spared. The oldest records, which the next blocks mine, stay; so does an
-    /// honest shopper's handful against a flood. A waiting record at the waiting buffer's cap
+    /// those holding the most records first and, among equals, those whose last record is the
+    /// oldest; the record's own account is spared. A spammer's long runs go first; then a flood
+    /// of one-record accounts (free to make, and as minable as an honest purchase) pushes out
+    /// its own oldest records, so a new honest record moves up as the flood goes on instead of
+    /// being the first to go in the next round. A waiting record at the waiting buffer's cap
     /// evicts the least useful waiting one (see [`MAX_WAITING_RECORDS`]).
     pub fn add(&mut self, ledger: &Ledger, record: Record) -> Result<Admitted, PoolError> {
         // The same id is the same signed bytes, already verified: a relayed copy costs a hash.
@@ -457,8 +459,8 @@ impl Pool {
         Ok(())
     }
 
-    /// Evicts whole accounts' records, the accounts with the most ready records first (the
-    /// newest first among equals), sparing `spare`, until [`POOL_EVICT_PERCENT`] of both caps
+    /// Evicts whole accounts' records, the accounts with the most ready records first (the one
+    /// whose last record is the oldest first among equals), sparing `spare`, until [`POOL_EVICT_PERCENT`] of both caps
     /// is free besides `size`; then rebuilds the ready list on what is left.
     fn make_room(&mut self, ledger: &Ledger, spare: &AccountId, size: usize) {
         let slack_records = (self.limits.max_records * POOL_EVICT_PERCENT / 100).max(1);
@@ -479,7 +481,7 @@ impl Pool {
         }
         accounts.remove(spare);
         let mut ranked: Vec<(AccountId, (usize, u64))> = accounts.into_iter().collect();
-        ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
+        ranked.sort_by_key(|(_, (count, last))| (std::cmp::Reverse(*count), *last));
         let (mut records, mut bytes) = (self.ready.len(), self.bytes);
         let mut evicted = HashSet::new();
         for (account, _) in ranked {

@@ -382,3 +382,36 @@ fn a_reorg_that_makes_a_ready_record_wait_reports_it_dropped() {
     assert!(!pool.is_ready(&second.id()) && !pool.is_ready(&first.id()));
     assert_eq!(pool.take_changes().dropped, vec![second.id()]);
 }
+
+#[test]
+fn a_flood_of_one_record_accounts_pushes_out_its_own_oldest_not_the_newcomer() {
+    let (chain, _, _) = setup();
+    let limits = PoolLimits {
+        max_records: 20,
+        ..PoolLimits::default()
+    };
+    let mut pool = Pool::new(limits);
+    let flood: Vec<_> = (0..30u8)
+        .map(|i| join(&Keypair::from_seed([100 + i; 32]), &format!("flood{i}")))
+        .collect();
+    for r in &flood[..20] {
+        assert_eq!(pool.add(chain.ledger(), r.clone()), Ok(Admitted::Ready));
+    }
+    let honest = join(&key(3), "carol");
+    assert_eq!(
+        pool.add(chain.ledger(), honest.clone()),
+        Ok(Admitted::Ready)
+    );
+    // Ten more: they push out the ten oldest, not the newcomer (it would go only after the
+    // whole pool had turned over, by when the next blocks have mined it).
+    for r in &flood[20..30] {
+        assert_eq!(pool.add(chain.ledger(), r.clone()), Ok(Admitted::Ready));
+    }
+    assert!(pool.is_ready(&honest.id()), "the newcomer stays");
+    assert_eq!(pool.ready_len(), 20);
+    assert!(
+        flood[..11].iter().all(|r| !pool.contains(&r.id())),
+        "the oldest went first"
+    );
+    assert!(flood[11..30].iter().all(|r| pool.is_ready(&r.id())));
+}
