@@ -22,6 +22,12 @@ fn setup() -> (Chain, Pool, Block) {
     (chain, pool, b1)
 }
 
+/// [`setup`] with a pool of other limits.
+fn setup_with(limits: PoolLimits) -> (Chain, Pool) {
+    let (chain, _, _) = setup();
+    (chain, Pool::new(limits))
+}
+
 /// Inserts a block and moves the pool along, as a node does.
 fn apply(chain: &mut Chain, pool: &mut Pool, block: Block) -> Imported {
     let got = chain.insert(block, NOW).unwrap();
@@ -124,12 +130,10 @@ fn records_out_of_order_wait_for_the_gap() {
 
 #[test]
 fn the_pool_is_capped() {
-    let (chain, _, _) = setup();
-    let limits = PoolLimits {
+    let (chain, mut pool) = setup_with(PoolLimits {
         max_records: 3,
         ..PoolLimits::default()
-    };
-    let mut pool = Pool::new(limits);
+    });
     let alice = key(1);
     for seq in 1..=3 {
         pool.add(chain.ledger(), buy(&alice, seq, "marmoset"))
@@ -222,14 +226,12 @@ fn unminable(n: u8, seqs: std::ops::RangeInclusive<u64>) -> Vec<protocol::Record
 
 #[test]
 fn unminable_records_wait_apart_and_never_take_the_room_of_minable_ones() {
-    let (chain, _, _) = setup();
-    let limits = PoolLimits {
+    let (chain, mut pool) = setup_with(PoolLimits {
         max_records: 3,
         max_waiting: 4,
         max_waiting_per_account: 2,
         ..PoolLimits::default()
-    };
-    let mut pool = Pool::new(limits);
+    });
     // A flood of fresh keys, each signing 1, 2, 3 and never joining.
     for n in 100..120 {
         let mut seqs = unminable(n, 1..=3).into_iter();
@@ -257,12 +259,10 @@ fn unminable_records_wait_apart_and_never_take_the_room_of_minable_ones() {
 
 #[test]
 fn waiting_records_of_joined_accounts_outlast_those_of_strangers() {
-    let (chain, _, _) = setup();
-    let limits = PoolLimits {
+    let (chain, mut pool) = setup_with(PoolLimits {
         max_waiting: 2,
         ..PoolLimits::default()
-    };
-    let mut pool = Pool::new(limits);
+    });
     let alice = key(1);
     let alice_3 = buy(&alice, 3, "marmoset");
     assert_eq!(
@@ -332,12 +332,10 @@ fn a_record_that_stops_waiting_is_reported_for_relay_and_store() {
 
 #[test]
 fn a_minable_record_is_admitted_at_a_full_pool_by_evicting_the_biggest_account() {
-    let (chain, _, _) = setup();
-    let limits = PoolLimits {
+    let (chain, mut pool) = setup_with(PoolLimits {
         max_records: 4,
         ..PoolLimits::default()
-    };
-    let mut pool = Pool::new(limits);
+    });
     let (alice, bob) = (key(1), key(2));
     let bobs: Vec<_> = (1..=3).map(|s| buy(&bob, s, "marmoset")).collect();
     for r in &bobs {
@@ -385,12 +383,10 @@ fn a_reorg_that_makes_a_ready_record_wait_reports_it_dropped() {
 
 #[test]
 fn a_flood_of_one_record_accounts_pushes_out_its_own_oldest_not_the_newcomer() {
-    let (chain, _, _) = setup();
-    let limits = PoolLimits {
+    let (chain, mut pool) = setup_with(PoolLimits {
         max_records: 20,
         ..PoolLimits::default()
-    };
-    let mut pool = Pool::new(limits);
+    });
     let flood: Vec<_> = (0..30u8)
         .map(|i| join(&Keypair::from_seed([100 + i; 32]), &format!("flood{i}")))
         .collect();
