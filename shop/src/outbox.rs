@@ -245,8 +245,16 @@ mod tests {
 
     fn chain_with(records: Vec<Record>) -> ChainState {
         let genesis = protocol::genesis();
-        let block = Block::template(&genesis.header, records, key(9).account(), 0, 0);
-        ChainState::from_blocks("test".into(), vec![block]).unwrap()
+        let stamp = genesis.header.timestamp + 1;
+        let block = Block::template(&genesis.header, records, key(9).account(), 0, stamp);
+        let now = stamp + 1000;
+        ChainState::from_blocks(
+            "test".into(),
+            vec![block],
+            &protocol::Params::with_floor(0),
+            now,
+        )
+        .unwrap()
     }
 
     #[test]
