@@ -68,6 +68,7 @@ fn seen_height(wallet: &std::path::Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
+    let start = std::time::Instant::now();
     let net = Net::start(2).await;
     let t = &net.tracker.addr;
     let w = net.wallet("w");
@@ -83,7 +84,13 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
         },
     )
     .await;
+    let began = std::time::Instant::now();
     let out = ok(t, &w, &["--node", &fake.addr, "buy", "ann", "capuchin"]).await;
+    eprintln!(
+        "purchase past a zero-work liar: {:?} (network up after {:?})",
+        began.elapsed(),
+        began - start
+    );
     check_bought_past(&net, &out, &fake, "below the floor").await;
     assert_eq!(num(&out, "balance"), 800, "{out}");
     assert!(seen_height(&w) < ABSURD, "the outbox kept a made-up height");
@@ -97,7 +104,9 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
         },
     )
     .await;
+    let began = std::time::Instant::now();
     let out = ok(t, &w, &["--node", &worked.addr, "buy", "ann", "marmoset"]).await;
+    eprintln!("purchase past a contradicting liar: {:?}", began.elapsed());
     check_bought_past(&net, &out, &worked, "its own chain").await;
     assert!(seen_height(&w) < ABSURD, "the outbox kept a made-up height");
 
@@ -111,7 +120,9 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
         },
     )
     .await;
+    let began = std::time::Instant::now();
     let shown = ok(t, &w, &["--node", &honest[0], "show", "ann"]).await;
+    eprintln!("show next to a higher chain of no work: {:?}", began.elapsed());
     assert!(num(&shown["chain"], "height") < ABSURD, "{shown}");
     assert_eq!(num(&shown, "balance"), 800 - 50, "{shown}");
     assert_eq!(shown["pending"], Value::Array(Vec::new()), "{shown}");
@@ -119,4 +130,5 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
     assert!(num(&everyone["chain"], "height") < ABSURD, "{everyone}");
     fake.stop().await;
     worked.stop().await;
+    eprintln!("whole test: {:?}", start.elapsed());
 }
