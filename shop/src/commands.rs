@@ -18,7 +18,7 @@ use protocol::record::{RecordFormatError, check_text};
 use protocol::tracker::{NodeStatus, Topology};
 use protocol::{AccountId, Action, Keypair, Ledger, LedgerError, Record};
 
-use crate::chain::{BlockRef, ChainState};
+use crate::chain::ChainState;
 use crate::config::Config;
 use crate::error::ShopError;
 use crate::network::{
@@ -621,14 +621,15 @@ impl Shop {
         let mut pending = to_send.len();
         let mut state = after;
         let mut block = None;
-        if let (Some(b), Some(best)) = (&submitted.block, &best)
+        if let Some(best) = &best
+            && let Some(b) = best.block_of(&id)
             && matches!(status, Status::Mined | Status::OneNode)
         {
             // Everything up to it is in the checked best chain now. The outbox lets go of those
             // records when it next reads a chain that holds them (see `outbox`); the height is
             // noted only once a second node holds the block.
             pending = to_send.iter().filter(|r| r.seq > record.seq).count();
-            block = Some(BlockRef::of(b));
+            block = Some(b.clone());
             state = best.ledger.clone();
             if status == Status::Mined {
                 let mut outbox = Outbox::open(&self.wallet, &account)?;
@@ -699,7 +700,6 @@ impl Shop {
         if let Some(lie) = crate::trust::announced_lie(block, id, params, own.as_ref()) {
             return Checked::Lie(lie);
         }
-        let hash = block.header.hash();
         let others: Vec<String> = net
             .candidates
             .iter()
@@ -723,7 +723,7 @@ impl Shop {
             }
             // Active: the taker, and every other node that answered with a chain that passed.
             let active = 1 + chains.iter().filter(|c| c.source != taker).count();
-            let status = crate::trust::confirm(&chains, taker, id, &hash, active);
+            let status = crate::trust::confirm(&chains, taker, id, active);
             if status == Status::Mined
                 || others.is_empty()
                 || tokio::time::Instant::now() >= deadline

@@ -41,13 +41,22 @@ pub fn announced_lie(
             hash.short()
         ));
     }
+    // An honest node may have moved to a rival block holding the same record (two nodes mined
+    // it at once), or to a heavier branch; it cannot have a chain lower than the block it just
+    // announced that lacks the record altogether.
     match own_chain {
-        Some(chain) if !holds(chain, id, &hash) => Some(format!(
-            "it announced block {} at height {height} holding the record, but its own chain \
-             (height {}) does not hold it",
-            hash.short(),
-            chain.height
-        )),
+        Some(chain)
+            if !holds(chain, id, &hash)
+                && chain.block_of(id).is_none()
+                && chain.height < height =>
+        {
+            Some(format!(
+                "it announced block {} at height {height} holding the record, but its own chain \
+                 (height {}) does not hold it",
+                hash.short(),
+                chain.height
+            ))
+        }
         _ => None,
     }
 }
@@ -57,26 +66,21 @@ pub fn holds(chain: &ChainState, id: &RecordId, hash: &BlockHash) -> bool {
     chain.block_of(id).is_some_and(|b| b.hash == *hash)
 }
 
-/// Where record `id`, announced in block `hash` by node `taker`, stands given the checked
-/// `chains` read from the nodes (the taker's among them, if it could be read) and the number of
-/// active nodes: the taker and the others that answered with a chain that passed.
-pub fn confirm(
-    chains: &[ChainState],
-    taker: &str,
-    id: &RecordId,
-    hash: &BlockHash,
-    active: usize,
-) -> Status {
+/// Where record `id`, taken by node `taker`, stands given the checked `chains` read from the
+/// nodes (the taker's among them, if it could be read) and the number of active nodes: the
+/// taker and the others that answered with a chain that passed. The block that counts is the
+/// best chain's, which may be a rival of the one announced.
+pub fn confirm(chains: &[ChainState], taker: &str, id: &RecordId, active: usize) -> Status {
     let Some(best) = best(chains) else {
         return Status::Pending;
     };
-    if !holds(best, id, hash) {
+    let Some(at) = best.block_of(id) else {
         // On a branch with less work, or nowhere: not mined yet, whatever was announced.
         return Status::Pending;
-    }
+    };
     let elsewhere = chains
         .iter()
-        .any(|c| c.source != taker && holds(c, id, hash));
+        .any(|c| c.source != taker && holds(c, id, &at.hash));
     if elsewhere || active <= 1 {
         Status::Mined
     } else {
@@ -113,7 +117,6 @@ mod tests {
         let join = Record::sign(&key, 0, Action::Join { name: "ann".into() });
         let id = join.id();
         let mined = block_on(&genesis(), vec![join], 2);
-        let hash = mined.header.hash();
         let taker = state("a", std::slice::from_ref(&mined));
         let other = state("b", std::slice::from_ref(&mined));
         let behind = state("b", &[]);
@@ -121,12 +124,12 @@ mod tests {
         let heavier = state("c", &[block_on(&genesis(), Vec::new(), 6)]);
 
         let chains = [taker.clone(), other];
-        assert_eq!(confirm(&chains, "a", &id, &hash, 2), Status::Mined);
+        assert_eq!(confirm(&chains, "a", &id, 2), Status::Mined);
         let alone = [taker.clone(), behind];
-        assert_eq!(confirm(&alone, "a", &id, &hash, 2), Status::OneNode);
-        assert_eq!(confirm(&alone[..1], "a", &id, &hash, 1), Status::Mined);
+        assert_eq!(confirm(&alone, "a", &id, 2), Status::OneNode);
+        assert_eq!(confirm(&alone[..1], "a", &id, 1), Status::Mined);
         let outweighed = [taker, heavier.clone()];
-        assert_eq!(confirm(&outweighed, "a", &id, &hash, 2), Status::Pending);
+        assert_eq!(confirm(&outweighed, "a", &id, 2), Status::Pending);
         assert_eq!(best(&outweighed).map(|c| c.source.as_str()), Some("c"));
     }
 

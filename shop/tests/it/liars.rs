@@ -110,8 +110,17 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
     check_bought_past(&net, &out, &worked, "its own chain").await;
     assert!(seen_height(&w) < ABSURD, "the outbox kept a made-up height");
 
-    // A chain of no work, far higher than the honest one: a later command on an honest node
-    // keeps the honest chain (work, not height), and the shopper is as the honest chain has it.
+    // A chain of no work, far higher than the honest one (and, block for block, more of them
+    // than the honest chain's work): a later command on an honest node keeps the honest chain,
+    // and the shopper is as the honest chain has it. The other liars leave first, so the shop
+    // reads every chain listed.
+    fake.stop().await;
+    worked.stop().await;
+    wait_for("the liars to leave", DEADLINE, || async {
+        let t = net.tracker.topology().await?;
+        (t.active().count() == 2).then_some(())
+    })
+    .await;
     let _higher = liar(
         &net.tracker,
         Lie::ZeroWorkFlood {
@@ -122,13 +131,14 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
     .await;
     let began = std::time::Instant::now();
     let shown = ok(t, &w, &["--node", &honest[0], "show", "ann"]).await;
-    eprintln!("show next to a higher chain of no work: {:?}", began.elapsed());
+    eprintln!(
+        "show next to a higher chain of no work: {:?}",
+        began.elapsed()
+    );
     assert!(num(&shown["chain"], "height") < ABSURD, "{shown}");
     assert_eq!(num(&shown, "balance"), 800 - 50, "{shown}");
     assert_eq!(shown["pending"], Value::Array(Vec::new()), "{shown}");
     let everyone = ok(t, &w, &["show"]).await;
     assert!(num(&everyone["chain"], "height") < ABSURD, "{everyone}");
-    fake.stop().await;
-    worked.stop().await;
     eprintln!("whole test: {:?}", start.elapsed());
 }
