@@ -147,6 +147,10 @@ mod tests {
         assert_eq!(announced_lie(&good, &id, &params, None), None);
         let own = state("a", std::slice::from_ref(&good));
         assert_eq!(announced_lie(&good, &id, &params, Some(&own)), None);
+        // Two nodes mined the record at once and the announcer moved to the rival: no lie.
+        let rival = block_on(&genesis(), good.records.clone(), 4);
+        let moved = state("a", &[rival]);
+        assert_eq!(announced_lie(&good, &id, &params, Some(&moved)), None);
         let contradicting = state("a", &[]);
         let lie = announced_lie(&good, &id, &params, Some(&contradicting)).unwrap();
         assert!(lie.contains("its own chain"), "{lie}");
