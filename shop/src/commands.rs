@@ -118,7 +118,7 @@ enum Checked {
     /// Where the record stands, in the best checked chain, and liars met on the way.
     Done {
         status: Status,
-        best: ChainState,
+        best: Box<ChainState>,
         liars: Vec<Attempt>,
     },
 }
@@ -604,7 +604,7 @@ impl Shop {
                     liars: more,
                 } => {
                     liars.extend(more);
-                    checked = Some((submitted, status, Some(best)));
+                    checked = Some((submitted, status, Some(*best)));
                     break;
                 }
             }
@@ -733,7 +733,7 @@ impl Shop {
                     .unwrap_or_else(|| net.chain.clone());
                 return Checked::Done {
                     status,
-                    best,
+                    best: Box::new(best),
                     liars,
                 };
             }
