@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
@@ -134,17 +134,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A timestamp after the last one signed in this process: the tracker refuses a report whose
-/// timestamp is not after the node's last one.
-fn stamp() -> u64 {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = now_ms();
-    let previous = LAST
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            Some(now.max(last + 1))
-        })
-        .unwrap_or_else(|last| last);
-    now.max(previous + 1)
+/// The timestamp for the next report or leave: the clock, but always after `last`, since the
+/// tracker refuses a timestamp that is not after the node's last one.
+fn stamp(last: &mut u64) -> u64 {
+    *last = now_ms().max(*last + 1);
+    *last
 }
 
 /// Registers with the tracker as a node: a signed report every second (reconnecting when the
@@ -157,10 +151,11 @@ async fn report(
     tip: (u64, BlockHash),
     cancel: CancellationToken,
 ) {
+    let mut last = 0;
     while !cancel.is_cancelled() {
         tokio::select! {
             () = cancel.cancelled() => break,
-            error = report_session(&tracker, &key, &addr, tip) => {
+            error = report_session(&tracker, &key, &addr, tip, &mut last) => {
                 tracing::debug!(%tracker, %error, "liar: tracker session ended");
             }
         }
@@ -172,7 +167,7 @@ async fn report(
     let leave = async {
         let stream = TcpStream::connect(&tracker).await?;
         let mut link = Framed::new(stream, LineCodec::<TrackerMessage>::new());
-        link.send(TrackerMessage::Leave(Leave::sign(&key, stamp())))
+        link.send(TrackerMessage::Leave(Leave::sign(&key, stamp(&mut last))))
             .await?;
         let _ = link.next().await;
         anyhow::Ok(())
@@ -186,6 +181,7 @@ async fn report_session(
     key: &Keypair,
     addr: &str,
     tip: (u64, BlockHash),
+    last: &mut u64,
 ) -> anyhow::Error {
     let stream = match tokio::time::timeout(TRACKER_TIMEOUT, TcpStream::connect(tracker)).await {
         Ok(Ok(stream)) => stream,
@@ -197,7 +193,7 @@ async fn report_session(
         LineCodec::<TrackerMessage>::with_max_line(16 * 1024 * 1024),
     );
     loop {
-        let report = Report::sign(key, addr.to_string(), stamp(), tip, 0.0, 0);
+        let report = Report::sign(key, addr.to_string(), stamp(last), tip, 0.0, 0);
         if let Err(e) = link.send(TrackerMessage::Report(report)).await {
             return e.into();
         }
