@@ -9,6 +9,7 @@
 mod blocks;
 mod conn;
 mod floods;
+pub mod liar;
 mod lines;
 mod side;
 mod slots;

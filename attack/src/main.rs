@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use attack::liar::{Liar, Lie};
 use attack::{Attack, Target};
 use clap::Parser;
 
@@ -14,12 +15,35 @@ use clap::Parser;
 /// replayed-signature, overspend, easier-chain, orphan-flood, idle-connections,
 /// duplicate-flood, huge-locator, nonsense-locator, hold-slots, unminable-flood,
 /// big-side-blocks, or all.
+///
+/// Or `liar`: a lying node that registers with the tracker and answers shops and visualizers
+/// with a lie (`--lie fake-mined` or `--lie zero-work-flood`) until Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "monkey-attack", version, about, long_about)]
 struct Args {
-    /// The node to attack, `host:port`.
+    /// The node to attack, `host:port` (every attack but `liar`).
     #[arg(long, env = "MONKEY_ATTACK_NODE")]
-    node: String,
+    node: Option<String>,
+    /// `liar`: the tracker to register with.
+    #[arg(long, env = "MONKEY_ATTACK_TRACKER", default_value = "127.0.0.1:7070")]
+    tracker: String,
+    /// `liar`: the lie, `fake-mined` (a `B` for every record, in a block at `--height` with
+    /// `--bits` of work) or `zero-work-flood` (`--blocks` blocks of no work, each holding
+    /// `--records-per-block` signed records).
+    #[arg(long, env = "MONKEY_ATTACK_LIE", default_value = "fake-mined")]
+    lie: String,
+    /// `liar --lie fake-mined`: the height the fake block claims.
+    #[arg(long, env = "MONKEY_ATTACK_HEIGHT", default_value_t = 1_000_000_000)]
+    height: u64,
+    /// `liar --lie fake-mined`: the proof of work the fake block carries.
+    #[arg(long, env = "MONKEY_ATTACK_BITS", default_value_t = 0)]
+    bits: u32,
+    /// `liar --lie zero-work-flood`: how many blocks.
+    #[arg(long, env = "MONKEY_ATTACK_BLOCKS", default_value_t = 2000)]
+    blocks: usize,
+    /// `liar --lie zero-work-flood`: signed records in each block.
+    #[arg(long, env = "MONKEY_ATTACK_RECORDS_PER_BLOCK", default_value_t = 1000)]
+    records_per_block: usize,
     /// The local address to connect from. Banned addresses are refused for a while, so on one
     /// machine attack from another loopback address than your honest nodes use.
     #[arg(long, env = "MONKEY_ATTACK_FROM", default_value = "127.0.0.2")]
@@ -48,6 +72,12 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.attacks == ["liar"] {
+        return lie(&args).await;
+    }
+    let node = args
+        .node
+        .context("--node is required: the node to attack")?;
     let mut attacks = Vec::new();
     for name in &args.attacks {
         if name == "all" {
@@ -58,7 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let target = Target {
-        node: args.node,
+        node,
         from: args.from,
         floor: args.floor,
         count: args.count,
@@ -82,5 +112,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             outcome.note
         );
     }
+    Ok(())
+}
+
+/// Runs a lying node until Ctrl-C.
+async fn lie(args: &Args) -> anyhow::Result<()> {
+    let lie = match args.lie.as_str() {
+        "fake-mined" => Lie::FakeMined {
+            height: args.height,
+            bits: args.bits,
+        },
+        "zero-work-flood" => Lie::ZeroWorkFlood {
+            blocks: args.blocks,
+            records_per_block: args.records_per_block,
+        },
+        other => anyhow::bail!("unknown lie {other:?}: fake-mined or zero-work-flood"),
+    };
+    let liar = Liar::start(&args.tracker, args.from, lie.clone()).await?;
+    println!(
+        "liar {} listening on {}, registered with {}: {lie:?}",
+        liar.id.short(),
+        liar.addr,
+        args.tracker
+    );
+    tokio::signal::ctrl_c().await?;
+    liar.stop().await;
     Ok(())
 }

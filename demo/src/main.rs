@@ -146,6 +146,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             node: None,
             answer_timeout: Duration::from_secs(10),
             wait_timeout: Duration::from_secs(120),
+            floor,
         };
         let shop = shop::Shop::new(&config);
         let result = shop::interactive::run(&shop, &runtime);

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::account::AccountId;
 use crate::block::Block;
 use crate::catalog;
+use crate::name::{NameError, check_name, name_key};
 use crate::params::{BLOCK_REWARD, JOIN_CREDIT};
 use crate::record::{Action, Record};
 
@@ -65,13 +66,16 @@ pub enum LedgerError {
     /// A balance would pass `u64::MAX`.
     #[error("balance overflow")]
     Overflow,
+    /// A join whose name breaks the name rule (see [`crate::name`]).
+    #[error("{0}")]
+    BadName(NameError),
 }
 
 /// The state derived from a chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     accounts: HashMap<AccountId, Account>,
-    /// Lowercased name to owner: names are unique ignoring case.
+    /// Name key ([`name_key`]) to owner: names are unique ignoring case and look-alike forms.
     names: HashMap<String, AccountId>,
     /// (poll, voter) to the choice voted for.
     votes: HashMap<(String, AccountId), String>,
@@ -114,9 +118,9 @@ impl Ledger {
         self.accounts.get(id).map_or(0, |a| a.balance)
     }
 
-    /// The account that joined under `name`, ignoring case.
+    /// The account that joined under `name`, ignoring case and look-alike forms.
     pub fn account_by_name(&self, name: &str) -> Option<AccountId> {
-        self.names.get(&name.to_lowercase()).copied()
+        self.names.get(&name_key(name)).copied()
     }
 
     /// Votes per choice in `poll`, most first.
@@ -205,7 +209,7 @@ impl Ledger {
 /// One set of rules serves both.
 trait View {
     fn account(&self, id: &AccountId) -> Option<&Account>;
-    /// Whether a lowercased name belongs to someone.
+    /// Whether a name key ([`name_key`]) belongs to someone.
     fn name_taken(&self, key: &str) -> bool;
     fn has_voted(&self, poll: &str, voter: &AccountId) -> bool;
 }
@@ -234,7 +238,8 @@ fn check(state: &impl View, record: &Record) -> Result<(), LedgerError> {
             if joined {
                 return Err(LedgerError::AlreadyJoined);
             }
-            if state.name_taken(&name.to_lowercase()) {
+            check_name(name).map_err(LedgerError::BadName)?;
+            if state.name_taken(&name_key(name)) {
                 return Err(LedgerError::NameTaken(name.clone()));
             }
             balance
@@ -284,7 +289,7 @@ fn apply(state: &mut impl State, record: &Record) -> Result<(), LedgerError> {
     let me = record.account;
     match &record.action {
         Action::Join { name } => {
-            state.add_name(name.to_lowercase(), me);
+            state.add_name(name_key(name), me);
             state.update(me, |a| {
                 a.name = Some(name.clone());
                 a.balance += JOIN_CREDIT;

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod hash;
 pub mod header;
 pub mod ledger;
+pub mod name;
 pub mod orphans;
 pub mod params;
 pub mod pool;

@@ -6,8 +6,12 @@
 //! and a peer is not answered `K` for its records): the first `D` names no locator, and every
 //! next one carries a block locator built from what arrived, so the node sends the blocks after
 //! the fork point even when its best chain moved in between (a reorg mid-read cuts the read back
-//! to where the branches meet). Then every block is replayed with [`Ledger::apply_block`]; a
-//! chain that does not link up or replay is the node's fault and is reported as such.
+//! to where the branches meet). Then every block is checked as a node checks it, from genesis:
+//! each goes into a [`protocol::Chain`] of the shop's own, which verifies proof of work at or
+//! above the network's floor, links, timestamps, signatures and every record against the ledger.
+//! A node is anyone with a key, so its word is worth nothing until its blocks pass: a chain that
+//! does not link up or does not pass is the node's lie and is reported as such, and chains are
+//! compared by their work, never their height.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +20,9 @@ use futures::{SinkExt, StreamExt};
 use protocol::codec::LineCodec;
 use protocol::params::MAX_LOCATOR;
 use protocol::wire::{GetBlocks, Message};
-use protocol::{AccountId, Block, BlockHash, Ledger, RecordId};
+use protocol::{
+    AccountId, Block, BlockError, BlockHash, Chain, Imported, Ledger, Params, RecordId,
+};
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -39,6 +45,28 @@ pub enum ChainError {
     /// The node's chain is not a chain, or does not replay.
     #[error("it sent a chain that {0}")]
     Broken(String),
+    /// A block of the node's chain fails the checks every node makes.
+    #[error("it sent an invalid block at height {height}: {error}")]
+    Invalid {
+        /// The block's height.
+        height: u64,
+        /// Why it is invalid.
+        error: BlockError,
+    },
+}
+
+impl ChainError {
+    /// Whether this shows the node lied (sent what no honest node sends), rather than failed.
+    /// A block from the future is not counted: clocks may disagree.
+    pub fn is_lie(&self) -> bool {
+        match self {
+            ChainError::Broken(_) => true,
+            ChainError::Invalid { error, .. } => {
+                !matches!(error, BlockError::FutureTimestamp { .. })
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where a record landed.
@@ -74,42 +102,53 @@ pub struct ChainState {
     pub height: u64,
     /// The tip's hash.
     pub tip: BlockHash,
+    /// The chain's cumulative work (2^bits summed): what makes one chain better than another.
+    pub work: u128,
     mined: HashMap<RecordId, BlockRef>,
 }
 
 impl ChainState {
-    /// Replays `blocks` (genesis excluded, oldest first) from genesis.
-    pub fn from_blocks(source: String, blocks: Vec<Block>) -> Result<ChainState, ChainError> {
-        let genesis = protocol::genesis();
-        let mut ledger = Ledger::new();
+    /// Checks and replays `blocks` (genesis excluded, oldest first) from genesis, as a node
+    /// would: every block must pass [`Chain::insert`] at `params` (the network's floor) and
+    /// extend the one before it. `now` is the local clock in milliseconds. CPU work (every
+    /// signature): call it off the async threads.
+    pub fn from_blocks(
+        source: String,
+        blocks: Vec<Block>,
+        params: &Params,
+        now: u64,
+    ) -> Result<ChainState, ChainError> {
+        let mut chain = Chain::new(params.clone());
         let mut mined = HashMap::new();
-        let mut tip = genesis.header.hash();
-        let mut height = genesis.header.height;
-        for block in &blocks {
-            if block.header.prev_hash != tip || block.header.height != height + 1 {
+        for block in blocks {
+            let height = block.header.height;
+            if block.header.prev_hash != chain.tip().hash() || height != chain.height() + 1 {
                 return Err(ChainError::Broken(format!(
-                    "does not link up at height {}",
-                    block.header.height
+                    "does not link up at height {height}"
                 )));
             }
-            ledger.apply_block(block).map_err(|(i, e)| {
-                ChainError::Broken(format!(
-                    "does not replay: block {} record {i}: {e}",
-                    block.header.height
-                ))
-            })?;
-            let here = BlockRef::of(block);
-            for r in &block.records {
-                mined.insert(r.id(), here.clone());
+            let here = BlockRef::of(&block);
+            let ids: Vec<RecordId> = block.records.iter().map(|r| r.id()).collect();
+            match chain.insert(block, now) {
+                Ok(Imported::Extended { .. }) => {}
+                Ok(other) => {
+                    return Err(ChainError::Broken(format!(
+                        "does not extend itself at height {height} ({})",
+                        imported_name(&other)
+                    )));
+                }
+                Err(error) => return Err(ChainError::Invalid { height, error }),
             }
-            tip = here.hash;
-            height = here.height;
+            for id in ids {
+                mined.insert(id, here.clone());
+            }
         }
         Ok(ChainState {
             source,
-            ledger,
-            height,
-            tip,
+            ledger: chain.ledger().clone(),
+            height: chain.height(),
+            tip: chain.tip().hash(),
+            work: chain.tip_work(),
             mined,
         })
     }
@@ -120,11 +159,32 @@ impl ChainState {
     }
 }
 
-/// Reads and replays the best chain of the node at `addr`; `timeout` bounds the connection and
-/// each answer.
-pub async fn read(addr: &str, timeout: Duration) -> Result<ChainState, ChainError> {
+/// What an import that did not extend the chain was, for messages.
+fn imported_name(imported: &Imported) -> &'static str {
+    match imported {
+        Imported::Extended { .. } => "extended",
+        Imported::Reorganized { .. } => "reorganised",
+        Imported::SideBranch { .. } => "a side branch",
+        Imported::Orphan { .. } => "an orphan",
+        Imported::Duplicate => "a duplicate",
+    }
+}
+
+/// Reads the best chain of the node at `addr` and checks it from genesis at `params`;
+/// `timeout` bounds the connection and each answer. The checks run off the async threads.
+pub async fn read(
+    addr: &str,
+    timeout: Duration,
+    params: &Params,
+) -> Result<ChainState, ChainError> {
     let blocks = fetch(addr, timeout).await?;
-    ChainState::from_blocks(addr.to_string(), blocks)
+    let (source, params) = (addr.to_string(), params.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    tokio::task::spawn_blocking(move || ChainState::from_blocks(source, blocks, &params, now))
+        .await
+        .map_err(|e| ChainError::Link(format!("the check stopped: {e}")))?
 }
 
 /// The node's whole best chain (genesis excluded), oldest first.
@@ -216,12 +276,21 @@ fn locator(chain: &[Block], genesis: BlockHash) -> Vec<BlockHash> {
 mod tests {
     use super::*;
 
+    /// A floor of 0: blocks of no work pass, so tests need not mine.
+    fn params() -> Params {
+        Params::with_floor(0)
+    }
+
+    /// Far enough ahead of genesis that no test block is in the future.
+    const NOW: u64 = protocol::block::GENESIS_TIMESTAMP + 1_000_000_000;
+
     fn empty_chain(n: usize) -> Vec<Block> {
         let mut out: Vec<Block> = Vec::new();
         let genesis = protocol::genesis();
         for i in 0..n {
             let parent = out.last().map_or(&genesis.header, |b| &b.header);
-            let block = Block::template(parent, Vec::new(), AccountId::default(), 0, i as u64);
+            let stamp = genesis.header.timestamp + 1 + i as u64;
+            let block = Block::template(parent, Vec::new(), AccountId::default(), 0, stamp);
             out.push(block);
         }
         out
@@ -244,13 +313,46 @@ mod tests {
     fn a_chain_that_does_not_link_is_broken() {
         let mut chain = empty_chain(3);
         assert_eq!(
-            ChainState::from_blocks("n".into(), chain.clone())
+            ChainState::from_blocks("n".into(), chain.clone(), &params(), NOW)
                 .unwrap()
                 .height,
             3
         );
         chain.remove(1);
-        let err = ChainState::from_blocks("n".into(), chain).unwrap_err();
+        let err = ChainState::from_blocks("n".into(), chain, &params(), NOW).unwrap_err();
         assert!(err.to_string().contains("link"), "{err}");
+        assert!(err.is_lie());
+    }
+
+    #[test]
+    fn a_block_below_the_floor_is_a_lie_and_work_not_height_measures_a_chain() {
+        let chain = empty_chain(3);
+        let err = ChainState::from_blocks("n".into(), chain.clone(), &Params::with_floor(1), NOW)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChainError::Invalid {
+                    height: 1,
+                    error: BlockError::BelowFloor { .. }
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.is_lie());
+        // Three blocks of no work weigh 3 (2^0 each); one block of 4 bits weighs 16.
+        let low = ChainState::from_blocks("n".into(), chain, &params(), NOW).unwrap();
+        let mut one = Block::template(
+            &protocol::genesis().header,
+            Vec::new(),
+            AccountId::default(),
+            4,
+            protocol::genesis().header.timestamp + 1,
+        );
+        while one.header.hash().leading_zero_bits() < 4 {
+            one.header.nonce += 1;
+        }
+        let high = ChainState::from_blocks("m".into(), vec![one], &params(), NOW).unwrap();
+        assert!(low.height > high.height && high.work > low.work);
     }
 }

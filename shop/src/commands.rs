@@ -13,14 +13,17 @@ use std::collections::BTreeMap;
 
 use protocol::catalog::{CATALOG, MONKEY_OF_THE_MONTH, Monkey};
 use protocol::ledger::Undo;
+use protocol::name::check_name;
 use protocol::record::{RecordFormatError, check_text};
 use protocol::tracker::{NodeStatus, Topology};
 use protocol::{AccountId, Action, Keypair, Ledger, LedgerError, Record};
 
-use crate::chain::{BlockRef, ChainState};
+use crate::chain::ChainState;
 use crate::config::Config;
 use crate::error::ShopError;
-use crate::network::{Network, Progress, Status, SubmitError, Submitted};
+use crate::network::{
+    Attempt, MAX_CHAIN_READS, Network, Progress, Reading, Status, SubmitError, Submitted,
+};
 use crate::outbox::{self, Outbox};
 use crate::outcome::{
     BlockInfo, CatalogOutcome, ChainInfo, NodeRow, PendingRecord, RecordOutcome, ShopperRow,
@@ -35,11 +38,42 @@ pub struct Snapshot {
     pub topology: Topology,
     /// Nodes to send to, in order; the one the chain was read from first.
     pub candidates: Vec<String>,
-    /// The chain, replayed.
+    /// The best chain read (the most work of those that passed the checks), replayed.
     pub chain: ChainState,
+    /// Nodes caught lying (a chain or a block that fails the checks, an answer that contradicts
+    /// their own chain): named in the output and skipped for the rest of the command.
+    pub liars: Vec<Attempt>,
 }
 
 impl Snapshot {
+    /// Takes in what a read found: liars leave the candidates; then the preferred node, the
+    /// nodes on the best chain, the others, and those that failed, in that order.
+    fn take(&mut self, reading: Reading, preferred: Option<&str>) {
+        for liar in reading.liars {
+            self.candidates.retain(|a| *a != liar.node);
+            if !self.liars.iter().any(|l| l.node == liar.node) {
+                self.liars.push(liar);
+            }
+        }
+        let tip = self.chain.tip;
+        let rank = |addr: &String| {
+            if Some(addr.as_str()) == preferred {
+                0
+            } else if reading
+                .chains
+                .iter()
+                .any(|c| c.source == *addr && c.tip == tip)
+            {
+                1
+            } else if reading.failed.iter().any(|f| f.node == *addr) {
+                3
+            } else {
+                2
+            }
+        };
+        self.candidates.sort_by_key(rank);
+    }
+
     /// The address of the node with id `id`, if the tracker knows it.
     pub fn addr_of(&self, id: &AccountId) -> Option<String> {
         self.topology
@@ -63,6 +97,11 @@ impl Snapshot {
 const CATCH_UP_ROUNDS: usize = 5;
 /// The pause between those reads.
 const CATCH_UP_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long the shop looks for a second node that holds the block a node announced: blocks
+/// reach every node within a second or two, and a block nobody else holds is not trusted.
+const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// The pause between those looks.
+const CONFIRM_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A record signed and saved in the outbox, ready to send.
 struct Prepared {
@@ -70,6 +109,18 @@ struct Prepared {
     outbox: Vec<Record>,
     /// The shopper's state once every pending record and this one apply.
     after: Ledger,
+}
+
+/// What checking an announced block found.
+enum Checked {
+    /// The node that announced it lied: why.
+    Lie(String),
+    /// Where the record stands, in the best checked chain, and liars met on the way.
+    Done {
+        status: Status,
+        best: Box<ChainState>,
+        liars: Vec<Attempt>,
+    },
 }
 
 /// A shop: a wallet and a network.
@@ -113,6 +164,10 @@ fn joined(ledger: &Ledger, account: &AccountId) -> bool {
 fn ledger_refusal(name: &str, error: LedgerError, pending: bool, what: String) -> ShopError {
     match error {
         LedgerError::NameTaken(n) => ShopError::NameTaken(n),
+        LedgerError::BadName(error) => ShopError::BadName {
+            name: name.to_string(),
+            error,
+        },
         LedgerError::NotJoined => ShopError::NotJoined(name.to_string()),
         LedgerError::AlreadyJoined => ShopError::AlreadyJoined(name.to_string()),
         LedgerError::UnknownMonkey(m) => ShopError::UnknownMonkey(m),
@@ -144,6 +199,7 @@ impl Shop {
             network: Network {
                 tracker: config.tracker.clone(),
                 preferred: config.node.clone(),
+                params: protocol::Params::with_floor(config.floor),
                 answer_timeout: config.answer_timeout,
                 wait_timeout: config.wait_timeout,
                 memory: Some(config.wallet_dir.join("nodes.json")),
@@ -194,17 +250,24 @@ impl Shop {
     async fn fresh_snapshot(&self, progress: &dyn Fn(Progress)) -> Result<Snapshot, ShopError> {
         progress(Progress::Topology);
         let topology = self.network.nodes().await?;
-        let mut candidates = self.network.candidates(&topology)?;
-        let chain = self.network.read_chain(&candidates, progress).await?;
-        // Nodes that failed to answer go last; the one read from goes first.
-        if let Some(i) = candidates.iter().position(|a| *a == chain.source) {
-            candidates.rotate_left(i);
-        }
-        Ok(Snapshot {
+        let candidates = self.network.candidates(&topology)?;
+        let reading = self
+            .network
+            .read_chains(&candidates, MAX_CHAIN_READS, progress)
+            .await;
+        let Some(chain) = crate::trust::best(&reading.chains).cloned() else {
+            let mut tried = reading.liars;
+            tried.extend(reading.failed);
+            return Err(ShopError::NoChain(tried));
+        };
+        let mut net = Snapshot {
             topology,
             candidates,
             chain,
-        })
+            liars: Vec::new(),
+        };
+        net.take(reading, self.network.preferred.as_deref());
+        Ok(net)
     }
 
     /// The wallet's shopper called `name`.
@@ -228,6 +291,11 @@ impl Shop {
     ) -> Result<RecordOutcome, ShopError> {
         let name = name.trim();
         check_text("name", name).map_err(ShopError::BadText)?;
+        // Before any key is made or record signed: a name that hides characters is refused.
+        check_name(name).map_err(|error| ShopError::BadName {
+            name: name.to_string(),
+            error,
+        })?;
         let existing = self.wallet.find(name)?;
         let mut net = self.snapshot_for(progress, existing.as_slice()).await?;
         let (shopper, created) = match existing {
@@ -448,29 +516,28 @@ impl Shop {
 
     /// The chain read is lower than one this shopper already met: that node is behind. Reads
     /// the nodes' chains again, a few rounds over a second at most (a node behind catches up in
-    /// milliseconds), and keeps the highest.
+    /// milliseconds), and keeps the one with the most work of those that pass the checks. The
+    /// height met is only ever one of a checked chain, so no node can send the shop chasing a
+    /// height it made up.
     async fn catch_up(&self, net: &mut Snapshot, wanted: u64) {
         tracing::info!(node = %net.chain.source, height = net.chain.height, wanted, "node is behind; reading others");
         for round in 0..CATCH_UP_ROUNDS {
             if round > 0 {
                 tokio::time::sleep(CATCH_UP_PAUSE).await;
             }
-            for addr in net.candidates.clone() {
-                if net.chain.height >= wanted {
-                    break;
-                }
-                if let Ok(chain) = crate::chain::read(&addr, self.network.answer_timeout).await
-                    && chain.height > net.chain.height
-                {
-                    net.chain = chain;
-                }
+            let reading = self
+                .network
+                .read_chains(&net.candidates, net.candidates.len(), &|_| {})
+                .await;
+            if let Some(best) = crate::trust::best(&reading.chains)
+                && best.work > net.chain.work
+            {
+                net.chain = best.clone();
             }
+            net.take(reading, self.network.preferred.as_deref());
             if net.chain.height >= wanted {
                 break;
             }
-        }
-        if let Some(i) = net.candidates.iter().position(|a| *a == net.chain.source) {
-            net.candidates.rotate_left(i);
         }
     }
 
@@ -491,64 +558,83 @@ impl Shop {
         } = prepared;
         let account = shopper.account();
         let id = record.id();
-        let result = self
-            .network
-            .submit(&net.candidates, &to_send, &record, wait, progress)
-            .await;
-        let submitted: Submitted = match result {
-            Ok(s) => s,
-            Err(SubmitError::Unconfirmed { node, why, .. }) => {
-                return Err(ShopError::Unconfirmed {
-                    name: shopper.name.clone(),
-                    what: doing(&shopper.name, &record.action, to),
-                    record: id.short(),
-                    node,
-                    why,
-                });
+        let mut candidates = net.candidates.clone();
+        let mut liars = net.liars.clone();
+        let mut checked: Option<(Submitted, Status, Option<ChainState>)> = None;
+        // Each round either ends or names one more liar and drops it from the candidates.
+        for _ in 0..=net.candidates.len() {
+            let result = self
+                .network
+                .submit(&candidates, &to_send, &record, wait, progress)
+                .await;
+            let submitted = self.submitted(shopper, &record, &to_send, to, result)?;
+            let Some(block) = submitted.block.clone() else {
+                let status = submitted.status;
+                checked = Some((submitted, status, None));
+                break;
+            };
+            let mut look = net.clone();
+            look.candidates = candidates.clone();
+            look.liars = liars.clone();
+            match self
+                .check_announced(&look, &submitted.node, &block, &id)
+                .await
+            {
+                Checked::Lie(reason) => {
+                    tracing::warn!(node = %submitted.node, %reason, "the node lied; sending to another");
+                    progress(Progress::Retrying(submitted.node.clone(), reason.clone()));
+                    candidates.retain(|a| *a != submitted.node);
+                    liars.push(Attempt {
+                        node: submitted.node.clone(),
+                        error: reason,
+                    });
+                    if candidates.is_empty() {
+                        return Err(ShopError::Unconfirmed {
+                            name: shopper.name.clone(),
+                            what: doing(&shopper.name, &record.action, to),
+                            record: id.short(),
+                            node: submitted.node,
+                            why: format!("every node lied: {}", Attempt::list(&liars)),
+                        });
+                    }
+                }
+                Checked::Done {
+                    status,
+                    best,
+                    liars: more,
+                } => {
+                    liars.extend(more);
+                    checked = Some((submitted, status, Some(*best)));
+                    break;
+                }
             }
-            Err(SubmitError::Refused {
-                node,
-                reason,
-                refused,
-            }) => {
-                // What a node refused, and what was numbered after it, can never be mined.
-                let first = to_send
-                    .iter()
-                    .filter(|r| refused.contains(&r.id()))
-                    .map(|r| r.seq)
-                    .min()
-                    .unwrap_or(record.seq);
-                let mut outbox = Outbox::open(&self.wallet, &account)?;
-                outbox.retain(|r| r.seq < first);
-                outbox.save()?;
-                return Err(ShopError::Refused { node, reason });
-            }
-            Err(SubmitError::NotTaken { tried }) => {
-                // No node acknowledged it: it is forgotten, so a retry signs the same number
-                // again and at most one of the two can ever be mined.
-                let mut outbox = Outbox::open(&self.wallet, &account)?;
-                outbox.retain(|r| r.id() != id);
-                outbox.save()?;
-                return Err(ShopError::NoNodeTook(tried));
-            }
+        }
+        let Some((submitted, status, best)) = checked else {
+            return Err(ShopError::Unconfirmed {
+                name: shopper.name.clone(),
+                what: doing(&shopper.name, &record.action, to),
+                record: id.short(),
+                node: String::new(),
+                why: format!("every node lied: {}", Attempt::list(&liars)),
+            });
         };
         let mut pending = to_send.len();
         let mut state = after;
-        let block = submitted.block.as_ref().map(BlockRef::of);
-        if submitted.status == Status::Mined {
-            // Everything up to it is in that node's chain now. The outbox lets go of those
-            // records when it next reads a chain that holds them (see `outbox`).
+        let mut block = None;
+        if let Some(best) = &best
+            && let Some(b) = best.block_of(&id)
+            && matches!(status, Status::Mined | Status::OneNode)
+        {
+            // Everything up to it is in the checked best chain now. The outbox lets go of those
+            // records when it next reads a chain that holds them (see `outbox`); the height is
+            // noted only once a second node holds the block.
             pending = to_send.iter().filter(|r| r.seq > record.seq).count();
-            if let Some(b) = &block {
+            block = Some(b.clone());
+            state = best.ledger.clone();
+            if status == Status::Mined {
                 let mut outbox = Outbox::open(&self.wallet, &account)?;
-                outbox.note_height(b.height);
+                outbox.note_height(best.height);
                 outbox.save()?;
-            }
-            match crate::chain::read(&submitted.node, self.network.answer_timeout).await {
-                Ok(chain) => state = chain.ledger,
-                Err(e) => {
-                    tracing::info!(node = %submitted.node, error = %e, "cannot read the chain back")
-                }
             }
         }
         let shopper_state = state.account(&account).cloned().unwrap_or_default();
@@ -568,7 +654,7 @@ impl Shop {
             record: id,
             seq: record.seq,
             action: record.action.clone(),
-            status: submitted.status,
+            status,
             node: submitted.node.clone(),
             block: block.map(|b| BlockInfo {
                 miner_addr: net.addr_of(&b.miner),
@@ -578,6 +664,7 @@ impl Shop {
             }),
             elapsed_ms: submitted.elapsed.as_millis() as u64,
             tried: submitted.tried,
+            liars,
             balance: shopper_state.balance,
             cage: shopper_state.cage,
             pending,
@@ -586,6 +673,121 @@ impl Shop {
             amount: None,
             tally,
         })
+    }
+
+    /// Checks a block `taker` announced as holding record `id`: the block itself, then the
+    /// taker's own chain, then the other nodes' chains until a second node holds it (or
+    /// [`CONFIRM_WITHIN`] passes).
+    async fn check_announced(
+        &self,
+        net: &Snapshot,
+        taker: &str,
+        block: &protocol::Block,
+        id: &protocol::RecordId,
+    ) -> Checked {
+        let params = &self.network.params;
+        if let Some(lie) = crate::trust::announced_lie(block, id, params, None) {
+            return Checked::Lie(lie);
+        }
+        let own = match crate::chain::read(taker, self.network.answer_timeout, params).await {
+            Ok(chain) => Some(chain),
+            Err(e) if e.is_lie() => return Checked::Lie(e.to_string()),
+            Err(e) => {
+                tracing::info!(node = %taker, error = %e, "cannot read the chain back");
+                None
+            }
+        };
+        if let Some(lie) = crate::trust::announced_lie(block, id, params, own.as_ref()) {
+            return Checked::Lie(lie);
+        }
+        let others: Vec<String> = net
+            .candidates
+            .iter()
+            .filter(|a| *a != taker)
+            .take(MAX_CHAIN_READS)
+            .cloned()
+            .collect();
+        let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+        let mut liars = Vec::new();
+        loop {
+            let reading = self
+                .network
+                .read_chains(&others, others.len(), &|_| {})
+                .await;
+            let mut chains: Vec<ChainState> = own.iter().cloned().collect();
+            chains.extend(reading.chains);
+            for liar in reading.liars {
+                if !liars.iter().any(|l: &Attempt| l.node == liar.node) {
+                    liars.push(liar);
+                }
+            }
+            // Active: the taker, and every other node that answered with a chain that passed.
+            let active = 1 + chains.iter().filter(|c| c.source != taker).count();
+            let status = crate::trust::confirm(&chains, taker, id, active);
+            if status == Status::Mined
+                || others.is_empty()
+                || tokio::time::Instant::now() >= deadline
+            {
+                let best = crate::trust::best(&chains)
+                    .cloned()
+                    .unwrap_or_else(|| net.chain.clone());
+                return Checked::Done {
+                    status,
+                    best: Box::new(best),
+                    liars,
+                };
+            }
+            tokio::time::sleep(CONFIRM_PAUSE).await;
+        }
+    }
+
+    /// What `submit` gave, with the outbox kept in step with a refusal: the record taken, or
+    /// the shop's error.
+    fn submitted(
+        &self,
+        shopper: &Shopper,
+        record: &Record,
+        to_send: &[Record],
+        to: Option<&str>,
+        result: Result<Submitted, SubmitError>,
+    ) -> Result<Submitted, ShopError> {
+        let account = shopper.account();
+        let id = record.id();
+        match result {
+            Ok(s) => Ok(s),
+            Err(SubmitError::Unconfirmed { node, why, .. }) => Err(ShopError::Unconfirmed {
+                name: shopper.name.clone(),
+                what: doing(&shopper.name, &record.action, to),
+                record: id.short(),
+                node,
+                why,
+            }),
+            Err(SubmitError::Refused {
+                node,
+                reason,
+                refused,
+            }) => {
+                // What a node refused, and what was numbered after it, can never be mined.
+                let first = to_send
+                    .iter()
+                    .filter(|r| refused.contains(&r.id()))
+                    .map(|r| r.seq)
+                    .min()
+                    .unwrap_or(record.seq);
+                let mut outbox = Outbox::open(&self.wallet, &account)?;
+                outbox.retain(|r| r.seq < first);
+                outbox.save()?;
+                Err(ShopError::Refused { node, reason })
+            }
+            Err(SubmitError::NotTaken { tried }) => {
+                // No node acknowledged it: it is forgotten, so a retry signs the same number
+                // again and at most one of the two can ever be mined.
+                let mut outbox = Outbox::open(&self.wallet, &account)?;
+                outbox.retain(|r| r.id() != id);
+                outbox.save()?;
+                Err(ShopError::NoNodeTook(tried))
+            }
+        }
     }
 
     /// `show [NAME]`: one shopper, or every shopper as a table.
@@ -716,16 +918,17 @@ impl Shop {
             .collect();
         let active = topology.active().count();
         let chain = match self.network.candidates(&topology) {
-            Ok(candidates) => self
-                .network
-                .read_chain(&candidates, &|_| {})
-                .await
-                .ok()
-                .map(|c| ChainInfo {
+            Ok(candidates) => {
+                let reading = self
+                    .network
+                    .read_chains(&candidates, MAX_CHAIN_READS, &|_| {})
+                    .await;
+                crate::trust::best(&reading.chains).map(|c| ChainInfo {
                     height: c.height,
                     tip: c.tip,
-                    node: c.source,
-                }),
+                    node: c.source.clone(),
+                })
+            }
             Err(_) => None,
         };
         Ok(StatusOutcome {

@@ -16,6 +16,9 @@ pub struct Config {
     pub answer_timeout: Duration,
     /// How long to wait for a record to be mined.
     pub wait_timeout: Duration,
+    /// The network's difficulty floor: a block with less proof of work is a node's lie. A
+    /// setting, not something asked of the network, since any node could report a lower one.
+    pub floor: u32,
 }
 
 impl Config {

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use protocol::name::NameError;
 use protocol::record::RecordFormatError;
 
 use crate::network::Attempt;
@@ -28,13 +29,24 @@ pub enum ShopError {
         /// Whether pending records were counted.
         pending: bool,
     },
-    /// Another shopper has the name (ignoring case).
-    #[error("the name {0:?} is taken")]
+    /// Another shopper has the name (ignoring case and look-alike forms).
+    #[error("the name {0:?} is taken (names are compared ignoring case, width and accents' form)")]
     NameTaken(String),
     /// A name, poll or choice that breaks the ledger's rules (empty, too long, control
     /// characters).
     #[error("{0}")]
     BadText(RecordFormatError),
+    /// A name that breaks the ledger's name rule: it holds a character that cannot be seen or
+    /// that turns the text around, so it would pass for another name.
+    #[error(
+        "{name:?} cannot be a name: {error}; names are compared as they look, so they may not hide characters"
+    )]
+    BadName {
+        /// The name asked for.
+        name: String,
+        /// What is wrong with it.
+        error: NameError,
+    },
     /// No shopper of that name in the wallet.
     #[error("no shopper named {name:?} in the wallet {}: `monkey-shop join {name}` makes one", wallet.display())]
     UnknownShopper {

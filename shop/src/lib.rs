@@ -16,6 +16,7 @@ pub mod interactive;
 pub mod network;
 pub mod outbox;
 pub mod outcome;
+pub mod trust;
 pub mod wallet;
 
 pub use commands::{Shop, Snapshot};

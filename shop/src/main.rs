@@ -34,6 +34,10 @@ struct Args {
     /// Seconds to wait for a record to be mined.
     #[arg(long, env = "MONKEY_SHOP_WAIT_TIMEOUT", default_value_t = 120)]
     wait_timeout: u64,
+    /// The network's difficulty floor (the nodes' --floor): every block the shop reads must
+    /// carry at least this much proof of work, or the node that sent it is named as a liar.
+    #[arg(long, env = "MONKEY_SHOP_FLOOR", default_value_t = protocol::params::DEFAULT_DIFFICULTY_FLOOR)]
+    floor: u32,
     /// Write logs to this file instead of stderr (RUST_LOG sets the level; default warn).
     #[arg(long, env = "MONKEY_SHOP_LOG_FILE")]
     log_file: Option<PathBuf>,
@@ -168,6 +172,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         node: args.node,
         answer_timeout: Duration::from_secs(args.answer_timeout),
         wait_timeout: Duration::from_secs(args.wait_timeout),
+        floor: args.floor,
     };
     let shop = Shop::new(&config);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -20,7 +20,7 @@ use protocol::codec::LineCodec;
 use protocol::hash::Hash256;
 use protocol::tracker::{NodeInfo, NodeStatus, Topology};
 use protocol::wire::Message;
-use protocol::{Block, Record, RecordId};
+use protocol::{Block, Params, Record, RecordId};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -33,8 +33,23 @@ use crate::error::ShopError;
 /// Most remembered nodes read back (the file is the shop's own, but it is still input).
 const MAX_REMEMBERED: usize = 1024;
 
+/// Most chains one read fetches and checks whole to pick the best: each costs the whole chain
+/// and every signature in it, and one honest node among them is enough to outweigh liars.
+pub const MAX_CHAIN_READS: usize = 3;
+
 /// While waiting for a block, the record is sent again after this long without news.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Chains read from several nodes, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    /// The chains that passed, in the order read.
+    pub chains: Vec<ChainState>,
+    /// Nodes whose chain failed the checks, and why.
+    pub liars: Vec<Attempt>,
+    /// Nodes that could not be read.
+    pub failed: Vec<Attempt>,
+}
 
 /// A node that was tried and failed.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -67,8 +82,12 @@ pub enum Status {
     Pending,
     /// In the node's pool, waiting for the shopper's earlier records.
     Waiting,
-    /// In a block of the node's best chain.
+    /// In a block of the best chain the shop checked, which a second node holds too (or the
+    /// only active node).
     Mined,
+    /// In a block of the best chain the shop checked, seen on the node that took it only.
+    #[serde(rename = "mined_on_one_node")]
+    OneNode,
 }
 
 impl Status {
@@ -156,6 +175,8 @@ pub struct Network {
     pub tracker: String,
     /// A node to use first, before the tracker's.
     pub preferred: Option<String>,
+    /// The network's parameters (its difficulty floor): every block read is checked at them.
+    pub params: Params,
     /// How long a connection, or an answer, may take.
     pub answer_timeout: Duration,
     /// How long to wait for a record to be mined.
@@ -262,27 +283,38 @@ impl Network {
         Ok(active)
     }
 
-    /// Reads the chain from the first of `candidates` that answers.
-    pub async fn read_chain(
+    /// Reads and checks the chains of `candidates`, in order, until `max` have passed. A node
+    /// whose chain fails the checks is a liar; one that does not answer has only failed.
+    pub async fn read_chains(
         &self,
         candidates: &[String],
+        max: usize,
         progress: &dyn Fn(Progress),
-    ) -> Result<ChainState, ShopError> {
-        let mut tried = Vec::new();
+    ) -> Reading {
+        let mut reading = Reading::default();
         for addr in candidates {
+            if reading.chains.len() >= max {
+                break;
+            }
             progress(Progress::Reading(addr.clone()));
-            match chain::read(addr, self.answer_timeout).await {
-                Ok(state) => return Ok(state),
+            match chain::read(addr, self.answer_timeout, &self.params).await {
+                Ok(state) => reading.chains.push(state),
                 Err(e) => {
-                    tracing::info!(node = %addr, error = %e, "cannot read the chain");
-                    tried.push(Attempt {
+                    let attempt = Attempt {
                         node: addr.clone(),
                         error: e.to_string(),
-                    });
+                    };
+                    if e.is_lie() {
+                        tracing::warn!(node = %addr, error = %e, "the node lied");
+                        reading.liars.push(attempt);
+                    } else {
+                        tracing::info!(node = %addr, error = %e, "cannot read the chain");
+                        reading.failed.push(attempt);
+                    }
                 }
             }
         }
-        Err(ShopError::NoChain(tried))
+        reading
     }
 
     /// Sends `records` (the shopper's pending ones and `target`, by sequence number) to the

@@ -245,8 +245,16 @@ mod tests {
 
     fn chain_with(records: Vec<Record>) -> ChainState {
         let genesis = protocol::genesis();
-        let block = Block::template(&genesis.header, records, key(9).account(), 0, 0);
-        ChainState::from_blocks("test".into(), vec![block]).unwrap()
+        let stamp = genesis.header.timestamp + 1;
+        let block = Block::template(&genesis.header, records, key(9).account(), 0, stamp);
+        let now = stamp + 1000;
+        ChainState::from_blocks(
+            "test".into(),
+            vec![block],
+            &protocol::Params::with_floor(0),
+            now,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -290,5 +298,27 @@ mod tests {
         assert!(outbox.records().is_empty());
         assert_eq!(r.dropped.len(), 1);
         assert!(r.dropped[0].reason.contains("taken"), "{:?}", r.dropped);
+    }
+
+    #[test]
+    fn a_record_stays_until_a_chain_that_passes_the_checks_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wallet = Wallet::new(dir.path());
+        let me = key(3);
+        let join = Record::sign(&me, 0, Action::Join { name: "cy".into() });
+        let mut outbox = Outbox::open(&wallet, &me.account()).unwrap();
+        outbox.push(join.clone());
+        // A liar's chain holding the join in a block of no work, far up: it does not pass at a
+        // floor of 1, so the outbox never sees it, and keeps the join and its height.
+        let genesis = protocol::genesis();
+        let stamp = genesis.header.timestamp + 1;
+        let fake = Block::template(&genesis.header, vec![join.clone()], me.account(), 0, stamp);
+        let floor = protocol::Params::with_floor(1);
+        assert!(ChainState::from_blocks("liar".into(), vec![fake], &floor, stamp + 1).is_err());
+        let honest = chain_with(Vec::new());
+        let r = outbox.reconcile(&honest).unwrap();
+        assert_eq!(outbox.records(), &[join]);
+        assert!(r.dropped.is_empty());
+        assert_eq!(outbox.seen_height(), 1);
     }
 }

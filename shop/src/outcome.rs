@@ -35,6 +35,9 @@ pub struct RecordOutcome {
     pub elapsed_ms: u64,
     /// Nodes tried first that failed.
     pub tried: Vec<Attempt>,
+    /// Nodes caught lying (a block or chain that fails the checks, an answer that contradicts
+    /// their own chain), skipped for the rest of the command.
+    pub liars: Vec<Attempt>,
     /// The shopper's coins after this record: on the chain once mined, counting pending records
     /// otherwise.
     pub balance: u64,
@@ -340,6 +343,13 @@ impl RecordOutcome {
     pub fn headline(&self) -> String {
         let to = self.to.as_deref();
         match (&self.block, self.status) {
+            (Some(b), Status::OneNode) => format!(
+                "{} is in block {} ({}) on node {} only: no other node holds it yet",
+                doing(&self.shopper, &self.action, to),
+                b.height,
+                b.hash.short(),
+                self.node
+            ),
             (Some(b), _) => format!(
                 "{}: in block {} ({})",
                 done(&self.shopper, &self.action, to),
@@ -378,6 +388,13 @@ impl fmt::Display for RecordOutcome {
         }
         if !self.tried.is_empty() {
             writeln!(f, "  first tried {}", Attempt::list(&self.tried))?;
+        }
+        for liar in &self.liars {
+            writeln!(
+                f,
+                "  node {} lied and was skipped: {}",
+                liar.node, liar.error
+            )?;
         }
         let will = if self.block.is_some() {
             "has"

@@ -31,6 +31,7 @@ const PER_SHOPPER: usize = 19;
 async fn shop(tracker: &str, wallet: &Path, args: &[&str]) -> Option<serde_json::Value> {
     let run = Command::new(binary("monkey-shop"))
         .args(["--tracker", tracker, "--json", "--answer-timeout", "3"])
+        .args(["--floor", &FLOOR.to_string()])
         .arg("--wallet-dir")
         .arg(wallet)
         .args(args)

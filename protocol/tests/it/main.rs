@@ -4,6 +4,7 @@
 mod chain;
 mod codec;
 mod fuzz;
+mod names;
 mod pool;
 
 use std::sync::atomic::AtomicBool;

@@ -55,6 +55,18 @@ async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
             "alice has 100 coins, not enough to send 101 coins",
         ),
         (&other, vec!["join", "ALICE"], "the name \"ALICE\" is taken"),
+        // Look-alike names are one name; hidden characters are refused before a key is made.
+        (&other, vec!["join", "ａｌｉｃｅ"], "is taken"),
+        (
+            &other,
+            vec!["join", "alice\u{200B}"],
+            "cannot be a name: name holds the invisible or direction-changing character U+200B",
+        ),
+        (
+            &other,
+            vec!["join", "\u{202E}ecila"],
+            "cannot be a name: name holds the invisible or direction-changing character U+202E",
+        ),
         (&w, vec!["join", "alice"], "alice has already joined"),
         (&other, vec!["join", ""], "name is empty"),
         (&other, vec!["join", "   "], "name is empty"),

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod failover;
+mod liars;
 mod multihost;
 mod records;
 mod terminal;
@@ -67,6 +68,9 @@ pub fn command(tracker: &str, wallet: &Path, args: &[&str]) -> tokio::process::C
         .arg(tracker)
         .arg("--wallet-dir")
         .arg(wallet)
+        // The nodes' floor: blocks below it would be the nodes' lies.
+        .arg("--floor")
+        .arg(testkit::FLOOR.to_string())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

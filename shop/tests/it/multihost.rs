@@ -331,6 +331,8 @@ async fn shop(ns: &str, tracker: &str, wallet: &Path, args: &[&str]) -> Value {
         .arg(tracker)
         .arg("--wallet-dir")
         .arg(wallet)
+        .arg("--floor")
+        .arg(FLOOR.to_string())
         .args(&all)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -22,7 +22,9 @@ fn menus(tracker: &str, wallet: &Path) -> Session {
         .arg("--tracker")
         .arg(tracker)
         .arg("--wallet-dir")
-        .arg(wallet);
+        .arg(wallet)
+        .arg("--floor")
+        .arg(testkit::FLOOR.to_string());
     let mut session = Session::spawn(cmd).expect("start the shop in a pseudo-terminal");
     session
         .get_process_mut()
