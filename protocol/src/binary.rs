@@ -2,12 +2,15 @@
 //! It is made of the encodings the protocol already defines: a block is its 136-byte header,
 //! a 4-byte little-endian record count, then each record as a 4-byte length and its canonical
 //! encoding (signing bytes, then signature). Reading it back is a parse with a bounds check at
-//! every step: a damaged store entry is an error, never a panic.
+//! every step: a damaged store entry is an error, never a panic. A [`Ledger`] has a binary form
+//! too (its accounts and votes, in a fixed order), so a party that verified a chain can keep
+//! the state at its tip instead of replaying the chain again.
 
 use crate::account::{AccountId, Signature};
 use crate::block::Block;
 use crate::hash::Hash256;
 use crate::header::{HEADER_SIZE, Header};
+use crate::ledger::{Account, Ledger};
 use crate::params::{MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE};
 use crate::record::{Action, RECORD_DOMAIN, Record};
 
@@ -32,6 +35,9 @@ pub enum DecodeError {
     /// More records, or more record bytes, than a block may hold.
     #[error("more records than a block may hold")]
     TooLarge,
+    /// A ledger no chain can produce: an account or vote twice, a name held twice.
+    #[error("inconsistent ledger: {0}")]
+    Inconsistent(&'static str),
 }
 
 /// A cursor over bytes.
@@ -181,6 +187,97 @@ impl Block {
     }
 }
 
+/// Appends a string as its 4-byte little-endian length, then its UTF-8 bytes.
+fn put_string(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+impl Ledger {
+    /// The ledger's binary form: the account count, each account (id, a name flag and the
+    /// name, balance, next sequence number, the cage's entries), then the vote count and each
+    /// vote (poll, voter, choice). Accounts sort by id and votes by poll and voter, so equal
+    /// ledgers give equal bytes and a checksum of them means something. Names and tallies are
+    /// not written: [`Ledger::from_bytes`] derives them, so they cannot disagree.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut accounts: Vec<_> = self.accounts().collect();
+        accounts.sort_unstable_by_key(|(id, _)| **id);
+        out.extend_from_slice(&(accounts.len() as u32).to_le_bytes());
+        for (id, account) in accounts {
+            out.extend_from_slice(&id.0);
+            match &account.name {
+                Some(name) => {
+                    out.push(1);
+                    put_string(&mut out, name);
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&account.balance.to_le_bytes());
+            out.extend_from_slice(&account.next_seq.to_le_bytes());
+            out.extend_from_slice(&(account.cage.len() as u32).to_le_bytes());
+            for (monkey, count) in &account.cage {
+                put_string(&mut out, monkey);
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+        }
+        let mut votes: Vec<_> = self.votes().collect();
+        votes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out.extend_from_slice(&(votes.len() as u32).to_le_bytes());
+        for ((poll, voter), choice) in votes {
+            put_string(&mut out, poll);
+            out.extend_from_slice(&voter.0);
+            put_string(&mut out, choice);
+        }
+        out
+    }
+
+    /// Reads a ledger from [`Ledger::to_bytes`]. Every count is only trusted as far as the
+    /// bytes that follow bear it out (nothing is allocated ahead of them); an account or vote
+    /// given twice, or a name held by two accounts, is an error.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Ledger, DecodeError> {
+        let mut r = Reader { bytes };
+        let mut accounts = std::collections::HashMap::new();
+        for _ in 0..r.u32("account count")? {
+            let id = AccountId(r.array("account id")?);
+            let name = match r.array::<1>("name flag")?[0] {
+                0 => None,
+                1 => Some(r.string("name")?),
+                tag => return Err(DecodeError::Tag(tag)),
+            };
+            let balance = r.u64("balance")?;
+            let next_seq = r.u64("next sequence number")?;
+            let mut cage = std::collections::BTreeMap::new();
+            for _ in 0..r.u32("cage size")? {
+                let monkey = r.string("monkey")?;
+                if cage.insert(monkey, r.u32("monkey count")?).is_some() {
+                    return Err(DecodeError::Inconsistent("a monkey twice in a cage"));
+                }
+            }
+            let account = Account {
+                name,
+                balance,
+                next_seq,
+                cage,
+            };
+            if accounts.insert(id, account).is_some() {
+                return Err(DecodeError::Inconsistent("an account twice"));
+            }
+        }
+        let mut votes = std::collections::HashMap::new();
+        for _ in 0..r.u32("vote count")? {
+            let poll = r.string("poll")?;
+            let voter = AccountId(r.array("voter")?);
+            let choice = r.string("choice")?;
+            if votes.insert((poll, voter), choice).is_some() {
+                return Err(DecodeError::Inconsistent("a vote twice"));
+            }
+        }
+        r.finish()?;
+        Ledger::from_parts(accounts, votes).ok_or(DecodeError::Inconsistent("a name held twice"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +329,96 @@ mod tests {
         let mut bad_tag = block.records[0].encode();
         bad_tag[RECORD_DOMAIN.len() + 40] = 9;
         assert_eq!(Record::decode(&bad_tag), Err(DecodeError::Tag(9)));
+    }
+
+    #[test]
+    fn ledgers_round_trip_in_one_form_and_damage_is_an_error() {
+        let alice = Keypair::from_seed([1; 32]);
+        let bob = Keypair::from_seed([2; 32]);
+        let records = vec![
+            Record::sign(
+                &alice,
+                0,
+                Action::Join {
+                    name: "Zoé".into()
+                },
+            ),
+            Record::sign(&bob, 0, Action::Join { name: "bob".into() }),
+            Record::sign(
+                &alice,
+                1,
+                Action::Purchase {
+                    monkey: "baboon".into(),
+                },
+            ),
+            Record::sign(
+                &alice,
+                2,
+                Action::Transfer {
+                    to: bob.account(),
+                    amount: 7,
+                },
+            ),
+            Record::sign(
+                &alice,
+                3,
+                Action::Vote {
+                    poll: "p".into(),
+                    choice: "c".into(),
+                },
+            ),
+            Record::sign(
+                &bob,
+                1,
+                Action::Vote {
+                    poll: "p".into(),
+                    choice: "c".into(),
+                },
+            ),
+        ];
+        let block = Block::template(&genesis().header, records, alice.account(), 9, 5);
+        let mut ledger = Ledger::new();
+        ledger.apply_block(&block).unwrap();
+        let bytes = ledger.to_bytes();
+        let back = Ledger::from_bytes(&bytes).unwrap();
+        // Names and tallies are derived, and come back equal to what the rules built.
+        assert_eq!(back, ledger);
+        assert_eq!(back.account_by_name("zoe\u{301}"), Some(alice.account()));
+        assert_eq!(back.account_by_name("ZOÉ"), Some(alice.account()));
+        assert_eq!(back.tally("p"), vec![("c".to_string(), 2)]);
+        // One form: the same ledger built again gives the same bytes.
+        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(
+            Ledger::from_bytes(&Ledger::new().to_bytes()),
+            Ok(Ledger::new())
+        );
+        for cut in [0, 3, 4, 40, bytes.len() - 1] {
+            assert!(Ledger::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Ledger::from_bytes(&longer), Err(DecodeError::Trailing(1)));
+        // A count far beyond the bytes is an error, not an allocation.
+        assert!(Ledger::from_bytes(&u32::MAX.to_le_bytes()).is_err());
+        // The same account twice.
+        let one = {
+            let mut l = Ledger::new();
+            l.apply_block(&Block::template(
+                &genesis().header,
+                vec![],
+                bob.account(),
+                9,
+                5,
+            ))
+            .unwrap();
+            l.to_bytes()
+        };
+        let mut twice = 2u32.to_le_bytes().to_vec();
+        twice.extend_from_slice(&one[4..one.len() - 4]);
+        twice.extend_from_slice(&one[4..]);
+        assert_eq!(
+            Ledger::from_bytes(&twice),
+            Err(DecodeError::Inconsistent("an account twice"))
+        );
     }
 }

@@ -98,6 +98,39 @@ impl Ledger {
         Ledger::default()
     }
 
+    /// Every vote cast, (poll, voter) and the choice: with the accounts, all a ledger holds
+    /// that is not derived (for [`Ledger::to_bytes`]).
+    pub(crate) fn votes(&self) -> impl Iterator<Item = (&(String, AccountId), &String)> {
+        self.votes.iter()
+    }
+
+    /// A ledger from its accounts and votes, with the names and tallies derived from them as
+    /// the rules build them; `None` when two accounts hold the same name key, which no chain
+    /// can produce (for [`Ledger::from_bytes`]).
+    pub(crate) fn from_parts(
+        accounts: HashMap<AccountId, Account>,
+        votes: HashMap<(String, AccountId), String>,
+    ) -> Option<Ledger> {
+        let mut names = HashMap::new();
+        for (id, account) in &accounts {
+            if let Some(name) = &account.name
+                && names.insert(name_key(name), *id).is_some()
+            {
+                return None;
+            }
+        }
+        let mut tallies: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for ((poll, _), choice) in &votes {
+            *tallies.entry((poll.clone(), choice.clone())).or_default() += 1;
+        }
+        Some(Ledger {
+            accounts,
+            names,
+            votes,
+            tallies,
+        })
+    }
+
     /// An account's state, if it has ever received or signed anything.
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
