@@ -167,6 +167,7 @@ fn imported_name(imported: &Imported) -> &'static str {
         Imported::SideBranch { .. } => "a side branch",
         Imported::Orphan { .. } => "an orphan",
         Imported::Duplicate => "a duplicate",
+        Imported::TooDeep => "a fork deeper than the deepest reorg",
     }
 }
 
