@@ -10,6 +10,7 @@ mod blocks;
 mod conn;
 mod floods;
 mod lines;
+pub mod links;
 mod slots;
 
 use std::net::IpAddr;
@@ -26,8 +27,10 @@ pub struct Target {
     pub from: IpAddr,
     /// The network's difficulty floor, for blocks that must pass proof of work.
     pub floor: u32,
-    /// How many of a flood (blocks, connections, messages).
+    /// How many of a flood (blocks, connections, messages, made-up ids).
     pub count: usize,
+    /// The tracker's address, `host:port`, for the attacks on links and registrations.
+    pub tracker: Option<String>,
 }
 
 /// Every attack the tool knows, by name.
@@ -73,11 +76,15 @@ pub enum Attack {
     NonsenseLocator,
     /// Every connection slot held by silent subscribers from four addresses.
     HoldSlots,
+    /// Connections that claim other nodes' ids, with a bare `I` or a forged proof.
+    Impostor,
+    /// Made-up node ids registered with the tracker, advertising ports where nothing listens.
+    FakeRegistrations,
 }
 
 impl Attack {
     /// Every attack, in the order `all` runs them.
-    pub const ALL: [Attack; 20] = [
+    pub const ALL: [Attack; 22] = [
         Attack::Garbage,
         Attack::EndlessLine,
         Attack::UnknownOpcode,
@@ -98,6 +105,8 @@ impl Attack {
         Attack::HugeLocator,
         Attack::NonsenseLocator,
         Attack::HoldSlots,
+        Attack::Impostor,
+        Attack::FakeRegistrations,
     ];
 
     /// The attack's name on the command line.
@@ -123,6 +132,8 @@ impl Attack {
             Attack::HugeLocator => "huge-locator",
             Attack::NonsenseLocator => "nonsense-locator",
             Attack::HoldSlots => "hold-slots",
+            Attack::Impostor => "impostor",
+            Attack::FakeRegistrations => "fake-registrations",
         }
     }
 
@@ -191,6 +202,8 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
         Attack::HugeLocator => floods::locator(target, true).await?,
         Attack::NonsenseLocator => floods::locator(target, false).await?,
         Attack::HoldSlots => slots::hold_slots(target).await?,
+        Attack::Impostor => links::impostor(target).await?,
+        Attack::FakeRegistrations => links::fake_registrations(target).await?,
     };
     outcome.banned = conn::is_banned(target).await;
     Ok(outcome)

@@ -12,7 +12,8 @@ use clap::Parser;
 /// Attacks: garbage, endless-line, unknown-opcode, bad-json, wrong-shape, bad-hash,
 /// missed-difficulty, below-floor, wrong-prev, future-timestamp, bad-signature,
 /// replayed-signature, overspend, easier-chain, orphan-flood, idle-connections,
-/// duplicate-flood, huge-locator, nonsense-locator, hold-slots, or all.
+/// duplicate-flood, huge-locator, nonsense-locator, hold-slots, impostor, fake-registrations
+/// (these two need --tracker), or all.
 #[derive(Debug, Parser)]
 #[command(name = "monkey-attack", version, about, long_about)]
 struct Args {
@@ -26,7 +27,10 @@ struct Args {
     /// The network's difficulty floor (blocks meant to pass proof of work are mined at it).
     #[arg(long, env = "MONKEY_ATTACK_FLOOR", default_value_t = protocol::params::DEFAULT_DIFFICULTY_FLOOR)]
     floor: u32,
-    /// How many blocks, connections or messages a flood sends.
+    /// The tracker's address, for impostor (which ids to claim) and fake-registrations.
+    #[arg(long, env = "MONKEY_ATTACK_TRACKER")]
+    tracker: Option<String>,
+    /// How many blocks, connections, messages or made-up ids a flood sends.
     #[arg(long, env = "MONKEY_ATTACK_COUNT", default_value_t = 300)]
     count: usize,
     /// The attacks to run, by name; `all` for every one.
@@ -61,6 +65,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         from: args.from,
         floor: args.floor,
         count: args.count,
+        tracker: args.tracker,
     };
     println!(
         "{:<20} {:>6}  {:<28} {:<7} {:<7} {:<6} note",

@@ -123,6 +123,7 @@ pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect)
         from,
         floor: FLOOR,
         count,
+        tracker: None,
     };
     let outcome = if attack == Attack::IdleConnections {
         // The attack holds its connections for a few seconds: buy meanwhile.
