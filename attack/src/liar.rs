@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, MAX_LINE};
+use protocol::handshake::{Accept, Identity, Nonce};
 use protocol::header::Header;
 use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCKS_PER_MESSAGE};
 use protocol::pow::mine;
@@ -75,6 +76,8 @@ pub struct Liar {
 struct Script {
     lie: Lie,
     key: Keypair,
+    /// The address it advertises, for the proof the tracker asks for before listing it.
+    addr: String,
     /// The flood's blocks (for [`Lie::ZeroWorkFlood`]): each block's hash, its JSON up to its
     /// records, and the records' JSON shared by all.
     flood: Vec<(BlockHash, String)>,
@@ -90,8 +93,8 @@ impl Liar {
         let key = Keypair::from_seed(rand::random());
         let id = key.account();
         let script = {
-            let (lie, key) = (lie.clone(), key.clone());
-            tokio::task::spawn_blocking(move || Script::prepare(lie, key)).await?
+            let (lie, key, addr) = (lie.clone(), key.clone(), addr.clone());
+            tokio::task::spawn_blocking(move || Script::prepare(lie, key, addr)).await?
         };
         let script = Arc::new(script);
         let cancel = CancellationToken::new();
@@ -246,6 +249,19 @@ async fn answer(stream: TcpStream, script: &Script) -> anyhow::Result<()> {
     let mut link = Framed::new(stream, LineCodec::<Message>::new());
     while let Some(message) = link.next().await {
         match (message?, &script.lie) {
+            // The tracker lists only a node that proves its id at its address: a liar has a
+            // key like anyone, so it proves it (a listed node is not thereby an honest one).
+            (Message::Hello(hello), _) => {
+                let me = Identity {
+                    key: script.key.clone(),
+                    addr: script.addr.clone(),
+                };
+                let nonce = Nonce(rand::random());
+                match Accept::on_hello(&me, &hello, nonce) {
+                    Ok((proof, _)) => link.send(Message::Proof(proof)).await?,
+                    Err(_) => return Ok(()),
+                }
+            }
             (Message::Record(record), Lie::FakeMined { height, bits }) => {
                 let ack = Ack {
                     id: record.id(),
@@ -310,10 +326,11 @@ fn fake_block(record: Record, height: u64, bits: u32, key: &Keypair) -> Block {
 
 impl Script {
     /// Signs and builds whatever the lie needs, once. CPU work: run it off the async threads.
-    fn prepare(lie: Lie, key: Keypair) -> Script {
+    fn prepare(lie: Lie, key: Keypair, addr: String) -> Script {
         let mut script = Script {
             lie: lie.clone(),
             key,
+            addr,
             flood: Vec::new(),
             flood_records: String::from("[]"),
         };
@@ -405,7 +422,7 @@ mod tests {
             blocks: 30,
             records_per_block: 3,
         };
-        let script = Script::prepare(lie, Keypair::from_seed([5; 32]));
+        let script = Script::prepare(lie, Keypair::from_seed([5; 32]), "127.0.0.1:1".into());
         let mut request = GetBlocks::default();
         let mut parent = genesis().header.hash();
         let mut seen = 0;

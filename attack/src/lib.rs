@@ -11,6 +11,7 @@ mod conn;
 mod floods;
 pub mod liar;
 mod lines;
+pub mod links;
 mod side;
 mod slots;
 mod waiting;
@@ -29,8 +30,10 @@ pub struct Target {
     pub from: IpAddr,
     /// The network's difficulty floor, for blocks that must pass proof of work.
     pub floor: u32,
-    /// How many of a flood (blocks, connections, messages).
+    /// How many of a flood (blocks, connections, messages, made-up ids).
     pub count: usize,
+    /// The tracker's address, `host:port`, for the attacks on links and registrations.
+    pub tracker: Option<String>,
 }
 
 /// Every attack the tool knows, by name.
@@ -81,11 +84,15 @@ pub enum Attack {
     UnminableFlood,
     /// Many siblings of the lowest blocks, at the floor, each carrying 1,000 signed records.
     BigSideBlocks,
+    /// Connections that claim other nodes' ids, with a bare `I` or a forged proof.
+    Impostor,
+    /// Made-up node ids registered with the tracker, advertising ports where nothing listens.
+    FakeRegistrations,
 }
 
 impl Attack {
     /// Every attack, in the order `all` runs them.
-    pub const ALL: [Attack; 22] = [
+    pub const ALL: [Attack; 24] = [
         Attack::Garbage,
         Attack::EndlessLine,
         Attack::UnknownOpcode,
@@ -108,6 +115,8 @@ impl Attack {
         Attack::HoldSlots,
         Attack::UnminableFlood,
         Attack::BigSideBlocks,
+        Attack::Impostor,
+        Attack::FakeRegistrations,
     ];
 
     /// The attack's name on the command line.
@@ -135,6 +144,8 @@ impl Attack {
             Attack::HoldSlots => "hold-slots",
             Attack::UnminableFlood => "unminable-flood",
             Attack::BigSideBlocks => "big-side-blocks",
+            Attack::Impostor => "impostor",
+            Attack::FakeRegistrations => "fake-registrations",
         }
     }
 
@@ -205,6 +216,8 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
         Attack::HoldSlots => slots::hold_slots(target).await?,
         Attack::UnminableFlood => waiting::unminable(target).await?,
         Attack::BigSideBlocks => side::big_side_blocks(target).await?,
+        Attack::Impostor => links::impostor(target).await?,
+        Attack::FakeRegistrations => links::fake_registrations(target).await?,
     };
     outcome.banned = conn::is_banned(target).await;
     Ok(outcome)

@@ -14,7 +14,7 @@ use clap::Parser;
 /// missed-difficulty, below-floor, wrong-prev, future-timestamp, bad-signature,
 /// replayed-signature, overspend, easier-chain, orphan-flood, idle-connections,
 /// duplicate-flood, huge-locator, nonsense-locator, hold-slots, unminable-flood,
-/// big-side-blocks, or all.
+/// big-side-blocks, impostor, fake-registrations (these two need --tracker), or all.
 ///
 /// Or `liar`: a lying node that registers with the tracker and answers shops and visualizers
 /// with a lie (`--lie fake-mined` or `--lie zero-work-flood`) until Ctrl-C.
@@ -24,9 +24,6 @@ struct Args {
     /// The node to attack, `host:port` (every attack but `liar`).
     #[arg(long, env = "MONKEY_ATTACK_NODE")]
     node: Option<String>,
-    /// `liar`: the tracker to register with.
-    #[arg(long, env = "MONKEY_ATTACK_TRACKER", default_value = "127.0.0.1:7070")]
-    tracker: String,
     /// `liar`: the lie, `fake-mined` (a `B` for every record, in a block at `--height` with
     /// `--bits` of work) or `zero-work-flood` (`--blocks` blocks of no work, each holding
     /// `--records-per-block` signed records).
@@ -51,7 +48,11 @@ struct Args {
     /// The network's difficulty floor (blocks meant to pass proof of work are mined at it).
     #[arg(long, env = "MONKEY_ATTACK_FLOOR", default_value_t = protocol::params::DEFAULT_DIFFICULTY_FLOOR)]
     floor: u32,
-    /// How many blocks, connections or messages a flood sends.
+    /// The tracker's address: for impostor (which ids to claim) and fake-registrations, and
+    /// the one `liar` registers with (127.0.0.1:7070 when not given).
+    #[arg(long, env = "MONKEY_ATTACK_TRACKER")]
+    tracker: Option<String>,
+    /// How many blocks, connections, messages or made-up ids a flood sends.
     #[arg(long, env = "MONKEY_ATTACK_COUNT", default_value_t = 300)]
     count: usize,
     /// The attacks to run, by name; `all` for every one.
@@ -92,6 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         from: args.from,
         floor: args.floor,
         count: args.count,
+        tracker: args.tracker,
     };
     println!(
         "{:<20} {:>6}  {:<28} {:<7} {:<7} {:<6} note",
@@ -128,12 +130,13 @@ async fn lie(args: &Args) -> anyhow::Result<()> {
         },
         other => anyhow::bail!("unknown lie {other:?}: fake-mined or zero-work-flood"),
     };
-    let liar = Liar::start(&args.tracker, args.from, lie.clone()).await?;
+    let tracker = args.tracker.as_deref().unwrap_or("127.0.0.1:7070");
+    let liar = Liar::start(tracker, args.from, lie.clone()).await?;
     println!(
         "liar {} listening on {}, registered with {}: {lie:?}",
         liar.id.short(),
         liar.addr,
-        args.tracker
+        tracker
     );
     tokio::signal::ctrl_c().await?;
     liar.stop().await;

@@ -1,8 +1,8 @@
 //! One connection, from a peer node or a client (a shop, `nc`, the visualizer), both directions.
 //!
-//! A connection's [`Role`] decides what it is sent besides answers. A *peer* (a connection we
-//! opened to another node, or one that identified itself as a node with `I`) gets every new
-//! block and record relayed. A *subscriber* (one that sent `S`: the visualizer) gets a `U` for every block that
+//! A connection's [`Role`] decides what it is sent besides answers. A *peer* (another node,
+//! once it proved its id with the handshake of [`crate::handshake`], either way) gets every
+//! new block and record relayed. A *subscriber* (one that sent `S`: the visualizer) gets a `U` for every block that
 //! enters the tree and every move of the best tip. A *client* (a shop) gets only the answers
 //! about its own records: `K` once pending, `B` once in a block of the best chain.
 
@@ -17,8 +17,9 @@ use std::time::Duration;
 use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
+use protocol::handshake::{Hello, Identity, Proof};
 use protocol::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Identify, Message, Update};
+use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message, Update};
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, CheckedBlock, LedgerError, Params,
     PoolError, RecordId,
@@ -33,6 +34,7 @@ use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordO
 use crate::guard::{
     Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND, Slot,
 };
+use crate::handshake::{Shake, ShakeError};
 use crate::peers::Links;
 use crate::verify::{self, SeenBlocks, Verified};
 
@@ -76,8 +78,8 @@ pub struct Ctx {
     pub params: Params,
     /// Bans, per-address slots, refused peers.
     pub guard: Guard,
-    /// Who this node is, for the `I` it sends on links it opens.
-    pub me: Identify,
+    /// Who this node is: the key and address it proves in handshakes.
+    pub me: Identity,
     /// Records whose signatures this node verified.
     pub verified: Verified,
     /// Blocks that entered the tree lately.
@@ -109,8 +111,10 @@ struct Conn {
     ctx: Ctx,
     link: Link,
     role: Role,
-    /// The peer's id, once it said (`I`) or, for a link we opened, from the topology.
+    /// The peer's id, once it proved it (see [`crate::handshake`]).
     peer_id: Option<AccountId>,
+    /// Where the handshake stands.
+    shake: Shake,
     /// For a link a peer opened, the id it is registered under in [`Links`].
     inbound_peer: Option<AccountId>,
     ip: Option<IpAddr>,
@@ -136,15 +140,16 @@ enum Flow {
     Close,
 }
 
-/// Serves one connection until it closes, fails, or `cancel` fires. `outbound` is the id of the
-/// peer node for a connection we opened to it (we say who we are, then ask for its chain).
+/// Serves one connection until it closes, fails, or `cancel` fires. `outbound` is the id and the
+/// address of the peer node for a connection we opened to it: we ask it to prove it is that
+/// node, prove who we are, then ask for its chain.
 pub async fn serve(
     stream: TcpStream,
-    outbound: Option<AccountId>,
+    outbound: Option<(AccountId, String)>,
     ctx: Ctx,
     cancel: CancellationToken,
-) {
-    serve_with(stream, outbound, ctx, cancel, None).await;
+) -> Served {
+    serve_with(stream, outbound, ctx, cancel, None).await
 }
 
 /// Serves a connection someone opened to us, holding `slot` until it ends; it is closed when
@@ -155,11 +160,11 @@ pub async fn serve_inbound(stream: TcpStream, ctx: Ctx, cancel: CancellationToke
 
 async fn serve_with(
     stream: TcpStream,
-    outbound: Option<AccountId>,
+    outbound: Option<(AccountId, String)>,
     ctx: Ctx,
     cancel: CancellationToken,
     slot: Option<Slot>,
-) {
+) -> Served {
     let id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let peer_addr = stream.peer_addr().ok();
     let label = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
@@ -173,12 +178,10 @@ async fn serve_with(
         id,
         ctx,
         link,
-        role: if outbound.is_some() {
-            Role::Peer
-        } else {
-            Role::Client
-        },
-        peer_id: outbound,
+        // Even a link we opened is nobody's until the node at the other end proves its id.
+        role: Role::Client,
+        peer_id: None,
+        shake: Shake::Idle,
         inbound_peer: None,
         ip: peer_addr.map(|a| a.ip()),
         sent_locator: false,
@@ -193,10 +196,11 @@ async fn serve_with(
     };
     let idle_timeout = conn.ctx.guard.idle_timeout();
     tracing::debug!(conn = id, addr = %conn.label, outbound = outbound.is_some(), "connection open");
-    if outbound.is_some() {
-        let me = Message::Identify(conn.ctx.me.clone());
-        if conn.send(me).await.is_err() || conn.send_locator(None).await.is_err() {
-            return;
+    if let Some((expect, addr)) = &outbound {
+        let (shake, hello) = Shake::dial(&conn.ctx.me, *expect, addr);
+        conn.shake = shake;
+        if conn.send(hello).await.is_err() {
+            return Served::No;
         }
     }
     let mut last_heard = Instant::now();
@@ -212,7 +216,12 @@ async fn serve_with(
             (Role::Client, false, false) => (FIRST_MESSAGE_TIMEOUT.min(idle_timeout), false),
             (Role::Client, false, true) => (idle_timeout, false),
         };
-        let idle = tokio::time::sleep_until(last_heard + limit);
+        // A handshake under way must end by its own deadline, however chatty the connection.
+        let deadline = match conn.shake.deadline() {
+            Some(shake) => shake.min(last_heard + limit),
+            None => last_heard + limit,
+        };
+        let idle = tokio::time::sleep_until(deadline);
         let ping_due = async {
             if keep_alive && !pinged {
                 tokio::time::sleep_until(last_heard + limit / 2).await;
@@ -299,6 +308,20 @@ async fn serve_with(
         conn.ctx.links.inbound_closed(&peer);
     }
     tracing::debug!(conn = id, addr = %conn.label, "connection closed");
+    if conn.peer_id.is_some() {
+        Served::Proven
+    } else {
+        Served::No
+    }
+}
+
+/// What a connection did for the node, which [`crate::peers`] goes by when it picks peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The other end proved its id: a node was really there.
+    Proven,
+    /// It never did (a closed port, a timeout, a failed or missing proof).
+    No,
 }
 
 impl Conn {
@@ -361,12 +384,63 @@ impl Conn {
         tokio::time::timeout(ACTOR_TIMEOUT, rx).await.ok()?.ok()
     }
 
-    /// `I` makes a client a peer (nodes say `I` first on every link they open); a subscriber
-    /// stays a subscriber. Blocks and chain requests from others are answered, not relayed to.
+    /// A proven id makes a client a peer; a subscriber stays a subscriber. Blocks and chain
+    /// requests from others are answered, not relayed to.
     fn become_peer(&mut self) {
         if self.role == Role::Client {
             self.role = Role::Peer;
         }
+    }
+
+    /// Closes the connection over a handshake that failed, saying why.
+    async fn handshake_failed(&mut self, error: &ShakeError) -> Result<Flow, ()> {
+        tracing::info!(conn = self.id, addr = %self.label, %error, "handshake failed; closing");
+        let error = ErrorMessage::new("handshake", error);
+        let _ = self.send(Message::Error(error)).await;
+        Ok(Flow::Close)
+    }
+
+    /// `H`: answered with our proof. A hello that claims an id waits for its proof; one that
+    /// claims none (the tracker checking our address) is done.
+    async fn on_hello(&mut self, hello: &Hello) -> Result<Flow, ()> {
+        match self.shake.on_hello(&self.ctx.me, hello) {
+            Ok(proof) => self.send(proof).await.map(|()| Flow::Continue),
+            Err(error) => self.handshake_failed(&error).await,
+        }
+    }
+
+    /// `P`: the other end proved its id. On a link it opened, the proven id takes its place in
+    /// [`Links`] (which may close this link or ours); on one we opened, we prove ourselves back
+    /// and ask for its chain.
+    async fn on_proof(&mut self, proof: &Proof) -> Result<Flow, ()> {
+        let (id, ours) = match self.shake.on_proof(proof) {
+            Ok(proven) => proven,
+            Err(error) => return self.handshake_failed(&error).await,
+        };
+        tracing::debug!(conn = self.id, peer = %id.short(), addr = %proof.addr, "peer proven");
+        self.peer_id = Some(id);
+        if self.is_refused() {
+            return Ok(Flow::Close);
+        }
+        self.become_peer();
+        match ours {
+            Some(ours) => {
+                self.send(ours).await?;
+                self.send_locator(None).await?;
+            }
+            None => {
+                if !self
+                    .ctx
+                    .links
+                    .inbound_opened(&self.ctx.me.key.account(), id)
+                {
+                    tracing::debug!(conn = self.id, peer = %id.short(), "a second link to a peer; closing");
+                    return Ok(Flow::Close);
+                }
+                self.inbound_peer = Some(id);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     /// Sends `D` with our locator; after a `C` with more to come, the last block received goes
@@ -406,24 +480,17 @@ impl Conn {
                 let last = blocks.last().map(|b| b.header.hash());
                 self.on_blocks(blocks, false, last.filter(|_| more)).await
             }
-            Message::Identify(Identify { id, addr }) => {
-                self.become_peer();
-                tracing::debug!(conn = self.id, peer = %id.short(), %addr, "peer identified");
-                // A link the peer opened (ours know the id from the start), said once.
-                if self.peer_id.is_none() {
-                    if !self.ctx.links.inbound_opened(&self.ctx.me.id, id) {
-                        tracing::debug!(conn = self.id, peer = %id.short(), "a second link to a peer; closing");
-                        return Flow::Close;
-                    }
-                    self.inbound_peer = Some(id);
-                }
-                self.peer_id = Some(id);
-                Ok(if self.is_refused() {
-                    Flow::Close
-                } else {
-                    Flow::Continue
-                })
+            Message::Identify(_) => {
+                // An unproven claim: it must never take a real peer's place.
+                let error = ErrorMessage::new(
+                    "unproven",
+                    "I proves nothing: nodes prove who they are with H and P",
+                );
+                let _ = self.send(Message::Error(error)).await;
+                Ok(Flow::Close)
             }
+            Message::Hello(hello) => self.on_hello(&hello).await,
+            Message::Proof(proof) => self.on_proof(&proof).await,
             Message::GetBlocks(GetBlocks { locator }) => self.on_get_blocks(locator).await,
             Message::Subscribe => self.on_subscribe().await,
             Message::Error(e) => {

@@ -9,6 +9,7 @@
 pub mod actor;
 pub mod conn;
 pub mod guard;
+pub mod handshake;
 pub mod identity;
 pub mod load;
 pub mod miner;
@@ -24,8 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use protocol::handshake::Identity;
 use protocol::tracker::Topology;
-use protocol::wire::{ErrorMessage, Identify, Message};
+use protocol::wire::{ErrorMessage, Message};
 use protocol::{AccountId, Chain, Keypair, Params, Pool, PoolLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -232,8 +234,8 @@ impl Node {
             next_conn: Arc::new(AtomicU64::new(1)),
             params,
             guard: Guard::new(config.refuse_peers_file.clone(), config.idle_timeout),
-            me: Identify {
-                id: key.account(),
+            me: Identity {
+                key: key.clone(),
                 addr: advertise.clone(),
             },
             verified,

@@ -88,6 +88,17 @@ fn main() -> std::io::Result<()> {
             id: bob.account(),
             addr: "127.0.0.1:7001".into(),
         }),
+        Message::Hello(protocol::handshake::Hello {
+            nonce: protocol::handshake::Nonce([5; 32]),
+            to: Some(bob.account()),
+            from: None,
+        }),
+        Message::Proof(protocol::handshake::Proof {
+            id: bob.account(),
+            addr: "127.0.0.1:7001".into(),
+            nonce: protocol::handshake::Nonce([6; 32]),
+            sig: bob.sign(b"seed"),
+        }),
         Message::Subscribe,
         Message::KeepAlive,
         Message::Update(Update::Block {

@@ -123,6 +123,8 @@ macro_rules! hex_serde {
     };
 }
 
+pub(crate) use hex_serde;
+
 hex_serde!(AccountId, 32);
 hex_serde!(Signature, 64);
 

@@ -13,6 +13,7 @@ pub mod chain;
 pub mod codec;
 pub mod difficulty;
 pub mod fuzzing;
+pub mod handshake;
 pub mod hash;
 pub mod header;
 pub mod ledger;

@@ -12,6 +12,8 @@
 //! Reports and leaves are signed by the node's key with a millisecond timestamp, so nobody can
 //! announce or remove someone else's node, and an old message cannot be replayed.
 
+use std::net::{IpAddr, SocketAddr};
+
 use serde::{Deserialize, Serialize};
 
 use crate::account::{AccountId, Keypair, Signature};
@@ -158,6 +160,49 @@ pub enum TrackerError {
     /// The address is empty, too long or not `host:port`.
     #[error("bad address {0:?}: expected host:port")]
     BadAddress(String),
+    /// The address is well formed but no peer could ever be sent there.
+    #[error("address {addr:?} cannot be listed: {why}")]
+    Unlistable {
+        /// The address.
+        addr: String,
+        /// Why not.
+        why: &'static str,
+    },
+}
+
+/// Checks that `addr` is somewhere peers may be sent: not an unspecified (`0.0.0.0`, `::`),
+/// broadcast or multicast address, and not `tracker`, the tracker's own listening address (nor
+/// its port on loopback when it listens on every interface). Loopback itself is allowed: tests
+/// and the demo run every node on one machine. A host name passes here; the tracker's
+/// reachability check is what stands behind it.
+pub fn check_listable(addr: &str, tracker: Option<SocketAddr>) -> Result<(), TrackerError> {
+    let Ok(socket) = addr.parse::<SocketAddr>() else {
+        return Ok(());
+    };
+    let ip = socket.ip().to_canonical();
+    let why = if ip.is_unspecified() {
+        Some("it is unspecified")
+    } else if ip.is_multicast() {
+        Some("it is multicast")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("it is broadcast")
+    } else if socket.port() == 0 {
+        Some("port 0")
+    } else if tracker.is_some_and(|t| {
+        let own = t.ip().to_canonical();
+        t.port() == socket.port() && (own == ip || (own.is_unspecified() && ip.is_loopback()))
+    }) {
+        Some("it is the tracker's own address")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(TrackerError::Unlistable {
+            addr: addr.chars().take(64).collect(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Report {
@@ -319,5 +364,38 @@ mod tests {
             parse_line::<TrackerMessage>(b"Q").unwrap(),
             TrackerMessage::Query
         );
+    }
+
+    #[test]
+    fn addresses_no_peer_can_use_are_not_listable() {
+        let tracker: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        for bad in [
+            "0.0.0.0:22",
+            "[::]:9000",
+            "255.255.255.255:9000",
+            "224.0.0.1:9000",
+            "[ff02::1]:9000",
+            "[::ffff:0.0.0.0]:9000",
+            "127.0.0.1:7070",
+        ] {
+            assert!(
+                matches!(
+                    check_listable(bad, Some(tracker)),
+                    Err(TrackerError::Unlistable { .. })
+                ),
+                "{bad}"
+            );
+        }
+        for good in [
+            "127.0.0.1:9000",
+            "127.0.0.2:7070",
+            "10.0.0.5:7000",
+            "node1.lan:7000",
+        ] {
+            assert_eq!(check_listable(good, Some(tracker)), Ok(()), "{good}");
+        }
+        let everywhere: SocketAddr = "0.0.0.0:7070".parse().unwrap();
+        assert!(check_listable("127.0.0.1:7070", Some(everywhere)).is_err());
+        assert_eq!(check_listable("10.0.0.5:7071", Some(everywhere)), Ok(()));
     }
 }

@@ -8,7 +8,9 @@
 //! | `D` | optional `{"locator": [hash, ...]}` | a request for the chain after the locator |
 //! | `E` | `{"code": str, "message": str}` | an error |
 //! | `K` | `{"id": record id, "status": "pending"}` | a record was accepted into the pool |
-//! | `I` | `{"id": node id, "addr": "host:port"}` | a node says who it is, first on a link it opens |
+//! | `I` | `{"id": node id, "addr": "host:port"}` | an unproven claim to be a node: refused, the connection closed |
+//! | `H` | a [`Hello`] | a challenge: "prove who you are"; from a node, also who it will prove to be |
+//! | `P` | a [`Proof`] | who the sender is, signed over the other side's nonce (see [`crate::handshake`]) |
 //! | `S` | none | subscribe to the node's updates (the visualizer) |
 //! | `U` | an [`Update`] | a block entered the node's tree, or its best tip moved |
 //! | `Z` | none | keep-alive: a node asks a quiet long-lived connection to show it is there; the other side answers `Z` |
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::AccountId;
 use crate::block::Block;
 use crate::codec::{WireError, WireMessage};
+use crate::handshake::{Hello, Proof};
 use crate::hash::BlockHash;
 use crate::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
 use crate::record::{Record, RecordId};
@@ -37,8 +40,13 @@ pub enum Message {
     Error(ErrorMessage),
     /// `K`: a record is pending.
     Ack(Ack),
-    /// `I`: a node identifies itself on a link it opened.
+    /// `I`: an unproven claim to be a node, which nodes refuse (they prove who they are with
+    /// `H` and `P`); parsed only to answer it clearly.
     Identify(Identify),
+    /// `H`: a handshake challenge.
+    Hello(Hello),
+    /// `P`: a handshake proof.
+    Proof(Proof),
     /// `S`: subscribe to updates.
     Subscribe,
     /// `U`: an update for a subscriber.
@@ -49,8 +57,8 @@ pub enum Message {
     KeepAlive,
 }
 
-/// The payload of `I`: who opened this link. Not signed: it names the peer for refusing and
-/// for logs, it proves nothing (bans go by network address).
+/// The payload of `I`: who a connection says it is. Not signed, so it proves nothing: a node
+/// answers it with `E unproven` and closes the connection (see [`crate::handshake`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identify {
@@ -132,6 +140,17 @@ pub struct Ack {
     pub status: String,
 }
 
+/// Refuses an address longer than any the tracker lists.
+fn check_addr_len(addr: &str) -> Result<(), String> {
+    if addr.len() > crate::tracker::MAX_ADDR_LEN {
+        return Err(format!(
+            "address longer than {} bytes",
+            crate::tracker::MAX_ADDR_LEN
+        ));
+    }
+    Ok(())
+}
+
 impl WireMessage for Message {
     fn opcode(&self) -> u8 {
         match self {
@@ -142,6 +161,8 @@ impl WireMessage for Message {
             Message::Error(_) => b'E',
             Message::Ack(_) => b'K',
             Message::Identify(_) => b'I',
+            Message::Hello(_) => b'H',
+            Message::Proof(_) => b'P',
             Message::Subscribe => b'S',
             Message::Update(_) => b'U',
             Message::KeepAlive => b'Z',
@@ -158,6 +179,8 @@ impl WireMessage for Message {
             Message::Error(e) => serde_json::to_string(e)?,
             Message::Ack(k) => serde_json::to_string(k)?,
             Message::Identify(i) => serde_json::to_string(i)?,
+            Message::Hello(h) => serde_json::to_string(h)?,
+            Message::Proof(p) => serde_json::to_string(p)?,
             Message::Subscribe | Message::KeepAlive => return Ok(None),
             Message::Update(u) => serde_json::to_string(u)?,
         };
@@ -193,13 +216,14 @@ impl WireMessage for Message {
             b'K' => Message::Ack(WireError::json(opcode, payload)?),
             b'I' => {
                 let identify: Identify = WireError::json(opcode, payload)?;
-                if identify.addr.len() > crate::tracker::MAX_ADDR_LEN {
-                    return Err(bad(format!(
-                        "address longer than {} bytes",
-                        crate::tracker::MAX_ADDR_LEN
-                    )));
-                }
+                check_addr_len(&identify.addr).map_err(bad)?;
                 Message::Identify(identify)
+            }
+            b'H' => Message::Hello(WireError::json(opcode, payload)?),
+            b'P' => {
+                let proof: Proof = WireError::json(opcode, payload)?;
+                check_addr_len(&proof.addr).map_err(bad)?;
+                Message::Proof(proof)
             }
             b'S' => Message::Subscribe,
             b'U' => Message::Update(WireError::json(opcode, payload)?),

@@ -1,6 +1,7 @@
 //! Test helpers every crate's integration tests share: a tracker and nodes started as real
 //! processes on loopback (port 0, temporary folders), a client that speaks the node's lines,
-//! the whole chain fetched from a node, and waits with a deadline.
+//! the whole chain fetched from a node, waits with a deadline, and a [`Prover`] that answers the
+//! tracker's address checks for simulated nodes.
 //!
 //! The binaries are found next to the test executable and built first with the same cargo and
 //! profile (`cargo build -p node --bin monkey-node`), so `cargo test -p shop` works without a
@@ -10,6 +11,7 @@
 mod bin;
 mod client;
 mod proc;
+mod prover;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +23,7 @@ use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
 pub use bin::binary;
 pub use client::{Client, fetch_chain, submit_with_retry};
 pub use proc::{NodeProc, Tracker, start_network};
+pub use prover::Prover;
 
 /// The difficulty floor nodes in tests run at: a block takes a few hundred hashes.
 pub const FLOOR: u32 = 8;

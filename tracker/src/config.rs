@@ -34,6 +34,14 @@ pub struct Config {
     /// How many new node ids one source address may bring in a minute (and at once). Known
     /// nodes report as often as they like; this only slows a flood of fake registrations.
     pub max_new_ids_per_minute: u32,
+    /// The most ids reporting from one source address at once (active, listed or waiting for
+    /// their address check). A class's demo of 16 nodes on one machine fits; a host making up
+    /// ids by the hundred does not.
+    pub max_active_per_address: usize,
+    /// Whether a node is listed only once the tracker reached it at its advertised address and
+    /// it proved its id there (see `reach`). Always on in `monkey-tracker`; off only for tests
+    /// of the table's other rules, whose simulated nodes listen nowhere.
+    pub check_reachability: bool,
 }
 
 impl Default for Config {
@@ -50,6 +58,8 @@ impl Default for Config {
             max_nodes: 4096,
             max_clock_skew: Duration::from_secs(5 * 60),
             max_new_ids_per_minute: 256,
+            max_active_per_address: 32,
+            check_reachability: true,
         }
     }
 }
@@ -92,6 +102,9 @@ impl Config {
         }
         if self.max_new_ids_per_minute == 0 {
             return Err(ConfigError::Zero("max_new_ids_per_minute"));
+        }
+        if self.max_active_per_address == 0 {
+            return Err(ConfigError::Zero("max_active_per_address"));
         }
         if self.max_nodes == 0 {
             return Err(ConfigError::Zero("max_nodes"));

@@ -201,7 +201,13 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
                     let now = Instant::now();
                     lock(registry).report(&report, client.source, now, registry::wall_clock_ms())
                 })
-                .map(|()| client.bound = Some(report.id))
+                .map(|check| {
+                    client.bound = Some(report.id);
+                    // Listed once it proves its id at its address, checked off this path.
+                    if let Some(check) = check {
+                        crate::reach::spawn(check, registry.clone());
+                    }
+                })
         }
         TrackerMessage::Leave(leave) => client
             .check_bound(&leave.id)
@@ -314,7 +320,7 @@ fn encode_topology(topology: &Topology, capacity: usize) -> Bytes {
 
 /// Takes the table's lock. A panic while holding it cannot leave the table half-updated in a way
 /// that matters more than stopping the tracker would, so a poisoned lock is used as it is.
-fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
+pub(crate) fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
     registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -11,7 +11,7 @@
 //! |--------------|-----------------|------------|
 //! | a valid `R` or `L` | `T`, the whole topology | kept |
 //! | `Q` | `T` | kept |
-//! | a refused `R` or `L` | `E` with code `bad_signature`, `bad_address`, `bad_report`, `replayed`, `clock_skew`, `tracker_full`, `too_many_new` or `wrong_connection` | kept |
+//! | a refused `R` or `L` | `E` with code `bad_signature`, `bad_address`, `bad_report`, `replayed`, `clock_skew`, `tracker_full`, `too_many_new`, `too_many_active` or `wrong_connection` | kept |
 //! | `T` or `E` | `E` with code `unexpected` | kept |
 //! | a line that does not parse | `E` with the codec's code (`not_utf8`, `unknown_opcode`, `malformed`, `missing_payload`, `bad_payload`, `line_too_long`) | closed |
 //! | nothing for a while | `E` with code `timeout` | closed |
@@ -23,6 +23,7 @@
 pub mod client;
 mod config;
 mod connection;
+mod reach;
 mod registry;
 mod server;
 

@@ -61,6 +61,14 @@ struct Args {
         default_value_t = 256
     )]
     max_new_ids_per_minute: u32,
+    /// Most node ids reporting from one source address at once (a whole class's demo on one
+    /// machine fits; a host making up ids by the hundred does not).
+    #[arg(
+        long,
+        env = "MONKEY_TRACKER_MAX_ACTIVE_PER_ADDRESS",
+        default_value_t = 32
+    )]
+    max_active_per_address: usize,
 }
 
 impl Args {
@@ -76,6 +84,8 @@ impl Args {
             max_nodes: self.max_nodes,
             max_clock_skew: Duration::from_millis(self.max_clock_skew_ms),
             max_new_ids_per_minute: self.max_new_ids_per_minute,
+            max_active_per_address: self.max_active_per_address,
+            ..Config::default()
         };
         config.validate().context("invalid configuration")?;
         Ok(config)

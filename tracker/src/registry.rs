@@ -2,16 +2,22 @@
 //! (`A`) and which are removed (`R`).
 //!
 //! This is plain data with the clock passed in, so its rules are tested without sockets or
-//! sleeps. Status changes happen in [`Registry::sweep`], which the server calls from a timer
+//! sleeps. A node is listed only once it *proved* its id at the address it advertises: a
+//! report hands back a [`Check`] for `reach` to run off the request path, and
+//! [`Registry::checked`] records its result. Status changes happen in [`Registry::sweep`], which the server calls from a timer
 //! and before every answer, and each change is logged exactly once: a heartbeat is not news.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::AccountId;
 use protocol::hash::BlockHash;
-use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerError};
+use protocol::tracker::{
+    Leave, NodeInfo, NodeStatus, Report, Topology, TrackerError, check_listable,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Config;
 
@@ -55,6 +61,9 @@ pub(crate) enum Refusal {
     /// This connection already reports for another node.
     #[error("this connection reports for node {0}; a node reports on its own connection")]
     WrongConnection(String),
+    /// This source address already reports for as many ids as it may.
+    #[error("{0} already reports for {1} nodes, the most one address may")]
+    TooManyActive(IpAddr, usize),
 }
 
 impl Refusal {
@@ -62,13 +71,16 @@ impl Refusal {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             Refusal::Invalid(TrackerError::BadSignature) => "bad_signature",
-            Refusal::Invalid(TrackerError::BadAddress(_)) => "bad_address",
+            Refusal::Invalid(TrackerError::BadAddress(_) | TrackerError::Unlistable { .. }) => {
+                "bad_address"
+            }
             Refusal::BadLoad(_) => "bad_report",
             Refusal::Replayed { .. } => "replayed",
             Refusal::ClockSkew { .. } => "clock_skew",
             Refusal::Full(_) => "tracker_full",
             Refusal::TooManyNew(_) => "too_many_new",
             Refusal::WrongConnection(_) => "wrong_connection",
+            Refusal::TooManyActive(..) => "too_many_active",
         }
     }
 }
@@ -121,7 +133,41 @@ struct Entry {
     tip_hash: BlockHash,
     load: f32,
     difficulty: u32,
+    /// Where its reports come from, for the cap on ids per source address.
+    source: IpAddr,
+    /// Whether it proved its id at `addr`: only then is it listed. Cleared when it moves or
+    /// comes back after being removed.
+    proven: bool,
+    /// Whether a check of its address is running.
+    checking: bool,
+    /// Failed checks in a row.
+    failed_checks: u32,
+    /// No check starts before this.
+    next_check: Instant,
 }
+
+/// A check of a node's address to run, off the request path (see `reach`): it holds one of
+/// the [`MAX_CONCURRENT_CHECKS`] permits until it is done.
+#[derive(Debug)]
+pub(crate) struct Check {
+    /// The node.
+    pub(crate) id: AccountId,
+    /// The address it advertises, to dial.
+    pub(crate) addr: String,
+    /// Its share of the concurrency cap.
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// The most address checks running at once. Each is one short connection bounded by a timeout,
+/// so this bounds the tracker's sockets and tasks however many ids report at once; a report that
+/// finds no permit free gets its check with a later report.
+pub(crate) const MAX_CONCURRENT_CHECKS: usize = 64;
+/// The pause before checking again an address that failed its check; it doubles with each
+/// failure in a row (a node reports before its listener is up, or for a moment cannot answer).
+const CHECK_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest pause between checks of an address that keeps failing: an id that never answers
+/// costs one connection this often, and a node that starts answering is listed within this.
+const MAX_CHECK_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What is kept about a forgotten node: its last timestamp, until any message it signed before
 /// is too old to pass the clock-skew check anyway. Without it, a report captured a minute ago
@@ -151,6 +197,12 @@ pub(crate) struct Registry {
     last_sweep: Option<Instant>,
     /// The last encoded whole table (see `connection::whole_table`).
     pub(crate) table_cache: Option<TableCache>,
+    /// The tracker's own listening address, which no node may advertise.
+    pub(crate) own_addr: Option<SocketAddr>,
+    max_active_per_address: usize,
+    check_reachability: bool,
+    /// The permits of the address checks running.
+    checks: Arc<Semaphore>,
 }
 
 /// An encoded `T` line of the whole table, with its membership version and the time it was
@@ -187,6 +239,10 @@ impl Registry {
             version: rand::random(),
             last_sweep: None,
             table_cache: None,
+            own_addr: None,
+            max_active_per_address: config.max_active_per_address,
+            check_reachability: config.check_reachability,
+            checks: Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS)),
         }
     }
 
@@ -207,20 +263,35 @@ impl Registry {
     /// A new id is taken when there is room, or when a removed node can make room (the one
     /// removed longest ago goes); an active node is never pushed out. Each source address may
     /// bring [`Config::max_new_ids_per_minute`] new ids a minute, so a flood of fake
-    /// registrations from one host fills neither the table nor the log.
+    /// registrations from one host fills neither the table nor the log, and report for at most
+    /// [`Config::max_active_per_address`] ids at once. An address no peer could use (see
+    /// [`check_listable`]) is refused.
+    ///
+    /// A node is listed once it proved its id at its address: the [`Check`] returned, when one
+    /// is due, is for the caller to run (see `reach`) and to report with [`Registry::checked`].
     pub(crate) fn report(
         &mut self,
         report: &Report,
         source: IpAddr,
         now: Instant,
         wall_ms: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Check>, Refusal> {
         self.sweep(now);
+        check_listable(&report.addr, self.own_addr)?;
         self.check_timestamp(&report.id, report.timestamp, wall_ms)?;
-        if !self.nodes.contains_key(&report.id) {
+        // Whether the id is known, and then whether it already counts against `source`.
+        let known = self
+            .nodes
+            .get(&report.id)
+            .map(|e| e.removed_at.is_none() && e.source == source);
+        if known != Some(true) {
+            self.check_source(source)?;
+        }
+        if known.is_none() {
             self.make_room(now)?;
             self.take_new_id(source, now)?;
         }
+        let trusted = !self.check_reachability;
         match self.nodes.get_mut(&report.id) {
             Some(entry) => {
                 let moved = entry.addr != report.addr;
@@ -235,7 +306,12 @@ impl Registry {
                 if moved || back {
                     self.version = self.version.wrapping_add(1);
                     entry.addr.clone_from(&report.addr);
+                    // Listed again only once it proves itself at the address it gives now.
+                    entry.proven = trusted;
+                    entry.failed_checks = 0;
+                    entry.next_check = now;
                 }
+                entry.source = source;
                 entry.last_timestamp = report.timestamp;
                 entry.last_seen = now;
                 entry.removed_at = None;
@@ -259,11 +335,72 @@ impl Registry {
                         tip_hash: report.tip_hash,
                         load: report.load,
                         difficulty: report.difficulty,
+                        source,
+                        proven: trusted,
+                        checking: false,
+                        failed_checks: 0,
+                        next_check: now,
                     },
                 );
             }
         }
+        Ok(self.due_check(&report.id, now))
+    }
+
+    /// Refuses one more id from `source` when it already reports for the most it may.
+    fn check_source(&self, source: IpAddr) -> Result<(), Refusal> {
+        let active = self
+            .nodes
+            .values()
+            .filter(|e| e.removed_at.is_none() && e.source == source)
+            .count();
+        if active >= self.max_active_per_address {
+            return Err(Refusal::TooManyActive(source, self.max_active_per_address));
+        }
         Ok(())
+    }
+
+    /// A check of `id`'s address, when it is not proven, none is running, its backoff is over
+    /// and a permit is free.
+    fn due_check(&mut self, id: &AccountId, now: Instant) -> Option<Check> {
+        let entry = self.nodes.get_mut(id)?;
+        if entry.proven || entry.checking || now < entry.next_check {
+            return None;
+        }
+        let permit = self.checks.clone().try_acquire_owned().ok()?;
+        entry.checking = true;
+        Some(Check {
+            id: *id,
+            addr: entry.addr.clone(),
+            permit,
+        })
+    }
+
+    /// Records the result of a [`Check`] of `id` at `addr`: proven, the node is listed (if it
+    /// still advertises that address); failed, it is checked again after a backoff.
+    pub(crate) fn checked(&mut self, id: &AccountId, addr: &str, proven: bool, now: Instant) {
+        let Some(entry) = self.nodes.get_mut(id) else {
+            return;
+        };
+        entry.checking = false;
+        if entry.addr != addr {
+            // It moved meanwhile: the new address gets its own check.
+            return;
+        }
+        if proven {
+            if !entry.proven {
+                entry.proven = true;
+                entry.failed_checks = 0;
+                tracing::info!(node = id.short(), %addr, "node proved its address; listed");
+                self.changed();
+            }
+        } else {
+            entry.failed_checks = entry.failed_checks.saturating_add(1);
+            let backoff = CHECK_BACKOFF
+                .saturating_mul(1 << (entry.failed_checks - 1).min(16))
+                .min(MAX_CHECK_BACKOFF);
+            entry.next_check = now + backoff;
+        }
     }
 
     /// Records a leave already passed through [`verify_leave`]: the node is removed at once. A
@@ -307,6 +444,8 @@ impl Registry {
         let nodes: Vec<NodeInfo> = self
             .nodes
             .iter()
+            // Unproven ids are nobody's business: no peer may be sent to them.
+            .filter(|(_, entry)| entry.proven)
             .map(|(id, entry)| NodeInfo {
                 id: *id,
                 addr: entry.addr.clone(),
@@ -488,6 +627,8 @@ mod tests {
             forget_after: Duration::from_secs(60),
             max_nodes: 2,
             max_clock_skew: Duration::from_secs(300),
+            // These tests are about the table's other rules; `reach_*` tests check addresses.
+            check_reachability: false,
             ..Config::default()
         }
     }
@@ -502,6 +643,16 @@ mod tests {
             0.25,
             20,
         )
+    }
+
+    /// Reports nodes 1, 2 and 3 from one address, which it returns.
+    fn report_three(registry: &mut Registry, t0: Instant) -> IpAddr {
+        let flooder: IpAddr = "127.0.0.9".parse().unwrap();
+        for seed in 1..=3 {
+            let r = report(seed, 9000 + u16::from(seed), WALL);
+            registry.report(&r, flooder, t0, WALL).unwrap();
+        }
+        flooder
     }
 
     fn statuses(registry: &mut Registry, now: Instant) -> Vec<(String, NodeStatus)> {
@@ -641,17 +792,7 @@ mod tests {
             max_new_ids_per_minute: 3,
             ..config()
         });
-        let flooder: IpAddr = "127.0.0.9".parse().unwrap();
-        for seed in 1..=3 {
-            registry
-                .report(
-                    &report(seed, 9000 + u16::from(seed), WALL),
-                    flooder,
-                    t0,
-                    WALL,
-                )
-                .unwrap();
-        }
+        let flooder = report_three(&mut registry, t0);
         let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
         assert_eq!(fourth.unwrap_err().code(), "too_many_new");
         // Known ids still report, other addresses still join, and the budget refills.
@@ -706,5 +847,172 @@ mod tests {
         // The load is not signed, so this still has a valid signature.
         assert_eq!(verify_report(&bad, false).unwrap_err().code(), "bad_report");
         assert_eq!(verify_report(&report(1, 9000, WALL), false), Ok(()));
+    }
+
+    fn checking_config() -> Config {
+        Config {
+            max_nodes: 100,
+            max_active_per_address: 3,
+            check_reachability: true,
+            ..config()
+        }
+    }
+
+    #[test]
+    fn reach_a_node_is_listed_only_once_it_proved_its_address() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&checking_config());
+        let node = report(1, 9001, WALL);
+        let check = registry
+            .report(&node, LOCAL, t0, WALL)
+            .unwrap()
+            .expect("a check");
+        assert_eq!((check.id, check.addr.as_str()), (node.id, "127.0.0.1:9001"));
+        assert!(registry.topology(t0).nodes.is_empty());
+        // One check at a time, however often it reports.
+        assert!(
+            registry
+                .report(&report(1, 9001, WALL + 1), LOCAL, t0, WALL)
+                .unwrap()
+                .is_none()
+        );
+        drop(check);
+        // A failed check: not listed, and not checked again before the backoff.
+        registry.checked(&node.id, &node.addr, false, t0);
+        assert!(registry.topology(t0).nodes.is_empty());
+        assert!(
+            registry
+                .report(&report(1, 9001, WALL + 2), LOCAL, t0, WALL)
+                .unwrap()
+                .is_none()
+        );
+        let later = t0 + CHECK_BACKOFF;
+        let again = registry
+            .report(&report(1, 9001, WALL + 3), LOCAL, later, WALL)
+            .unwrap();
+        assert!(again.is_some());
+        let version = registry.version();
+        registry.checked(&node.id, &node.addr, true, later);
+        assert_ne!(
+            registry.version(),
+            version,
+            "listing a node changes the membership"
+        );
+        assert_eq!(
+            statuses(&mut registry, later),
+            [("127.0.0.1:9001".to_string(), NodeStatus::A)]
+        );
+        // Moving unlists it until the new address is proven.
+        let moved = registry
+            .report(&report(1, 9002, WALL + 4), LOCAL, later, WALL)
+            .unwrap();
+        assert!(moved.is_some());
+        assert!(registry.topology(later).nodes.is_empty());
+        // A late result for the old address proves nothing about the new one.
+        registry.checked(&node.id, "127.0.0.1:9001", true, later);
+        assert!(registry.topology(later).nodes.is_empty());
+    }
+
+    #[test]
+    fn reach_checks_run_a_bounded_number_at_once() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&Config {
+            max_active_per_address: 1000,
+            max_nodes: 1000,
+            max_new_ids_per_minute: 1000,
+            ..checking_config()
+        });
+        let mut running = Vec::new();
+        for n in 0..(MAX_CONCURRENT_CHECKS as u16 + 10) {
+            let key = Keypair::from_seed([
+                (n % 256) as u8,
+                (n / 256) as u8,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+            ]);
+            let r = Report::sign(
+                &key,
+                format!("127.0.0.1:{}", 10_000 + n),
+                WALL,
+                (0, BlockHash::ZERO),
+                0.0,
+                20,
+            );
+            if let Some(check) = registry.report(&r, LOCAL, t0, WALL).unwrap() {
+                running.push(check);
+            }
+        }
+        assert_eq!(running.len(), MAX_CONCURRENT_CHECKS);
+    }
+
+    #[test]
+    fn reach_one_address_reports_for_so_many_ids_and_unusable_addresses_are_refused() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(&checking_config());
+        let flooder = report_three(&mut registry, t0);
+        let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
+        assert_eq!(fourth.unwrap_err().code(), "too_many_active");
+        // Its own ids report on; other addresses still join.
+        registry
+            .report(&report(1, 9001, WALL + 1), flooder, t0, WALL)
+            .unwrap();
+        registry
+            .report(&report(4, 9004, WALL), LOCAL, t0, WALL)
+            .unwrap();
+        // Once one of its ids is removed, the address may bring another.
+        registry
+            .leave(
+                &Leave::sign(&Keypair::from_seed([2; 32]), WALL + 1),
+                t0,
+                WALL,
+            )
+            .unwrap();
+        registry
+            .report(&report(5, 9005, WALL), flooder, t0, WALL)
+            .unwrap();
+
+        registry.own_addr = Some("127.0.0.1:7070".parse().unwrap());
+        for bad in [
+            "0.0.0.0:22",
+            "127.0.0.1:7070",
+            "224.1.2.3:9000",
+            "255.255.255.255:9000",
+        ] {
+            let key = Keypair::from_seed([6; 32]);
+            let r = Report::sign(&key, bad.into(), WALL, (0, BlockHash::ZERO), 0.0, 20);
+            assert_eq!(
+                registry.report(&r, LOCAL, t0, WALL).unwrap_err().code(),
+                "bad_address",
+                "{bad}"
+            );
+        }
     }
 }

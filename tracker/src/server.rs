@@ -31,7 +31,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let config = Arc::new(config);
-    let registry: Shared = Arc::new(Mutex::new(Registry::new(&config)));
+    let mut table = Registry::new(&config);
+    // No node may advertise the tracker's own address.
+    table.own_addr = listener.local_addr().ok();
+    let registry: Shared = Arc::new(Mutex::new(table));
     let slots = SlotTable::new(config.max_connections, config.max_connections_per_address);
     let tasks = TaskTracker::new();
     tasks.spawn(sweep(

@@ -3,6 +3,7 @@
 //! keeps its best chain, keeps its memory bounded, and goes on serving honest shops and peers.
 
 mod liar;
+mod links;
 mod side_blocks;
 mod soak;
 mod support;

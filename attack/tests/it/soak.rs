@@ -136,6 +136,8 @@ async fn purchases_survive_crashes_restarts_and_a_hostile_peer() {
                 Attack::HoldSlots,
                 Attack::UnminableFlood,
                 Attack::BigSideBlocks,
+                Attack::Impostor,
+                Attack::FakeRegistrations,
             ];
             for round in 0..10_000u32 {
                 if stop.load(Ordering::Relaxed) {
@@ -163,6 +165,7 @@ async fn purchases_survive_crashes_restarts_and_a_hostile_peer() {
                     floor: FLOOR,
                     // Enough subscribers to hold every slot of the node.
                     count: if attack == Attack::HoldSlots { 300 } else { 50 },
+                    tracker: Some(tracker.clone()),
                 };
                 // A node killed mid-attack is an error for the attacker, not the test.
                 let _ = tokio::time::timeout(Duration::from_secs(20), attack::run(attack, &target))

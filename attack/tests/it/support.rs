@@ -82,6 +82,7 @@ pub async fn attack_while_buying(
         from: attacker_addr(),
         floor: FLOOR,
         count,
+        tracker: Some(net.tracker.addr.clone()),
     };
     let started = Instant::now();
     let running = tokio::spawn(async move { attack::run(attack, &target).await });
@@ -200,6 +201,7 @@ pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect)
         from,
         floor: FLOOR,
         count,
+        tracker: None,
     };
     let outcome = if attack == Attack::IdleConnections {
         // The attack holds its connections for a few seconds: buy meanwhile.

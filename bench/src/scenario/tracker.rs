@@ -4,6 +4,11 @@
 //! kept connection). The references are the loopback round trip, and the CPU share of the bench
 //! process that signs and sends all those reports.
 //!
+//! The tracker lists a node only once it proved its id at its advertised address, so every
+//! simulated node advertises one [`Prover`] of the bench's, which answers the tracker's checks
+//! for all their keys; and since they all report from 127.0.0.1, the tracker is started with a
+//! cap on ids per address above their number.
+//!
 //! The bench shares the machine with the tracker, so it keeps its own work out of the figures:
 //! a simulated node reads only the version from a `T` (what the tracker sends is the same; a
 //! real node's parse of the table is the node's cost, not the tracker's), and the client that
@@ -16,7 +21,7 @@ use protocol::Keypair;
 use protocol::codec::LineCodec;
 use protocol::hash::Hash256;
 use protocol::tracker::{Report, TrackerMessage};
-use testkit::Tracker;
+use testkit::{Prover, Tracker};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead, FramedWrite, LinesCodec};
 
@@ -65,22 +70,27 @@ fn answer_version(line: &str) -> anyhow::Result<Option<u64>> {
     Ok(serde_json::from_str::<Answer>(payload)?.version)
 }
 
-/// One simulated node: reports every second, starting at `offset` into the second.
-async fn simulate(addr: String, seed: u64, offset: Duration) -> anyhow::Result<()> {
+/// The key of simulated node `seed`.
+fn node_key(seed: u64) -> Keypair {
     let mut key_seed = [0u8; 32];
     key_seed[..8].copy_from_slice(&seed.to_le_bytes());
     key_seed[8] = 0xbe;
-    let key = Keypair::from_seed(key_seed);
+    Keypair::from_seed(key_seed)
+}
+
+/// One simulated node: reports every second, starting at `offset` into the second,
+/// advertising `advertise` (where the bench's prover answers for it).
+async fn simulate(
+    addr: String,
+    seed: u64,
+    offset: Duration,
+    advertise: String,
+) -> anyhow::Result<()> {
+    let key = node_key(seed);
     tokio::time::sleep(offset).await;
     let (read, write) = TcpStream::connect(&addr).await?.into_split();
     let mut sink = FramedWrite::new(write, LineCodec::<TrackerMessage>::new());
     let mut answers = FramedRead::new(read, LinesCodec::new_with_max_length(16 << 20));
-    let advertise = format!(
-        "10.{}.{}.{}:7000",
-        seed >> 16 & 255,
-        seed >> 8 & 255,
-        seed & 255
-    );
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut height = 0;
     // As a real node does: the table's version it holds, so an unchanged table is not resent.
@@ -134,7 +144,10 @@ async fn time_requests(addr: &str, t0: Instant) -> anyhow::Result<Vec<f64>> {
 
 /// Runs the scenario with `n` simulated nodes.
 pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
+    let cap = (2 * n).to_string();
     let limits = [
+        "--max-active-per-address",
+        &cap,
         "--max-new-ids-per-minute",
         "100000",
         "--max-connections",
@@ -150,10 +163,12 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
         .pid()
         .ok_or_else(|| anyhow::anyhow!("the tracker is not running"))?
         .to_string();
+    let prover = Prover::start("127.0.0.1", (0..n as u64).map(node_key).collect()).await;
     let nodes: Vec<_> = (0..n)
         .map(|i| {
             let offset = Duration::from_secs(1) * i as u32 / n as u32;
-            tokio::spawn(simulate(tracker.addr.clone(), i as u64, offset))
+            let (tracker, advertise) = (tracker.addr.clone(), prover.addr.clone());
+            tokio::spawn(simulate(tracker, i as u64, offset, advertise))
         })
         .collect();
     // Every node has joined once the topology lists them all.

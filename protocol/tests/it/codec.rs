@@ -34,6 +34,17 @@ fn every_message() -> Vec<Message> {
             id: key(4).account(),
             addr: "127.0.0.1:7001".into(),
         }),
+        Message::Hello(protocol::handshake::Hello {
+            nonce: protocol::handshake::Nonce([5; 32]),
+            to: Some(key(4).account()),
+            from: Some(key(5).account()),
+        }),
+        Message::Proof(protocol::handshake::Proof {
+            id: key(4).account(),
+            addr: "127.0.0.1:7001".into(),
+            nonce: protocol::handshake::Nonce([6; 32]),
+            sig: key(4).sign(b"any"),
+        }),
         Message::Subscribe,
         Message::KeepAlive,
         Message::Update(Update::Block {

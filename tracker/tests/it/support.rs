@@ -32,6 +32,9 @@ pub fn fast_config() -> Config {
         max_nodes: 64,
         max_clock_skew: Duration::from_secs(300),
         max_new_ids_per_minute: 64,
+        max_active_per_address: 64,
+        // These simulated nodes listen nowhere; `reach.rs` tests the address check.
+        check_reachability: false,
     }
 }
 

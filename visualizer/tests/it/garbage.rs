@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use protocol::codec::LineCodec;
+use protocol::codec::{LineCodec, encode_line, parse_line};
 use protocol::genesis;
+use protocol::handshake::{Accept, Identity, Nonce};
 use protocol::hash::Hash256;
 use protocol::tracker::{Report, TrackerMessage};
 use protocol::wire::Message;
@@ -87,12 +88,37 @@ async fn garbage_from_browsers_is_refused_and_the_page_serves_on() {
     vis.stop().await;
 }
 
-/// A "node" that reports to the tracker like a real one, then answers every connection with
-/// `garbage`.
+/// Answers the tracker's address check (an `H` in the first read) with `me`'s proof; false
+/// when the connection said something else first.
+async fn prove_if_asked(conn: &mut TcpStream, me: &Identity) -> bool {
+    let mut first = [0u8; 1024];
+    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut first)).await
+    else {
+        return false;
+    };
+    let line = first[..n].strip_suffix(b"\n").unwrap_or(&first[..n]);
+    let Ok(Message::Hello(hello)) = parse_line::<Message>(line) else {
+        return false;
+    };
+    let Ok((proof, _)) = Accept::on_hello(me, &hello, Nonce([7; 32])) else {
+        return true;
+    };
+    if let Ok(line) = encode_line(&Message::Proof(proof)) {
+        let _ = conn.write_all(line.as_bytes()).await;
+    }
+    true
+}
+
+/// A "node" that reports to the tracker like a real one, proves its id to the tracker's check,
+/// then answers every other connection with `garbage`.
 async fn liar(tracker: &str, seed: u8, garbage: &'static [u8]) -> tokio::task::JoinHandle<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address").to_string();
     let key = key(seed);
+    let me = Identity {
+        key: key.clone(),
+        addr: addr.clone(),
+    };
     let stream = TcpStream::connect(tracker).await.expect("the tracker");
     let mut link = Framed::new(stream, LineCodec::<TrackerMessage>::new());
     tokio::spawn(async move {
@@ -101,7 +127,11 @@ async fn liar(tracker: &str, seed: u8, garbage: &'static [u8]) -> tokio::task::J
                 let Ok((mut conn, _)) = listener.accept().await else {
                     return;
                 };
+                let me = me.clone();
                 tokio::spawn(async move {
+                    if prove_if_asked(&mut conn, &me).await {
+                        return;
+                    }
                     let _ = conn.write_all(garbage).await;
                     let mut sink = [0u8; 4096];
                     // Read until the visualizer gives up on us.
