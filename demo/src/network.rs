@@ -220,6 +220,7 @@ impl Network {
         }
         let config = visualizer::Config {
             tracker: tracker.to_string(),
+            difficulty_floor: plan.difficulty_floor,
             ..visualizer::Config::default()
         };
         front_tasks.push(spawn(

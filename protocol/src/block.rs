@@ -276,16 +276,15 @@ impl Block {
         self.check_with(params, &|_| true)
     }
 
-    /// Checks everything; a record's signature only when `verified` does not vouch for it.
-    fn check_with(
-        self,
-        params: &Params,
-        verified: &dyn Fn(&RecordId) -> bool,
-    ) -> Result<CheckedBlock, BlockError> {
+    /// The cheap first part of [`Block::check`], from the header and the record count alone:
+    /// version, the difficulty floor, the proof of work (one hash), and the count of records
+    /// against the header and the cap. A block that fails here is refused before its records are
+    /// encoded, hashed or verified, so a flood of blocks without work costs one hash each.
+    pub fn check_header(&self, params: &Params) -> Result<BlockHash, BlockError> {
         let h = &self.header;
         if h.height == 0 {
-            return if self == genesis() {
-                Ok(CheckedBlock::genesis())
+            return if *self == genesis() {
+                Ok(h.hash())
             } else {
                 Err(BlockError::WrongGenesis)
             };
@@ -314,6 +313,21 @@ impl Block {
         if count > MAX_BLOCK_RECORDS as usize {
             return Err(BlockError::TooManyRecords { count });
         }
+        Ok(hash)
+    }
+
+    /// Checks everything; a record's signature only when `verified` does not vouch for it.
+    fn check_with(
+        self,
+        params: &Params,
+        verified: &dyn Fn(&RecordId) -> bool,
+    ) -> Result<CheckedBlock, BlockError> {
+        let hash = self.check_header(params)?;
+        if self.header.height == 0 {
+            return Ok(CheckedBlock::genesis());
+        }
+        let h = &self.header;
+        let count = self.records.len();
         let size: usize = self.records.iter().map(|r| r.encode().len()).sum();
         if size > MAX_BLOCK_RECORDS_SIZE as usize {
             return Err(BlockError::TooLarge { size });

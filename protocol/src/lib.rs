@@ -24,6 +24,7 @@ pub mod pool;
 pub mod pow;
 pub mod record;
 pub mod tracker;
+pub mod verify;
 pub mod wire;
 
 pub use account::{AccountId, Keypair, Signature};

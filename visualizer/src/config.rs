@@ -17,6 +17,10 @@ pub struct Config {
     /// A websocket that sends nothing (not even the pong to our ping, sent halfway) for this
     /// long is closed.
     pub idle_timeout: Duration,
+    /// The network's difficulty floor: a block from a node that declares less, or whose hash
+    /// misses what it declares, is refused and the node is dropped as misbehaving. Given, not
+    /// learned from the nodes: any node can report whatever difficulty it likes.
+    pub difficulty_floor: u32,
 }
 
 impl Default for Config {
@@ -28,6 +32,7 @@ impl Default for Config {
             // A classroom behind one NAT address still fits; one host alone holds a sixteenth.
             max_browsers_per_address: 16,
             idle_timeout: Duration::from_secs(60),
+            difficulty_floor: protocol::params::DEFAULT_DIFFICULTY_FLOOR,
         }
     }
 }
@@ -44,6 +49,9 @@ pub enum ConfigError {
     /// `max_browsers` is more than a semaphore can count.
     #[error("max_browsers {0} is too large")]
     TooManyBrowsers(usize),
+    /// The floor is above the hardest difficulty a block may declare.
+    #[error("difficulty_floor {0} is above the maximum {max}", max = protocol::params::MAX_BITS)]
+    FloorTooHigh(u32),
 }
 
 impl Config {
@@ -66,6 +74,9 @@ impl Config {
         }
         if self.max_browsers > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::TooManyBrowsers(self.max_browsers));
+        }
+        if self.difficulty_floor > protocol::params::MAX_BITS {
+            return Err(ConfigError::FloorTooHigh(self.difficulty_floor));
         }
         Ok(())
     }
@@ -93,5 +104,10 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(nowhere.validate(), Err(ConfigError::NoTracker));
+        let impossible = Config {
+            difficulty_floor: 97,
+            ..Config::default()
+        };
+        assert_eq!(impossible.validate(), Err(ConfigError::FloorTooHigh(97)));
     }
 }

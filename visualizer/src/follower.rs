@@ -3,6 +3,12 @@
 //! fails or the node says `E lagged`, it reconnects with backoff; the tracker watcher cancels it
 //! when the tracker marks the node removed.
 //!
+//! Every block is checked before the hub sees it ([`crate::verify`]). A node that sends an
+//! invalid block, or one the hub's chain refuses, is misbehaving: the follower hangs up, the
+//! page says what the node sent, and the node is not followed again for [`MISBEHAVING_BACKOFF`]
+//! (doubling with each offence up to [`MAX_MISBEHAVING_BACKOFF`]), so a liar costs the
+//! visualizer one message's parse and one hash per block now and then.
+//!
 //! Catching up uses the hub's locator, so a node that comes back after a while sends only the
 //! blocks the visualizer has not seen, and a node on another branch sends its branch from the
 //! fork point. A `U tip` naming a block the hub does not hold (an update missed while paging, or
@@ -13,12 +19,14 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use protocol::AccountId;
 use protocol::codec::LineCodec;
+use protocol::Block;
 use protocol::wire::{GetBlocks, Message, Update};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Command, Hub};
+use crate::verify::Offence;
 use crate::view::Link;
 
 /// How long connecting to a node may take.
@@ -27,6 +35,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between reconnections.
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
+/// How long a node that sent an invalid block goes unfollowed, the first time: long enough that
+/// its junk costs next to nothing, short enough that a node fixed by its owner comes back.
+pub const MISBEHAVING_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest a misbehaving node goes unfollowed: each offence doubles the pause up to this.
+pub const MAX_MISBEHAVING_BACKOFF: Duration = Duration::from_secs(30 * 60);
 
 /// Why a session with a node ended.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +64,9 @@ pub enum SessionError {
     /// The hub has stopped (the visualizer is shutting down).
     #[error("the hub has stopped")]
     HubGone,
+    /// The node sent an invalid block.
+    #[error("the node sent {}: {}", .0.sent, .0.why)]
+    Misbehaved(Offence),
 }
 
 /// How a session ended without an error.
@@ -83,11 +99,22 @@ pub async fn follow(
         hub,
     };
     let mut backoff = FIRST_BACKOFF;
+    let mut misbehaving_backoff = MISBEHAVING_BACKOFF;
     loop {
         follower.report(Link::Connecting).await;
         let mut followed = false;
         match follower.session(&cancel, &mut followed).await {
             Ok(Ended::Cancelled) | Err(SessionError::HubGone) => break,
+            Err(SessionError::Misbehaved(offence)) => {
+                tracing::warn!(node = %node.short(), addr = %follower.addr, sent = %offence.sent, why = %offence.why, pause = ?misbehaving_backoff, "dropping a misbehaving node");
+                follower.report(Link::Dropped).await;
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(misbehaving_backoff) => {}
+                }
+                misbehaving_backoff = (misbehaving_backoff * 2).min(MAX_MISBEHAVING_BACKOFF);
+                continue;
+            }
             Err(error) => {
                 tracing::info!(node = %node.short(), addr = %follower.addr, %error, "lost the node; reconnecting");
                 follower.report(Link::Down).await;
@@ -115,6 +142,43 @@ impl Follower {
                 link,
             })
             .await;
+    }
+
+    /// Checks blocks the node sent and hands them to the hub; the node's offence if one of them
+    /// is invalid (the hub has then been told, and shows it).
+    async fn deliver(
+        &self,
+        blocks: Vec<Block>,
+        received_ms: Option<u64>,
+    ) -> Result<(), SessionError> {
+        let blocks = match self.hub.checker().check(blocks).await {
+            Ok(blocks) => blocks,
+            Err(offence) => {
+                let command = Command::Misbehaved {
+                    node: self.node,
+                    offence: offence.clone(),
+                };
+                if !self.hub.send(command).await {
+                    return Err(SessionError::HubGone);
+                }
+                return Err(SessionError::Misbehaved(offence));
+            }
+        };
+        let (verdict, refused) = tokio::sync::oneshot::channel();
+        let command = Command::Blocks {
+            node: self.node,
+            blocks,
+            received_ms,
+            verdict,
+        };
+        if !self.hub.send(command).await {
+            return Err(SessionError::HubGone);
+        }
+        match refused.await {
+            Ok(None) => Ok(()),
+            Ok(Some(offence)) => Err(SessionError::Misbehaved(offence)),
+            Err(_) => Err(SessionError::HubGone),
+        }
     }
 
     /// Asks the node for the blocks after the hub's best chain.
@@ -154,14 +218,7 @@ impl Follower {
             };
             match message {
                 Message::Update(Update::Block { block, received_ms }) => {
-                    let command = Command::Blocks {
-                        node: self.node,
-                        blocks: vec![block],
-                        received_ms: Some(received_ms),
-                    };
-                    if !self.hub.send(command).await {
-                        return Err(SessionError::HubGone);
-                    }
+                    self.deliver(vec![block], Some(received_ms)).await?;
                 }
                 Message::Update(Update::Tip { hash, height, .. }) => {
                     let command = Command::Tip {
@@ -182,14 +239,7 @@ impl Follower {
                 }
                 Message::Blocks(segment) => {
                     let last = segment.blocks.last().map(|b| b.header.hash());
-                    let command = Command::Blocks {
-                        node: self.node,
-                        blocks: segment.blocks,
-                        received_ms: None,
-                    };
-                    if !self.hub.send(command).await {
-                        return Err(SessionError::HubGone);
-                    }
+                    self.deliver(segment.blocks, None).await?;
                     match (segment.more, last) {
                         (true, Some(last)) => {
                             let next = GetBlocks {

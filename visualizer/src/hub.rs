@@ -2,8 +2,11 @@
 //! watcher, websocket connections and HTTP handlers send it [`Command`]s through a [`Hub`]
 //! handle; it applies them in order and pushes each resulting delta to every browser at once.
 //!
-//! Inserting a block checks its proof of work and signatures and may replay the ledger through
-//! a reorg: CPU work, so it runs here and never on an async worker. Each delta is serialised
+//! Blocks come in already checked on their own (proof of work, records, signatures: the
+//! followers check them on blocking threads, [`crate::verify`]), so the hub only attaches them
+//! to the tree and, through a reorg, replays the ledger: CPU work, so it runs here and never on
+//! an async worker. A block the chain refuses is answered to its follower as an [`Offence`], and
+//! the follower drops the node. Each delta is serialised
 //! once and shared by every browser. A browser's queue is bounded ([`BROWSER_QUEUE`]): one that
 //! falls that far behind is dropped (its socket closes, and the page reconnects and takes a fresh
 //! snapshot), so a slow browser never slows the others or grows memory.
@@ -13,10 +16,11 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use protocol::tracker::Topology;
-use protocol::{AccountId, Block, BlockHash};
+use protocol::{AccountId, BlockHash, CheckedBlock, Params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::state::State;
+use crate::verify::{Checker, Offence};
 use crate::view::{BlockDetails, Link, ToBrowser};
 
 /// Messages a browser may have queued before it is dropped as too slow.
@@ -30,14 +34,24 @@ pub type Frame = Arc<str>;
 /// What the hub is asked to do.
 #[derive(Debug)]
 pub enum Command {
-    /// Blocks a node sent, oldest first; `received_ms` when they came as a `U` update.
+    /// Blocks a node sent, oldest first, checked on their own; `received_ms` when they came as
+    /// a `U` update.
     Blocks {
         /// The node.
         node: AccountId,
         /// The blocks.
-        blocks: Vec<Block>,
+        blocks: Vec<CheckedBlock>,
         /// The node's clock when they entered its tree.
         received_ms: Option<u64>,
+        /// Told the offence if the chain refused one of them (the node is then misbehaving).
+        verdict: oneshot::Sender<Option<Offence>>,
+    },
+    /// A node sent something invalid that its follower caught.
+    Misbehaved {
+        /// The node.
+        node: AccountId,
+        /// What it sent, and why it was refused.
+        offence: Offence,
     },
     /// A node's best tip moved.
     Tip {
@@ -75,6 +89,7 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct Hub {
     commands: mpsc::Sender<Command>,
+    checker: Checker,
 }
 
 /// The local clock in milliseconds since the Unix epoch.
@@ -85,14 +100,20 @@ pub fn now_ms() -> u64 {
 }
 
 impl Hub {
-    /// Starts the hub's thread for a tracker at `tracker_addr`.
-    pub fn spawn(tracker_addr: &str) -> std::io::Result<(Hub, JoinHandle<()>)> {
+    /// Starts the hub's thread for a tracker at `tracker_addr`, on a network with `params`.
+    pub fn spawn(tracker_addr: &str, params: Params) -> std::io::Result<(Hub, JoinHandle<()>)> {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
-        let state = State::new(tracker_addr);
+        let checker = Checker::new(params.clone());
+        let state = State::new(tracker_addr, params);
         let thread = std::thread::Builder::new()
             .name("visualizer-hub".into())
             .spawn(move || serve(state, rx))?;
-        Ok((Hub { commands }, thread))
+        Ok((Hub { commands, checker }, thread))
+    }
+
+    /// What followers check blocks with before sending them here.
+    pub fn checker(&self) -> &Checker {
+        &self.checker
     }
 
     /// Sends a command; false if the hub has stopped.
@@ -148,7 +169,13 @@ fn serve(mut state: State, mut commands: mpsc::Receiver<Command>) {
                 node,
                 blocks,
                 received_ms,
-            } => state.insert(node, blocks, received_ms, now_ms()),
+                verdict,
+            } => {
+                let (deltas, refused) = state.insert_checked(node, blocks, received_ms, now_ms());
+                let _ = verdict.send(refused);
+                deltas
+            }
+            Command::Misbehaved { node, offence } => state.misbehaved(node, offence, now_ms()),
             Command::Tip { node, hash, height } => state.node_tip(node, hash, height),
             Command::Link {
                 node,

@@ -3,11 +3,13 @@
 //!
 //! The visualizer learns the nodes from the tracker ([`watcher`]) and keeps one connection per
 //! active node ([`follower`]): it subscribes with `S`, catches up with `D`, then receives every
-//! new block and tip move as a `U` update. Every block goes into one block tree owned by the
-//! [`hub`] thread ([`state`]), which turns each change into small deltas for the browsers. The
-//! web server ([`http`]) serves the page compiled into the binary ([`assets`]), block details,
-//! and a websocket per browser ([`browser`]) that carries a snapshot and then the deltas
-//! ([`view`] defines every message).
+//! new block and tip move as a `U` update. Every block is checked against the network's floor
+//! and its signatures verified by the follower ([`verify`]; a node that sends an invalid block is
+//! dropped and shown as misbehaving), then goes into one block tree owned by the [`hub`] thread
+//! ([`state`], with side branches bounded in bytes by [`side`]), which turns each change into
+//! small deltas for the browsers. The web server ([`http`]) serves the page compiled into the
+//! binary ([`assets`]), block details, and a websocket per browser ([`browser`]) that carries a
+//! snapshot and then the deltas ([`view`] defines every message).
 //!
 //! [`run`] serves an already bound listener until its token is cancelled, which is what lets a
 //! test start a whole visualizer on port 0.
@@ -18,7 +20,9 @@ mod config;
 pub mod follower;
 pub mod http;
 pub mod hub;
+pub mod side;
 pub mod state;
+pub mod verify;
 pub mod view;
 pub mod watcher;
 
@@ -49,7 +53,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let config = Arc::new(config);
-    let (hub, hub_thread) = Hub::spawn(&config.tracker).context("cannot start the hub thread")?;
+    let params = protocol::Params::with_floor(config.difficulty_floor);
+    let (hub, hub_thread) =
+        Hub::spawn(&config.tracker, params).context("cannot start the hub thread")?;
     let tasks = TaskTracker::new();
     tasks.spawn(watcher::watch(
         Arc::clone(&config),

@@ -52,6 +52,10 @@ struct Args {
         default_value_t = 60_000
     )]
     idle_timeout_ms: u64,
+    /// The network's difficulty floor, as its nodes' `--difficulty-floor`: blocks below it are
+    /// refused and the node that sent them is shown as misbehaving.
+    #[arg(long, env = "MONKEY_VISUALIZER_DIFFICULTY_FLOOR", default_value_t = protocol::params::DEFAULT_DIFFICULTY_FLOOR)]
+    difficulty_floor: u32,
 }
 
 impl Args {
@@ -63,6 +67,7 @@ impl Args {
             max_browsers: self.max_browsers,
             max_browsers_per_address: self.max_browsers_per_address,
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            difficulty_floor: self.difficulty_floor,
         };
         config.validate().context("invalid configuration")?;
         Ok(config)

@@ -1,8 +1,13 @@
 //! What the visualizer knows, and the deltas each change produces for the browsers.
 //!
-//! Every block any node reports goes into one [`Chain`] (floor 0: the visualizer shows what the
-//! nodes hold, it is not a consensus party), so its best chain is the network's most-work chain
-//! and forks appear as side branches. Beside it: a summary per block (built once, when the block
+//! Every block any node reports goes into one [`Chain`] with the network's difficulty floor, so
+//! its best chain is the network's most-work valid chain and forks appear as side branches.
+//! Blocks arrive here already checked on their own (proof of work, records, signatures: the
+//! followers do that off this thread, [`crate::verify`]); the chain adds the checks against the
+//! parent and the ledger. A node whose block is refused is marked as misbehaving
+//! ([`State::misbehaved`]). Side branches are bounded in bytes ([`MAX_SIDE_BYTES`], on top of
+//! the chain's count cap), since blocks off the best chain cost their sender only the proof of
+//! work. Beside the chain: a summary per block (built once, when the block
 //! arrives), the names accounts joined with, when each node got each block, and a row per node
 //! merged from the tracker's topology and the node's own updates.
 //!
@@ -15,13 +20,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use protocol::tracker::{NodeInfo, Topology};
-use protocol::{AccountId, Action, Block, BlockHash, Chain, CheckedBlock, Params, catalog};
-
-use crate::view::{
-    BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, NodeView, PollView,
-    RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange, ToBrowser,
-    Totals, TrackerView,
+use protocol::{
+    AccountId, Action, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Params, catalog,
 };
+
+use crate::side::SideBranches;
+use crate::verify::Offence;
+use crate::view::{
+    BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, Misbehaviour,
+    NodeView, PollView, RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot,
+    TipChange, ToBrowser, Totals, TrackerView,
+};
+
+pub use crate::side::MAX_SIDE_BYTES;
 
 /// One node as the visualizer knows it.
 #[derive(Debug, Clone)]
@@ -40,6 +51,8 @@ struct NodeState {
     tip: Option<(BlockHash, u64)>,
     /// The newest block it told us about, and its clock when it got it.
     last_block: Option<(BlockHash, u64)>,
+    /// The last invalid block it sent, if any.
+    misbehaviour: Option<Misbehaviour>,
 }
 
 impl NodeState {
@@ -52,6 +65,7 @@ impl NodeState {
             link: Link::None,
             tip: None,
             last_block: None,
+            misbehaviour: None,
         }
     }
 }
@@ -61,6 +75,8 @@ impl NodeState {
 #[derive(Debug)]
 pub struct State {
     chain: Chain,
+    /// The blocks off the best chain and their bytes, bounded by [`MAX_SIDE_BYTES`].
+    side: SideBranches,
     summaries: HashMap<BlockHash, BlockSummary>,
     children: HashMap<BlockHash, Vec<BlockHash>>,
     /// Names accounts joined with, from every join seen on any branch (first seen wins).
@@ -81,11 +97,13 @@ fn delay(first: u64, then: u64) -> u64 {
 }
 
 impl State {
-    /// A state holding only genesis, for a tracker at `tracker_addr`.
-    pub fn new(tracker_addr: &str) -> State {
-        let chain = Chain::new(Params::with_floor(0));
+    /// A state holding only genesis, for a tracker at `tracker_addr`, on a network with
+    /// `params` (its difficulty floor).
+    pub fn new(tracker_addr: &str, params: Params) -> State {
+        let chain = Chain::new(params);
         let mut state = State {
             chain,
+            side: SideBranches::new(MAX_SIDE_BYTES),
             summaries: HashMap::new(),
             children: HashMap::new(),
             names: HashMap::new(),
@@ -123,9 +141,27 @@ impl State {
         self.chain.locator()
     }
 
-    /// Inserts blocks a node sent, oldest first. `received_ms` is the node's clock when they
-    /// entered its tree (from a `U` update; `None` for blocks fetched with `D`). `now` is the
-    /// local clock, for the future-timestamp rule.
+    /// The network's parameters (its difficulty floor).
+    pub fn params(&self) -> &Params {
+        self.chain.params()
+    }
+
+    /// Sets the most bytes kept off the best chain (see [`MAX_SIDE_BYTES`]); for tests.
+    pub fn set_max_side_bytes(&mut self, max: usize) {
+        self.side.set_max(max);
+        self.bound_side_branches();
+    }
+
+    /// Bytes of the blocks held off the best chain (their headers and canonical records).
+    pub fn side_bytes(&self) -> usize {
+        self.side.bytes()
+    }
+
+    /// Inserts blocks a node sent, oldest first, checking each on its own first ([`Block::check`],
+    /// on the caller's thread: the hub uses [`State::insert_checked`] with blocks its followers
+    /// checked). A block that fails marks the node as misbehaving and ends the batch.
+    /// `received_ms` is the node's clock when they entered its tree (from a `U` update; `None`
+    /// for blocks fetched with `D`). `now` is the local clock, for the future-timestamp rule.
     pub fn insert(
         &mut self,
         node: AccountId,
@@ -133,19 +169,62 @@ impl State {
         received_ms: Option<u64>,
         now: u64,
     ) -> Vec<ToBrowser> {
+        let mut checked = Vec::with_capacity(blocks.len());
+        let mut refused = None;
+        for block in blocks {
+            let header = block.header.clone();
+            match block.check(self.chain.params()) {
+                Ok(block) => checked.push(block),
+                Err(error) => {
+                    refused = Some(Offence::new(&header, &error));
+                    break;
+                }
+            }
+        }
+        let (mut out, _) = self.insert_checked(node, checked, received_ms, now);
+        if let Some(offence) = refused {
+            out.extend(self.misbehaved(node, offence, now));
+        }
+        out
+    }
+
+    /// Inserts blocks a node sent that passed [`Block::check`], oldest first, and returns the
+    /// deltas, with the offence if the chain refused one of them (against its parent or the
+    /// ledger): the node is then marked as misbehaving and the rest of the batch is ignored. A
+    /// block whose timestamp is too far ahead is not an offence (clocks differ); it is skipped.
+    pub fn insert_checked(
+        &mut self,
+        node: AccountId,
+        blocks: Vec<CheckedBlock>,
+        received_ms: Option<u64>,
+        now: u64,
+    ) -> (Vec<ToBrowser>, Option<Offence>) {
         let old_tip = self.tip();
         let mut added = Vec::new();
         let mut arrivals = Vec::new();
+        let mut refused = None;
         for block in blocks {
-            let hash = block.header.hash();
-            match self.chain.insert(block, now) {
+            let hash = block.hash();
+            let header = block.header.clone();
+            match self.chain.insert_checked(block, now) {
                 Ok(imported) => {
+                    self.side.imported(&self.chain, &imported);
                     for block in imported.added() {
                         added.push(self.learn(block));
                     }
+                    if !matches!(imported, Imported::Duplicate | Imported::Orphan { .. }) {
+                        self.bound_side_branches();
+                    }
+                }
+                Err(error @ BlockError::FutureTimestamp { .. }) => {
+                    tracing::debug!(node = %node.short(), block = %hash.short(), %error, "block from the future skipped");
                 }
                 Err(error) => {
-                    tracing::debug!(node = %node.short(), block = %hash.short(), %error, "block refused");
+                    tracing::info!(node = %node.short(), block = %hash.short(), %error, "invalid block refused");
+                    // A refused branch may have left the tree with blocks this state tracks.
+                    self.side.resync(&self.chain);
+                    refused = Some(Offence::new(&header, &error));
+                    break;
                 }
             }
             if let Some(received) = received_ms
@@ -154,6 +233,8 @@ impl State {
                 arrivals.push((hash, received));
             }
         }
+        self.forget_pruned();
+        added.retain(|b| self.chain.contains(&b.hash));
         for (hash, received) in arrivals {
             self.arrived(node, hash, received);
         }
@@ -162,8 +243,63 @@ impl State {
             out.push(ToBrowser::Blocks { blocks: added });
         }
         out.extend(self.tip_moved(old_tip));
+        if let Some(offence) = &refused {
+            self.note_offence(node, offence.clone(), now);
+        }
         out.extend(self.nodes_changed());
-        out
+        (out, refused)
+    }
+
+    /// `node` sent something invalid (`offence`, seen at `now`): its row says so from now on.
+    pub fn misbehaved(&mut self, node: AccountId, offence: Offence, now: u64) -> Vec<ToBrowser> {
+        self.note_offence(node, offence, now);
+        self.nodes_changed().into_iter().collect()
+    }
+
+    fn note_offence(&mut self, node: AccountId, offence: Offence, now: u64) {
+        let Some(state) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        let offences = state.misbehaviour.as_ref().map_or(0, |m| m.offences) + 1;
+        state.misbehaviour = Some(Misbehaviour {
+            sent: offence.sent,
+            why: offence.why,
+            at_ms: now,
+            offences,
+        });
+    }
+
+    /// Drops side-branch blocks, least work first (the chain's own order), until they take at
+    /// most the side cap in bytes. The chain prunes by count; it is asked for `k` fewer side
+    /// blocks than it holds, `k` estimated from the blocks' average size, until the bytes fit.
+    fn bound_side_branches(&mut self) {
+        // Each round drops at least one block, and twice as many as the last estimate once an
+        // estimate falls short (the least-work blocks may be the smallest), so it ends quickly.
+        let mut rounds = 0u32;
+        while let Some(drop) = self.side.excess_blocks() {
+            let drop = drop.saturating_mul(1 << rounds.min(16));
+            let keep = self.chain.side_len().saturating_sub(drop);
+            self.chain.set_max_side_blocks(keep);
+            self.chain
+                .set_max_side_blocks(protocol::params::MAX_SIDE_BLOCKS);
+            self.side.resync(&self.chain);
+            rounds += 1;
+        }
+    }
+
+    /// Forgets what this state keeps beside the chain about blocks that left it (pruned side
+    /// blocks, branches found invalid), so memory follows the chain's bounds.
+    fn forget_pruned(&mut self) {
+        if self.summaries.len() <= self.chain.len() {
+            return;
+        }
+        let chain = &self.chain;
+        self.summaries.retain(|h, _| chain.contains(h));
+        self.seen.retain(|h, _| chain.contains(h));
+        self.children.retain(|h, _| chain.contains(h));
+        for children in self.children.values_mut() {
+            children.retain(|h| chain.contains(h));
+        }
     }
 
     /// Summarises a block that just entered the tree, learning the names it joins.
@@ -462,6 +598,7 @@ impl State {
                     difficulty: state.info.as_ref().map(|i| i.difficulty),
                     last_block,
                     delay_ms,
+                    misbehaviour: state.misbehaviour.clone(),
                 }
             })
             .collect()

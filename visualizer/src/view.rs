@@ -5,7 +5,8 @@
 //! A browser gets one [`ToBrowser::Snapshot`] when it connects, then deltas, each costing work in
 //! proportion to what changed: [`ToBrowser::Blocks`] for blocks new to the visualizer,
 //! [`ToBrowser::Tip`] when the best chain moves (a reorg when `disconnected` is not empty),
-//! [`ToBrowser::Nodes`] when a node's row changes, [`ToBrowser::Ledger`] with the shoppers and
+//! [`ToBrowser::Nodes`] when a node's row changes (a node caught sending an invalid block says
+//! so in its row: [`Misbehaviour`]), [`ToBrowser::Ledger`] with the shoppers and
 //! polls the last tip move touched. Summaries carry at most [`SUMMARY_RECORDS`] records, so a
 //! 10,000-block snapshot stays small; a block's full details are fetched when it is clicked.
 
@@ -156,6 +157,24 @@ pub enum Link {
     Following,
     /// The last attempt failed; retrying with backoff.
     Down,
+    /// It sent an invalid block: disconnected, and not followed again until a long back-off
+    /// has passed (its row's `misbehaviour` says what it sent).
+    Dropped,
+}
+
+/// A node caught sending something invalid: what it sent and why it was refused, for the
+/// network panel (a lesson in itself: a node is anyone with a key, and everything it says is
+/// checked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Misbehaviour {
+    /// What it sent, in words: the block's hash, height, difficulty and record count.
+    pub sent: String,
+    /// Why it was refused: the rule it broke.
+    pub why: String,
+    /// When, on the visualizer's clock (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// How many times it was caught since the visualizer started following it.
+    pub offences: u64,
 }
 
 /// One row of the network panel.
@@ -187,6 +206,8 @@ pub struct NodeView {
     pub last_block: Option<BlockHash>,
     /// How long that block took to reach it: its arrival here minus its first arrival at any node.
     pub delay_ms: Option<u64>,
+    /// The last invalid thing it sent, if it was ever caught.
+    pub misbehaviour: Option<Misbehaviour>,
 }
 
 /// Counts at the best tip.

@@ -51,6 +51,7 @@ impl VisProc {
                 "MONKEY_VISUALIZER_TRACKER_INTERVAL_MS",
                 TRACKER_INTERVAL.as_millis().to_string(),
             )
+            .env("MONKEY_VISUALIZER_DIFFICULTY_FLOOR", FLOOR.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -43,6 +43,7 @@ impl Visualizer {
         Visualizer::start_with(visualizer::Config {
             tracker: tracker.to_string(),
             tracker_interval: TRACKER_INTERVAL,
+            difficulty_floor: testkit::FLOOR,
             ..visualizer::Config::default()
         })
         .await

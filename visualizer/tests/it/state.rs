@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 
 use protocol::tracker::{NodeInfo, NodeStatus, Topology};
-use protocol::{AccountId, Block, Record, genesis};
+use protocol::{AccountId, Block, Params, Record, genesis};
 use testkit::{buy, join, key, mine_chain};
 use visualizer::state::State;
 use visualizer::view::{Link, NodeView, ToBrowser};
@@ -62,7 +62,7 @@ fn info(id: AccountId, addr: &str, status: NodeStatus) -> NodeInfo {
 #[test]
 fn a_block_gives_one_summary_then_the_tip_then_the_ledger_and_delays_per_node() {
     let (a, b) = (key(1).account(), key(2).account());
-    let mut state = State::new("tracker:1");
+    let mut state = State::new("tracker:1", Params::with_floor(4));
     state.link(a, "a:1", 1, Link::Following);
     state.link(b, "b:1", 1, Link::Following);
     let block = mine_chain(&genesis(), 1, 4, 1000);
@@ -86,7 +86,7 @@ fn a_block_gives_one_summary_then_the_tip_then_the_ledger_and_delays_per_node() 
 fn a_ledger_delta_carries_only_the_rows_a_tip_move_touched() {
     let node = key(1).account();
     let (alice, bob) = (key(2), key(3));
-    let mut state = State::new("tracker:1");
+    let mut state = State::new("tracker:1", Params::with_floor(4));
     let one = mine_with(&genesis(), vec![join(&alice, "alice")]);
     let two = mine_with(&one, vec![join(&bob, "bob")]);
     state.insert(node, vec![one.clone(), two.clone()], None, now_ms());
@@ -142,7 +142,7 @@ fn a_ledger_delta_carries_only_the_rows_a_tip_move_touched() {
 #[test]
 fn the_node_table_merges_the_tracker_and_the_followers() {
     let (a, b) = (key(1).account(), key(2).account());
-    let mut state = State::new("tracker:1");
+    let mut state = State::new("tracker:1", Params::with_floor(4));
     let topology = Topology {
         nodes: vec![info(a, "a:1", NodeStatus::A), info(b, "b:1", NodeStatus::R)],
         ..Topology::default()

@@ -1,0 +1,173 @@
+//! Checking what a node sends before the hub sees it, on a blocking thread: first the proof of
+//! work and the floor of every block in the message (one hash each), then the records and their
+//! signatures, skipping records whose signatures were verified already (every node sends
+//! the same blocks, so all but the first copy are nearly free). The hub thread, which every
+//! browser waits on, never verifies a signature.
+//!
+//! A message with one invalid block is refused whole, and its node is dropped as misbehaving
+//! ([`Offence`] says what it sent and why it was refused). An honest node never sends an invalid
+//! block: it checked each one before taking it.
+
+use protocol::verify::{Verified, check_batch};
+use protocol::{Block, BlockError, CheckedBlock, Header, Params};
+
+/// A node's invalid block, in words, for the network panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offence {
+    /// What it sent: the block's short hash, height, difficulty and record count.
+    pub sent: String,
+    /// Why it was refused: the rule it broke.
+    pub why: String,
+}
+
+impl Offence {
+    /// The offence of sending the block with `header`, refused for `error`.
+    pub fn new(header: &Header, error: &BlockError) -> Offence {
+        let records = header.record_count;
+        Offence {
+            sent: format!(
+                "block {} at height {} declaring {} bits of work, with {} record{}",
+                header.hash().short(),
+                header.height,
+                header.bits,
+                records,
+                if records == 1 { "" } else { "s" },
+            ),
+            why: error.to_string(),
+        }
+    }
+}
+
+/// Checks blocks from nodes against the network's floor, sharing one set of verified record ids
+/// between every follower.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    params: Params,
+    verified: Verified,
+}
+
+impl Checker {
+    /// A checker for a network with `params`.
+    pub fn new(params: Params) -> Checker {
+        Checker {
+            params,
+            verified: Verified::default(),
+        }
+    }
+
+    /// The network's parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// How many record ids are remembered as verified.
+    pub fn verified(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Checks a message's blocks, oldest first, on a blocking thread: every header first (a hash
+    /// each), then the records. All of them, or the offence of the first that fails.
+    pub async fn check(&self, blocks: Vec<Block>) -> Result<Vec<CheckedBlock>, Offence> {
+        let (params, verified) = (self.params.clone(), self.verified.clone());
+        tokio::task::spawn_blocking(move || {
+            // The cheap pass first, over the whole message: a flood without work is refused
+            // before one record is encoded or one signature verified.
+            check_headers(&blocks, &params)?;
+            let headers: Vec<Header> = blocks.iter().map(|b| b.header.clone()).collect();
+            match check_batch(blocks, &params, &verified) {
+                (checked, None) => Ok(checked),
+                (checked, Some(error)) => match headers.get(checked.len()) {
+                    Some(header) => Err(Offence::new(header, &error)),
+                    None => Err(Offence {
+                        sent: "a block".into(),
+                        why: error.to_string(),
+                    }),
+                },
+            }
+        })
+        .await
+        // The closure does not panic on any input; a join error means the runtime is stopping.
+        .unwrap_or_else(|_| Ok(Vec::new()))
+    }
+}
+
+/// The cheap pass: the proof of work, the floor and the record count of every block, before any
+/// record is looked at.
+pub fn check_headers(blocks: &[Block], params: &Params) -> Result<(), Offence> {
+    for block in blocks {
+        block
+            .check_header(params)
+            .map_err(|error| Offence::new(&block.header, &error))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use protocol::{Action, Keypair, Record, genesis};
+
+    use super::*;
+
+    fn block(parent: &Block, bits: u32, records: Vec<Record>) -> Block {
+        let miner = Keypair::from_seed([9; 32]).account();
+        let t = Block::template(
+            &parent.header,
+            records,
+            miner,
+            bits,
+            parent.header.timestamp + 1,
+        );
+        if bits == 0 {
+            return t;
+        }
+        let header = protocol::pow::mine(&t.header, 1, &AtomicBool::new(false), None)
+            .header
+            .expect("a few bits are always found");
+        Block { header, ..t }
+    }
+
+    fn join(seed: u8) -> Record {
+        let key = Keypair::from_seed([seed; 32]);
+        Record::sign(
+            &key,
+            0,
+            Action::Join {
+                name: format!("n{seed}"),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn work_below_the_floor_is_refused_before_any_record_is_verified() {
+        let checker = Checker::new(Params::with_floor(4));
+        let good = block(&genesis(), 4, vec![join(1)]);
+        let mut tampered = block(&good, 4, vec![join(2)]);
+        // A signature that does not verify, behind a header without work.
+        tampered.records[0].sig.0[0] ^= 1;
+        tampered.header.bits = 0;
+        let offence = checker
+            .check(vec![good.clone(), tampered])
+            .await
+            .expect_err("refused");
+        assert!(offence.why.contains("below the floor 4"), "{offence:?}");
+        assert!(offence.sent.contains("height 2"), "{offence:?}");
+        assert_eq!(checker.verified(), 0, "no signature was verified");
+
+        let checked = checker.check(vec![good]).await.expect("a valid block");
+        assert_eq!(checked.len(), 1);
+        assert_eq!(checker.verified(), 1, "its record is remembered as verified");
+    }
+
+    #[tokio::test]
+    async fn a_bad_signature_is_named() {
+        let checker = Checker::new(Params::with_floor(4));
+        let mut bad = block(&genesis(), 4, vec![join(3)]);
+        bad.records[0].sig.0[0] ^= 1;
+        // The commitment covers record ids; re-mine so only the signature is wrong.
+        let bad = block(&genesis(), 4, bad.records);
+        let offence = checker.check(vec![bad]).await.expect_err("refused");
+        assert!(offence.why.starts_with("record 0:"), "{offence:?}");
+    }
+}
