@@ -22,7 +22,7 @@ use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
 
 pub use bin::binary;
 pub use client::{Client, fetch_chain, submit_with_retry};
-pub use proc::{NodeProc, Tracker, start_network};
+pub use proc::{NodeProc, Tracker, memory_kib, start_network};
 pub use prover::Prover;
 
 /// The difficulty floor nodes in tests run at: a block takes a few hundred hashes.

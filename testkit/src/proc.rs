@@ -47,6 +47,20 @@ fn spawn_listening(binary: &Path, args: &[String], log: &Path) -> (Child, String
     (child, addr)
 }
 
+/// The resident memory of process `pid` now and at its peak (`VmRSS`, `VmHWM`), in KiB, from
+/// `/proc` (Linux); `None` when it cannot be read.
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 /// Sends SIGTERM and waits up to 10 s for the exit status.
 fn terminate(child: &mut Child) -> ExitStatus {
     let status = Command::new("kill")
@@ -213,15 +227,7 @@ impl NodeProc {
 
     /// Its resident memory now and at its peak, in KiB, from `/proc` (Linux).
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kib| kib.parse().ok())
-        };
-        Some((field("VmRSS:")?, field("VmHWM:")?))
+        memory_kib(self.pid())
     }
 
     /// Kills it with SIGKILL.

@@ -8,16 +8,14 @@
 //! Without a browser the test says so loudly and passes, except under CI (`CI=true`), where a
 //! missing browser fails it: `.ci/run` installs Debian's `chromium`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 use protocol::header::Header;
 use protocol::{Action, Block, Record, RecordId, genesis};
 use serde_json::{Value, json};
 use testkit::*;
 
-use crate::TRACKER_INTERVAL;
+use crate::VisProc;
 use crate::cdp::{Chrome, find_chromium};
 
 /// A name that would run script if the page ever parsed names as HTML.
@@ -35,46 +33,6 @@ fn no_browser() {
         std::env::var("CI").as_deref() != Ok("true"),
         "{message}under CI (CI=true) a missing browser is a failure"
     );
-}
-
-/// The `monkey-visualizer` binary, killed when dropped.
-struct VisProc {
-    addr: String,
-    child: Child,
-}
-
-impl VisProc {
-    fn start(tracker: &str, listen: &str) -> VisProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_monkey-visualizer"))
-            .args(["--tracker", tracker, "--listen", listen])
-            .env(
-                "MONKEY_VISUALIZER_TRACKER_INTERVAL_MS",
-                TRACKER_INTERVAL.as_millis().to_string(),
-            )
-            .env("MONKEY_VISUALIZER_DIFFICULTY_FLOOR", FLOOR.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start monkey-visualizer");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("its first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("printed {line:?}"))
-            .to_string();
-        VisProc { addr, child }
-    }
-}
-
-impl Drop for VisProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `target/NAME`, where the screenshots go.

@@ -2,7 +2,8 @@
 //! loopback, the visualizer running in-process on port 0 (or as its binary), and a websocket
 //! client reading what a browser would. The end-to-end test drives headless Chromium.
 //!
-//! Helpers here: [`Visualizer`] (runs `visualizer::run` and stops it on drop), [`Page`] (a
+//! Helpers here: [`Visualizer`] (runs `visualizer::run` and stops it on drop), [`VisProc`] (the
+//! binary, for a test that measures its memory or its command line), [`Page`] (a
 //! websocket client that waits for messages with a deadline), [`mine_chain`] (test blocks at a
 //! low difficulty, fed to a node as a peer would).
 
@@ -10,16 +11,19 @@ mod browser;
 mod cdp;
 mod garbage;
 mod http;
+mod liar;
 mod slots;
 mod state;
 mod stream;
 mod survive;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
 use protocol::{Block, BlockHash};
-use testkit::DEADLINE;
+use testkit::{DEADLINE, FLOOR};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -77,6 +81,53 @@ impl Visualizer {
 impl Drop for Visualizer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// The `monkey-visualizer` binary, killed when dropped.
+pub struct VisProc {
+    /// Where it serves, `127.0.0.1:PORT`.
+    pub addr: String,
+    child: Child,
+}
+
+impl VisProc {
+    /// Starts it for the tracker at `tracker`, serving on `listen`, at the tests' floor.
+    pub fn start(tracker: &str, listen: &str) -> VisProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_monkey-visualizer"))
+            .args(["--tracker", tracker, "--listen", listen])
+            .env(
+                "MONKEY_VISUALIZER_TRACKER_INTERVAL_MS",
+                TRACKER_INTERVAL.as_millis().to_string(),
+            )
+            .env("MONKEY_VISUALIZER_DIFFICULTY_FLOOR", FLOOR.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start monkey-visualizer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("its first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("printed {line:?}"))
+            .to_string();
+        VisProc { addr, child }
+    }
+
+    /// Its resident memory now and at its peak, in KiB.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        testkit::memory_kib(self.child.id())
+    }
+}
+
+impl Drop for VisProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -10,7 +10,7 @@ use crate::http::get_details;
 use crate::*;
 
 /// Sends `blocks` to the node at `addr` as one sync segment, as a peer would.
-async fn feed(addr: &str, blocks: &[protocol::Block]) {
+pub async fn feed(addr: &str, blocks: &[protocol::Block]) {
     let mut peer = Client::connect(addr).await;
     peer.send(Message::Blocks(Blocks {
         blocks: blocks.to_vec(),
