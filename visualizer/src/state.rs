@@ -235,6 +235,9 @@ impl State {
         }
         self.forget_pruned();
         added.retain(|b| self.chain.contains(&b.hash));
+        // Side blocks come and go without the tip moving; the count is sent with the next
+        // ledger delta and in every snapshot.
+        self.totals.side_blocks = self.side_blocks();
         for (hash, received) in arrivals {
             self.arrived(node, hash, received);
         }

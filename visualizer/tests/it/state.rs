@@ -182,3 +182,100 @@ fn the_node_table_merges_the_tracker_and_the_followers() {
     };
     assert!(snapshot.nodes.is_empty());
 }
+
+/// The row of `node` in the last node table of `out`.
+fn row_of(out: &[ToBrowser], node: AccountId) -> NodeView {
+    nodes_of(out)
+        .and_then(|nodes| nodes.iter().find(|n| n.id == node).cloned())
+        .expect("the node's row")
+}
+
+#[test]
+fn a_node_that_sends_an_invalid_block_is_shown_as_misbehaving() {
+    let (liar, honest) = (key(1).account(), key(2).account());
+    let mut state = State::new("tracker:1", Params::with_floor(4));
+    state.link(liar, "liar:1", 1, Link::Following);
+    state.link(honest, "honest:1", 1, Link::Following);
+
+    // Below the floor: refused on its own, before the chain sees it.
+    let mut easy = Block::template(
+        &genesis().header,
+        Vec::new(),
+        key(7).account(),
+        0,
+        genesis().header.timestamp + 1000,
+    );
+    easy.header.nonce = 1;
+    let out = state.insert(liar, vec![easy.clone()], None, now_ms());
+    let row = row_of(&out, liar);
+    let offence = row.misbehaviour.expect("the liar's offence");
+    assert!(offence.why.contains("below the floor 4"), "{offence:?}");
+    assert!(offence.sent.contains(&easy.header.hash().short()));
+    assert!(offence.sent.contains("0 bits"), "{offence:?}");
+    assert_eq!(offence.offences, 1);
+    assert!(!state.contains(&easy.header.hash()));
+
+    // Valid work, but a purchase by an account that never joined: the chain refuses it when
+    // it would join the best chain.
+    let unjoined = mine_with(&genesis(), vec![buy(&key(3), 1, "capuchin")]);
+    let (out, refused) = {
+        let checked = unjoined
+            .clone()
+            .check(state.params())
+            .expect("valid on its own");
+        state.insert_checked(liar, vec![checked], None, now_ms())
+    };
+    assert!(refused.is_some(), "the hub tells the follower");
+    let offence = row_of(&out, liar).misbehaviour.expect("the second offence");
+    assert_eq!(offence.offences, 2);
+    assert!(offence.why.starts_with("record 0:"), "{offence:?}");
+    assert!(!state.contains(&unjoined.header.hash()));
+
+    // The honest node's blocks go in, and it is not blamed for anything.
+    let good = mine_with(&genesis(), vec![join(&key(4), "dana")]);
+    let out = state.insert(honest, vec![good.clone()], None, now_ms());
+    assert_eq!(state.tip(), good.header.hash());
+    assert_eq!(row_of(&out, honest).misbehaviour, None);
+}
+
+#[test]
+fn side_branches_are_bounded_in_bytes() {
+    const CAP: usize = 8 * 1024;
+    let node = key(1).account();
+    let mut state = State::new("tracker:1", Params::with_floor(4));
+    state.set_max_side_bytes(CAP);
+    // The best chain: three blocks at 8 bits outweigh any 4-bit branch below.
+    let best = mine_chain(&genesis(), 3, 8, 1000);
+    state.insert(node, best.clone(), None, now_ms());
+    // A side branch of 4-bit blocks, each with 20 joins: about 2.7 KiB a block, 27 KiB in all.
+    // (A side branch is not checked against the ledger, so one key signs them all.)
+    let mut side: Vec<Block> = Vec::new();
+    for b in 0..10 {
+        let parent = side.last().cloned().unwrap_or_else(genesis);
+        let joins = (0..20)
+            .map(|i| join(&key(9), &format!("s{b}x{i}")))
+            .collect();
+        side.push(mine_with(&parent, joins));
+    }
+    for block in &side {
+        state.insert(node, vec![block.clone()], None, now_ms());
+        assert!(
+            state.side_bytes() <= CAP,
+            "{} bytes off the best chain",
+            state.side_bytes()
+        );
+    }
+    assert_eq!(state.tip(), best[2].header.hash(), "the best chain stays");
+    let ToBrowser::Snapshot(snapshot) = state.snapshot() else {
+        panic!("a snapshot");
+    };
+    let kept = snapshot.ledger.totals.side_blocks;
+    assert!((1..10).contains(&kept), "{kept} side blocks kept");
+    assert_eq!(snapshot.blocks.len() as u64, 4 + kept);
+    // What was pruned is forgotten, not just hidden.
+    let gone = side
+        .iter()
+        .filter(|b| state.details(&b.header.hash()).is_none())
+        .count() as u64;
+    assert_eq!(gone, 10 - kept);
+}
