@@ -247,6 +247,11 @@
         else if (old.link !== n.link && (n.link === 'following' || n.link === 'down')) {
           logEvent('Node ' + n.short + (n.link === 'following' ? ' followed' : ' unreachable'), 'info');
         }
+        const offences = (m) => (m ? m.offences : 0);
+        if (n.misbehaviour && offences(n.misbehaviour) > offences(old && old.misbehaviour)) {
+          logEvent('Node ' + n.short + ' dropped: it sent ' + n.misbehaviour.sent +
+            ', refused: ' + n.misbehaviour.why, 'reorg');
+        }
       }
       for (const [id, old] of before) {
         if (!nodes.some((n) => n.id === id)) logEvent('Node ' + old.short + ' left', 'info');
@@ -615,7 +620,8 @@
         document.createTextNode(n.status === 'A' ? 'active' : n.status === 'R' ? 'removed' : 'not listed'));
       cell(status);
       const link = el('span');
-      const linkKind = n.link === 'following' ? 'ok' : n.link === 'down' ? 'bad' : 'warn';
+      const linkKind = n.link === 'following' ? 'ok'
+        : n.link === 'down' || n.link === 'dropped' ? 'bad' : 'warn';
       link.append(dot(linkKind), document.createTextNode(n.link));
       cell(link);
       cell('#' + n.tip_height + ' ' + short(n.tip_hash), 'mono');
@@ -626,8 +632,28 @@
       cell(n.difficulty === null ? '–' : n.difficulty + ' bits', 'num');
       cell(n.delay_ms === null ? '–' : n.delay_ms + ' ms', 'num');
       body.append(tr);
+      if (n.misbehaviour) body.append(misbehaviourRow(n));
     }
     $('no-nodes').hidden = S.nodes.length > 0;
+  }
+
+  /** The row under a node caught sending an invalid block: what it sent and the rule it broke.
+   * Both come from the network, so they are text nodes only. */
+  function misbehaviourRow(n) {
+    const m = n.misbehaviour;
+    const tr = el('tr', 'misbehaving');
+    tr.dataset.misbehaving = n.id;
+    const td = el('td');
+    td.colSpan = 9;
+    const times = m.offences === 1 ? 'once' : m.offences + ' times';
+    td.append(el('strong', 'bad-text', '⚠ misbehaving (' + times + ', last at ' + clock(m.at_ms) + '): '),
+      document.createTextNode('it sent ' + m.sent + '. Refused: '),
+      el('span', 'bad-text', m.why),
+      document.createTextNode('. Every block is checked against the rules, whoever sends it: ' +
+        (n.link === 'dropped' ? 'this node is dropped and not followed for a while.'
+          : 'this node was dropped for a while, and is followed again.')));
+    tr.append(td);
+    return tr;
   }
 
   function renderShoppers() {
