@@ -38,7 +38,8 @@ pub async fn check_blocks(
     {
         return check_batch(blocks, &params, &verified);
     }
-    let checked = tokio::task::spawn_blocking(move || check_batch(blocks, &params, &verified)).await;
+    let checked =
+        tokio::task::spawn_blocking(move || check_batch(blocks, &params, &verified)).await;
     // The closure does not panic on any input; a join error means the runtime is stopping.
     checked.unwrap_or_else(|_| (Vec::new(), None))
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use protocol::AccountId;
-use protocol::codec::LineCodec;
 use protocol::Block;
+use protocol::codec::LineCodec;
 use protocol::wire::{GetBlocks, Message, Update};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;

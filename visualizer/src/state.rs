@@ -27,9 +27,9 @@ use protocol::{
 use crate::side::SideBranches;
 use crate::verify::Offence;
 use crate::view::{
-    BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, Misbehaviour,
-    NodeView, PollView, RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot,
-    TipChange, ToBrowser, Totals, TrackerView,
+    BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, Misbehaviour, NodeView,
+    PollView, RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange,
+    ToBrowser, Totals, TrackerView,
 };
 
 pub use crate::side::MAX_SIDE_BYTES;

@@ -157,7 +157,11 @@ mod tests {
 
         let checked = checker.check(vec![good]).await.expect("a valid block");
         assert_eq!(checked.len(), 1);
-        assert_eq!(checker.verified(), 1, "its record is remembered as verified");
+        assert_eq!(
+            checker.verified(),
+            1,
+            "its record is remembered as verified"
+        );
     }
 
     #[tokio::test]

@@ -34,8 +34,7 @@ fn shown_misbehaving<'a>(nodes: &'a [NodeView], liar: &str) -> Option<&'a NodeVi
     nodes.iter().find(|n| {
         n.id.to_string() == liar
             && n.link == Link::Dropped
-            && n
-                .misbehaviour
+            && n.misbehaviour
                 .as_ref()
                 .is_some_and(|m| m.why.contains("below the floor") && m.sent.contains("0 bits"))
     })
@@ -59,7 +58,9 @@ async fn a_zero_work_flood_is_refused_and_its_node_shown_as_misbehaving() {
         .await
         .expect("the liar starts");
     let liar_id = liar.id.to_string();
-    tracker.wait_active(&[node.id.clone(), liar_id.clone()]).await;
+    tracker
+        .wait_active(&[node.id.clone(), liar_id.clone()])
+        .await;
 
     let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
     let mut page = Page::connect(&vis.addr).await;
@@ -90,7 +91,10 @@ async fn a_zero_work_flood_is_refused_and_its_node_shown_as_misbehaving() {
         .expect("a new browser sees the liar as misbehaving too");
     let offence = row.misbehaviour.clone().expect("what it sent");
     assert!(
-        snapshot.blocks.iter().all(|b| b.height == 0 || b.bits >= FLOOR),
+        snapshot
+            .blocks
+            .iter()
+            .all(|b| b.height == 0 || b.bits >= FLOOR),
         "no block of the flood was kept"
     );
     assert!(snapshot.blocks.iter().any(|b| b.hash == hash));
