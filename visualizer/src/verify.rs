@@ -11,6 +11,11 @@
 use protocol::verify::{Verified, check_batch};
 use protocol::{Block, BlockError, CheckedBlock, Header, Params};
 
+/// Most characters of an offence's `why` kept and shown: a refusal can quote what the node
+/// sent (an unknown monkey's id, a name), which the line limit alone bounds only at megabytes,
+/// and the text goes into every node table sent to every browser.
+pub const MAX_WHY_CHARS: usize = 200;
+
 /// A node's invalid block, in words, for the network panel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offence {
@@ -33,8 +38,16 @@ impl Offence {
                 records,
                 if records == 1 { "" } else { "s" },
             ),
-            why: error.to_string(),
+            why: shorten(error.to_string()),
         }
+    }
+}
+
+/// `text` cut to [`MAX_WHY_CHARS`] characters, with an ellipsis when it was longer.
+fn shorten(text: String) -> String {
+    match text.char_indices().nth(MAX_WHY_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
     }
 }
 
@@ -80,7 +93,7 @@ impl Checker {
                     Some(header) => Err(Offence::new(header, &error)),
                     None => Err(Offence {
                         sent: "a block".into(),
-                        why: error.to_string(),
+                        why: shorten(error.to_string()),
                     }),
                 },
             }
@@ -162,6 +175,18 @@ mod tests {
             1,
             "its record is remembered as verified"
         );
+    }
+
+    #[test]
+    fn what_a_node_sent_is_quoted_only_so_far() {
+        let monkey = "m".repeat(100_000);
+        let error = BlockError::BadRecord {
+            index: 0,
+            error: protocol::record::RecordFormatError::UnknownMonkey(monkey),
+        };
+        let offence = Offence::new(&genesis().header, &error);
+        assert_eq!(offence.why.chars().count(), MAX_WHY_CHARS + 1);
+        assert!(offence.why.ends_with('…'));
     }
 
     #[tokio::test]
