@@ -16,6 +16,7 @@ mod slots;
 mod state;
 mod stream;
 mod survive;
+mod verify;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
