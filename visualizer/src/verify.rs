@@ -177,6 +177,20 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_record_verified_once_is_not_verified_again() {
+        let checker = Checker::new(Params::with_floor(4));
+        let mut forged = join(4);
+        forged.sig.0[0] ^= 1;
+        let block = block(&genesis(), 4, vec![forged.clone()]);
+        assert!(checker.check(vec![block.clone()]).await.is_err());
+        // Had its id been verified before (by another follower), the checker takes the set's
+        // word for it: that is the work the set saves. (A real entry is only ever made by a
+        // signature that verified.)
+        checker.verified.insert([forged.id()]);
+        assert!(checker.check(vec![block]).await.is_ok());
+    }
+
     #[test]
     fn what_a_node_sent_is_quoted_only_so_far() {
         let monkey = "m".repeat(100_000);
