@@ -83,7 +83,8 @@ impl SideBranches {
                 added,
             } => (&disconnected[..], &connected[..], &added[..]),
             Imported::SideBranch { added } => (&[][..], &[][..], &added[..]),
-            Imported::Orphan { .. } | Imported::Duplicate => return,
+            // Orphans, duplicates, and whatever else adds nothing to the tree.
+            _ => return,
         };
         for block in connected {
             self.remove(&block.hash());
