@@ -1,8 +1,7 @@
 //! The HTTP side: the embedded page with its content types and security headers, nothing loaded
 //! from elsewhere, block details, and the binary's `listening on` line and clean exit.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use protocol::genesis;
@@ -12,7 +11,7 @@ use tokio::net::TcpStream;
 use visualizer::assets::ASSETS;
 use visualizer::view::BlockDetails;
 
-use crate::{Page, Visualizer};
+use crate::{Page, VisProc, Visualizer};
 
 /// An HTTP answer: status, headers (names lowercased), body.
 pub struct Answer {
@@ -186,24 +185,9 @@ async fn block_details_are_served_and_bad_requests_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prints_its_address_serves_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_monkey-visualizer"))
-        // Nothing listens on port 1: the tracker is down, and the page says so.
-        .args(["--listen", "127.0.0.1:0", "--tracker", "127.0.0.1:1"])
-        .env("MONKEY_VISUALIZER_TRACKER_INTERVAL_MS", "100")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start monkey-visualizer");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("its first line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("printed {line:?}"))
-        .to_string();
+    // Nothing listens on port 1: the tracker is down, and the page says so.
+    let mut vis = VisProc::start("127.0.0.1:1", "127.0.0.1:0");
+    let addr = vis.addr.clone();
     let index = http_get(&addr, "/").await.expect("an answer");
     assert_eq!(index.status, 200);
     let mut page = Page::connect(&addr).await;
@@ -212,12 +196,12 @@ async fn the_binary_prints_its_address_serves_and_stops_on_sigterm() {
     assert!(!snapshot.tracker.up, "nothing listens on port 1");
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &vis.pid().to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
     let exited = wait_for("the visualizer to exit", DEADLINE, || {
-        let status = child.try_wait().expect("wait for the child");
+        let status = vis.try_wait();
         async move { status }
     })
     .await;

@@ -123,6 +123,16 @@ impl VisProc {
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
         testkit::memory_kib(self.child.id())
     }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, once it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait for the child")
+    }
 }
 
 impl Drop for VisProc {
