@@ -104,23 +104,28 @@ pub fn agreed(chains: Vec<Vec<Block>>, ids: &[RecordId]) -> Option<Vec<Block>> {
 /// `n` empty blocks on `parent` at `bits`, each stamped `offset` ms after its parent, mined by
 /// key 7.
 pub fn mine_chain(parent: &Block, n: usize, bits: u32, offset: u64) -> Vec<Block> {
-    let miner = key(7).account();
     let mut out: Vec<Block> = Vec::new();
     for _ in 0..n {
         let parent = out.last().unwrap_or(parent);
-        let template = Block::template(
-            &parent.header,
-            Vec::new(),
-            miner,
-            bits,
-            parent.header.timestamp + offset,
-        );
-        let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
-            .header
-            .expect("low difficulty is always found");
-        out.push(Block { header, ..template });
+        out.push(mine_block(parent, Vec::new(), bits, offset));
     }
     out
+}
+
+/// One block on `parent` holding `records`, at `bits`, stamped `offset` ms after its parent,
+/// mined by key 7.
+pub fn mine_block(parent: &Block, records: Vec<Record>, bits: u32, offset: u64) -> Block {
+    let template = Block::template(
+        &parent.header,
+        records,
+        key(7).account(),
+        bits,
+        parent.header.timestamp + offset,
+    );
+    let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
+        .header
+        .expect("low difficulty is always found");
+    Block { header, ..template }
 }
 
 /// A deterministic key.

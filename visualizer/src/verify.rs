@@ -117,28 +117,17 @@ pub fn check_headers(blocks: &[Block], params: &Params) -> Result<(), Offence> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-
     use protocol::{Action, Keypair, Record, genesis};
 
     use super::*;
 
     fn block(parent: &Block, bits: u32, records: Vec<Record>) -> Block {
-        let miner = Keypair::from_seed([9; 32]).account();
-        let t = Block::template(
-            &parent.header,
-            records,
-            miner,
-            bits,
-            parent.header.timestamp + 1,
-        );
         if bits == 0 {
-            return t;
+            let key = Keypair::from_seed([9; 32]).account();
+            let at = parent.header.timestamp + 1;
+            return Block::template(&parent.header, records, key, 0, at);
         }
-        let header = protocol::pow::mine(&t.header, 1, &AtomicBool::new(false), None)
-            .header
-            .expect("a few bits are always found");
-        Block { header, ..t }
+        testkit::mine_block(parent, records, bits, 1)
     }
 
     fn join(seed: u8) -> Record {

@@ -2,11 +2,9 @@
 //! order and in proportion to what changed, propagation delays, and the node table's merging
 //! of the tracker's word with the followers'.
 
-use std::sync::atomic::AtomicBool;
-
 use protocol::tracker::{NodeInfo, NodeStatus, Topology};
 use protocol::{AccountId, Block, Params, Record, genesis};
-use testkit::{buy, join, key, mine_chain};
+use testkit::{buy, join, key, mine_block, mine_chain};
 use visualizer::state::State;
 use visualizer::view::{Link, NodeView, ToBrowser};
 
@@ -14,17 +12,7 @@ use crate::{hashes, now_ms};
 
 /// One block on `parent` holding `records`, at 4 bits, mined by key 7.
 fn mine_with(parent: &Block, records: Vec<Record>) -> Block {
-    let template = Block::template(
-        &parent.header,
-        records,
-        key(7).account(),
-        4,
-        parent.header.timestamp + 1000,
-    );
-    let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
-        .header
-        .expect("4 bits are always found");
-    Block { header, ..template }
+    mine_block(parent, records, 4, 1000)
 }
 
 fn kinds(out: &[ToBrowser]) -> Vec<&'static str> {

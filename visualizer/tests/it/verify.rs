@@ -27,7 +27,6 @@ const SNAPSHOT_WITHIN: Duration = Duration::from_millis(400);
 fn signed_chain() -> Vec<Block> {
     let (alice, bob) = (key(21), key(22));
     let mut seqs = [0u64; 2];
-    let miner = key(7).account();
     let mut out: Vec<Block> = Vec::new();
     for b in 0..BLOCKS {
         let parent = out.last().cloned().unwrap_or_else(genesis);
@@ -50,22 +49,7 @@ fn signed_chain() -> Vec<Block> {
                 }
             })
             .collect();
-        let template = Block::template(
-            &parent.header,
-            records,
-            miner,
-            FLOOR,
-            parent.header.timestamp + 1000,
-        );
-        let header = protocol::pow::mine(
-            &template.header,
-            1,
-            &std::sync::atomic::AtomicBool::new(false),
-            None,
-        )
-        .header
-        .expect("the floor is always found");
-        out.push(Block { header, ..template });
+        out.push(mine_block(&parent, records, FLOOR, 1000));
     }
     out
 }
