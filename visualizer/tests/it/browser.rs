@@ -2,14 +2,17 @@
 //! binary; the page loads, a shopper with HTML in its name buys a monkey, the block appears on
 //! the page, the name shows as text and no dialog opens; the tamper lesson recomputes hashes
 //! exactly as the Rust code does; the visualizer restarts and the page reconnects by itself and
-//! shows what it missed. Screenshots go to `target/visualizer-e2e.png` (the overview) and
-//! `target/visualizer-e2e-tamper.png` (the tamper lesson).
+//! shows what it missed; a lying node's row says what it sent and why it was refused.
+//! Screenshots go to `target/visualizer-e2e.png` (the overview),
+//! `target/visualizer-e2e-tamper.png` (the tamper lesson) and `target/visualizer-e2e-liar.png`
+//! (the network panel with a liar).
 //!
 //! Without a browser the test says so loudly and passes, except under CI (`CI=true`), where a
 //! missing browser fails it: `.ci/run` installs Debian's `chromium`.
 
 use std::path::PathBuf;
 
+use attack::liar::{Liar, Lie};
 use protocol::header::Header;
 use protocol::{Action, Block, Record, RecordId, genesis};
 use serde_json::{Value, json};
@@ -440,4 +443,59 @@ async fn a_10000_block_chain_stays_light_and_smooth_in_chromium() {
     let shot = output("visualizer-e2e-10000.png");
     chrome.screenshot(&shot).await;
     vis.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_node_is_shown_in_chromium_with_what_it_sent() {
+    let Some(chromium) = find_chromium() else {
+        no_browser();
+        return;
+    };
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tracker.addr, &dir.path().join("honest"));
+    let lie = Lie::ZeroWorkFlood {
+        blocks: 20,
+        records_per_block: 10,
+    };
+    let liar = Liar::start(&tracker.addr, [127, 0, 0, 3].into(), lie)
+        .await
+        .expect("the liar starts");
+    tracker
+        .wait_active(&[node.id.clone(), liar.id.to_string()])
+        .await;
+    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
+    let mut chrome = Chrome::launch(&chromium, 1440, 1180).await;
+    chrome.navigate(&format!("http://{}/", vis.addr)).await;
+    let row = chrome
+        .wait_until(
+            "the liar's row dropped, and what it sent under it",
+            &format!(
+                "document.querySelector('#nodes tr[data-node=\"{id}\"]').textContent.includes('dropped') \
+                 && document.querySelector('#nodes tr[data-misbehaving=\"{id}\"]').textContent",
+                id = liar.id
+            ),
+        )
+        .await;
+    let row = row.as_str().unwrap_or_default();
+    assert!(
+        row.contains("misbehaving (once")
+            && row.contains("declaring 0 bits of work, with 10 records")
+            && row.contains("difficulty 0 is below the floor 8"),
+        "{row}"
+    );
+    let honest = chrome
+        .eval(&format!(
+            "document.querySelector('#nodes tr[data-misbehaving=\"{}\"]') === null",
+            node.id
+        ))
+        .await;
+    assert_eq!(honest, Value::Bool(true), "the honest node is not blamed");
+    let shot = output("visualizer-e2e-liar.png");
+    chrome.screenshot(&shot).await;
+    eprintln!(
+        "screenshot of the network panel with a liar: {}",
+        shot.display()
+    );
+    liar.stop().await;
 }
