@@ -17,10 +17,9 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use protocol::AccountId;
-use protocol::Block;
 use protocol::codec::LineCodec;
 use protocol::wire::{GetBlocks, Message, Update};
+use protocol::{AccountId, Block};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
