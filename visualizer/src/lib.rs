@@ -6,10 +6,10 @@
 //! new block and tip move as a `U` update. Every block is checked against the network's floor
 //! and its signatures verified by the follower ([`verify`]; a node that sends an invalid block is
 //! dropped and shown as misbehaving), then goes into one block tree owned by the [`hub`] thread
-//! ([`state`], with side branches bounded in bytes by [`side`]), which turns each change into
-//! small deltas for the browsers. The web server ([`http`]) serves the page compiled into the
-//! binary ([`assets`]), block details, and a websocket per browser ([`browser`]) that carries a
-//! snapshot and then the deltas ([`view`] defines every message).
+//! ([`state`]), which turns each change into small deltas for the browsers. The web server
+//! ([`http`]) serves the page compiled into the binary ([`assets`]), block details, and a
+//! websocket per browser ([`browser`]) that carries a snapshot and then the deltas ([`view`]
+//! defines every message).
 //!
 //! [`run`] serves an already bound listener until its token is cancelled, which is what lets a
 //! test start a whole visualizer on port 0.
@@ -20,7 +20,6 @@ mod config;
 pub mod follower;
 pub mod http;
 pub mod hub;
-pub mod side;
 pub mod state;
 pub mod verify;
 pub mod view;

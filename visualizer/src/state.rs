@@ -5,9 +5,9 @@
 //! Blocks arrive here already checked on their own (proof of work, records, signatures: the
 //! followers do that off this thread, [`crate::verify`]); the chain adds the checks against the
 //! parent and the ledger. A node whose block is refused is marked as misbehaving
-//! ([`State::misbehaved`]). Side branches are bounded in bytes ([`MAX_SIDE_BYTES`], on top of
-//! the chain's count cap), since blocks off the best chain cost their sender only the proof of
-//! work. Beside the chain: a summary per block (built once, when the block
+//! ([`State::misbehaved`]). Side branches are bounded in count and in bytes by the chain
+//! itself ([`protocol::params::MAX_SIDE_BYTES`]), since blocks off the best chain cost their
+//! sender only the proof of work; what it prunes is forgotten here too. Beside the chain: a summary per block (built once, when the block
 //! arrives), the names accounts joined with, when each node got each block, and a row per node
 //! merged from the tracker's topology and the node's own updates.
 //!
@@ -21,18 +21,15 @@ use std::sync::Arc;
 
 use protocol::tracker::{NodeInfo, Topology};
 use protocol::{
-    AccountId, Action, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Params, catalog,
+    AccountId, Action, Block, BlockError, BlockHash, Chain, CheckedBlock, Params, catalog,
 };
 
-use crate::side::SideBranches;
 use crate::verify::Offence;
 use crate::view::{
     BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, Misbehaviour, NodeView,
     PollView, RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange,
     ToBrowser, Totals, TrackerView,
 };
-
-pub use crate::side::MAX_SIDE_BYTES;
 
 /// One node as the visualizer knows it.
 #[derive(Debug, Clone)]
@@ -75,8 +72,6 @@ impl NodeState {
 #[derive(Debug)]
 pub struct State {
     chain: Chain,
-    /// The blocks off the best chain and their bytes, bounded by [`MAX_SIDE_BYTES`].
-    side: SideBranches,
     summaries: HashMap<BlockHash, BlockSummary>,
     children: HashMap<BlockHash, Vec<BlockHash>>,
     /// Names accounts joined with, from every join seen on any branch (first seen wins).
@@ -103,7 +98,6 @@ impl State {
         let chain = Chain::new(params);
         let mut state = State {
             chain,
-            side: SideBranches::new(MAX_SIDE_BYTES),
             summaries: HashMap::new(),
             children: HashMap::new(),
             names: HashMap::new(),
@@ -146,15 +140,16 @@ impl State {
         self.chain.params()
     }
 
-    /// Sets the most bytes kept off the best chain (see [`MAX_SIDE_BYTES`]); for tests.
+    /// Sets the most bytes kept off the best chain (see [`protocol::params::MAX_SIDE_BYTES`]);
+    /// for tests.
     pub fn set_max_side_bytes(&mut self, max: usize) {
-        self.side.set_max(max);
-        self.bound_side_branches();
+        self.chain.set_max_side_bytes(max);
+        self.forget_pruned();
     }
 
-    /// Bytes of the blocks held off the best chain (their headers and canonical records).
+    /// What the blocks held off the best chain count for against the chain's byte cap.
     pub fn side_bytes(&self) -> usize {
-        self.side.bytes()
+        self.chain.side_bytes()
     }
 
     /// Inserts blocks a node sent, oldest first, checking each on its own first ([`Block::check`],
@@ -208,12 +203,8 @@ impl State {
             let header = block.header.clone();
             match self.chain.insert_checked(block, now) {
                 Ok(imported) => {
-                    self.side.imported(&self.chain, &imported);
                     for block in imported.added() {
                         added.push(self.learn(block));
-                    }
-                    if !matches!(imported, Imported::Duplicate | Imported::Orphan { .. }) {
-                        self.bound_side_branches();
                     }
                 }
                 Err(error @ BlockError::FutureTimestamp { .. }) => {
@@ -221,8 +212,6 @@ impl State {
                 }
                 Err(error) => {
                     tracing::info!(node = %node.short(), block = %hash.short(), %error, "invalid block refused");
-                    // A refused branch may have left the tree with blocks this state tracks.
-                    self.side.resync(&self.chain);
                     refused = Some(Offence::new(&header, &error));
                     break;
                 }
@@ -270,24 +259,6 @@ impl State {
             at_ms: now,
             offences,
         });
-    }
-
-    /// Drops side-branch blocks, least work first (the chain's own order), until they take at
-    /// most the side cap in bytes. The chain prunes by count; it is asked for `k` fewer side
-    /// blocks than it holds, `k` estimated from the blocks' average size, until the bytes fit.
-    fn bound_side_branches(&mut self) {
-        // Each round drops at least one block, and twice as many as the last estimate once an
-        // estimate falls short (the least-work blocks may be the smallest), so it ends quickly.
-        let mut rounds = 0u32;
-        while let Some(drop) = self.side.excess_blocks() {
-            let drop = drop.saturating_mul(1 << rounds.min(16));
-            let keep = self.chain.side_len().saturating_sub(drop);
-            self.chain.set_max_side_blocks(keep);
-            self.chain
-                .set_max_side_blocks(protocol::params::MAX_SIDE_BLOCKS);
-            self.side.resync(&self.chain);
-            rounds += 1;
-        }
     }
 
     /// Forgets what this state keeps beside the chain about blocks that left it (pruned side
