@@ -147,6 +147,12 @@ impl State {
         self.forget_pruned();
     }
 
+    /// How many blocks this state keeps a summary of: as many as the tree holds, since what
+    /// the chain prunes is forgotten here too.
+    pub fn summarised(&self) -> usize {
+        self.summaries.len()
+    }
+
     /// What the blocks held off the best chain count for against the chain's byte cap.
     pub fn side_bytes(&self) -> usize {
         self.chain.side_bytes()

@@ -261,9 +261,15 @@ fn side_branches_are_bounded_in_bytes() {
     assert!((1..10).contains(&kept), "{kept} side blocks kept");
     assert_eq!(snapshot.blocks.len() as u64, 4 + kept);
     // What was pruned is forgotten, not just hidden.
+    assert_eq!(state.summarised() as u64, 4 + kept);
     let gone = side
         .iter()
         .filter(|b| state.details(&b.header.hash()).is_none())
         .count() as u64;
     assert_eq!(gone, 10 - kept);
+
+    // Blocks summarised before are forgotten too when the chain prunes them later.
+    state.set_max_side_bytes(1);
+    assert_eq!(state.side_bytes(), 0);
+    assert_eq!(state.summarised(), 4, "genesis and the best chain only");
 }
