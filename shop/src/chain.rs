@@ -2,8 +2,9 @@
 //! cages, names, sequence numbers and tallies. Nothing of it is kept between runs, so two shops
 //! never disagree for long and a restarted shop sees everything.
 //!
-//! The chain is fetched with `D` on a connection of its own (a `D` makes a connection a peer,
-//! and a peer is not answered `K` for its records): the first `D` names no locator, and every
+//! The chain is fetched with `D` on a connection of its own, so that its `C` answers never mix
+//! with a purchase's `K` and `B` (a `D` does not make a connection a peer: only a proven `H`/`P`
+//! handshake does): the first `D` names no locator, and every
 //! next one carries a block locator built from what arrived, so the node sends the blocks after
 //! the fork point even when its best chain moved in between (a reorg mid-read cuts the read back
 //! to where the branches meet). Then every block is checked as a node checks it, from genesis:
@@ -208,8 +209,8 @@ pub async fn fetch(addr: &str, timeout: Duration) -> Result<Vec<Block>, ChainErr
         link.send(Message::GetBlocks(GetBlocks { locator }))
             .await
             .map_err(|e| ChainError::Link(format!("cannot ask for the chain: {e}")))?;
-        // A `D` makes us a peer: the node may ask for our chain and relay blocks and records
-        // too. Only the `C` answers us.
+        // Only a `C` (or an `E`) answers a `D`; anything else on the line, such as a
+        // keep-alive `Z`, is skipped.
         let (blocks, more) = loop {
             let next = tokio::time::timeout(timeout, link.next())
                 .await
