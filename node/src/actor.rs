@@ -35,7 +35,7 @@ pub const SELF: ConnId = 0;
 pub enum Command {
     /// A record from a shop or a peer.
     Record {
-        /// The record.
+        /// The record, its signature verified by the connection ([`crate::verify::check_record`]).
         record: Record,
         /// Who sent it.
         from: ConnId,
@@ -503,7 +503,8 @@ impl Actor {
         if let Some(block) = self.mined.get(&id).and_then(|h| self.chain.get(h)) {
             return RecordOutcome::InBlock(Arc::clone(block));
         }
-        let added = self.pool.add(self.chain.ledger(), record.clone());
+        // The connection verified the signature (`verify::check_record`).
+        let added = self.pool.add_verified(self.chain.ledger(), record.clone());
         let outcome = match added {
             Ok(Admitted::Ready) => {
                 self.verified.insert([id]);

@@ -514,6 +514,13 @@ impl Conn {
     /// peer can have many records in flight and they share the store's writes.
     async fn on_record(&mut self, record: protocol::Record) -> Result<Flow, ()> {
         let id = record.id();
+        // Signatures are checked here, not on the chain thread (see `verify::check_record`).
+        if let Err(error) = verify::check_record(&record, &self.ctx.verified) {
+            let outcome = RecordOutcome::Refused(error.into());
+            self.acks
+                .push_back(Box::pin(async move { (id, Some(outcome)) }));
+            return Ok(Flow::Continue);
+        }
         let (reply, answer) = oneshot::channel();
         let command = Command::Record {
             record,

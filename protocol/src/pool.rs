@@ -250,12 +250,32 @@ impl Pool {
     /// being the first to go in the next round. A waiting record at the waiting buffer's cap
     /// evicts the least useful waiting one (see [`MAX_WAITING_RECORDS`]).
     pub fn add(&mut self, ledger: &Ledger, record: Record) -> Result<Admitted, PoolError> {
+        self.admit(ledger, record, false)
+    }
+
+    /// [`Pool::add`] for a record whose signature the caller verified already (a node checks
+    /// them on each connection's task, so its chain thread never spends a flood's signature
+    /// checks); the formats are still checked here.
+    pub fn add_verified(&mut self, ledger: &Ledger, record: Record) -> Result<Admitted, PoolError> {
+        self.admit(ledger, record, true)
+    }
+
+    fn admit(
+        &mut self,
+        ledger: &Ledger,
+        record: Record,
+        signature_verified: bool,
+    ) -> Result<Admitted, PoolError> {
         // The same id is the same signed bytes, already verified: a relayed copy costs a hash.
         let id = record.id();
         if self.entries.contains_key(&id) {
             return Err(PoolError::AlreadyPending);
         }
-        record.check()?;
+        if signature_verified {
+            record.check_format()?;
+        } else {
+            record.check()?;
+        }
         let account = record.account;
         let (expected, got) = (self.delta.next_seq(ledger, &account), record.seq);
         let taken = self

@@ -8,3 +8,4 @@ mod restart;
 mod slots;
 mod subscribe;
 mod sync;
+mod waiting;

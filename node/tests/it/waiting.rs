@@ -1,0 +1,48 @@
+//! Records that cannot be mined yet (their account's earlier records have not arrived) wait at
+//! the node that got them: they are never relayed, so a flood of them costs its peers nothing.
+
+use protocol::Record;
+use protocol::wire::Message;
+
+use testkit::*;
+
+/// Sends `record` and returns the status of its `K` (or the code of its `E`).
+async fn status(client: &mut Client, record: Record) -> String {
+    client.send(Message::Record(record)).await;
+    loop {
+        match client.next().await {
+            Some(Message::Ack(ack)) => return ack.status,
+            Some(Message::Error(e)) => return e.code,
+            // The node checks that a quiet client is still there.
+            Some(Message::KeepAlive) => client.send(Message::KeepAlive).await,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_record_is_not_relayed() {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_network(&tracker, dir.path(), 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    // A record both nodes hold in a block: the link between them carries relays.
+    let mut client = Client::connect(&a.addr).await;
+    let first = join(&key(1), "alice");
+    client.submit_and_wait(first.clone()).await;
+    wait_all_agree(&[a, b], &[first.id()]).await;
+
+    // A purchase of an account that never joined waits at a; then a minable record follows it
+    // on the same link. Once b holds the second, it would have had the first before it.
+    let waiting = buy(&key(2), 1, "marmoset");
+    assert_eq!(status(&mut client, waiting.clone()).await, "waiting");
+    let second = join(&key(3), "bob");
+    let mut other = Client::connect(&a.addr).await;
+    other.submit_and_wait(second.clone()).await;
+    wait_all_agree(&[a, b], &[first.id(), second.id()]).await;
+
+    // New to b: it waits there too, rather than being already pending.
+    let mut at_b = Client::connect(&b.addr).await;
+    assert_eq!(status(&mut at_b, waiting).await, "waiting");
+}
