@@ -77,3 +77,27 @@ pub fn check_own(
     .flatten()
     .flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::Keypair;
+
+    use super::*;
+
+    #[test]
+    fn a_record_is_verified_unless_its_id_was_and_a_forgery_is_refused() {
+        let key = Keypair::from_seed([2; 32]);
+        let record = Record::sign(&key, 0, protocol::Action::Join { name: "al".into() });
+        let verified = Verified::default();
+        assert_eq!(check_record(&record, &verified), Ok(()));
+        let mut forged = record.clone();
+        forged.seq = 1;
+        assert_eq!(
+            check_record(&forged, &verified),
+            Err(RecordFormatError::BadSignature)
+        );
+        // A remembered id is the same signed bytes: only the formats are checked again.
+        verified.insert([record.id()]);
+        assert_eq!(check_record(&record, &verified), Ok(()));
+    }
+}

@@ -4,8 +4,8 @@
 mod bad_input;
 mod failures;
 mod network;
+mod records;
 mod restart;
 mod slots;
 mod subscribe;
 mod sync;
-mod waiting;

@@ -1,5 +1,7 @@
-//! Records that cannot be mined yet (their account's earlier records have not arrived) wait at
-//! the node that got them: they are never relayed, so a flood of them costs its peers nothing.
+//! Records from clients: the connection verifies each signature before the chain thread sees
+//! the record; records that cannot be mined yet (their account's earlier records have not
+//! arrived) wait at the node that got them and are never relayed, so a flood of them costs its
+//! peers nothing.
 
 use protocol::Record;
 use protocol::wire::Message;
@@ -45,4 +47,21 @@ async fn a_waiting_record_is_not_relayed() {
     // New to b: it waits there too, rather than being already pending.
     let mut at_b = Client::connect(&b.addr).await;
     assert_eq!(status(&mut at_b, waiting).await, "waiting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_record_is_refused_and_its_sender_closed() {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tracker.addr, dir.path());
+    // From an address of its own: the forger's is banned.
+    let forger = std::net::IpAddr::from([127, 0, 0, 2]);
+    let mut client = Client::connect_from(&node.addr, forger).await;
+    let mut forged = join(&key(1), "alice");
+    forged.seq = 1;
+    assert_eq!(status(&mut client, forged).await, "invalid_record");
+    assert!(client.next().await.is_none(), "the connection is closed");
+    // Nothing of it is pending: the real join is new to the node.
+    let mut honest = Client::connect(&node.addr).await;
+    honest.submit_and_wait(join(&key(1), "alice")).await;
 }
