@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, encode_line};
-use protocol::wire::{GetBlocks, Message};
+use protocol::wire::{ErrorCode, GetBlocks, Message};
 use protocol::{Block, BlockHash};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -27,7 +27,7 @@ pub type Stream = futures::stream::SplitStream<Framed<TcpStream, LineCodec<Messa
 #[derive(Debug, Default)]
 pub struct Probe {
     /// `E` codes seen before the probe's answer or the close.
-    pub errors: Vec<String>,
+    pub errors: Vec<ErrorCode>,
     /// Whether the node closed the connection.
     pub closed: bool,
     /// Whether the node answered the probe's `D` with a `C`.
@@ -178,7 +178,7 @@ pub async fn is_banned(target: &Target) -> bool {
     // A banned address is told so at once; anyone else hears nothing until they speak.
     matches!(
         tokio::time::timeout(Duration::from_millis(500), conn.link.next()).await,
-        Ok(Some(Ok(Message::Error(e)))) if e.code == "banned"
+        Ok(Some(Ok(Message::Error(e)))) if e.code == ErrorCode::Banned
     )
 }
 

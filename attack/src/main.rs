@@ -107,7 +107,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "{:<20} {:>6}  {:<28} {:<7} {:<7} {:<6} {}",
             attack.name(),
             outcome.sent,
-            outcome.errors.join(","),
+            outcome
+                .errors
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             outcome.closed,
             outcome.still_served,
             outcome.banned,

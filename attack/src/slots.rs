@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use protocol::wire::{GetBlocks, Message};
+use protocol::wire::{ErrorCode, GetBlocks, Message};
 
 use crate::conn::{RawConn, outcome_of};
 use crate::{ANSWER_TIMEOUT, Outcome, Target};
@@ -70,7 +70,7 @@ pub async fn hold_slots(target: &Target) -> anyhow::Result<Outcome> {
     for conn in &mut held {
         if let Ok(Some(Message::Error(e))) =
             tokio::time::timeout(Duration::from_millis(1), conn.next_raw()).await
-            && e.code == "evicted"
+            && e.code == ErrorCode::Evicted
         {
             evicted += 1;
         }

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::load::Load;
 use crate::miner::Miner;
 use crate::verify::{SeenBlocks, Verified};
-use crate::writer::{Write, Writer};
+use crate::writer::{Ack, Write, Writer};
 
 /// Identifies a connection; [`SELF`] is the node itself (its miner).
 pub type ConnId = u64;
@@ -241,7 +241,7 @@ struct Batch {
     /// Pending records now in a best-chain block, to drop from the store.
     forget: HashSet<RecordId>,
     /// Answers to records that wait for the write.
-    acks: Vec<(oneshot::Sender<RecordOutcome>, RecordOutcome)>,
+    acks: Vec<Ack>,
     /// Whether the tip or the pool changed, so the miner needs a new template.
     remine: bool,
 }
@@ -410,7 +410,13 @@ impl Actor {
             } => {
                 let outcome = self.record(record, from, batch);
                 if matches!(outcome, RecordOutcome::Pending(_)) {
-                    batch.acks.push((reply, outcome));
+                    // Acknowledged once stored; a store error becomes `NotStored`.
+                    batch.acks.push(Box::new(move |stored: Result<(), String>| {
+                        let _ = reply.send(match stored {
+                            Ok(()) => outcome,
+                            Err(error) => RecordOutcome::NotStored(error),
+                        });
+                    }));
                 } else {
                     let _ = reply.send(outcome);
                 }

@@ -19,7 +19,7 @@ use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::handshake::{Hello, Identity, Proof};
 use protocol::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Message, Update};
+use protocol::wire::{Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Message, Update};
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, CheckedBlock, LedgerError, Params,
     PoolError, RecordId,
@@ -35,7 +35,7 @@ use crate::guard::{
     Bucket, GETBLOCKS_BURST, GETBLOCKS_PER_SECOND, Guard, MESSAGE_BURST, MESSAGES_PER_SECOND, Slot,
 };
 use crate::handshake::{Shake, ShakeError};
-use crate::peers::Links;
+use crate::links::Links;
 use crate::verify::{self, SeenBlocks, Verified};
 
 /// A client must say something this soon after connecting (or within the idle timeout, if
@@ -250,7 +250,7 @@ async fn serve_with(
             _ = cancel.cancelled() => Flow::Close,
             _ = evicted => {
                 tracing::debug!(conn = id, addr = %conn.label, "closed to make room for a new connection");
-                let error = ErrorMessage::new("evicted", "closed to make room for a new connection");
+                let error = ErrorMessage::new(ErrorCode::Evicted, "closed to make room for a new connection");
                 let _ = conn.send(Message::Error(error)).await;
                 Flow::Close
             }
@@ -258,7 +258,7 @@ async fn serve_with(
                 conn.on_ack(id, outcome).await.unwrap_or(Flow::Close)
             }
             _ = idle => {
-                let error = ErrorMessage::new("timeout", "idle for too long");
+                let error = ErrorMessage::new(ErrorCode::Timeout, "idle for too long");
                 let _ = conn.send(Message::Error(error)).await;
                 Flow::Close
             }
@@ -395,7 +395,7 @@ impl Conn {
     /// Closes the connection over a handshake that failed, saying why.
     async fn handshake_failed(&mut self, error: &ShakeError) -> Result<Flow, ()> {
         tracing::info!(conn = self.id, addr = %self.label, %error, "handshake failed; closing");
-        let error = ErrorMessage::new("handshake", error);
+        let error = ErrorMessage::new(ErrorCode::Handshake, error);
         let _ = self.send(Message::Error(error)).await;
         Ok(Flow::Close)
     }
@@ -500,7 +500,8 @@ impl Conn {
             // A keep-alive's work is done by being heard; it is never answered.
             Message::Ack(_) | Message::KeepAlive => Ok(Flow::Continue),
             Message::Update(_) => {
-                let error = ErrorMessage::new("unexpected", "U is what a node sends, not takes");
+                let error =
+                    ErrorMessage::new(ErrorCode::Unexpected, "U is what a node sends, not takes");
                 self.send(Message::Error(error))
                     .await
                     .map(|()| Flow::Continue)
@@ -549,14 +550,16 @@ impl Conn {
         let held = self.held.remove(&id);
         let peer = self.role == Role::Peer;
         let status = match outcome {
-            RecordOutcome::Pending(Admitted::Ready) | RecordOutcome::AlreadyPending => "pending",
-            RecordOutcome::Pending(Admitted::Waiting) => "waiting",
+            RecordOutcome::Pending(Admitted::Ready) | RecordOutcome::AlreadyPending => {
+                AckStatus::Pending
+            }
+            RecordOutcome::Pending(Admitted::Waiting) => AckStatus::Waiting,
             RecordOutcome::InBlock(block) => {
                 if !peer {
                     self.awaiting.remove(&id);
                     self.send(Message::Ack(Ack {
                         id,
-                        status: "mined".into(),
+                        status: AckStatus::Mined,
                     }))
                     .await?;
                     self.send(Message::Block(block.block().clone())).await?;
@@ -565,7 +568,8 @@ impl Conn {
             }
             RecordOutcome::NotStored(error) => {
                 self.awaiting.remove(&id);
-                let error = ErrorMessage::new("not_stored", format!("not acknowledged: {error}"));
+                let error =
+                    ErrorMessage::new(ErrorCode::NotStored, format!("not acknowledged: {error}"));
                 self.send(Message::Error(error)).await?;
                 return Ok(Flow::Continue);
             }
@@ -578,8 +582,11 @@ impl Conn {
                 );
                 if !(peer && stale) {
                     tracing::debug!(conn = self.id, error = %error, "refused a record");
-                    self.send(Message::Error(ErrorMessage::new("invalid_record", &error)))
-                        .await?;
+                    self.send(Message::Error(ErrorMessage::new(
+                        ErrorCode::InvalidRecord,
+                        &error,
+                    )))
+                    .await?;
                 }
                 // A forged or malformed record is no accident: the sender is banned. One that
                 // the ledger refuses (too few coins, a name taken) may be an honest race.
@@ -591,11 +598,7 @@ impl Conn {
             }
         };
         if !peer {
-            self.send(Message::Ack(Ack {
-                id,
-                status: status.into(),
-            }))
-            .await?;
+            self.send(Message::Ack(Ack { id, status })).await?;
             if let Some(block) = held {
                 self.awaiting.remove(&id);
                 self.send(Message::Block(block.block().clone())).await?;
@@ -648,8 +651,11 @@ impl Conn {
         };
         invalid = invalid.or(outcome.invalid);
         if let Some(error) = invalid {
-            self.send(Message::Error(ErrorMessage::new("invalid_block", &error)))
-                .await?;
+            self.send(Message::Error(ErrorMessage::new(
+                ErrorCode::InvalidBlock,
+                &error,
+            )))
+            .await?;
             // A block from the future may become valid; anything else is provably invalid.
             if !matches!(error, BlockError::FutureTimestamp { .. }) {
                 self.ban(&error);
@@ -716,7 +722,8 @@ impl Conn {
                     Role::Client if !self.awaiting.is_empty() => self.catch_up_awaiting().await,
                     // A subscriber cannot tell what it missed: it reconnects and resyncs.
                     Role::Subscriber => {
-                        let error = ErrorMessage::new("lagged", "missed updates; resubscribe");
+                        let error =
+                            ErrorMessage::new(ErrorCode::Lagged, "missed updates; resubscribe");
                         let _ = self.send(Message::Error(error)).await;
                         Err(())
                     }

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod guard;
 pub mod handshake;
 pub mod identity;
+pub mod links;
 pub mod load;
 pub mod miner;
 pub mod peers;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use protocol::handshake::Identity;
 use protocol::tracker::Topology;
-use protocol::wire::{ErrorMessage, Message};
+use protocol::wire::{ErrorCode, ErrorMessage, Message};
 use protocol::{AccountId, Chain, Keypair, Params, Pool, PoolLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -38,8 +39,8 @@ use tracing::Instrument;
 use crate::actor::{Actor, Command, Mined, Status, now_ms};
 use crate::conn::Ctx;
 use crate::guard::{Guard, Refusal};
+use crate::links::Links;
 use crate::miner::Miner;
-use crate::peers::Links;
 use crate::reporter::Reporter;
 use crate::store::Store;
 use crate::verify::{SeenBlocks, Verified};
@@ -310,7 +311,7 @@ async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: Can
             Ok(slot) => slot,
             Err(Refusal::Banned(left)) => {
                 let message = format!("banned for {} s more", left.as_secs() + 1);
-                refuse(&stream, "banned", &message);
+                refuse(&stream, ErrorCode::Banned, &message);
                 continue;
             }
         };
@@ -321,7 +322,7 @@ async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: Can
 
 /// Tells a refused connection why, without waiting for it: the line is tiny and the socket's
 /// buffer empty, so a non-blocking write takes it whole. Dropping the stream closes it.
-fn refuse(stream: &TcpStream, code: &str, message: &str) {
+fn refuse(stream: &TcpStream, code: ErrorCode, message: &str) {
     let error = Message::Error(ErrorMessage::new(code, message));
     if let Ok(line) = protocol::codec::encode_line(&error) {
         // Nothing to do if it fails: the client sees the connection closed either way.

@@ -1,7 +1,7 @@
 //! Keeps outbound connections to active nodes from the topology: up to `max_peers`, chosen at
 //! random when there are more (a full mesh when fewer); peers marked removed, and peers this
 //! node refuses (see [`crate::guard`]), are dropped. Two nodes keep one link between them
-//! (see [`Links`]).
+//! (see [`crate::links::Links`]).
 //!
 //! Newcomers cannot capture the choice: a link that works is never dropped for another, peers
 //! that proved themselves before are dialed first, then ones never tried, and a peer that did
@@ -9,7 +9,6 @@
 //! doubles with each failure (see [`choose`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use protocol::AccountId;
@@ -22,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::conn::{Ctx, Served, serve};
+use crate::links::LinksInner;
 
 /// How long an outbound connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -87,53 +87,6 @@ pub fn choose(
     });
     candidates.truncate(slots);
     candidates
-}
-
-/// The links this node has with other nodes, both ways. Two nodes keep one link: relay floods
-/// every block over every link, so a second link between the same pair doubled that traffic
-/// (each node dialed its peers without looking at who had dialed it). A node does not dial a peer
-/// that has a link to it; when two dial each other at once, the link opened by the node with the
-/// lower id stays, which both ends decide alike.
-#[derive(Debug, Clone, Default)]
-pub struct Links(Arc<Mutex<LinksInner>>);
-
-#[derive(Debug, Default)]
-struct LinksInner {
-    /// Links this node opened or is opening, with what closes each.
-    outbound: HashMap<AccountId, CancellationToken>,
-    /// Links peers opened to this node, by peer: how many are open.
-    inbound: HashMap<AccountId, usize>,
-}
-
-impl Links {
-    fn lock(&self) -> MutexGuard<'_, LinksInner> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// An inbound link says it comes from `peer`: whether to keep it. When this node (`me`) has
-    /// a link open to `peer` as well, the one the lower id opened stays and the other closes.
-    pub fn inbound_opened(&self, me: &AccountId, peer: AccountId) -> bool {
-        let mut inner = self.lock();
-        if let Some(ours) = inner.outbound.get(&peer) {
-            if *me < peer {
-                return false;
-            }
-            ours.cancel();
-        }
-        *inner.inbound.entry(peer).or_default() += 1;
-        true
-    }
-
-    /// An inbound link kept by [`Links::inbound_opened`] closed.
-    pub fn inbound_closed(&self, peer: &AccountId) {
-        let mut inner = self.lock();
-        if let Some(open) = inner.inbound.get_mut(peer) {
-            *open -= 1;
-            if *open == 0 {
-                inner.inbound.remove(peer);
-            }
-        }
-    }
 }
 
 /// Follows the topology until `cancel`.

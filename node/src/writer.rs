@@ -18,9 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use protocol::{BlockHash, CheckedBlock, Record, RecordId};
-use tokio::sync::oneshot;
 
-use crate::actor::RecordOutcome;
 use crate::store::Store;
 
 /// Writes handed over and not yet done, at most: past it the chain thread waits for the disk,
@@ -30,8 +28,12 @@ pub const MAX_QUEUED_WRITES: usize = 64;
 /// Longest a write of blocks alone stays unsynced.
 pub const SYNC_WITHIN: Duration = Duration::from_millis(250);
 
+/// Told once a write is done: `Ok` when it is durable, else the store's error. The writer
+/// knows only "stored" or not; what that means on the wire (`K` or `E`) is the caller's.
+pub type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// What one batch of the chain thread changed, and the answers that wait for it on disk.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Write {
     /// Blocks that entered the tree, parents first.
     pub blocks: Vec<Arc<CheckedBlock>>,
@@ -41,8 +43,20 @@ pub struct Write {
     pub add: Vec<Record>,
     /// Pending records to drop (mined, or found invalid).
     pub forget: Vec<RecordId>,
-    /// Records to acknowledge once written.
-    pub acks: Vec<(oneshot::Sender<RecordOutcome>, RecordOutcome)>,
+    /// Called once written, in order.
+    pub acks: Vec<Ack>,
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Write")
+            .field("blocks", &self.blocks.len())
+            .field("remove_blocks", &self.remove_blocks.len())
+            .field("add", &self.add.len())
+            .field("forget", &self.forget.len())
+            .field("acks", &self.acks.len())
+            .finish()
+    }
 }
 
 /// The handle the chain thread keeps; dropping it finishes the queued writes and stops the
@@ -82,8 +96,8 @@ impl Writer {
         if let Err(failed) = queue.send(write) {
             // The thread is gone (it panicked): nothing more is durable.
             tracing::error!("the store writer stopped; records are not acknowledged");
-            for (reply, _) in failed.0.acks {
-                let _ = reply.send(RecordOutcome::NotStored("the store writer stopped".into()));
+            for ack in failed.0.acks {
+                ack(Err("the store writer stopped".into()));
             }
         }
     }
@@ -125,13 +139,9 @@ fn run(mut store: Store, writes: Receiver<Write>) {
             tracing::error!(error = %e, "cannot write the store");
         }
         unsynced = !durable || (unsynced && written.is_err());
-        for (reply, outcome) in write.acks {
+        for ack in write.acks {
             // Acknowledged only once durable: an acknowledged record survives a crash.
-            let outcome = match &written {
-                Ok(()) => outcome,
-                Err(e) => RecordOutcome::NotStored(e.to_string()),
-            };
-            let _ = reply.send(outcome);
+            ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
     }
     if unsynced {

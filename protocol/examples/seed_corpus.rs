@@ -9,7 +9,9 @@ use protocol::codec::encode_line;
 use protocol::hash::Hash256;
 use protocol::pow::mine;
 use protocol::tracker::{Leave, Report, TrackerMessage};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Identify, Message, Update};
+use protocol::wire::{
+    Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Identify, Message, Update,
+};
 use protocol::{Action, Block, Keypair, Record, genesis};
 
 fn solve(parent: &Block, records: Vec<Record>, key: &Keypair) -> Block {
@@ -79,10 +81,13 @@ fn main() -> std::io::Result<()> {
         Message::GetBlocks(GetBlocks {
             locator: vec![b2.header.hash(), genesis().header.hash()],
         }),
-        Message::Error(ErrorMessage::new("invalid_record", "insufficient funds")),
+        Message::Error(ErrorMessage::new(
+            ErrorCode::InvalidRecord,
+            "insufficient funds",
+        )),
         Message::Ack(Ack {
             id: Hash256([3; 32]),
-            status: "pending".into(),
+            status: AckStatus::Pending,
         }),
         Message::Identify(Identify {
             id: bob.account(),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::AccountId;
 use crate::hash::{BlockHash, Hash256};
 use crate::header::{HEADER_VERSION, Header};
-use crate::ledger::LedgerError;
+use crate::ledger_error::LedgerError;
 use crate::params::{MAX_BITS, MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, Params};
 use crate::record::{Record, RecordFormatError, RecordId};
 

@@ -7,6 +7,8 @@ use std::marker::PhantomData;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::error_code::ErrorCode;
+
 /// Longest line accepted, in bytes, not counting its `\n`.
 pub const MAX_LINE: usize = 8 * 1024 * 1024;
 
@@ -59,16 +61,16 @@ pub enum WireError {
 
 impl WireError {
     /// The short code sent back in an `E` message.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            WireError::LineTooLong { .. } => "line_too_long",
-            WireError::NotUtf8 => "not_utf8",
-            WireError::UnknownOpcode(_) => "unknown_opcode",
-            WireError::Malformed => "malformed",
-            WireError::MissingPayload(_) => "missing_payload",
-            WireError::BadPayload { .. } => "bad_payload",
-            WireError::Encode(_) => "internal",
-            WireError::Io(_) => "io",
+            WireError::LineTooLong { .. } => ErrorCode::LineTooLong,
+            WireError::NotUtf8 => ErrorCode::NotUtf8,
+            WireError::UnknownOpcode(_) => ErrorCode::UnknownOpcode,
+            WireError::Malformed => ErrorCode::Malformed,
+            WireError::MissingPayload(_) => ErrorCode::MissingPayload,
+            WireError::BadPayload { .. } => ErrorCode::BadPayload,
+            WireError::Encode(_) => ErrorCode::Internal,
+            WireError::Io(_) => ErrorCode::Io,
         }
     }
 

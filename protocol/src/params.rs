@@ -113,3 +113,6 @@ pub const MAX_SIDE_BLOCKS: usize = 10_000;
 /// than this, which honest forks never reach, replays the ledger from genesis instead (a second or
 /// so at 100,000 blocks).
 pub const MAX_UNDO_DEPTH: usize = 1_000;
+/// Longest advertised address accepted, in bytes (in a tracker `R` and a node's `I`): a
+/// host name and a port fit many times over, and every `T` carries every active node's.
+pub const MAX_ADDR_LEN: usize = 256;

@@ -23,8 +23,7 @@ use crate::wire::ErrorMessage;
 
 const REPORT_DOMAIN: &[u8] = b"monkeychain/report/v1";
 const LEAVE_DOMAIN: &[u8] = b"monkeychain/leave/v1";
-/// Longest advertised address accepted, in bytes.
-pub const MAX_ADDR_LEN: usize = 256;
+pub use crate::params::MAX_ADDR_LEN;
 
 /// A message to or from the tracker.
 #[derive(Debug, Clone, PartialEq)]

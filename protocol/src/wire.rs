@@ -6,8 +6,8 @@
 //! | `B` | a block | a new block |
 //! | `C` | `{"blocks": [...], "more": bool}` | a segment of the chain |
 //! | `D` | optional `{"locator": [hash, ...]}` | a request for the chain after the locator |
-//! | `E` | `{"code": str, "message": str}` | an error |
-//! | `K` | `{"id": record id, "status": "pending"}` | a record was accepted into the pool |
+//! | `E` | `{"code": str, "message": str}` | an error ([`ErrorCode`]) |
+//! | `K` | `{"id": record id, "status": "pending" \| "waiting" \| "mined"}` | a record was accepted ([`AckStatus`]) |
 //! | `I` | `{"id": node id, "addr": "host:port"}` | an unproven claim to be a node: refused, the connection closed |
 //! | `H` | a [`Hello`] | a challenge: "prove who you are"; from a node, also who it will prove to be |
 //! | `P` | a [`Proof`] | who the sender is, signed over the other side's nonce (see [`crate::handshake`]) |
@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::account::AccountId;
 use crate::block::Block;
 use crate::codec::{WireError, WireMessage};
+pub use crate::error_code::ErrorCode;
 use crate::handshake::{Hello, Proof};
 use crate::hash::BlockHash;
-use crate::params::{MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
+use crate::params::{MAX_ADDR_LEN, MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR};
 use crate::record::{Record, RecordId};
 
 /// A message between nodes, or between a node and a client.
@@ -115,17 +116,17 @@ pub struct GetBlocks {
 /// The payload of `E`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorMessage {
-    /// A short machine-readable code, e.g. `invalid_record`.
-    pub code: String,
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
 }
 
 impl ErrorMessage {
     /// An error message.
-    pub fn new(code: impl Into<String>, message: impl ToString) -> ErrorMessage {
+    pub fn new(code: ErrorCode, message: impl ToString) -> ErrorMessage {
         ErrorMessage {
-            code: code.into(),
+            code,
             message: message.to_string(),
         }
     }
@@ -136,8 +137,21 @@ impl ErrorMessage {
 pub struct Ack {
     /// The record's id.
     pub id: RecordId,
-    /// `pending` (in the pool) or `waiting` (for the account's earlier records).
-    pub status: String,
+    /// Where the record stands.
+    pub status: AckStatus,
+}
+
+/// Where an acknowledged record stands: the `status` of a `K`. A status this build does not
+/// know makes the line a bad payload: the shop must not take an unknown answer for `pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    /// In the node's pool, in its next block template.
+    Pending,
+    /// In the node's pool, waiting for the account's earlier records.
+    Waiting,
+    /// Already in a block of the node's best chain (its `B` follows).
+    Mined,
 }
 
 /// Refuses an address longer than any the tracker lists.

@@ -20,10 +20,8 @@ use protocol::{AccountId, Action, Keypair, Ledger, LedgerError, Record};
 
 use crate::chain::ChainState;
 use crate::config::Config;
-use crate::error::ShopError;
-use crate::network::{
-    Attempt, MAX_CHAIN_READS, Network, Progress, Reading, Status, SubmitError, Submitted,
-};
+use crate::error::{Attempt, ShopError};
+use crate::network::{MAX_CHAIN_READS, Network, Progress, Reading, Status, SubmitError, Submitted};
 use crate::outbox::{self, Outbox};
 use crate::outcome::{
     BlockInfo, CatalogOutcome, ChainInfo, NodeRow, PendingRecord, RecordOutcome, ShopperRow,
@@ -336,6 +334,7 @@ impl Shop {
                 Err(ShopError::Refused { .. } | ShopError::NameTaken(_))
             )
         {
+            outbox::remove(&self.wallet, &shopper.account())?;
             self.wallet.forget(&shopper)?;
         }
         result

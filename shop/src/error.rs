@@ -8,8 +8,32 @@ use std::path::PathBuf;
 use protocol::name::NameError;
 use protocol::record::RecordFormatError;
 
-use crate::network::Attempt;
+use serde::Serialize;
+
 use crate::wallet::WalletError;
+
+/// A node that was tried and failed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Attempt {
+    /// Its address.
+    pub node: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl Attempt {
+    /// `node: error; node: error`, for messages.
+    pub fn list(attempts: &[Attempt]) -> String {
+        if attempts.is_empty() {
+            return "no node to try".into();
+        }
+        attempts
+            .iter()
+            .map(|a| format!("{}: {}", a.node, a.error))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
 
 /// Why a shop command failed.
 #[derive(Debug, thiserror::Error)]

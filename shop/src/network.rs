@@ -19,7 +19,7 @@ use protocol::AccountId;
 use protocol::codec::LineCodec;
 use protocol::hash::Hash256;
 use protocol::tracker::{NodeInfo, NodeStatus, Topology};
-use protocol::wire::Message;
+use protocol::wire::{AckStatus, ErrorCode, Message};
 use protocol::{Block, Params, Record, RecordId};
 use rand::seq::SliceRandom;
 use serde::Serialize;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use crate::chain::{self, ChainState};
-use crate::error::ShopError;
+use crate::error::{Attempt, ShopError};
 
 /// Most remembered nodes read back (the file is the shop's own, but it is still input).
 const MAX_REMEMBERED: usize = 1024;
@@ -51,29 +51,6 @@ pub struct Reading {
     pub failed: Vec<Attempt>,
 }
 
-/// A node that was tried and failed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Attempt {
-    /// Its address.
-    pub node: String,
-    /// What went wrong.
-    pub error: String,
-}
-
-impl Attempt {
-    /// `node: error; node: error`, for messages.
-    pub fn list(attempts: &[Attempt]) -> String {
-        if attempts.is_empty() {
-            return "no node to try".into();
-        }
-        attempts
-            .iter()
-            .map(|a| format!("{}: {}", a.node, a.error))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
 /// Where a record stands.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -91,11 +68,12 @@ pub enum Status {
 }
 
 impl Status {
-    fn parse(text: &str) -> Status {
-        match text {
-            "mined" => Status::Mined,
-            "waiting" => Status::Waiting,
-            _ => Status::Pending,
+    /// What a node's `K` says, before the shop checks a chain.
+    fn of_ack(status: AckStatus) -> Status {
+        match status {
+            AckStatus::Mined => Status::Mined,
+            AckStatus::Waiting => Status::Waiting,
+            AckStatus::Pending => Status::Pending,
         }
     }
 }
@@ -473,7 +451,7 @@ impl Network {
                     if ack.id != target_id {
                         continue;
                     }
-                    let status = Status::parse(&ack.status);
+                    let status = Status::of_ack(ack.status);
                     if acked.is_none() {
                         progress(Progress::Accepted(addr.to_string(), status));
                     }
@@ -487,7 +465,7 @@ impl Network {
                         next_poll = Some(now + POLL_INTERVAL);
                     }
                 }
-                Some(Ok(Message::Error(e))) if e.code == "invalid_record" => {
+                Some(Ok(Message::Error(e))) if e.code == ErrorCode::InvalidRecord => {
                     let refused = expected.pop_front();
                     answer_due = (!expected.is_empty()).then(|| now + self.answer_timeout);
                     refused_ids.extend(refused);

@@ -8,7 +8,8 @@ use protocol::catalog::{self, Monkey};
 use protocol::{AccountId, Action, BlockHash, RecordId};
 use serde::Serialize;
 
-use crate::network::{Attempt, Status};
+use crate::error::Attempt;
+use crate::network::Status;
 
 /// A record a command signed and sent: `join`, `buy`, `send`, `vote`.
 #[derive(Debug, Clone, Serialize)]

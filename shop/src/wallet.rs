@@ -160,9 +160,10 @@ impl Wallet {
         })
     }
 
-    /// Deletes a shopper that never joined (its join was refused), and its outbox.
+    /// Deletes the key of a shopper that never joined (its join was refused). Its outbox is
+    /// the caller's to remove first ([`crate::outbox::remove`]): the outbox is built on the
+    /// wallet, not the other way round.
     pub fn forget(&self, shopper: &Shopper) -> Result<(), WalletError> {
-        crate::outbox::remove(self, &shopper.account())?;
         match std::fs::remove_file(&shopper.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

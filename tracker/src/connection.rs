@@ -16,7 +16,7 @@ use futures::StreamExt;
 use protocol::AccountId;
 use protocol::codec::{LineCodec, WireError, encode_line};
 use protocol::tracker::{Report, Topology, TrackerMessage};
-use protocol::wire::ErrorMessage;
+use protocol::wire::{ErrorCode, ErrorMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -120,19 +120,22 @@ pub(crate) async fn serve(
         Close::Broken(reason) => tracing::debug!(%reason, "connection broken"),
         Close::Evicted => {
             tracing::debug!("closing: its slot went to a newer connection");
-            let error = ErrorMessage::new("evicted", "closed to make room for a new connection");
+            let error = ErrorMessage::new(
+                ErrorCode::Evicted,
+                "closed to make room for a new connection",
+            );
             last_words(reader, writer, error, &shutdown).await;
         }
         Close::Timeout(after) => {
             tracing::debug!(?after, "closing quiet connection");
             let error = ErrorMessage::new(
-                "timeout",
+                ErrorCode::Timeout,
                 format!("no complete message within {} ms", after.as_millis()),
             );
             last_words(reader, writer, error, &shutdown).await;
         }
         Close::BadFrame(e) => {
-            tracing::debug!(code = e.code(), error = %e, "closing connection after a bad line");
+            tracing::debug!(code = %e.code(), error = %e, "closing connection after a bad line");
             last_words(reader, writer, ErrorMessage::new(e.code(), &e), &shutdown).await;
         }
     }
@@ -216,7 +219,7 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
         TrackerMessage::Query => return whole_table(registry),
         TrackerMessage::Topology(_) | TrackerMessage::Error(_) => {
             return line(&TrackerMessage::Error(ErrorMessage::new(
-                "unexpected",
+                ErrorCode::Unexpected,
                 "the tracker takes R, L and Q; T and E are its own answers",
             )));
         }
@@ -237,7 +240,7 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
             }
         }
         Err(refusal) => {
-            tracing::debug!(code = refusal.code(), reason = %refusal, "refused");
+            tracing::debug!(code = %refusal.code(), reason = %refusal, "refused");
             line(&TrackerMessage::Error(ErrorMessage::new(
                 refusal.code(),
                 &refusal,
@@ -412,7 +415,10 @@ mod tests {
             assert_eq!(&encode_topology(&topology, capacity)[..], codec.as_bytes());
         }
         // One line each, as the codec writes them: no stray blank line after it.
-        let error = line(&TrackerMessage::Error(ErrorMessage::new("x", "y")));
+        let error = line(&TrackerMessage::Error(ErrorMessage::new(
+            ErrorCode::Unexpected,
+            "y",
+        )));
         assert_eq!(error.iter().filter(|b| **b == b'\n').count(), 1);
         assert!(error.ends_with(b"\n"));
     }

@@ -17,6 +17,7 @@ use protocol::hash::BlockHash;
 use protocol::tracker::{
     Leave, NodeInfo, NodeStatus, Report, Topology, TrackerError, check_listable,
 };
+use protocol::wire::ErrorCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Config;
@@ -68,19 +69,19 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// The short code sent back in `E`.
-    pub(crate) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
-            Refusal::Invalid(TrackerError::BadSignature) => "bad_signature",
+            Refusal::Invalid(TrackerError::BadSignature) => ErrorCode::BadSignature,
             Refusal::Invalid(TrackerError::BadAddress(_) | TrackerError::Unlistable { .. }) => {
-                "bad_address"
+                ErrorCode::BadAddress
             }
-            Refusal::BadLoad(_) => "bad_report",
-            Refusal::Replayed { .. } => "replayed",
-            Refusal::ClockSkew { .. } => "clock_skew",
-            Refusal::Full(_) => "tracker_full",
-            Refusal::TooManyNew(_) => "too_many_new",
-            Refusal::WrongConnection(_) => "wrong_connection",
-            Refusal::TooManyActive(..) => "too_many_active",
+            Refusal::BadLoad(_) => ErrorCode::BadReport,
+            Refusal::Replayed { .. } => ErrorCode::Replayed,
+            Refusal::ClockSkew { .. } => ErrorCode::ClockSkew,
+            Refusal::Full(_) => ErrorCode::TrackerFull,
+            Refusal::TooManyNew(_) => ErrorCode::TooManyNew,
+            Refusal::WrongConnection(_) => ErrorCode::WrongConnection,
+            Refusal::TooManyActive(..) => ErrorCode::TooManyActive,
         }
     }
 }
@@ -711,17 +712,17 @@ mod tests {
             .report(&report(1, 9000, WALL), LOCAL, t0, WALL)
             .unwrap();
         let again = registry.report(&report(1, 9000, WALL), LOCAL, t0, WALL);
-        assert_eq!(again.unwrap_err().code(), "replayed");
+        assert_eq!(again.unwrap_err().code(), ErrorCode::Replayed);
         let leave = Leave::sign(&Keypair::from_seed([1; 32]), WALL);
         assert_eq!(
             registry.leave(&leave, t0, WALL).unwrap_err().code(),
-            "replayed"
+            ErrorCode::Replayed
         );
 
         let later = t0 + Duration::from_secs(100);
         assert!(registry.topology(later).nodes.is_empty());
         let replay = registry.report(&report(1, 9000, WALL), LOCAL, later, WALL + 100_000);
-        assert_eq!(replay.unwrap_err().code(), "replayed");
+        assert_eq!(replay.unwrap_err().code(), ErrorCode::Replayed);
         // Once its messages are too old for the clock check, the tombstone goes too.
         registry.sweep(later + Duration::from_secs(301));
         assert!(registry.tombstones.is_empty());
@@ -732,9 +733,9 @@ mod tests {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
         let future = registry.report(&report(1, 9000, WALL + 301_000), LOCAL, t0, WALL);
-        assert_eq!(future.unwrap_err().code(), "clock_skew");
+        assert_eq!(future.unwrap_err().code(), ErrorCode::ClockSkew);
         let past = registry.report(&report(1, 9000, WALL - 301_000), LOCAL, t0, WALL);
-        assert_eq!(past.unwrap_err().code(), "clock_skew");
+        assert_eq!(past.unwrap_err().code(), ErrorCode::ClockSkew);
 
         registry
             .report(&report(1, 9001, WALL), LOCAL, t0, WALL)
@@ -747,7 +748,7 @@ mod tests {
                 .report(&report(3, 9003, WALL), LOCAL, t0, WALL)
                 .unwrap_err()
                 .code(),
-            "tracker_full"
+            ErrorCode::TrackerFull
         );
         registry
             .report(&report(2, 9002, WALL + 1), LOCAL, t0, WALL)
@@ -781,7 +782,7 @@ mod tests {
         assert_eq!(addrs, ["127.0.0.1:9002", "127.0.0.1:9003"]);
         // The one pushed out cannot be replayed back in.
         let replay = registry.report(&report(1, 9001, WALL), LOCAL, t, WALL + 6000);
-        assert_eq!(replay.unwrap_err().code(), "replayed");
+        assert_eq!(replay.unwrap_err().code(), ErrorCode::Replayed);
     }
 
     #[test]
@@ -794,7 +795,7 @@ mod tests {
         });
         let flooder = report_three(&mut registry, t0);
         let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
-        assert_eq!(fourth.unwrap_err().code(), "too_many_new");
+        assert_eq!(fourth.unwrap_err().code(), ErrorCode::TooManyNew);
         // Known ids still report, other addresses still join, and the budget refills.
         registry
             .report(&report(1, 9001, WALL + 1), flooder, t0, WALL)
@@ -845,7 +846,10 @@ mod tests {
         let mut bad = report(1, 9000, WALL);
         bad.load = f32::INFINITY;
         // The load is not signed, so this still has a valid signature.
-        assert_eq!(verify_report(&bad, false).unwrap_err().code(), "bad_report");
+        assert_eq!(
+            verify_report(&bad, false).unwrap_err().code(),
+            ErrorCode::BadReport
+        );
         assert_eq!(verify_report(&report(1, 9000, WALL), false), Ok(()));
     }
 
@@ -979,7 +983,7 @@ mod tests {
         let mut registry = Registry::new(&checking_config());
         let flooder = report_three(&mut registry, t0);
         let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
-        assert_eq!(fourth.unwrap_err().code(), "too_many_active");
+        assert_eq!(fourth.unwrap_err().code(), ErrorCode::TooManyActive);
         // Its own ids report on; other addresses still join.
         registry
             .report(&report(1, 9001, WALL + 1), flooder, t0, WALL)

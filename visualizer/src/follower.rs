@@ -56,7 +56,7 @@ pub enum SessionError {
     #[error("the node sent {code}: {message}")]
     Refused {
         /// Its code, e.g. `lagged`.
-        code: String,
+        code: protocol::wire::ErrorCode,
         /// Its explanation.
         message: String,
     },

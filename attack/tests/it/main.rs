@@ -10,6 +10,7 @@ mod support;
 mod unminable;
 
 use attack::Attack;
+use protocol::wire::ErrorCode;
 use support::{Expect, check};
 
 /// Codes the node answers a line it cannot parse with.
@@ -33,67 +34,91 @@ const SERVED: Expect = Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes() {
-    check(Attack::Garbage, 1, &["not_utf8"], BAD_LINE).await;
+    check(Attack::Garbage, 1, &[ErrorCode::NotUtf8], BAD_LINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_line() {
-    check(Attack::EndlessLine, 1, &["line_too_long"], BAD_LINE).await;
+    check(Attack::EndlessLine, 1, &[ErrorCode::LineTooLong], BAD_LINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_opcode() {
-    check(Attack::UnknownOpcode, 1, &["unknown_opcode"], BAD_LINE).await;
+    check(
+        Attack::UnknownOpcode,
+        1,
+        &[ErrorCode::UnknownOpcode],
+        BAD_LINE,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_json() {
-    check(Attack::BadJson, 1, &["bad_payload"], BAD_LINE).await;
+    check(Attack::BadJson, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_of_the_wrong_shape() {
-    check(Attack::WrongShape, 1, &["bad_payload"], BAD_LINE).await;
+    check(Attack::WrongShape, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_whose_hash_lies() {
-    check(Attack::BadHash, 1, &["bad_payload"], BAD_LINE).await;
+    check(Attack::BadHash, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_that_misses_its_difficulty() {
-    check(Attack::MissedDifficulty, 1, &["invalid_block"], BANNED).await;
+    check(
+        Attack::MissedDifficulty,
+        1,
+        &[ErrorCode::InvalidBlock],
+        BANNED,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_below_the_floor() {
-    check(Attack::BelowFloor, 1, &["invalid_block"], BANNED).await;
+    check(Attack::BelowFloor, 1, &[ErrorCode::InvalidBlock], BANNED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_at_the_wrong_height_for_its_parent() {
-    check(Attack::WrongPrev, 1, &["invalid_block"], BANNED).await;
+    check(Attack::WrongPrev, 1, &[ErrorCode::InvalidBlock], BANNED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_from_the_future_is_refused_but_not_punished() {
-    check(Attack::FutureTimestamp, 1, &["invalid_block"], SERVED).await;
+    check(
+        Attack::FutureTimestamp,
+        1,
+        &[ErrorCode::InvalidBlock],
+        SERVED,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_signature() {
-    check(Attack::BadSignature, 1, &["invalid_block"], BANNED).await;
+    check(Attack::BadSignature, 1, &[ErrorCode::InvalidBlock], BANNED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_record() {
-    check(Attack::ReplayedSignature, 1, &["invalid_block"], BANNED).await;
+    check(
+        Attack::ReplayedSignature,
+        1,
+        &[ErrorCode::InvalidBlock],
+        BANNED,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overspending_block() {
-    check(Attack::Overspend, 1, &["invalid_block"], BANNED).await;
+    check(Attack::Overspend, 1, &[ErrorCode::InvalidBlock], BANNED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +150,7 @@ async fn a_fast_stream_of_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locator_far_too_long() {
-    check(Attack::HugeLocator, 1, &["bad_payload"], BAD_LINE).await;
+    check(Attack::HugeLocator, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

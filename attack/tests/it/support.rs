@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use attack::{Attack, Outcome, Target};
-use protocol::wire::{Blocks, Message};
+use protocol::wire::{Blocks, ErrorCode, Message};
 use protocol::{Block, BlockHash, Keypair, RecordId, genesis};
 use testkit::*;
 
@@ -186,7 +186,7 @@ pub async fn network() -> Net {
 }
 
 /// Starts a [`Net`], runs `attack` from an address of its own, and checks what the node did.
-pub async fn check(attack: Attack, count: usize, codes: &[&str], expect: Expect) {
+pub async fn check(attack: Attack, count: usize, codes: &[ErrorCode], expect: Expect) {
     let Net {
         tracker: _tracker,
         dir: _dir,

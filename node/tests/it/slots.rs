@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use node::guard::{MAX_INBOUND, MAX_INBOUND_PER_IP};
-use protocol::wire::{GetBlocks, Message};
+use protocol::wire::{AckStatus, ErrorCode, GetBlocks, Message};
 use testkit::*;
 
 /// What the issue asks: a newcomer is served within a second. Asserted with room for a loaded
@@ -76,7 +76,7 @@ async fn silent_subscribers_holding_every_slot_keep_no_newcomer_out() {
         if let Ok(Some(Message::Error(e))) =
             tokio::time::timeout(Duration::from_millis(5), sub.next()).await
         {
-            assert_eq!(e.code, "evicted");
+            assert_eq!(e.code, ErrorCode::Evicted);
             evicted += 1;
         }
     }
@@ -102,7 +102,7 @@ async fn a_silent_subscriber_or_waiting_client_is_asked_then_closed() {
         .send(Message::Record(buy(&key(9), 1, "marmoset")))
         .await;
     match waiting.next().await {
-        Some(Message::Ack(ack)) => assert_eq!(ack.status, "waiting"),
+        Some(Message::Ack(ack)) => assert_eq!(ack.status, AckStatus::Waiting),
         other => panic!("expected K waiting, got {other:?}"),
     }
 
@@ -137,7 +137,7 @@ async fn a_silent_subscriber_or_waiting_client_is_asked_then_closed() {
         println!("a silent {what} was closed after {closed_after:?}: {seen:?}");
         assert_eq!(seen.first(), Some(&Message::KeepAlive), "{what} not asked");
         assert!(
-            matches!(seen.last(), Some(Message::Error(e)) if e.code == "timeout"),
+            matches!(seen.last(), Some(Message::Error(e)) if e.code == ErrorCode::Timeout),
             "{what}: {seen:?}"
         );
         assert!(

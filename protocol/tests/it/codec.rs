@@ -6,7 +6,9 @@ use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::genesis;
 use protocol::hash::Hash256;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
-use protocol::wire::{Ack, Blocks, ErrorMessage, GetBlocks, Identify, Message, Update};
+use protocol::wire::{
+    Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Identify, Message, Update,
+};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::*;
@@ -25,10 +27,10 @@ fn every_message() -> Vec<Message> {
         Message::GetBlocks(GetBlocks {
             locator: vec![Hash256([1; 32]), genesis().header.hash()],
         }),
-        Message::Error(ErrorMessage::new("invalid_record", "bad signature")),
+        Message::Error(ErrorMessage::new(ErrorCode::InvalidRecord, "bad signature")),
         Message::Ack(Ack {
             id: Hash256([2; 32]),
-            status: "pending".into(),
+            status: AckStatus::Pending,
         }),
         Message::Identify(Identify {
             id: key(4).account(),
@@ -92,7 +94,10 @@ fn every_tracker_message() -> Vec<TrackerMessage> {
             unchanged: true,
             ..Topology::default()
         }),
-        TrackerMessage::Error(ErrorMessage::new("busy", "too many connections")),
+        TrackerMessage::Error(ErrorMessage::new(
+            ErrorCode::TrackerFull,
+            "too many connections",
+        )),
     ]
 }
 
@@ -176,9 +181,13 @@ fn humans_can_type_it() {
 
 /// An `E` line of exactly `len` bytes before its newline.
 fn error_line_of(len: usize) -> Vec<u8> {
-    let empty = encode_line(&Message::Error(ErrorMessage::new("x", ""))).unwrap();
+    let empty = encode_line(&Message::Error(ErrorMessage::new(ErrorCode::Io, ""))).unwrap();
     let pad = len - (empty.len() - 1);
-    let line = encode_line(&Message::Error(ErrorMessage::new("x", "m".repeat(pad)))).unwrap();
+    let line = encode_line(&Message::Error(ErrorMessage::new(
+        ErrorCode::Io,
+        "m".repeat(pad),
+    )))
+    .unwrap();
     assert_eq!(line.len(), len + 1);
     line.into_bytes()
 }
@@ -209,7 +218,7 @@ fn an_endless_line_fails_once_past_the_limit_without_buffering_more() {
 #[test]
 fn an_oversize_message_is_not_sent() {
     let mut codec = LineCodec::<Message>::with_max_line(100);
-    let big = Message::Error(ErrorMessage::new("x", "y".repeat(200)));
+    let big = Message::Error(ErrorMessage::new(ErrorCode::Io, "y".repeat(200)));
     assert!(matches!(
         codec.encode(&big, &mut BytesMut::new()),
         Err(WireError::LineTooLong { .. })
@@ -244,7 +253,7 @@ fn bad_lines_are_error_values() {
         err(huge_locator.as_bytes()),
         WireError::BadPayload { opcode: 'D', .. }
     ));
-    assert_eq!(err(b"X\n").code(), "unknown_opcode");
+    assert_eq!(err(b"X\n").code(), ErrorCode::UnknownOpcode);
 }
 
 proptest! {
@@ -259,5 +268,50 @@ proptest! {
         let line = format!("{op} {payload}\n");
         let _ = decode_chunked::<Message>(line.as_bytes(), 7);
         let _ = decode_chunked::<TrackerMessage>(line.as_bytes(), 7);
+    }
+}
+
+#[test]
+fn an_unknown_ack_status_or_error_code_is_a_bad_payload_not_a_guess() {
+    let err = |bytes: &[u8]| decode_chunked::<Message>(bytes, 64).unwrap_err();
+    let id = "00".repeat(32);
+    for status in ["pending", "waiting", "mined"] {
+        let line = format!("K {{\"id\":\"{id}\",\"status\":\"{status}\"}}\n");
+        let [Message::Ack(ack)] = &decode_chunked::<Message>(line.as_bytes(), 7).unwrap()[..]
+        else {
+            panic!("{line} is not one K");
+        };
+        assert_eq!(serde_json::to_value(ack.status).unwrap(), status);
+    }
+    let line = format!("K {{\"id\":\"{id}\",\"status\":\"confirmed\"}}\n");
+    assert!(matches!(
+        err(line.as_bytes()),
+        WireError::BadPayload { opcode: 'K', .. }
+    ));
+
+    let line = b"E {\"code\":\"invalid_record\",\"message\":\"no\"}\n";
+    let [Message::Error(e)] = &decode_chunked::<Message>(line, 5).unwrap()[..] else {
+        panic!("not one E");
+    };
+    assert_eq!(e.code, ErrorCode::InvalidRecord);
+    assert!(matches!(
+        err(b"E {\"code\":\"oops\",\"message\":\"no\"}\n"),
+        WireError::BadPayload { opcode: 'E', .. }
+    ));
+}
+
+#[test]
+fn every_error_code_is_written_as_its_name() {
+    for code in [
+        ErrorCode::LineTooLong,
+        ErrorCode::UnknownOpcode,
+        ErrorCode::InvalidRecord,
+        ErrorCode::NotStored,
+        ErrorCode::TrackerFull,
+        ErrorCode::WrongConnection,
+    ] {
+        let json = serde_json::to_string(&code).unwrap();
+        assert_eq!(json, format!("\"{code}\""));
+        assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
     }
 }

@@ -2,6 +2,7 @@
 //! while the tracker goes on serving everyone else.
 
 use protocol::tracker::NodeStatus;
+use protocol::wire::ErrorCode;
 use tracker::MAX_REQUEST_LINE;
 
 use crate::support::{Node, Tracker, assert_single_error, fast_config, status};
@@ -17,30 +18,38 @@ async fn bad_lines_get_an_error_and_close_only_their_own_connection() {
 
     let mut oversize = vec![b'Q'; MAX_REQUEST_LINE + 100];
     oversize.push(b'\n');
-    let cases: [(&str, Vec<u8>, &str); 8] = [
+    let cases: [(&str, Vec<u8>, ErrorCode); 8] = [
         (
             "garbage bytes",
             b"\xff\xfe\x00\x01garbage\n".to_vec(),
-            "not_utf8",
+            ErrorCode::NotUtf8,
         ),
-        ("an unknown opcode", b"Z {}\n".to_vec(), "unknown_opcode"),
-        ("plain text", b"hello tracker\n".to_vec(), "unknown_opcode"),
+        (
+            "an unknown opcode",
+            b"Z {}\n".to_vec(),
+            ErrorCode::UnknownOpcode,
+        ),
+        (
+            "plain text",
+            b"hello tracker\n".to_vec(),
+            ErrorCode::UnknownOpcode,
+        ),
         (
             "an opcode run into its payload",
             b"Q{}\n".to_vec(),
-            "malformed",
+            ErrorCode::Malformed,
         ),
-        ("bad JSON", b"R {\"id\": \n".to_vec(), "bad_payload"),
+        ("bad JSON", b"R {\"id\": \n".to_vec(), ErrorCode::BadPayload),
         (
             "a report without a payload",
             b"R\n".to_vec(),
-            "missing_payload",
+            ErrorCode::MissingPayload,
         ),
-        ("an oversize line", oversize, "line_too_long"),
+        ("an oversize line", oversize, ErrorCode::LineTooLong),
         (
             "an oversize line still unterminated",
             vec![b'x'; MAX_REQUEST_LINE + 100],
-            "line_too_long",
+            ErrorCode::LineTooLong,
         ),
     ];
     for (what, bytes, code) in cases {
@@ -82,5 +91,5 @@ async fn a_line_of_exactly_the_limit_is_read_and_one_byte_more_is_not() {
     over.push(b'\n');
     let mut conn = tracker.connect().await;
     conn.send_raw(&over).await;
-    assert_single_error(&conn.read_until_closed().await, "line_too_long");
+    assert_single_error(&conn.read_until_closed().await, ErrorCode::LineTooLong);
 }

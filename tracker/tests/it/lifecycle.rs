@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use protocol::tracker::{NodeStatus, TrackerMessage};
+use protocol::wire::ErrorCode;
 use tracker::Config;
 
 use crate::support::{Node, Tracker, entry, fast_config, status, wait_for};
@@ -114,8 +115,10 @@ async fn a_connection_speaks_for_one_node_only() {
     let mut conn = tracker.connect().await;
     conn.expect_topology(mine.r()).await;
     // Even with valid signatures, this connection cannot report or leave for another node.
-    conn.expect_error(other.r(), "wrong_connection").await;
-    conn.expect_error(other.leave(), "wrong_connection").await;
+    conn.expect_error(other.r(), ErrorCode::WrongConnection)
+        .await;
+    conn.expect_error(other.leave(), ErrorCode::WrongConnection)
+        .await;
     let topology = conn.expect_topology(mine.r()).await;
     assert_eq!(status(&topology, &other.id()), Some(NodeStatus::A));
 }

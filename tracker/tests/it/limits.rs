@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use protocol::tracker::{NodeStatus, TrackerMessage};
+use protocol::wire::ErrorCode;
 use tracker::Config;
 
 use crate::support::{Conn, Node, Tracker, assert_single_error, fast_config, status};
@@ -24,7 +25,7 @@ async fn a_connection_beyond_the_maximum_closes_the_longest_idle() {
     // The newcomer is served; `first`, idle the longest, made room and was told why.
     let mut third = tracker.connect().await;
     third.topology().await;
-    assert_single_error(&first.read_until_closed().await, "evicted");
+    assert_single_error(&first.read_until_closed().await, ErrorCode::Evicted);
     second.topology().await;
     third.topology().await;
 }
@@ -49,7 +50,7 @@ async fn a_full_table_refuses_new_ids_but_keeps_serving_known_ones() {
     let mut newcomer = Node::new(4, 9004);
     let mut newcomer_conn = tracker.connect().await;
     newcomer_conn
-        .expect_error(newcomer.r(), "tracker_full")
+        .expect_error(newcomer.r(), ErrorCode::TrackerFull)
         .await;
     for (node, conn) in nodes.iter_mut().zip(&mut conns) {
         let topology = conn.expect_topology(node.r()).await;
@@ -87,7 +88,7 @@ async fn a_flood_of_fake_registrations_pushes_no_real_node_out() {
         let mut conn = Conn::connect_from(&tracker.addr, "127.0.0.9").await;
         match conn.ask(fake.r()).await {
             TrackerMessage::Topology(_) => accepted += 1,
-            TrackerMessage::Error(e) if e.code == "too_many_new" => refused += 1,
+            TrackerMessage::Error(e) if e.code == ErrorCode::TooManyNew => refused += 1,
             other => panic!("unexpected answer {other:?}"),
         }
     }

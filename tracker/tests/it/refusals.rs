@@ -7,7 +7,7 @@ use protocol::Keypair;
 use protocol::codec::encode_line;
 use protocol::hash::BlockHash;
 use protocol::tracker::{Leave, Report, Topology, TrackerMessage};
-use protocol::wire::ErrorMessage;
+use protocol::wire::{ErrorCode, ErrorMessage};
 use tracker::Config;
 
 use crate::support::{Node, Tracker, fast_config, now_ms};
@@ -41,11 +41,11 @@ async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change
         id: node.id(),
         ..Leave::sign(&mallory, node.next_timestamp())
     };
-    conn.expect_error(TrackerMessage::Leave(forged), "bad_signature")
+    conn.expect_error(TrackerMessage::Leave(forged), ErrorCode::BadSignature)
         .await;
 
     // The same report again, an older one, and a leave older than the last report.
-    conn.expect_error(TrackerMessage::Report(first.clone()), "replayed")
+    conn.expect_error(TrackerMessage::Report(first.clone()), ErrorCode::Replayed)
         .await;
     let older = Report::sign(
         &node.key,
@@ -55,10 +55,10 @@ async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change
         0.5,
         20,
     );
-    conn.expect_error(TrackerMessage::Report(older), "replayed")
+    conn.expect_error(TrackerMessage::Report(older), ErrorCode::Replayed)
         .await;
     let stale_leave = Leave::sign(&node.key, first.timestamp);
-    conn.expect_error(TrackerMessage::Leave(stale_leave), "replayed")
+    conn.expect_error(TrackerMessage::Leave(stale_leave), ErrorCode::Replayed)
         .await;
 
     // Someone moving this node to their own address with its old signature.
@@ -67,7 +67,7 @@ async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change
         timestamp: node.next_timestamp(),
         ..first.clone()
     };
-    conn.expect_error(TrackerMessage::Report(moved), "bad_signature")
+    conn.expect_error(TrackerMessage::Report(moved), ErrorCode::BadSignature)
         .await;
 
     // A clock ten minutes ahead, an unusable address, a load JSON cannot carry back.
@@ -79,7 +79,7 @@ async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change
         0.5,
         20,
     );
-    conn.expect_error(TrackerMessage::Report(future), "clock_skew")
+    conn.expect_error(TrackerMessage::Report(future), ErrorCode::ClockSkew)
         .await;
     let timestamp = node.next_timestamp();
     let nowhere = Report::sign(
@@ -90,7 +90,7 @@ async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change
         0.5,
         20,
     );
-    conn.expect_error(TrackerMessage::Report(nowhere), "bad_address")
+    conn.expect_error(TrackerMessage::Report(nowhere), ErrorCode::BadAddress)
         .await;
     // The load is not signed, and 1e300 parses into an f32 infinity, which a `T` could not carry.
     let line = encode_line(&node.r()).expect("encode a report");
@@ -98,16 +98,21 @@ async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change
     conn.send_raw(line.replace("\"load\":0.5", "\"load\":1e300").as_bytes())
         .await;
     match conn.recv().await {
-        Some(Ok(TrackerMessage::Error(e))) => assert_eq!(e.code, "bad_report", "{}", e.message),
+        Some(Ok(TrackerMessage::Error(e))) => {
+            assert_eq!(e.code, ErrorCode::BadReport, "{}", e.message)
+        }
         other => panic!("expected E bad_report, got {other:?}"),
     }
 
     // T and E are the tracker's own words.
-    conn.expect_error(TrackerMessage::Topology(Topology::default()), "unexpected")
-        .await;
     conn.expect_error(
-        TrackerMessage::Error(ErrorMessage::new("x", "y")),
-        "unexpected",
+        TrackerMessage::Topology(Topology::default()),
+        ErrorCode::Unexpected,
+    )
+    .await;
+    conn.expect_error(
+        TrackerMessage::Error(ErrorMessage::new(ErrorCode::Io, "y")),
+        ErrorCode::Unexpected,
     )
     .await;
 

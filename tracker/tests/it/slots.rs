@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use protocol::tracker::TrackerMessage;
+use protocol::wire::ErrorCode;
 use tracker::Config;
 
 use crate::support::{Conn, Tracker, fast_config};
@@ -52,7 +53,7 @@ async fn one_address_holding_every_slot_keeps_no_newcomer_out() {
     // The two longest idle made room, and were told why; the others are still served.
     for conn in &mut held[..2] {
         match conn.read_until_closed().await.as_slice() {
-            [TrackerMessage::Error(e)] => assert_eq!(e.code, "evicted"),
+            [TrackerMessage::Error(e)] => assert_eq!(e.code, ErrorCode::Evicted),
             other => panic!("expected E evicted, got {other:?}"),
         }
     }
@@ -80,7 +81,7 @@ async fn past_its_share_an_address_loses_only_its_own_connections() {
     // A fifth from the same address: its own oldest goes, nobody else's.
     time_a_newcomer(&tracker, "127.0.0.2").await;
     match held[0].read_until_closed().await.as_slice() {
-        [TrackerMessage::Error(e)] => assert_eq!(e.code, "evicted"),
+        [TrackerMessage::Error(e)] => assert_eq!(e.code, ErrorCode::Evicted),
         other => panic!("expected E evicted, got {other:?}"),
     }
     honest.topology().await;

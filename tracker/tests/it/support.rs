@@ -7,6 +7,7 @@ use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, WireError};
 use protocol::hash::BlockHash;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
+use protocol::wire::ErrorCode;
 use protocol::{AccountId, Keypair};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -162,7 +163,7 @@ impl Conn {
     }
 
     /// Sends `message` and checks that it is answered with `E` with this code.
-    pub async fn expect_error(&mut self, message: TrackerMessage, code: &str) {
+    pub async fn expect_error(&mut self, message: TrackerMessage, code: ErrorCode) {
         match self.ask(message).await {
             TrackerMessage::Error(e) => assert_eq!(e.code, code, "error message: {}", e.message),
             other => panic!("expected E {code}, got {other:?}"),
@@ -192,7 +193,7 @@ impl Conn {
 }
 
 /// Checks that `messages` is exactly one `E` with `code`.
-pub fn assert_single_error(messages: &[TrackerMessage], code: &str) {
+pub fn assert_single_error(messages: &[TrackerMessage], code: ErrorCode) {
     match messages {
         [TrackerMessage::Error(e)] => assert_eq!(e.code, code, "error message: {}", e.message),
         other => panic!("expected a single E {code}, got {other:?}"),

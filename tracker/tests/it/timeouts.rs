@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use protocol::wire::ErrorCode;
 use tracker::Config;
 
 use crate::support::{Tracker, assert_single_error, fast_config};
@@ -24,7 +25,7 @@ async fn a_silent_client_blocks_nobody_and_is_closed_after_the_first_message_tim
         "the silent client was answered or closed before the query was served"
     );
 
-    assert_single_error(&silent.read_until_closed().await, "timeout");
+    assert_single_error(&silent.read_until_closed().await, ErrorCode::Timeout);
     assert!(
         connected.elapsed() >= config.first_message_timeout,
         "closed before the first-message timeout"
@@ -41,7 +42,7 @@ async fn a_client_that_stops_talking_is_closed_after_the_idle_timeout() {
     let mut conn = tracker.connect().await;
     conn.topology().await;
     let answered = Instant::now();
-    assert_single_error(&conn.read_until_closed().await, "timeout");
+    assert_single_error(&conn.read_until_closed().await, ErrorCode::Timeout);
     assert!(
         answered.elapsed() >= config.idle_timeout,
         "closed before the idle timeout"
@@ -58,5 +59,5 @@ async fn a_client_that_dribbles_a_line_is_closed_too() {
     let mut conn = tracker.connect().await;
     // Half a line, then nothing: the timeout is for a whole message, not for any byte.
     conn.send_raw(b"R {\"id\":").await;
-    assert_single_error(&conn.read_until_closed().await, "timeout");
+    assert_single_error(&conn.read_until_closed().await, ErrorCode::Timeout);
 }
