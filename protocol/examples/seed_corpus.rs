@@ -3,11 +3,9 @@
 //! `cargo run -p protocol --example seed_corpus -- fuzz/corpus`
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 use protocol::codec::encode_line;
 use protocol::hash::Hash256;
-use protocol::pow::mine;
 use protocol::tracker::{Leave, Report, TrackerMessage};
 use protocol::wire::{
     Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Identify, Message, Update,
@@ -22,10 +20,7 @@ fn solve(parent: &Block, records: Vec<Record>, key: &Keypair) -> Block {
         4,
         parent.header.timestamp + 1000,
     );
-    let header = mine(&t.header, 1, &AtomicBool::new(false), None)
-        .header
-        .expect("4 bits are found at once");
-    Block { header, ..t }
+    protocol::block::solve(t)
 }
 
 fn main() -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 //! [`CheckedBlock`], the only kind the chain accepts.
 
 use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +183,26 @@ pub enum BlockError {
     /// An ancestor was found invalid.
     #[error("descends from invalid block {0}")]
     InvalidAncestor(BlockHash),
+}
+
+/// Solves a block template on one thread, searching until a nonce is found: what tests, tools
+/// and benchmarks use to make a valid block at a low difficulty. The node's miner calls [`crate::pow::mine`]
+/// itself, with threads and a cancel flag.
+pub fn solve(template: Block) -> Block {
+    let never = AtomicBool::new(false);
+    let mut header = template.header.clone();
+    loop {
+        match crate::pow::mine(&header, 1, &never, None).header {
+            Some(solved) => {
+                return Block {
+                    header: solved,
+                    ..template
+                };
+            }
+            // Not reached without a cancel flag or a limit; should it be, search on.
+            None => header.nonce = header.nonce.wrapping_add(1),
+        }
+    }
 }
 
 /// The records commitment: SHA-256 over a domain tag, the record count and every record id.
@@ -397,19 +418,9 @@ impl Deref for CheckedBlock {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-
     use super::*;
     use crate::account::Keypair;
-    use crate::pow::mine;
     use crate::record::Action;
-
-    fn solve(block: Block) -> Block {
-        let header = mine(&block.header, 1, &AtomicBool::new(false), None)
-            .header
-            .unwrap();
-        Block { header, ..block }
-    }
 
     fn valid_block(bits: u32) -> Block {
         let alice = Keypair::from_seed([1; 32]);

@@ -15,7 +15,6 @@ mod prover;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
@@ -122,10 +121,7 @@ pub fn mine_block(parent: &Block, records: Vec<Record>, bits: u32, offset: u64) 
         bits,
         parent.header.timestamp + offset,
     );
-    let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
-        .header
-        .expect("low difficulty is always found");
-    Block { header, ..template }
+    protocol::block::solve(template)
 }
 
 /// A deterministic key.

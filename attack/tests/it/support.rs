@@ -1,7 +1,7 @@
 //! A two-node network with some history, an attack on one node, and everything checked after.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use attack::{Attack, Outcome, Target};
@@ -52,10 +52,7 @@ fn heavy_history(n: usize, bits: u32) -> Vec<Block> {
             bits,
             parent.header.timestamp + 1000,
         );
-        let header = protocol::pow::mine(&t.header, 1, &AtomicBool::new(false), None)
-            .header
-            .expect("found");
-        out.push(Block { header, ..t });
+        out.push(protocol::block::solve(t));
     }
     out
 }

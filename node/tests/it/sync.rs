@@ -1,7 +1,5 @@
 //! Catching up: a node that starts late gets the whole chain, in segments of 500.
 
-use std::sync::atomic::AtomicBool;
-
 use protocol::wire::{Blocks, Message};
 use protocol::{Action, Block, Record, genesis};
 
@@ -31,10 +29,7 @@ fn chain_of(n: usize) -> Vec<Block> {
             FLOOR,
             parent.header.timestamp + 1000,
         );
-        let header = protocol::pow::mine(&template.header, 1, &AtomicBool::new(false), None)
-            .header
-            .unwrap();
-        let block = Block { header, ..template };
+        let block = protocol::block::solve(template);
         parent = block.clone();
         out.push(block);
     }
