@@ -27,7 +27,7 @@ pub type Stream = futures::stream::SplitStream<Framed<TcpStream, LineCodec<Messa
 #[derive(Debug, Default)]
 pub struct Probe {
     /// `E` codes seen before the probe's answer or the close.
-    pub errors: Vec<ErrorCode>,
+    pub errors: Vec<String>,
     /// Whether the node closed the connection.
     pub closed: bool,
     /// Whether the node answered the probe's `D` with a `C`.
@@ -108,7 +108,7 @@ impl RawConn {
                     probe.served = true;
                     return probe;
                 }
-                Some(Message::Error(e)) => probe.errors.push(e.code),
+                Some(Message::Error(e)) => probe.errors.push(e.code.to_string()),
                 Some(_) => {}
                 None => {
                     probe.closed = true;

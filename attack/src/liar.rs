@@ -265,7 +265,7 @@ async fn answer(stream: TcpStream, script: &Script) -> anyhow::Result<()> {
             (Message::Record(record), Lie::FakeMined { height, bits }) => {
                 let ack = Ack {
                     id: record.id(),
-                    status: "pending".into(),
+                    status: protocol::wire::AckStatus::Pending,
                 };
                 link.send(Message::Ack(ack)).await?;
                 let (height, bits, key) = (*height, *bits, script.key.clone());

@@ -19,8 +19,6 @@ mod waiting;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use protocol::wire::ErrorCode;
-
 pub use conn::{Probe, RawConn};
 
 /// Where to attack from and what the network looks like.
@@ -177,7 +175,7 @@ pub struct Outcome {
     /// How many messages, blocks or connections the attack sent.
     pub sent: usize,
     /// The `E` codes the node answered with, in order.
-    pub errors: Vec<ErrorCode>,
+    pub errors: Vec<String>,
     /// Whether the node closed the attacking connection.
     pub closed: bool,
     /// Whether the node answered a `D` on the attacking connection afterwards.

@@ -121,7 +121,7 @@ async fn answer(conn: &mut RawConn) -> Answer {
     let mut codes = Vec::new();
     for _ in 0..100 {
         match tokio::time::timeout(Duration::from_secs(1), conn.next_raw()).await {
-            Ok(Some(Message::Error(e))) => codes.push(e.code),
+            Ok(Some(Message::Error(e))) => codes.push(e.code.to_string()),
             Ok(Some(_)) => {}
             Ok(None) => return Answer::Closed(codes),
             Err(_) => return Answer::Open,
@@ -226,7 +226,7 @@ impl TrackerConn {
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(ANSWER_TIMEOUT, self.link.next()).await {
             Ok(Some(Ok(TrackerMessage::Topology(_)))) => Ok(()),
-            Ok(Some(Ok(TrackerMessage::Error(e)))) => Err(e.code),
+            Ok(Some(Ok(TrackerMessage::Error(e)))) => Err(e.code.to_string()),
             other => Err(format!("{other:?}")),
         }
     }

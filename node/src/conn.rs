@@ -483,7 +483,7 @@ impl Conn {
             Message::Identify(_) => {
                 // An unproven claim: it must never take a real peer's place.
                 let error = ErrorMessage::new(
-                    "unproven",
+                    ErrorCode::Unproven,
                     "I proves nothing: nodes prove who they are with H and P",
                 );
                 let _ = self.send(Message::Error(error)).await;

@@ -43,6 +43,8 @@ pub enum ErrorCode {
     InvalidBlock,
     /// A link that did not prove who it is (see `handshake.rs`).
     Handshake,
+    /// An `I`: a claim to be a node that proves nothing.
+    Unproven,
     /// A tracker report or leave whose signature does not verify.
     BadSignature,
     /// A tracker report with an address it cannot carry.
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::NotStored => "not_stored",
             ErrorCode::InvalidBlock => "invalid_block",
             ErrorCode::Handshake => "handshake",
+            ErrorCode::Unproven => "unproven",
             ErrorCode::BadSignature => "bad_signature",
             ErrorCode::BadAddress => "bad_address",
             ErrorCode::BadReport => "bad_report",

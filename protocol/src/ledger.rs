@@ -10,7 +10,7 @@ use crate::account::AccountId;
 use crate::block::Block;
 use crate::catalog;
 pub use crate::ledger_error::LedgerError;
-use crate::name::{NameError, check_name, name_key};
+use crate::name::{check_name, name_key};
 use crate::params::{BLOCK_REWARD, JOIN_CREDIT};
 use crate::record::{Action, Record};
 

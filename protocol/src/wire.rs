@@ -154,13 +154,20 @@ pub enum AckStatus {
     Mined,
 }
 
+impl std::fmt::Display for AckStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AckStatus::Pending => "pending",
+            AckStatus::Waiting => "waiting",
+            AckStatus::Mined => "mined",
+        })
+    }
+}
+
 /// Refuses an address longer than any the tracker lists.
 fn check_addr_len(addr: &str) -> Result<(), String> {
-    if addr.len() > crate::tracker::MAX_ADDR_LEN {
-        return Err(format!(
-            "address longer than {} bytes",
-            crate::tracker::MAX_ADDR_LEN
-        ));
+    if addr.len() > MAX_ADDR_LEN {
+        return Err(format!("address longer than {} bytes", MAX_ADDR_LEN));
     }
     Ok(())
 }

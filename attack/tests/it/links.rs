@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use attack::links::{Fakes, TrackerConn};
 use attack::{Attack, Target};
+use protocol::wire::ErrorCode;
 use testkit::*;
 
 /// How long a purchase may take to reach every node of a small loopback network under these
@@ -68,9 +69,9 @@ async fn impostors_claiming_peer_ids_are_closed_and_cut_no_link() {
         println!("impostor: {outcome:?}");
         assert!(outcome.closed, "a claim was left open: {outcome:?}");
         assert_eq!(outcome.sent, 4);
-        for code in ["unproven", "handshake"] {
+        for code in [ErrorCode::Unproven, ErrorCode::Handshake] {
             assert!(
-                outcome.errors.iter().any(|c| c == code),
+                outcome.errors.iter().any(|c| c == code.as_str()),
                 "no E {code}: {outcome:?}"
             );
         }
@@ -132,7 +133,9 @@ async fn one_address_gets_only_so_many_ids_listed_even_when_they_answer() {
     }
     assert_eq!(accepted, 8);
     assert!(
-        refused.iter().all(|c| c == "too_many_active"),
+        refused
+            .iter()
+            .all(|c| c == ErrorCode::TooManyActive.as_str()),
         "{refused:?}"
     );
     let ids: Vec<String> = keys[..8].iter().map(|k| k.account().to_string()).collect();

@@ -220,7 +220,7 @@ pub async fn check(attack: Attack, count: usize, codes: &[ErrorCode], expect: Ex
     assert!(b.is_running(), "its peer died");
     for code in codes {
         assert!(
-            outcome.errors.iter().any(|e| e == code),
+            outcome.errors.iter().any(|e| e == code.as_str()),
             "no E {code}: {outcome:?}"
         );
     }
