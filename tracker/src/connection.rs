@@ -7,7 +7,7 @@
 //! connection is closed with `E evicted` when its slot is taken for a newer connection.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +24,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::registry::{self, Refusal, Registry, TableCache};
+use crate::registry::{self, Refusal, Shared, TableCache, lock};
 
 /// The longest line the tracker reads, in bytes. A report is well under 1 KiB (its address is at
 /// most 256 bytes), so this is plenty for any honest client, while it caps what one connection
@@ -61,9 +61,6 @@ enum Close {
     /// The socket failed, or an answer could not be written in time.
     Broken(String),
 }
-
-/// The state every connection shares: the table, behind a lock held only for quick updates.
-pub(crate) type Shared = Arc<Mutex<Registry>>;
 
 /// Serves one connection until it ends. Never panics on anything the client sends.
 pub(crate) async fn serve(
@@ -319,12 +316,6 @@ fn encode_topology(topology: &Topology, capacity: usize) -> Bytes {
         }
         Err(e) => cannot_encode(&e),
     }
-}
-
-/// Takes the table's lock. A panic while holding it cannot leave the table half-updated in a way
-/// that matters more than stopping the tracker would, so a poisoned lock is used as it is.
-pub(crate) fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
-    registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Writes one whole line, giving up after `limit` or on shutdown. The line goes to the socket as

@@ -17,8 +17,7 @@ use protocol::wire::Message;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use crate::connection::{Shared, lock};
-use crate::registry::Check;
+use crate::registry::{Check, Shared, lock};
 
 /// How long a whole check may take: connecting, the hello, the proof. A node on the same LAN
 /// answers in milliseconds; an address where nothing listens must not hold a permit for long.

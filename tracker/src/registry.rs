@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::AccountId;
@@ -84,6 +84,15 @@ impl Refusal {
             Refusal::TooManyActive(..) => ErrorCode::TooManyActive,
         }
     }
+}
+
+/// The state every connection shares: the table, behind a lock held only for quick updates.
+pub(crate) type Shared = Arc<Mutex<Registry>>;
+
+/// Takes the table's lock. A panic while holding it cannot leave the table half-updated in a way
+/// that matters more than stopping the tracker would, so a poisoned lock is used as it is.
+pub(crate) fn lock(registry: &Shared) -> MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Checks what can be checked without the table: the address, the signature (unless `signed`
@@ -1014,7 +1023,7 @@ mod tests {
             let r = Report::sign(&key, bad.into(), WALL, (0, BlockHash::ZERO), 0.0, 20);
             assert_eq!(
                 registry.report(&r, LOCAL, t0, WALL).unwrap_err().code(),
-                "bad_address",
+                ErrorCode::BadAddress,
                 "{bad}"
             );
         }

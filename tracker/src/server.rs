@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Config;
-use crate::connection::{self, Shared};
-use crate::registry::Registry;
+use crate::connection;
+use crate::registry::{Registry, Shared};
 
 /// How long connection tasks get to finish once shutdown starts. They watch the same token, so
 /// they normally end at once; this bounds the wait if one does not.

@@ -192,6 +192,6 @@ async fn a_claim_never_proven_is_closed_after_the_handshake_timeout() {
         }
     }
     let took = started.elapsed();
-    assert_eq!(codes, ["timeout"], "closed after {took:?}");
+    assert_eq!(codes, [ErrorCode::Timeout], "closed after {took:?}");
     assert!(took < Duration::from_secs(20), "held {took:?}");
 }
