@@ -13,8 +13,8 @@ async fn status(client: &mut Client, record: Record) -> String {
     client.send(Message::Record(record)).await;
     loop {
         match client.next().await {
-            Some(Message::Ack(ack)) => return ack.status,
-            Some(Message::Error(e)) => return e.code,
+            Some(Message::Ack(ack)) => return ack.status.to_string(),
+            Some(Message::Error(e)) => return e.code.to_string(),
             // The node checks that a quiet client is still there.
             Some(Message::KeepAlive) => client.send(Message::KeepAlive).await,
             other => panic!("unexpected answer {other:?}"),
