@@ -1,30 +1,13 @@
 //! Blocks with one fault each, and a long branch of valid but easier blocks.
 
-use std::sync::atomic::AtomicBool;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use protocol::block::records_root;
+use protocol::block::solve;
 use protocol::params::MAX_FUTURE_MS;
-use protocol::pow::mine;
 use protocol::wire::{Blocks, Message};
 use protocol::{Action, Block, BlockHash, Keypair, Record, genesis};
 
 use crate::conn::{RawConn, line_of, outcome_of, send_and_probe, tip_of};
-use crate::{Attack, Outcome, Target};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Solves `block` at its declared bits.
-fn solve(mut block: Block) -> Block {
-    if let Some(header) = mine(&block.header, 1, &AtomicBool::new(false), None).header {
-        block.header = header;
-    }
-    block
-}
+use crate::{Attack, Outcome, Target, now_ms};
 
 /// Re-commits to the block's records after they were changed.
 fn recommit(block: &mut Block) {

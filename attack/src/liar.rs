@@ -8,15 +8,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, MAX_LINE};
 use protocol::handshake::{Accept, Identity, Nonce};
 use protocol::header::Header;
 use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCKS_PER_MESSAGE};
-use protocol::pow::mine;
 use protocol::tracker::{Leave, Report, TrackerMessage};
 use protocol::wire::{Ack, Blocks, GetBlocks, Message, Update};
 use protocol::{AccountId, Action, Block, BlockHash, Keypair, Record, genesis};
@@ -26,6 +24,8 @@ use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::now_ms;
 
 /// How the liar lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,12 +129,6 @@ impl Drop for Liar {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The timestamp for the next report or leave: the clock, but always after `last`, since the
@@ -315,13 +309,12 @@ fn fake_block(record: Record, height: u64, bits: u32, key: &Keypair) -> Block {
     parent.height = height.saturating_sub(1);
     parent.nonce = rand::random();
     parent.timestamp = now_ms().saturating_sub(1);
-    let mut block = Block::template(&parent, vec![record], key.account(), bits, now_ms());
-    if bits > 0
-        && let Some(header) = mine(&block.header, 1, &AtomicBool::new(false), None).header
-    {
-        block.header = header;
+    let block = Block::template(&parent, vec![record], key.account(), bits, now_ms());
+    if bits > 0 {
+        protocol::block::solve(block)
+    } else {
+        block
     }
-    block
 }
 
 impl Script {

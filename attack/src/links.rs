@@ -216,9 +216,7 @@ impl TrackerConn {
     /// One report signed by `key`, advertising `advertise`; the tracker's `E` code when it
     /// refuses it.
     pub async fn report(&mut self, key: &Keypair, advertise: &str) -> Result<(), String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now = crate::now_ms();
         let report = Report::sign(key, advertise.into(), now, (0, BlockHash::ZERO), 0.0, 20);
         self.link
             .send(TrackerMessage::Report(report))
