@@ -7,7 +7,8 @@ use protocol::wire::{Blocks, Message};
 use protocol::{Action, Block, BlockHash, Keypair, Record, genesis};
 
 use crate::conn::{RawConn, line_of, outcome_of, send_and_probe, tip_of};
-use crate::{Attack, Outcome, Target, now_ms};
+use crate::{Attack, Outcome, Target};
+use protocol::clock::now_ms;
 
 /// Re-commits to the block's records after they were changed.
 fn recommit(block: &mut Block) {

@@ -25,7 +25,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::now_ms;
+use protocol::clock::now_ms;
 
 /// How the liar lies.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -222,11 +222,3 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
     outcome.banned = conn::is_banned(target).await;
     Ok(outcome)
 }
-
-/// The wall clock in milliseconds since the Unix epoch: the one clock of this crate's blocks,
-/// reports and lies.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}

@@ -216,7 +216,7 @@ impl TrackerConn {
     /// One report signed by `key`, advertising `advertise`; the tracker's `E` code when it
     /// refuses it.
     pub async fn report(&mut self, key: &Keypair, advertise: &str) -> Result<(), String> {
-        let now = crate::now_ms();
+        let now = protocol::clock::now_ms();
         let report = Report::sign(key, advertise.into(), now, (0, BlockHash::ZERO), 0.0, 20);
         self.link
             .send(TrackerMessage::Report(report))

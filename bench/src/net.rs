@@ -1,9 +1,10 @@
 //! A network of real release processes on loopback, and the pieces scenarios share: a peer
 //! link that injects blocks, mining on a tip in-process, and the loopback round trip.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use protocol::clock::now_ms;
 use protocol::codec::LineCodec;
 use protocol::wire::Message;
 use protocol::{Block, Keypair, Record};
@@ -26,13 +27,6 @@ pub async fn network(
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     tracker.wait_active(&ids).await;
     Ok((tracker, nodes))
-}
-
-/// The wall clock in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A solved block on `parent` holding `records`, at `bits`, stamped now.

@@ -6,7 +6,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use protocol::clock::now_ms;
 
 use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
@@ -215,13 +217,6 @@ pub struct Status {
     pub difficulty: u32,
     /// Other processes' CPU load.
     pub load: f32,
-}
-
-/// The milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Most commands handled before the store is written and records acknowledged: bounds how

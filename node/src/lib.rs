@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::actor::{Actor, Command, Mined, Status, now_ms};
+use crate::actor::{Actor, Command, Mined, Status};
 use crate::conn::Ctx;
 use crate::guard::{Guard, Refusal};
 use crate::links::Links;
@@ -45,6 +45,7 @@ use crate::reporter::Reporter;
 use crate::store::Store;
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::Writer;
+use protocol::clock::now_ms;
 
 /// The pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::{Status, now_ms};
+use crate::actor::Status;
+use protocol::clock::now_ms;
 
 /// How long to wait for the tracker to accept a connection or answer a report.
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(2);

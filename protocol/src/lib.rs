@@ -2,14 +2,15 @@
 //! proof of work, consensus rules, fork choice, the ledger, the pending pool, and the wire
 //! messages with their line codec.
 //!
-//! This crate does no network or disk I/O: callers pass in bytes and the clock, and get back
-//! values. That keeps every rule here fast to test.
+//! This crate does no network or disk I/O: callers pass in bytes and the clock (read once, by
+//! [`clock::now_ms`]), and get back values. That keeps every rule here fast to test.
 
 pub mod account;
 pub mod binary;
 pub mod block;
 pub mod catalog;
 pub mod chain;
+pub mod clock;
 pub mod codec;
 pub mod difficulty;
 pub mod error_code;

@@ -181,9 +181,7 @@ pub async fn read(
 ) -> Result<ChainState, ChainError> {
     let blocks = fetch(addr, timeout).await?;
     let (source, params) = (addr.to_string(), params.clone());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = protocol::clock::now_ms();
     tokio::task::spawn_blocking(move || ChainState::from_blocks(source, blocks, &params, now))
         .await
         .map_err(|e| ChainError::Link(format!("the check stopped: {e}")))?

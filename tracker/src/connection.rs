@@ -14,6 +14,7 @@ use bytes::Bytes;
 use daemon::slots::Slot;
 use futures::StreamExt;
 use protocol::AccountId;
+use protocol::clock::now_ms;
 use protocol::codec::{LineCodec, WireError, encode_line};
 use protocol::tracker::{Report, Topology, TrackerMessage};
 use protocol::wire::{ErrorCode, ErrorMessage};
@@ -199,7 +200,7 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
                 .and_then(|()| client.verify(&report))
                 .and_then(|()| {
                     let now = Instant::now();
-                    lock(registry).report(&report, client.source, now, registry::wall_clock_ms())
+                    lock(registry).report(&report, client.source, now, now_ms())
                 })
                 .map(|check| {
                     client.bound = Some(report.id);
@@ -212,7 +213,7 @@ fn answer(message: TrackerMessage, registry: &Shared, client: &mut Client) -> By
         TrackerMessage::Leave(leave) => client
             .check_bound(&leave.id)
             .and_then(|()| registry::verify_leave(&leave))
-            .and_then(|()| lock(registry).leave(&leave, Instant::now(), registry::wall_clock_ms())),
+            .and_then(|()| lock(registry).leave(&leave, Instant::now(), now_ms())),
         TrackerMessage::Query => return whole_table(registry),
         TrackerMessage::Topology(_) | TrackerMessage::Error(_) => {
             return line(&TrackerMessage::Error(ErrorMessage::new(

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use protocol::AccountId;
 use protocol::hash::BlockHash;
@@ -114,13 +114,6 @@ pub(crate) fn verify_report(report: &Report, signed: bool) -> Result<(), Refusal
 /// Checks a leave's signature, outside the lock.
 pub(crate) fn verify_leave(leave: &Leave) -> Result<(), Refusal> {
     Ok(leave.check()?)
-}
-
-/// The wall clock in milliseconds since the Unix epoch, as nodes stamp their messages.
-pub(crate) fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Sorts a topology's nodes by address, then id, so the output is stable.

@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use protocol::clock::now_ms;
 use protocol::tracker::Topology;
 use protocol::{AccountId, BlockHash, CheckedBlock, Params};
 use tokio::sync::{mpsc, oneshot};
@@ -90,13 +90,6 @@ pub enum Command {
 pub struct Hub {
     commands: mpsc::Sender<Command>,
     checker: Checker,
-}
-
-/// The local clock in milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Hub {

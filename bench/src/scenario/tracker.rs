@@ -14,10 +14,11 @@
 //! real node's parse of the table is the node's cost, not the tracker's), and the client that
 //! times the requests runs on a thread of its own, not queued behind a thousand node tasks.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use protocol::Keypair;
+use protocol::clock::now_ms;
 use protocol::codec::LineCodec;
 use protocol::hash::Hash256;
 use protocol::tracker::{Report, TrackerMessage};
@@ -30,12 +31,6 @@ use crate::report::{Row, percentile};
 
 /// How long the figures are measured over, after every node has joined.
 const WINDOW: Duration = Duration::from_secs(5);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// CPU seconds (user and system) a process has used, from `/proc/PID/stat`.
 fn cpu_seconds(pid: &str) -> f64 {

@@ -10,7 +10,8 @@ use protocol::tracker::{Leave, Report, Topology, TrackerMessage};
 use protocol::wire::{ErrorCode, ErrorMessage};
 use tracker::Config;
 
-use crate::support::{Node, Tracker, fast_config, now_ms};
+use crate::support::{Node, Tracker, fast_config};
+use protocol::clock::now_ms;
 
 /// The topology without its clock-dependent part, to compare before and after.
 fn without_ages(mut topology: Topology) -> Topology {

@@ -1,9 +1,10 @@
 //! Helpers shared by the tests: a tracker started on port 0 inside the test, a line-protocol
 //! connection to it, a signing node, and deadline loops to wait for a condition.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use protocol::clock::now_ms;
 use protocol::codec::{LineCodec, WireError};
 use protocol::hash::BlockHash;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
@@ -198,14 +199,6 @@ pub fn assert_single_error(messages: &[TrackerMessage], code: ErrorCode) {
         [TrackerMessage::Error(e)] => assert_eq!(e.code, code, "error message: {}", e.message),
         other => panic!("expected a single E {code}, got {other:?}"),
     }
-}
-
-/// The wall clock in milliseconds, as nodes stamp their messages.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
 }
 
 /// A node's identity: a key, an advertised address, and the last timestamp it signed.

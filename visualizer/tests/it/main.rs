@@ -23,6 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
+pub use protocol::clock::now_ms;
 use protocol::{Block, BlockHash};
 use testkit::{DEADLINE, FLOOR};
 use tokio::net::{TcpListener, TcpStream};
@@ -229,9 +230,4 @@ pub fn blocks_of(message: &ToBrowser) -> &[BlockSummary] {
 /// The hashes of blocks.
 pub fn hashes(blocks: &[Block]) -> Vec<BlockHash> {
     blocks.iter().map(|b| b.header.hash()).collect()
-}
-
-/// The local clock in ms.
-pub fn now_ms() -> u64 {
-    visualizer::hub::now_ms()
 }

@@ -8,7 +8,8 @@ use testkit::{buy, join, key, mine_block, mine_chain};
 use visualizer::state::State;
 use visualizer::view::{Link, NodeView, ToBrowser};
 
-use crate::{hashes, now_ms};
+use crate::hashes;
+use protocol::clock::now_ms;
 
 /// One block on `parent` holding `records`, at 4 bits, mined by key 7.
 fn mine_with(parent: &Block, records: Vec<Record>) -> Block {
