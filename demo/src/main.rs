@@ -103,7 +103,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     // starts still stops it cleanly.
     let signals = {
         let _entered = runtime.enter();
-        shutdown_signals()?
+        daemon::signals(daemon::Hangup::Stop)?
     };
     let plan = Plan {
         nodes: usize::from(args.nodes),
@@ -296,33 +296,4 @@ fn clear_prompt() {
         crossterm::cursor::MoveToNextLine(1),
         crossterm::terminal::Clear(crossterm::terminal::ClearType::FromCursorDown)
     );
-}
-
-/// Resolves with the signal's name on Ctrl-C, SIGTERM or SIGHUP (the terminal closed). The
-/// handlers are installed before this returns; it must be called inside the runtime.
-#[cfg(unix)]
-fn shutdown_signals() -> anyhow::Result<impl Future<Output = &'static str> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-            _ = hangup.recv() => "SIGHUP",
-        }
-    })
-}
-
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-fn shutdown_signals() -> anyhow::Result<impl Future<Output = &'static str> + Send + 'static> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No way to be told to stop: run until the shop quits.
-            std::future::pending::<()>().await;
-        }
-        "Ctrl-C"
-    })
 }

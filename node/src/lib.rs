@@ -47,8 +47,6 @@ use crate::verify::{SeenBlocks, Verified};
 use crate::writer::Writer;
 use protocol::clock::now_ms;
 
-/// The pause after a failed accept.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a stopping node waits for its tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
@@ -292,22 +290,7 @@ impl Node {
 /// [`guard::MAX_INBOUND_PER_IP`] from one address (past either, a longest-idle connection is
 /// closed to make room: see [`daemon::slots`]), none from a banned address.
 async fn accept(listener: TcpListener, ctx: Ctx, tasks: TaskTracker, cancel: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, addr) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                // Out of file descriptors, usually: pause rather than spin.
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                }
-            }
-        };
+    while let Some((stream, addr)) = daemon::accept(&listener, &cancel).await {
         let slot = match ctx.guard.admit(addr.ip(), std::time::Instant::now()) {
             Ok(slot) => slot,
             Err(Refusal::Banned(left)) => {

@@ -1,10 +1,13 @@
-//! The `monkey-node` binary: flags, logging, the listener, signals; the rest is in the library.
+//! The `monkey-node` binary: its flags; logging, the listener and signals are `daemon::main`,
+//! the rest is in the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use daemon::Show;
 use node::{Config, Node};
 
 /// A Monkeychain node: mines, relays, syncs and stores the chain.
@@ -45,15 +48,20 @@ struct Args {
     idle_timeout_ms: u64,
 }
 
-fn main() {
-    daemon::init_logging();
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let listen = args.listen.clone();
+    daemon::main(
+        "monkey-node",
+        &listen,
+        Show::Address,
+        || open(args),
+        |node: Node, listener, shutdown| node.run(listener, shutdown),
+    )
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// Checks the flags and opens the node's store and key; nothing listens yet.
+fn open(args: Args) -> anyhow::Result<Node> {
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => dirs::data_dir()
@@ -85,17 +93,5 @@ fn run(args: Args) -> anyhow::Result<()> {
         refuse_peers_file: args.refuse_peers_file,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
     };
-    let node = Node::open(config)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let shutdown = daemon::stop_on_signals()?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        daemon::announce(listener.local_addr()?)?;
-        node.run(listener, shutdown).await
-    })?;
-    // Connections still closing must not hold the process.
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    Ok(())
+    Node::open(config)
 }

@@ -497,7 +497,7 @@ mod tests {
     }
 
     fn join(k: &Keypair, name: &str) -> Record {
-        Record::sign(k, 0, Action::Join { name: name.into() })
+        Record::join(k, name)
     }
 
     fn apply(l: &mut Ledger, r: &Record) -> Result<(), LedgerError> {

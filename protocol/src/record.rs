@@ -105,6 +105,17 @@ impl Record {
         }
     }
 
+    /// A signed join under `name`: an account's first record (sequence 0).
+    pub fn join(key: &Keypair, name: &str) -> Record {
+        Record::sign(key, 0, Action::Join { name: name.into() })
+    }
+
+    /// A signed purchase of `monkey`, the account's record number `seq`.
+    pub fn purchase(key: &Keypair, seq: u64, monkey: &str) -> Record {
+        let monkey = monkey.into();
+        Record::sign(key, seq, Action::Purchase { monkey })
+    }
+
     /// The canonical bytes the signature covers.
     pub fn signing_bytes(&self) -> Vec<u8> {
         signing_bytes(&self.account, self.seq, &self.action)

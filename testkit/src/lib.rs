@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
+use protocol::{Block, BlockHash, Keypair, Record, RecordId};
 
 pub use bin::binary;
 pub use client::{Client, fetch_chain, submit_with_retry};
@@ -131,16 +131,10 @@ pub fn key(n: u8) -> Keypair {
 
 /// A signed join, the account's first record.
 pub fn join(k: &Keypair, name: &str) -> Record {
-    Record::sign(k, 0, Action::Join { name: name.into() })
+    Record::join(k, name)
 }
 
 /// A signed purchase.
 pub fn buy(k: &Keypair, seq: u64, monkey: &str) -> Record {
-    Record::sign(
-        k,
-        seq,
-        Action::Purchase {
-            monkey: monkey.into(),
-        },
-    )
+    Record::purchase(k, seq, monkey)
 }

@@ -1,12 +1,12 @@
-//! `monkey-tracker`: parses flags, sets up logging, binds the listener, prints `listening on
-//! ADDR` on stdout, and runs the tracker until Ctrl-C or SIGTERM.
+//! `monkey-tracker`: its flags. `daemon::main` does the rest: logging, the listener, the
+//! `listening on ADDR` line, and running the tracker until Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
+use daemon::Show;
 use tracker::Config;
 
 /// The Monkeychain tracker: nodes report to it, shops and the visualizer ask it who is there.
@@ -94,26 +94,11 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    daemon::init_logging();
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("monkey-tracker: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-#[tokio::main]
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let shutdown = daemon::stop_on_signals()?;
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    daemon::announce(addr)?;
-    tracker::run(config, listener, shutdown).await
+    daemon::main(
+        "monkey-tracker",
+        &args.listen,
+        Show::Address,
+        || args.config(),
+        tracker::run,
+    )
 }

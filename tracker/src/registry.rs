@@ -653,9 +653,24 @@ mod tests {
         let flooder: IpAddr = "127.0.0.9".parse().unwrap();
         for seed in 1..=3 {
             let r = report(seed, 9000 + u16::from(seed), WALL);
-            registry.report(&r, flooder, t0, WALL).unwrap();
+            accepted(registry, &r, flooder, t0, WALL);
         }
         flooder
+    }
+
+    /// Reports `report` from `from` at `now` (the tracker's wall clock `wall`), which must be
+    /// accepted; returns the address check it asks for, if any.
+    fn accepted(
+        registry: &mut Registry,
+        report: &Report,
+        from: IpAddr,
+        now: Instant,
+        wall: u64,
+    ) -> Option<Check> {
+        match registry.report(report, from, now, wall) {
+            Ok(check) => check,
+            Err(e) => panic!("report refused: {e}"),
+        }
     }
 
     fn statuses(registry: &mut Registry, now: Instant) -> Vec<(String, NodeStatus)> {
@@ -671,9 +686,7 @@ mod tests {
     fn a_silent_node_is_removed_then_forgotten_and_a_returning_one_is_active() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry
-            .report(&report(1, 9000, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9000, WALL), LOCAL, t0, WALL);
         let topology = registry.topology(t0 + Duration::from_secs(2));
         assert_eq!(topology.nodes[0].status, NodeStatus::A);
         assert_eq!(topology.nodes[0].last_seen_ms, 2000);
@@ -697,9 +710,13 @@ mod tests {
         );
 
         let back = t0 + Duration::from_secs(70);
-        registry
-            .report(&report(1, 9000, WALL + 70_000), LOCAL, back, WALL + 70_000)
-            .unwrap();
+        accepted(
+            &mut registry,
+            &report(1, 9000, WALL + 70_000),
+            LOCAL,
+            back,
+            WALL + 70_000,
+        );
         assert_eq!(
             statuses(&mut registry, back),
             [("127.0.0.1:9000".to_string(), NodeStatus::A)]
@@ -710,9 +727,7 @@ mod tests {
     fn replays_are_refused_even_after_the_node_is_forgotten() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry
-            .report(&report(1, 9000, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9000, WALL), LOCAL, t0, WALL);
         let again = registry.report(&report(1, 9000, WALL), LOCAL, t0, WALL);
         assert_eq!(again.unwrap_err().code(), ErrorCode::Replayed);
         let leave = Leave::sign(&Keypair::from_seed([1; 32]), WALL);
@@ -739,12 +754,8 @@ mod tests {
         let past = registry.report(&report(1, 9000, WALL - 301_000), LOCAL, t0, WALL);
         assert_eq!(past.unwrap_err().code(), ErrorCode::ClockSkew);
 
-        registry
-            .report(&report(1, 9001, WALL), LOCAL, t0, WALL)
-            .unwrap();
-        registry
-            .report(&report(2, 9002, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9001, WALL), LOCAL, t0, WALL);
+        accepted(&mut registry, &report(2, 9002, WALL), LOCAL, t0, WALL);
         assert_eq!(
             registry
                 .report(&report(3, 9003, WALL), LOCAL, t0, WALL)
@@ -752,9 +763,7 @@ mod tests {
                 .code(),
             ErrorCode::TrackerFull
         );
-        registry
-            .report(&report(2, 9002, WALL + 1), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(2, 9002, WALL + 1), LOCAL, t0, WALL);
         assert_eq!(registry.len(), 2);
     }
 
@@ -762,21 +771,25 @@ mod tests {
     fn a_full_table_makes_room_from_removed_nodes_never_active_ones() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry
-            .report(&report(1, 9001, WALL), LOCAL, t0, WALL)
-            .unwrap();
-        registry
-            .report(&report(2, 9002, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9001, WALL), LOCAL, t0, WALL);
+        accepted(&mut registry, &report(2, 9002, WALL), LOCAL, t0, WALL);
         let later = t0 + Duration::from_secs(4);
-        registry
-            .report(&report(2, 9002, WALL + 4000), LOCAL, later, WALL + 4000)
-            .unwrap();
+        accepted(
+            &mut registry,
+            &report(2, 9002, WALL + 4000),
+            LOCAL,
+            later,
+            WALL + 4000,
+        );
         // Node 1 went silent and is removed; node 2 still reports.
         let t = t0 + Duration::from_secs(6);
-        registry
-            .report(&report(3, 9003, WALL + 6000), LOCAL, t, WALL + 6000)
-            .unwrap();
+        accepted(
+            &mut registry,
+            &report(3, 9003, WALL + 6000),
+            LOCAL,
+            t,
+            WALL + 6000,
+        );
         let addrs: Vec<_> = statuses(&mut registry, t)
             .into_iter()
             .map(|(a, _)| a)
@@ -799,28 +812,18 @@ mod tests {
         let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
         assert_eq!(fourth.unwrap_err().code(), ErrorCode::TooManyNew);
         // Known ids still report, other addresses still join, and the budget refills.
-        registry
-            .report(&report(1, 9001, WALL + 1), flooder, t0, WALL)
-            .unwrap();
-        registry
-            .report(&report(5, 9005, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9001, WALL + 1), flooder, t0, WALL);
+        accepted(&mut registry, &report(5, 9005, WALL), LOCAL, t0, WALL);
         let t = t0 + Duration::from_secs(20);
-        registry
-            .report(&report(4, 9004, WALL + 1), flooder, t, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(4, 9004, WALL + 1), flooder, t, WALL);
     }
 
     #[test]
     fn a_leave_removes_at_once_and_the_output_is_sorted_by_address() {
         let t0 = Instant::now();
         let mut registry = Registry::new(&config());
-        registry
-            .report(&report(1, 9002, WALL), LOCAL, t0, WALL)
-            .unwrap();
-        registry
-            .report(&report(2, 9001, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9002, WALL), LOCAL, t0, WALL);
+        accepted(&mut registry, &report(2, 9001, WALL), LOCAL, t0, WALL);
         registry
             .leave(
                 &Leave::sign(&Keypair::from_seed([1; 32]), WALL + 1),
@@ -893,9 +896,13 @@ mod tests {
                 .is_none()
         );
         let later = t0 + CHECK_BACKOFF;
-        let again = registry
-            .report(&report(1, 9001, WALL + 3), LOCAL, later, WALL)
-            .unwrap();
+        let again = accepted(
+            &mut registry,
+            &report(1, 9001, WALL + 3),
+            LOCAL,
+            later,
+            WALL,
+        );
         assert!(again.is_some());
         let version = registry.version();
         registry.checked(&node.id, &node.addr, true, later);
@@ -909,9 +916,13 @@ mod tests {
             [("127.0.0.1:9001".to_string(), NodeStatus::A)]
         );
         // Moving unlists it until the new address is proven.
-        let moved = registry
-            .report(&report(1, 9002, WALL + 4), LOCAL, later, WALL)
-            .unwrap();
+        let moved = accepted(
+            &mut registry,
+            &report(1, 9002, WALL + 4),
+            LOCAL,
+            later,
+            WALL,
+        );
         assert!(moved.is_some());
         assert!(registry.topology(later).nodes.is_empty());
         // A late result for the old address proves nothing about the new one.
@@ -987,12 +998,8 @@ mod tests {
         let fourth = registry.report(&report(4, 9004, WALL), flooder, t0, WALL);
         assert_eq!(fourth.unwrap_err().code(), ErrorCode::TooManyActive);
         // Its own ids report on; other addresses still join.
-        registry
-            .report(&report(1, 9001, WALL + 1), flooder, t0, WALL)
-            .unwrap();
-        registry
-            .report(&report(4, 9004, WALL), LOCAL, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(1, 9001, WALL + 1), flooder, t0, WALL);
+        accepted(&mut registry, &report(4, 9004, WALL), LOCAL, t0, WALL);
         // Once one of its ids is removed, the address may bring another.
         registry
             .leave(
@@ -1001,9 +1008,7 @@ mod tests {
                 WALL,
             )
             .unwrap();
-        registry
-            .report(&report(5, 9005, WALL), flooder, t0, WALL)
-            .unwrap();
+        accepted(&mut registry, &report(5, 9005, WALL), flooder, t0, WALL);
 
         registry.own_addr = Some("127.0.0.1:7070".parse().unwrap());
         for bad in [

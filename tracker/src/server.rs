@@ -19,8 +19,6 @@ use crate::registry::{Registry, Shared};
 /// How long connection tasks get to finish once shutdown starts. They watch the same token, so
 /// they normally end at once; this bounds the wait if one does not.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-/// The pause after a failed accept (out of file descriptors, usually), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the tracker on `listener` until `shutdown` is cancelled, then stops accepting, closes
 /// every connection and returns. The table starts empty: nodes fill it with their next reports.
@@ -46,21 +44,7 @@ pub async fn run(
         tracing::info!(%addr, "tracker serving");
     }
 
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                }
-            }
-        };
+    while let Some((stream, peer)) = daemon::accept(&listener, &shutdown).await {
         let slot = slots.admit(peer.ip());
         let span = tracing::debug_span!("connection", %peer);
         let (registry, config, shutdown) = (registry.clone(), config.clone(), shutdown.clone());

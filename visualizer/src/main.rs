@@ -1,12 +1,12 @@
-//! `monkey-visualizer`: parses flags, sets up logging, binds the listener, prints `listening on
-//! http://ADDR` on stdout, and runs the visualizer until Ctrl-C or SIGTERM.
+//! `monkey-visualizer`: its flags. `daemon::main` does the rest: logging, the listener, the
+//! `listening on http://ADDR` line, and running the visualizer until Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
+use daemon::Show;
 use visualizer::Config;
 
 /// The Monkeychain visualizer: shows the network's chain growing in a browser.
@@ -76,26 +76,11 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    daemon::init_logging();
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("monkey-visualizer: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-#[tokio::main]
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let shutdown = daemon::stop_on_signals()?;
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    daemon::announce(format_args!("http://{addr}"))?;
-    visualizer::run(config, listener, shutdown).await
+    daemon::main(
+        "monkey-visualizer",
+        &args.listen,
+        Show::Url,
+        || args.config(),
+        visualizer::run,
+    )
 }

@@ -32,130 +32,41 @@ const SERVED: Expect = Expect {
     served: true,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_bytes() {
-    check(Attack::Garbage, 1, &[ErrorCode::NotUtf8], BAD_LINE).await;
+/// One test per attack that `check` runs alone: the test's name, the attack, how many lines or
+/// connections it sends, the `E` codes the node may answer, and what must happen to the
+/// connection.
+macro_rules! attacks {
+    ($($name:ident: $attack:ident, $count:expr, [$($code:ident),*], $expect:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            check(Attack::$attack, $count, &[$(ErrorCode::$code),*], $expect).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endless_line() {
-    check(Attack::EndlessLine, 1, &[ErrorCode::LineTooLong], BAD_LINE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_opcode() {
-    check(
-        Attack::UnknownOpcode,
-        1,
-        &[ErrorCode::UnknownOpcode],
-        BAD_LINE,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_json() {
-    check(Attack::BadJson, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_of_the_wrong_shape() {
-    check(Attack::WrongShape, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_whose_hash_lies() {
-    check(Attack::BadHash, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_that_misses_its_difficulty() {
-    check(
-        Attack::MissedDifficulty,
-        1,
-        &[ErrorCode::InvalidBlock],
-        BANNED,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_below_the_floor() {
-    check(Attack::BelowFloor, 1, &[ErrorCode::InvalidBlock], BANNED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_at_the_wrong_height_for_its_parent() {
-    check(Attack::WrongPrev, 1, &[ErrorCode::InvalidBlock], BANNED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_from_the_future_is_refused_but_not_punished() {
-    check(
-        Attack::FutureTimestamp,
-        1,
-        &[ErrorCode::InvalidBlock],
-        SERVED,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_signature() {
-    check(Attack::BadSignature, 1, &[ErrorCode::InvalidBlock], BANNED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_record() {
-    check(
-        Attack::ReplayedSignature,
-        1,
-        &[ErrorCode::InvalidBlock],
-        BANNED,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_overspending_block() {
-    check(Attack::Overspend, 1, &[ErrorCode::InvalidBlock], BANNED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_branch_with_less_work_leaves_the_best_chain_alone() {
-    check(Attack::EasierChain, 1200, &[], SERVED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_orphans_is_capped_and_not_punished() {
-    check(Attack::OrphanFlood, 400, &[], SERVED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_silent_connections_block_nobody() {
+attacks! {
+    random_bytes: Garbage, 1, [NotUtf8], BAD_LINE;
+    an_endless_line: EndlessLine, 1, [LineTooLong], BAD_LINE;
+    an_unknown_opcode: UnknownOpcode, 1, [UnknownOpcode], BAD_LINE;
+    bad_json: BadJson, 1, [BadPayload], BAD_LINE;
+    json_of_the_wrong_shape: WrongShape, 1, [BadPayload], BAD_LINE;
+    a_block_whose_hash_lies: BadHash, 1, [BadPayload], BAD_LINE;
+    a_block_that_misses_its_difficulty: MissedDifficulty, 1, [InvalidBlock], BANNED;
+    a_block_below_the_floor: BelowFloor, 1, [InvalidBlock], BANNED;
+    a_block_at_the_wrong_height_for_its_parent: WrongPrev, 1, [InvalidBlock], BANNED;
+    a_block_from_the_future_is_refused_but_not_punished: FutureTimestamp, 1, [InvalidBlock], SERVED;
+    a_forged_signature: BadSignature, 1, [InvalidBlock], BANNED;
+    a_replayed_record: ReplayedSignature, 1, [InvalidBlock], BANNED;
+    an_overspending_block: Overspend, 1, [InvalidBlock], BANNED;
+    a_long_branch_with_less_work_leaves_the_best_chain_alone: EasierChain, 1200, [], SERVED;
+    a_flood_of_orphans_is_capped_and_not_punished: OrphanFlood, 400, [], SERVED;
     // Run by `check` alongside an honest purchase: see support::check.
-    check(Attack::IdleConnections, 300, &[], support::IDLE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_subscribers_holding_every_slot_keep_no_newcomer_out() {
+    hundreds_of_silent_connections_block_nobody: IdleConnections, 300, [], support::IDLE;
     // `check` also times the newcomers: see support::check.
-    check(Attack::HoldSlots, 300, &[], SERVED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fast_stream_of_duplicates() {
-    check(Attack::DuplicateFlood, 6000, &[], SERVED).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locator_far_too_long() {
-    check(Attack::HugeLocator, 1, &[ErrorCode::BadPayload], BAD_LINE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locator_that_names_nothing_is_answered_from_genesis() {
-    check(Attack::NonsenseLocator, 1, &[], SERVED).await;
+    silent_subscribers_holding_every_slot_keep_no_newcomer_out: HoldSlots, 300, [], SERVED;
+    a_fast_stream_of_duplicates: DuplicateFlood, 6000, [], SERVED;
+    a_locator_far_too_long: HugeLocator, 1, [BadPayload], BAD_LINE;
+    a_locator_that_names_nothing_is_answered_from_genesis: NonsenseLocator, 1, [], SERVED;
 }
 
 /// The attack tool's binary runs every attack by name and prints a table.

@@ -7,7 +7,7 @@ mod fuzz;
 mod names;
 mod pool;
 
-use protocol::{Action, Block, Keypair, Params, Record};
+use protocol::{Block, Keypair, Params, Record};
 
 /// Blocks in these tests declare few bits, so mining one takes microseconds.
 pub const FLOOR: u32 = 1;
@@ -45,18 +45,12 @@ pub fn mine_chain(parent: &Block, n: usize, bits: u32) -> Vec<Block> {
 
 /// A signed join.
 pub fn join(k: &Keypair, name: &str) -> Record {
-    Record::sign(k, 0, Action::Join { name: name.into() })
+    Record::join(k, name)
 }
 
 /// A signed purchase.
 pub fn buy(k: &Keypair, seq: u64, monkey: &str) -> Record {
-    Record::sign(
-        k,
-        seq,
-        Action::Purchase {
-            monkey: monkey.into(),
-        },
-    )
+    Record::purchase(k, seq, monkey)
 }
 
 /// A clock far enough ahead that no test block is "in the future".
