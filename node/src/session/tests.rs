@@ -178,13 +178,18 @@ fn imported(orphan: Option<BlockHash>, invalid: Option<BlockError>) -> Answer {
     })
 }
 
-/// A client sends `record`, which the actor answers with `outcome`.
-fn send_record(
-    s: &mut Session,
-    record: &Record,
-    outcome: RecordOutcome,
-    now: Instant,
-) -> Vec<String> {
+/// A record admitted to the pool, ready to mine.
+fn ready() -> RecordOutcome {
+    RecordOutcome::Pending(Admitted::Ready)
+}
+
+/// A record admitted to the pool, waiting for its account's earlier ones.
+fn waiting() -> RecordOutcome {
+    RecordOutcome::Pending(Admitted::Waiting)
+}
+
+/// What the session answers to `record` once the actor says `outcome`.
+fn answers(s: &mut Session, record: &Record, outcome: RecordOutcome, now: Instant) -> Vec<String> {
     assert_eq!(
         describe(&s.on_message(Message::Record(record.clone()), now)),
         ["submit"]
@@ -228,6 +233,29 @@ fn peer(now: Instant) -> Session {
     s
 }
 
+/// A `D` without a locator: the whole chain.
+fn d_from_genesis() -> Message {
+    Message::GetBlocks(GetBlocks {
+        locator: Vec::new(),
+    })
+}
+
+/// The actor's answer to a `D` when there is nothing to send.
+fn no_blocks() -> Answer {
+    Answer::Blocks {
+        blocks: Vec::new(),
+        more: false,
+    }
+}
+
+/// A connection that subscribed and got its first `U`.
+fn subscriber(now: Instant) -> Session {
+    let mut s = client(now);
+    s.on_message(Message::Subscribe, now);
+    s.on_answer(Answer::Tip(Arc::new(CheckedBlock::genesis())), now);
+    s
+}
+
 // How a node answers: `A`.
 
 #[test]
@@ -235,7 +263,7 @@ fn a_valid_new_record_gets_k_pending_then_later_the_b_of_its_block() {
     let now = Instant::now();
     let mut s = client(now);
     let r = record(0);
-    let out = send_record(&mut s, &r, RecordOutcome::Pending(Admitted::Ready), now);
+    let out = answers(&mut s, &r, ready(), now);
     assert_eq!(out, ["K pending"]);
     let block = block_with(vec![r]);
     assert_eq!(describe(&s.on_event(tip_event(&block), now)), ["B"]);
@@ -247,12 +275,7 @@ fn a_valid_new_record_gets_k_pending_then_later_the_b_of_its_block() {
 fn a_valid_record_that_cannot_be_mined_yet_gets_k_waiting() {
     let now = Instant::now();
     let mut s = client(now);
-    let out = send_record(
-        &mut s,
-        &record(3),
-        RecordOutcome::Pending(Admitted::Waiting),
-        now,
-    );
+    let out = answers(&mut s, &record(3), waiting(), now);
     assert_eq!(out, ["K waiting"]);
 }
 
@@ -262,7 +285,7 @@ fn a_record_already_pending_gets_k_pending_then_the_b() {
     let mut s = client(now);
     let r = record(0);
     assert_eq!(
-        send_record(&mut s, &r, RecordOutcome::AlreadyPending, now),
+        answers(&mut s, &r, RecordOutcome::AlreadyPending, now),
         ["K pending"]
     );
     let block = block_with(vec![r]);
@@ -275,7 +298,7 @@ fn a_record_already_in_a_best_chain_block_gets_k_mined_then_that_block() {
     let mut s = client(now);
     let r = record(0);
     let block = block_with(vec![r.clone()]);
-    let out = send_record(&mut s, &r, RecordOutcome::InBlock(Arc::clone(&block)), now);
+    let out = answers(&mut s, &r, RecordOutcome::InBlock(Arc::clone(&block)), now);
     assert_eq!(out, ["K mined", "B"]);
     // Not awaited any more: the block moving the tip again sends nothing.
     assert!(s.on_event(tip_event(&block), now).is_empty());
@@ -289,10 +312,10 @@ fn a_record_that_is_invalid_gets_e_invalid_record_and_the_connection_stays() {
         expected: 0,
         got: 5,
     });
-    let out = send_record(&mut s, &record(5), RecordOutcome::Refused(refusal), now);
+    let out = answers(&mut s, &record(5), RecordOutcome::Refused(refusal), now);
     assert_eq!(out, ["E invalid_record"]);
     // Still answered.
-    let out = send_record(&mut s, &record(0), RecordOutcome::AlreadyPending, now);
+    let out = answers(&mut s, &record(0), RecordOutcome::AlreadyPending, now);
     assert_eq!(out, ["K pending"]);
 }
 
@@ -301,7 +324,7 @@ fn a_record_that_is_forged_or_malformed_gets_e_invalid_record_then_a_ban_and_clo
     let now = Instant::now();
     let mut s = client(now);
     let refusal = PoolError::Format(RecordFormatError::BadSignature);
-    let out = send_record(&mut s, &record(0), RecordOutcome::Refused(refusal), now);
+    let out = answers(&mut s, &record(0), RecordOutcome::Refused(refusal), now);
     assert_eq!(out, ["E invalid_record", "ban", "close"]);
     let out = s.on_outcome(
         record(0).id(),
@@ -317,7 +340,7 @@ fn a_record_the_node_could_not_write_to_its_disk_gets_e_not_stored() {
     let now = Instant::now();
     let mut s = client(now);
     let r = record(0);
-    let out = send_record(
+    let out = answers(
         &mut s,
         &r,
         RecordOutcome::NotStored("disk full".into()),
@@ -332,23 +355,18 @@ fn a_record_the_node_could_not_write_to_its_disk_gets_e_not_stored() {
 fn a_record_from_a_peer_gets_no_k_and_a_stale_one_no_e() {
     let now = Instant::now();
     let mut s = peer(now);
-    let out = send_record(
-        &mut s,
-        &record(0),
-        RecordOutcome::Pending(Admitted::Ready),
-        now,
-    );
+    let out = answers(&mut s, &record(0), ready(), now);
     assert!(out.is_empty(), "{out:?}");
     let stale = PoolError::Ledger(LedgerError::BadSequence {
         expected: 4,
         got: 1,
     });
-    assert!(send_record(&mut s, &record(1), RecordOutcome::Refused(stale), now).is_empty());
+    assert!(answers(&mut s, &record(1), RecordOutcome::Refused(stale), now).is_empty());
     let ahead = PoolError::Ledger(LedgerError::BadSequence {
         expected: 0,
         got: 2,
     });
-    let out = send_record(&mut s, &record(2), RecordOutcome::Refused(ahead), now);
+    let out = answers(&mut s, &record(2), RecordOutcome::Refused(ahead), now);
     assert_eq!(out, ["E invalid_record"]);
 }
 
@@ -524,29 +542,12 @@ fn d_gets_c_with_the_best_chain_blocks_after_the_fork_point() {
 fn d_on_a_new_peer_link_gets_c_then_our_own_d_the_first_time_only() {
     let now = Instant::now();
     let mut s = peer(now);
-    let d = || {
-        Message::GetBlocks(GetBlocks {
-            locator: Vec::new(),
-        })
-    };
-    s.on_message(d(), now);
-    let out = s.on_answer(
-        Answer::Blocks {
-            blocks: Vec::new(),
-            more: false,
-        },
-        now,
-    );
+    s.on_message(d_from_genesis(), now);
+    let out = s.on_answer(no_blocks(), now);
     assert_eq!(describe(&out), ["C 0 more=false", "ask Locator"]);
     s.on_answer(Answer::Locator(vec![hash(1)]), now);
-    s.on_message(d(), now);
-    let out = s.on_answer(
-        Answer::Blocks {
-            blocks: Vec::new(),
-            more: false,
-        },
-        now,
-    );
+    s.on_message(d_from_genesis(), now);
+    let out = s.on_answer(no_blocks(), now);
     assert_eq!(describe(&out), ["C 0 more=false"]);
 }
 
@@ -605,9 +606,7 @@ fn s_gets_u_tip_then_u_block_for_every_new_block_and_u_tip_for_every_move() {
 #[test]
 fn s_then_falling_behind_on_events_gets_e_lagged_and_close() {
     let now = Instant::now();
-    let mut s = client(now);
-    s.on_message(Message::Subscribe, now);
-    s.on_answer(Answer::Tip(Arc::new(CheckedBlock::genesis())), now);
+    let mut s = subscriber(now);
     let out = s.on_lagged(4097, now);
     assert_eq!(describe(&out), ["E lagged", "close"]);
 }
@@ -615,22 +614,9 @@ fn s_then_falling_behind_on_events_gets_e_lagged_and_close() {
 #[test]
 fn s_then_d_gets_c_and_does_not_make_a_subscriber_a_peer() {
     let now = Instant::now();
-    let mut s = client(now);
-    s.on_message(Message::Subscribe, now);
-    s.on_answer(Answer::Tip(Arc::new(CheckedBlock::genesis())), now);
-    s.on_message(
-        Message::GetBlocks(GetBlocks {
-            locator: Vec::new(),
-        }),
-        now,
-    );
-    let out = s.on_answer(
-        Answer::Blocks {
-            blocks: Vec::new(),
-            more: false,
-        },
-        now,
-    );
+    let mut s = subscriber(now);
+    s.on_message(d_from_genesis(), now);
+    let out = s.on_answer(no_blocks(), now);
     assert_eq!(describe(&out), ["C 0 more=false"]);
     assert_eq!(s.role(), Role::Subscriber);
 }
@@ -866,7 +852,7 @@ fn a_shop_gets_its_k_before_its_b_even_when_the_block_comes_first() {
     let block = block_with(vec![r.clone()]);
     // The miner did not wait for the disk: the block is held.
     assert!(s.on_event(tip_event(&block), now).is_empty());
-    let out = s.on_outcome(r.id(), Some(RecordOutcome::Pending(Admitted::Ready)));
+    let out = s.on_outcome(r.id(), Some(ready()));
     assert_eq!(describe(&out), ["K pending", "B"]);
     assert!(s.on_event(tip_event(&block), now).is_empty(), "the B once");
 }
@@ -876,7 +862,7 @@ fn a_shop_that_lags_on_events_gets_the_b_of_its_records_after_their_k() {
     let now = Instant::now();
     let mut s = client(now);
     let (acked, unacked) = (record(0), record(1));
-    send_record(&mut s, &acked, RecordOutcome::Pending(Admitted::Ready), now);
+    answers(&mut s, &acked, ready(), now);
     s.on_message(Message::Record(unacked.clone()), now);
     let out = s.on_lagged(10, now);
     assert!(
@@ -887,7 +873,7 @@ fn a_shop_that_lags_on_events_gets_the_b_of_its_records_after_their_k() {
     let block = block_with(vec![acked.clone(), unacked.clone()]);
     let found = vec![(acked.id(), Arc::clone(&block)), (unacked.id(), block)];
     assert_eq!(describe(&s.on_answer(Answer::Located(found), now)), ["B"]);
-    let out = s.on_outcome(unacked.id(), Some(RecordOutcome::Pending(Admitted::Ready)));
+    let out = s.on_outcome(unacked.id(), Some(ready()));
     assert_eq!(describe(&out), ["K pending", "B"]);
     // A client that waits on nothing has nothing to catch up on.
     assert!(client(now).on_lagged(10, now).is_empty());
@@ -919,12 +905,7 @@ fn a_client_silent_after_connecting_is_closed_after_the_first_message_timeout() 
 fn a_client_waiting_on_a_record_is_sent_z_halfway_and_closed_at_the_idle_timeout() {
     let now = Instant::now();
     let mut s = client(now);
-    send_record(
-        &mut s,
-        &record(0),
-        RecordOutcome::Pending(Admitted::Ready),
-        now,
-    );
+    answers(&mut s, &record(0), ready(), now);
     assert_eq!(s.next_deadline(), now + IDLE / 2);
     assert_eq!(describe(&s.on_timer(now + IDLE / 2)), ["Z"]);
     // Pinged once, then only the idle timeout.
@@ -936,9 +917,7 @@ fn a_client_waiting_on_a_record_is_sent_z_halfway_and_closed_at_the_idle_timeout
 #[test]
 fn a_line_back_after_a_z_keeps_a_subscriber_open() {
     let now = Instant::now();
-    let mut s = client(now);
-    s.on_message(Message::Subscribe, now);
-    s.on_answer(Answer::Tip(Arc::new(CheckedBlock::genesis())), now);
+    let mut s = subscriber(now);
     assert_eq!(describe(&s.on_timer(now + IDLE / 2)), ["Z"]);
     let back = now + IDLE / 2 + Duration::from_secs(1);
     s.on_message(Message::KeepAlive, back);
@@ -999,7 +978,7 @@ fn a_client_waits_on_at_most_max_awaiting_records() {
     for (n, r) in records.iter().enumerate() {
         // A millisecond apart, within the pace a connection may send at.
         let at = now + Duration::from_millis(n as u64);
-        send_record(&mut s, r, RecordOutcome::Pending(Admitted::Ready), at);
+        answers(&mut s, r, ready(), at);
     }
     let (first, past) = (&records[0], &records[MAX_AWAITING]);
     assert!(
@@ -1021,13 +1000,11 @@ fn a_flood_of_lines_is_paced_to_the_buckets() {
     assert_eq!(describe(&out), ["pause"]);
     // Chain requests have a smaller bucket of their own.
     let mut s = client(now);
-    let d = || {
-        Message::GetBlocks(GetBlocks {
-            locator: Vec::new(),
-        })
-    };
     for _ in 0..GETBLOCKS_BURST as usize {
-        assert_eq!(describe(&s.on_message(d(), now)), ["ask GetBlocks"]);
+        assert_eq!(
+            describe(&s.on_message(d_from_genesis(), now)),
+            ["ask GetBlocks"]
+        );
         s.on_answer(
             Answer::Blocks {
                 blocks: Vec::new(),
@@ -1037,7 +1014,7 @@ fn a_flood_of_lines_is_paced_to_the_buckets() {
         );
     }
     assert_eq!(
-        describe(&s.on_message(d(), now)),
+        describe(&s.on_message(d_from_genesis(), now)),
         ["pause", "ask GetBlocks"]
     );
 }
