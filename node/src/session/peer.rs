@@ -5,14 +5,14 @@
 //! end proved its id, ask whether the link is the one to keep. A peer is relayed every new
 //! block and record, never back to the connection that sent it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use protocol::AccountId;
-use protocol::handshake::{Hello, Proof};
+use protocol::handshake::{Hello, Identity, Proof};
 use protocol::wire::{ErrorCode, ErrorMessage, Message};
 
 use super::{Action, Closing, LinkVerdict, Pending, Question, Role, Session};
-use crate::actor::Event;
+use crate::actor::{ConnId, Event};
 use crate::handshake::{HANDSHAKE_TIMEOUT, Shake, ShakeError};
 
 /// A connection's side of the handshake, and the peer it proved.
@@ -33,9 +33,9 @@ impl Session {
     /// A connection we opened to the node `expect` at `addr`: its session, and the `H` that asks
     /// that node to prove it is `expect` (we prove who we are in turn, then ask for its chain).
     pub fn dial(
-        id: crate::actor::ConnId,
-        me: protocol::handshake::Identity,
-        idle_timeout: std::time::Duration,
+        id: ConnId,
+        me: Identity,
+        idle_timeout: Duration,
         expect: AccountId,
         addr: &str,
         now: Instant,
