@@ -16,6 +16,7 @@ pub mod load;
 pub mod miner;
 pub mod peers;
 pub mod reporter;
+pub mod session;
 pub mod store;
 pub mod verify;
 pub mod writer;
