@@ -3,7 +3,7 @@
 //!
 //! A connection we open to a peer starts [`Shake::dial`]ing; one a peer opens to us is nobody
 //! in particular (a client) until its `P` proves the id its `H` claimed. Only a proven id may
-//! take a peer's place in [`crate::peers::Links`]; a claim that fails its proof closes the
+//! take a peer's place in [`crate::links::Links`]; a claim that fails its proof closes the
 //! connection. A hello without a claimed id (the tracker checking our address, or anyone) is
 //! answered with our proof and changes nothing.
 
