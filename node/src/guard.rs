@@ -4,8 +4,8 @@
 //! idle timeout, the list of peers this node refuses (the test-only network split), and the
 //! token bucket that paces each connection.
 //!
-//! Bans go by IP address, not by the node id a peer proves in its handshake: a new id costs nothing. On
-//! one machine every honest node connects from 127.0.0.1, so `monkey-attack` binds another
+//! Bans go by IP address, not by the node id a peer proves in its handshake: a new id costs
+//! nothing. On one machine every honest node connects from 127.0.0.1, so `monkey-attack` binds another
 //! loopback address (127.0.0.2) by default and a ban does not cut a node off from its honest
 //! neighbours.
 
