@@ -8,6 +8,7 @@
 //! ([`outcome`]) that print as text or JSON; [`interactive`] puts menus and a spinner around the
 //! same actions.
 
+pub mod cache;
 pub mod chain;
 pub mod commands;
 pub mod config;
