@@ -5,6 +5,7 @@
 //! place.
 
 mod bad_input;
+mod cache;
 mod failover;
 mod liars;
 mod multihost;
