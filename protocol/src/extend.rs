@@ -87,7 +87,7 @@ impl ChainTip {
                 tip: self.hash,
             });
         }
-        check_child(self.height, &self.times, header, now)?;
+        check_child(self.height, self.median_time(), header, now)?;
         Ok(())
     }
 
@@ -155,12 +155,13 @@ pub fn median_time(times: &[u64]) -> u64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(0)
 }
 
-/// The rules a block's header must meet against its parent, given the parent's height and the
-/// timestamps of the parent and up to 10 of its ancestors: height, not too far in the future
-/// (`now` is the local clock in milliseconds), not before their median.
+/// The rules a block's header must meet against its parent, given the parent's height and
+/// the median of the timestamps of the parent and up to 10 of its ancestors: height, not too
+/// far in the future (`now` is the local clock in milliseconds), not before that median. The
+/// block tree ([`crate::Chain`]) and the light client ([`extend`]) both apply it.
 pub fn check_child(
     parent_height: u64,
-    parent_times: &[u64],
+    median: u64,
     header: &Header,
     now: u64,
 ) -> Result<(), BlockError> {
@@ -177,7 +178,6 @@ pub fn check_child(
             now,
         });
     }
-    let median = median_time(parent_times);
     if header.timestamp < median {
         return Err(BlockError::TimestampBeforeMedian {
             timestamp: header.timestamp,
@@ -307,7 +307,13 @@ mod tests {
             Err(ExtendError::Invalid(BlockError::BelowFloor { .. }))
         ));
         let key = Keypair::from_seed([4; 32]);
-        let unjoined = Record::sign(&key, 0, Action::Purchase { monkey: "capuchin".into() });
+        let unjoined = Record::sign(
+            &key,
+            0,
+            Action::Purchase {
+                monkey: "capuchin".into(),
+            },
+        );
         let broke = solved(&g, vec![unjoined], 1, g.timestamp + 1);
         assert!(matches!(
             extend_checked(&tip, &mut ledger, broke, &params, NOW),

@@ -223,7 +223,13 @@ mod tests {
                 _ => Vec::new(),
             };
             let stamp = parent.timestamp + 1;
-            blocks.push(Block::template(parent, records, AccountId::default(), 0, stamp));
+            blocks.push(Block::template(
+                parent,
+                records,
+                AccountId::default(),
+                0,
+                stamp,
+            ));
         }
         ChainState::from_blocks("n".into(), blocks, &Params::with_floor(0), NOW).unwrap()
     }

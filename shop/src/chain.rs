@@ -252,7 +252,7 @@ impl ChainState {
             let bytes = protocol::header::HEADER_SIZE + 4 + block.header.records_size as usize;
             let tip = self.chain_tip().clone();
             let ext = extend(&tip, &mut self.ledger, block, &check, now)
-            .map_err(|e| ChainError::extending(height, e))?;
+                .map_err(|e| ChainError::extending(height, e))?;
             let here = BlockRef::of(&ext.block);
             for record in &ext.block.records {
                 self.mined.insert(record.id(), here.clone());
@@ -378,7 +378,9 @@ pub async fn read(
         chain.received += blocks.len() as u64;
         let Some(first) = blocks.first() else {
             if more {
-                return Err(ChainError::Broken("sent no blocks but said more follow".into()));
+                return Err(ChainError::Broken(
+                    "sent no blocks but said more follow".into(),
+                ));
             }
             // Its tip is one of the locator's blocks: ask again from below the first.
             if locator.len() <= 1 {

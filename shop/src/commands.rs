@@ -243,10 +243,7 @@ impl Shop {
 
     /// The chain reads start from, if one is known yet.
     fn known_chain(&self) -> Option<ChainState> {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Takes `best`, the best chain of a read, as the start of the next read, and writes it to

@@ -57,7 +57,13 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
     let shop_run = |args: &[&str]| -> anyhow::Result<f64> {
         let started = Instant::now();
         let out = std::process::Command::new(&shop)
-            .args(["--tracker", &tracker.addr, "--floor", &floor, "--wallet-dir"])
+            .args([
+                "--tracker",
+                &tracker.addr,
+                "--floor",
+                &floor,
+                "--wallet-dir",
+            ])
             .arg(&wallet)
             .args(args)
             .env_remove("RUST_LOG")

@@ -100,11 +100,7 @@ async fn a_damaged_cache_is_rebuilt_from_genesis_and_said_once() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let (height, _, received) = chain_of(&json_of(&out, &args));
     assert_eq!((height, received), (30, 30), "read again from genesis");
-    assert_eq!(
-        stderr.matches("damaged").count(),
-        1,
-        "said once: {stderr}"
-    );
+    assert_eq!(stderr.matches("damaged").count(), 1, "said once: {stderr}");
     assert!(stderr.contains("checksum"), "{stderr}");
     // Written again: the next command is warm.
     assert_eq!(show(t, &w, &node).await.2, 1);
