@@ -275,5 +275,14 @@ mod tests {
             decode(&forged, &params, NOW),
             Err(CacheError::Decode(_))
         ));
+        // A checkpoint whose hash the tail's first block does not follow.
+        let mut forged = bytes.clone();
+        forged[HEADER_LEN] ^= 1;
+        let body = forged[HEADER_LEN..].to_vec();
+        forged[16..48].copy_from_slice(Hash256::digest(&body).as_bytes());
+        assert!(matches!(
+            decode(&forged, &params, NOW),
+            Err(CacheError::Replay(_))
+        ));
     }
 }
