@@ -133,3 +133,62 @@ async fn a_cache_whose_checkpoint_no_node_holds_is_read_again_from_genesis() {
     assert_eq!(tip, b[b.len() - 1].header.hash().to_string());
     assert_eq!((height, received), (b.len() as u64, b.len() as u64));
 }
+
+/// A node that answers every `D` with `blocks`, whatever the locator: a liar that extends the
+/// honest tip with a block of its own.
+async fn lying_node(blocks: Vec<Block>) -> (String, tokio::task::JoinHandle<()>) {
+    use futures::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("an address").to_string();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let blocks = blocks.clone();
+            tokio::spawn(async move {
+                let codec = protocol::codec::LineCodec::<Message>::new();
+                let mut link = tokio_util::codec::Framed::new(stream, codec);
+                while let Some(Ok(message)) = link.next().await {
+                    if matches!(message, Message::GetBlocks(_)) {
+                        let answer = Message::Blocks(Blocks {
+                            blocks: blocks.clone(),
+                            more: false,
+                        });
+                        if link.send(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_extends_the_cached_tip_with_an_invalid_block_is_named_a_liar() {
+    let net = Net::start(2).await;
+    let t = &net.tracker.addr;
+    let honest = net.addrs();
+    let w = net.wallet("w");
+    ok(t, &w, &["--node", &honest[0], "join", "ann"]).await;
+    assert!(w.join(shop::cache::CACHE_FILE).is_file(), "the cache is warm");
+
+    // The honest tip, re-sent as an up-to-date node would, then a block of no work on it: only
+    // checking what comes on top of the cache tells the lie.
+    let chain = fetch_chain(&honest[0]).await.expect("the honest chain");
+    let tip = chain.last().expect("a block").clone();
+    let bad = testkit::mine_block(&tip, Vec::new(), 0, 1);
+    let (liar, server) = lying_node(vec![tip, bad]).await;
+    let out = ok(t, &w, &["--node", &liar, "buy", "ann", "capuchin"]).await;
+    server.abort();
+    assert_eq!(out["status"], "mined", "{out}");
+    assert!(honest.contains(&text(&out, "node")), "{out}");
+    let named = out["liars"].as_array().expect("a list of liars");
+    assert!(
+        named
+            .iter()
+            .any(|l| l["node"] == liar.as_str() && text(l, "error").contains("below the floor")),
+        "the liar is not named: {out}"
+    );
+}
