@@ -172,7 +172,10 @@ async fn a_node_that_extends_the_cached_tip_with_an_invalid_block_is_named_a_lia
     let honest = net.addrs();
     let w = net.wallet("w");
     ok(t, &w, &["--node", &honest[0], "join", "ann"]).await;
-    assert!(w.join(shop::cache::CACHE_FILE).is_file(), "the cache is warm");
+    assert!(
+        w.join(shop::cache::CACHE_FILE).is_file(),
+        "the cache is warm"
+    );
 
     // The honest tip, re-sent as an up-to-date node would, then a block of no work on it: only
     // checking what comes on top of the cache tells the lie.
