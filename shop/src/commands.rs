@@ -1,13 +1,14 @@
 //! The shop's actions, shared by the subcommands and the menus: join, buy, send, vote, show,
 //! catalog, status.
 //!
-//! An action that changes the chain goes: ask the tracker who is there, read the chain from a
-//! node and replay it, reconcile the shopper's outbox with it, check the input against the
-//! result (so bad input changes nothing), sign the record with the next sequence number, save it
-//! in the outbox, send the outbox to a node, and follow the record until it is in a block (or
-//! only until a node holds it, with `--no-wait`). Nothing about shoppers is kept but their keys
-//! and their pending records: balances, cages, names and tallies are read from the chain every
-//! time.
+//! An action that changes the chain goes: ask the tracker who is there, read what is new of
+//! the chain from the nodes on top of the wallet's chain cache and check it, reconcile the
+//! shopper's outbox with it, check the input against the result (so bad input changes
+//! nothing), sign the record with the next sequence number, save it in the outbox, send the
+//! outbox to a node, and follow the record until it is in a block (or only until a node holds
+//! it, with `--no-wait`), reading only the new blocks of the nodes to confirm it. Nothing about
+//! shoppers is kept but their keys and their pending records: balances, cages, names and
+//! tallies are read from the chain every time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
