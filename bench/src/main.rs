@@ -25,7 +25,7 @@ struct Pick {
 
 /// Every scenario, in order: its name, its default size in a full and in a quick run, and what
 /// the size counts.
-const SCENARIOS: [(&str, &str, &str, &str); 8] = [
+const SCENARIOS: [(&str, &str, &str, &str); 9] = [
     ("hashrate", "2", "0.5", "seconds per measurement"),
     (
         "propagation",
@@ -39,6 +39,7 @@ const SCENARIOS: [(&str, &str, &str, &str); 8] = [
     ("restart", "100000", "2000", "blocks in the store"),
     ("tracker", "1000", "100", "simulated nodes"),
     ("memory", "100000", "2000", "blocks"),
+    ("shop", "100000", "2000", "blocks in the chain"),
 ];
 
 /// The default size of scenario `name`, full or quick.
@@ -155,6 +156,7 @@ async fn run(picks: &[Pick], quick: bool) -> anyhow::Result<Vec<Row>> {
             "restart" => scenario::restart::run(sizes(&size)?[0], &mut chains).await?,
             "tracker" => scenario::tracker::run(sizes(&size)?[0]).await?,
             "memory" => scenario::memory::run(sizes(&size)?[0], &mut chains).await?,
+            "shop" => scenario::shop::run(sizes(&size)?[0]).await?,
             _ => Vec::new(),
         };
         if let Some(warning) = report::busy_warning(load, cores) {

@@ -20,9 +20,8 @@ use crate::hash::BlockHash;
 use crate::ledger::{Ledger, Undo};
 use crate::orphans::Orphans;
 use crate::params::{
-    MAX_FUTURE_MS, MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID,
-    MAX_REORG_DEPTH, MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, MAX_UNDO_DEPTH, MEDIAN_TIME_SPAN, Params,
-    side_block_cost,
+    MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID, MAX_REORG_DEPTH,
+    MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, MAX_UNDO_DEPTH, MEDIAN_TIME_SPAN, Params, side_block_cost,
 };
 
 /// What inserting a block did.
@@ -518,26 +517,8 @@ impl Chain {
     fn attach(&mut self, block: CheckedBlock, now: u64) -> Result<Arc<CheckedBlock>, BlockError> {
         let header = &block.header;
         let parent = &self.entries[&header.prev_hash];
-        let expected = parent.block.header.height + 1;
-        if header.height != expected {
-            return Err(BlockError::BadHeight {
-                expected,
-                got: header.height,
-            });
-        }
-        if header.timestamp > now.saturating_add(MAX_FUTURE_MS) {
-            return Err(BlockError::FutureTimestamp {
-                timestamp: header.timestamp,
-                now,
-            });
-        }
         let median = self.median_time(&header.prev_hash);
-        if header.timestamp < median {
-            return Err(BlockError::TimestampBeforeMedian {
-                timestamp: header.timestamp,
-                median,
-            });
-        }
+        crate::extend::check_child(parent.block.header.height, median, header, now)?;
         let work = parent.work + header.work();
         let hash = block.hash();
         let prev = header.prev_hash;

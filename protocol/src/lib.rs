@@ -14,6 +14,7 @@ pub mod clock;
 pub mod codec;
 pub mod difficulty;
 pub mod error_code;
+pub mod extend;
 pub mod fuzzing;
 pub mod handshake;
 pub mod hash;

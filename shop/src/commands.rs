@@ -1,15 +1,17 @@
 //! The shop's actions, shared by the subcommands and the menus: join, buy, send, vote, show,
 //! catalog, status.
 //!
-//! An action that changes the chain goes: ask the tracker who is there, read the chain from a
-//! node and replay it, reconcile the shopper's outbox with it, check the input against the
-//! result (so bad input changes nothing), sign the record with the next sequence number, save it
-//! in the outbox, send the outbox to a node, and follow the record until it is in a block (or
-//! only until a node holds it, with `--no-wait`). Nothing about shoppers is kept but their keys
-//! and their pending records: balances, cages, names and tallies are read from the chain every
-//! time.
+//! An action that changes the chain goes: ask the tracker who is there, read what is new of
+//! the chain from the nodes on top of the wallet's chain cache and check it, reconcile the
+//! shopper's outbox with it, check the input against the result (so bad input changes
+//! nothing), sign the record with the next sequence number, save it in the outbox, send the
+//! outbox to a node, and follow the record until it is in a block (or only until a node holds
+//! it, with `--no-wait`), reading only the new blocks of the nodes to confirm it. Nothing about
+//! shoppers is kept but their keys and their pending records: balances, cages, names and
+//! tallies are read from the chain every time.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use protocol::catalog::{CATALOG, MONKEY_OF_THE_MONTH, Monkey};
 use protocol::ledger::Undo;
@@ -83,11 +85,7 @@ impl Snapshot {
 
     /// Which chain this is.
     pub fn chain_info(&self) -> ChainInfo {
-        ChainInfo {
-            height: self.chain.height,
-            tip: self.chain.tip,
-            node: self.chain.source.clone(),
-        }
+        ChainInfo::of(&self.chain)
     }
 }
 
@@ -98,7 +96,10 @@ const CATCH_UP_PAUSE: std::time::Duration = std::time::Duration::from_millis(200
 /// How long the shop looks for a second node that holds the block a node announced: blocks
 /// reach every node within a second or two, and a block nobody else holds is not trusted.
 const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
-/// The pause between those looks.
+/// The first pause between those looks: a block reaches the other nodes within milliseconds,
+/// and each look only asks for what is new. The pause doubles up to [`CONFIRM_PAUSE`].
+const FIRST_CONFIRM_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+/// The longest pause between those looks.
 const CONFIRM_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A record signed and saved in the outbox, ready to send.
@@ -126,6 +127,9 @@ enum Checked {
 pub struct Shop {
     wallet: Wallet,
     network: Network,
+    /// The chain every read starts from: the wallet's cache when the command starts, then the
+    /// best chain read (`None` until first needed).
+    known: Arc<Mutex<Option<ChainState>>>,
 }
 
 /// Looks a monkey up by catalog id or display name, ignoring case.
@@ -202,7 +206,79 @@ impl Shop {
                 wait_timeout: config.wait_timeout,
                 memory: Some(config.wallet_dir.join("nodes.json")),
             },
+            known: Arc::default(),
         }
+    }
+
+    /// The chain reads start from: the best read so far in this command, else the wallet's
+    /// cache ([`crate::cache`]), else genesis. A missing or damaged cache is said once (the
+    /// chain is then read from genesis, and the cache written again).
+    pub async fn base(&self) -> ChainState {
+        if let Some(known) = self.known_chain() {
+            return known;
+        }
+        let (dir, params) = (self.wallet.dir().to_path_buf(), self.network.params.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::cache::load(&dir, &params, protocol::clock::now_ms())
+        })
+        .await;
+        let file = crate::cache::path(self.wallet.dir());
+        let chain = match loaded {
+            Ok(Ok(Some(chain))) => chain,
+            Ok(Ok(None)) => {
+                tracing::info!(file = %file.display(), "no chain cache yet: reading the chain from genesis");
+                ChainState::genesis(String::new())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(file = %file.display(), "the chain cache is damaged ({e}): reading the chain from genesis and writing it again");
+                ChainState::genesis(String::new())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the chain cache: reading the chain from genesis");
+                ChainState::genesis(String::new())
+            }
+        };
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get_or_insert(chain).clone()
+    }
+
+    /// The chain reads start from, if one is known yet.
+    fn known_chain(&self) -> Option<ChainState> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes `best`, the best chain of a read, as the start of the next read, and writes it to
+    /// the wallet's cache when its tip moved. A cache that cannot be written only costs speed.
+    fn keep(&self, best: &ChainState) {
+        {
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if known.as_ref().is_some_and(|k| k.tip == best.tip) {
+                return;
+            }
+            *known = Some(best.clone());
+        }
+        if let Err(e) = crate::cache::save(self.wallet.dir(), best, &self.network.params) {
+            tracing::warn!(error = %e, "cannot write the chain cache");
+        }
+    }
+
+    /// Reads and checks the chains of `candidates` (see [`Network::read_chains`]) on top of
+    /// [`Shop::base`], and keeps the best.
+    pub async fn read_chains(
+        &self,
+        candidates: &[String],
+        max: usize,
+        progress: &dyn Fn(Progress),
+    ) -> Reading {
+        let base = self.base().await;
+        let reading = self
+            .network
+            .read_chains(candidates, max, progress, &base)
+            .await;
+        if let Some(best) = crate::trust::best(&reading.chains) {
+            self.keep(best);
+        }
+        reading
     }
 
     /// The wallet.
@@ -250,7 +326,6 @@ impl Shop {
         let topology = self.network.nodes().await?;
         let candidates = self.network.candidates(&topology)?;
         let reading = self
-            .network
             .read_chains(&candidates, MAX_CHAIN_READS, progress)
             .await;
         let Some(chain) = crate::trust::best(&reading.chains).cloned() else {
@@ -525,7 +600,6 @@ impl Shop {
                 tokio::time::sleep(CATCH_UP_PAUSE).await;
             }
             let reading = self
-                .network
                 .read_chains(&net.candidates, net.candidates.len(), &|_| {})
                 .await;
             if let Some(best) = crate::trust::best(&reading.chains)
@@ -688,7 +762,9 @@ impl Shop {
         if let Some(lie) = crate::trust::announced_lie(block, id, params, None) {
             return Checked::Lie(lie);
         }
-        let own = match crate::chain::read(taker, self.network.answer_timeout, params).await {
+        let base = self.base().await;
+        let own = match crate::chain::read(taker, self.network.answer_timeout, params, &base).await
+        {
             Ok(chain) => Some(chain),
             Err(e) if e.is_lie() => return Checked::Lie(e.to_string()),
             Err(e) => {
@@ -708,11 +784,9 @@ impl Shop {
             .collect();
         let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
         let mut liars = Vec::new();
+        let mut pause = FIRST_CONFIRM_PAUSE;
         loop {
-            let reading = self
-                .network
-                .read_chains(&others, others.len(), &|_| {})
-                .await;
+            let reading = self.read_chains(&others, others.len(), &|_| {}).await;
             let mut chains: Vec<ChainState> = own.iter().cloned().collect();
             chains.extend(reading.chains);
             for liar in reading.liars {
@@ -730,13 +804,15 @@ impl Shop {
                 let best = crate::trust::best(&chains)
                     .cloned()
                     .unwrap_or_else(|| net.chain.clone());
+                self.keep(&best);
                 return Checked::Done {
                     status,
                     best: Box::new(best),
                     liars,
                 };
             }
-            tokio::time::sleep(CONFIRM_PAUSE).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(CONFIRM_PAUSE);
         }
     }
 
@@ -919,14 +995,9 @@ impl Shop {
         let chain = match self.network.candidates(&topology) {
             Ok(candidates) => {
                 let reading = self
-                    .network
                     .read_chains(&candidates, MAX_CHAIN_READS, &|_| {})
                     .await;
-                crate::trust::best(&reading.chains).map(|c| ChainInfo {
-                    height: c.height,
-                    tip: c.tip,
-                    node: c.source.clone(),
-                })
+                crate::trust::best(&reading.chains).map(ChainInfo::of)
             }
             Err(_) => None,
         };

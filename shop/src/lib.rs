@@ -3,11 +3,13 @@
 //!
 //! The shop keeps shoppers' keys ([`wallet`]) and the records they sent that are not mined yet
 //! ([`outbox`]); everything else (balances, cages, names, tallies) it reads from the chain
-//! ([`chain`]) every time. A record goes to a random active node from the tracker, and to the
+//! ([`chain`]) every time, asking the nodes only for what is new since the chain it verified
+//! last ([`cache`]). A record goes to a random active node from the tracker, and to the
 //! next one if that node fails ([`network`]). The actions ([`commands`]) return values
 //! ([`outcome`]) that print as text or JSON; [`interactive`] puts menus and a spinner around the
 //! same actions.
 
+pub mod cache;
 pub mod chain;
 pub mod commands;
 pub mod config;

@@ -263,11 +263,13 @@ impl Network {
 
     /// Reads and checks the chains of `candidates`, in order, until `max` have passed. A node
     /// whose chain fails the checks is a liar; one that does not answer has only failed.
+    /// Each read starts from `base`, a chain the shop verified (see [`chain::read`]).
     pub async fn read_chains(
         &self,
         candidates: &[String],
         max: usize,
         progress: &dyn Fn(Progress),
+        base: &ChainState,
     ) -> Reading {
         let mut reading = Reading::default();
         for addr in candidates {
@@ -275,7 +277,7 @@ impl Network {
                 break;
             }
             progress(Progress::Reading(addr.clone()));
-            match chain::read(addr, self.answer_timeout, &self.params).await {
+            match chain::read(addr, self.answer_timeout, &self.params, base).await {
                 Ok(state) => reading.chains.push(state),
                 Err(e) => {
                     let attempt = Attempt {

@@ -203,9 +203,12 @@ impl Outbox {
                 continue;
             }
             let next = overlay.next_seq(&record.account);
+            // The chain's tail (see `chain`) names the records of its last blocks only: a
+            // record mined deeper shows as a sequence number the ledger has passed.
             let verdict = if record.seq < next {
                 Err(format!(
-                    "another record with sequence number {} is in the chain",
+                    "the chain holds sequence number {} already (this record, mined before \
+                     the blocks the shop keeps, or another)",
                     record.seq
                 ))
             } else if broken {
@@ -217,8 +220,12 @@ impl Outbox {
             };
             match verdict {
                 Ok(()) => kept.push(record),
+                Err(reason) if record.seq < next => {
+                    tracing::info!(record = %record.id().short(), seq = record.seq, %reason, "dropping a pending record the chain has passed");
+                    dropped.push(Dropped { record, reason });
+                }
                 Err(reason) => {
-                    broken |= record.seq >= next;
+                    broken = true;
                     tracing::warn!(record = %record.id().short(), seq = record.seq, %reason, "dropping a pending record that can never be mined");
                     dropped.push(Dropped { record, reason });
                 }

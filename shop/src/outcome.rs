@@ -91,6 +91,21 @@ pub struct ChainInfo {
     pub tip: BlockHash,
     /// The node it was read from.
     pub node: String,
+    /// How many blocks that node sent for this read: with the wallet's chain cache, only what
+    /// is new since the last command (and the tip, re-sent to show where the node's chain ends).
+    pub received: u64,
+}
+
+impl ChainInfo {
+    /// Which chain `chain` is.
+    pub fn of(chain: &crate::chain::ChainState) -> ChainInfo {
+        ChainInfo {
+            height: chain.height,
+            tip: chain.tip,
+            node: chain.source.clone(),
+            received: chain.received,
+        }
+    }
 }
 
 /// A record of the shopper's that no block holds yet.

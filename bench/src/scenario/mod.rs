@@ -5,6 +5,7 @@ pub mod memory;
 pub mod propagation;
 pub mod purchase;
 pub mod restart;
+pub mod shop;
 pub mod sync;
 pub mod throughput;
 pub mod tracker;

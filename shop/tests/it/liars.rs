@@ -74,6 +74,9 @@ async fn a_lying_node_cannot_fake_a_purchase_or_drag_the_shop_to_its_chain() {
     let w = net.wallet("w");
     let honest = net.addrs();
     ok(t, &w, &["--node", &honest[0], "join", "ann"]).await;
+    // From here on the wallet's chain cache is warm: every read starts from it and asks only
+    // for what is new, and the liars are still caught.
+    assert!(w.join(shop::cache::CACHE_FILE).is_file());
 
     // A block of no work at height 10^9 for the record, and a chain of genesis alone.
     let fake = liar(

@@ -5,6 +5,7 @@
 //! place.
 
 mod bad_input;
+mod cache;
 mod failover;
 mod liars;
 mod multihost;
@@ -176,8 +177,12 @@ pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let path = entry.path();
         if path.is_dir() {
             out.extend(files(&path));
-        } else if path.file_name().is_some_and(|n| n == "nodes.json") {
-            // The nodes the tracker last listed: a cache of the network, not the shopper's state.
+        } else if path
+            .file_name()
+            .is_some_and(|n| n == "nodes.json" || n == shop::cache::CACHE_FILE)
+        {
+            // The nodes the tracker last listed and the chain last verified: caches of the
+            // network, not the shopper's state.
             continue;
         } else {
             let bytes = std::fs::read(&path).unwrap_or_default();

@@ -1,0 +1,153 @@
+//! Scenario 9: the shop on a long chain, as a user runs it: the `monkey-shop` binary, start to
+//! exit, against 3 nodes at a 12-bit floor holding a chain of `n` blocks. `show` and `buy`
+//! (to mined: on the best chain and held by a second node) with a warm wallet, whose chain
+//! cache (`chain.cache`) lets the shop ask only for what is new, each beside the same command
+//! with a cold wallet (the cache deleted first: the whole chain read and checked, as every
+//! command did before the cache) measured in the same run. Medians of several runs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use protocol::genesis;
+use testkit::mine_chain;
+
+use crate::chains::seed;
+use crate::net::{PATIENCE, network};
+use crate::report::Row;
+use crate::watch::Watch;
+
+/// The floor: the original project's three hex zeros, as in the purchase scenario.
+const FLOOR: u32 = 12;
+/// Nodes in the network: a purchase is mined once a second node holds its block.
+const NODES: usize = 3;
+/// Runs of each warm command (a shopper's 1000 coins buy 19 marmosets; one is the cold buy).
+const WARM_RUNS: usize = 9;
+/// Runs of each cold command: each reads and checks the whole chain.
+const COLD_RUNS: usize = 3;
+
+/// Runs the scenario with a chain of `n` blocks.
+pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let floor = FLOOR.to_string();
+    let (tracker, nodes) = network(dir.path(), NODES, &["--difficulty-floor", &floor]).await?;
+    let started = Instant::now();
+    let chain = tokio::task::spawn_blocking(move || mine_chain(&genesis(), n, FLOOR, 1000)).await?;
+    println!(
+        "  mined {n} blocks at {FLOOR} bits in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    seed(&nodes[0], &chain).await?;
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let watch = Watch::start(&addrs).await?;
+    let all = n as u64;
+    anyhow::ensure!(
+        watch
+            .until(PATIENCE + std::time::Duration::from_millis(n as u64), |s| s
+                .heights
+                .iter()
+                .all(|h| *h >= all))
+            .await,
+        "the nodes did not all sync the chain"
+    );
+    drop(chain);
+
+    let shop = testkit::binary("monkey-shop");
+    let wallet = dir.path().join("wallet");
+    let cache = wallet.join("chain.cache");
+    let shop_run = |args: &[&str]| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let out = std::process::Command::new(&shop)
+            .args([
+                "--tracker",
+                &tracker.addr,
+                "--floor",
+                &floor,
+                "--wallet-dir",
+            ])
+            .arg(&wallet)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()?;
+        let took = started.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(
+            out.status.success(),
+            "monkey-shop {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(took)
+    };
+    let cold = |args: &[&str]| -> anyhow::Result<f64> {
+        remove(&cache)?;
+        shop_run(args)
+    };
+
+    let join = cold(&["join", "bencher"])?;
+    println!("  cold join: {join:.0} ms");
+    let mut cold_show = Vec::new();
+    let mut warm_show = Vec::new();
+    for _ in 0..COLD_RUNS {
+        cold_show.push(cold(&["show", "bencher"])?);
+    }
+    for _ in 0..WARM_RUNS {
+        warm_show.push(shop_run(&["show", "bencher"])?);
+    }
+    let mut cold_buy = Vec::new();
+    let mut warm_buy = Vec::new();
+    for _ in 0..COLD_RUNS {
+        cold_buy.push(cold(&["buy", "bencher", "marmoset"])?);
+        // The first command after a cold one is warm again.
+    }
+    shop_run(&["show", "bencher"])?;
+    for _ in 0..WARM_RUNS {
+        warm_buy.push(shop_run(&["buy", "bencher", "marmoset"])?);
+    }
+    for (what, samples) in [
+        ("cold show", &cold_show),
+        ("warm show", &warm_show),
+        ("cold buy", &cold_buy),
+        ("warm buy", &warm_buy),
+    ] {
+        let list: Vec<String> = samples.iter().map(|s| format!("{s:.0}")).collect();
+        println!("  {what}: {} ms", list.join(", "));
+    }
+    let rows = vec![
+        Row {
+            scenario: "9 shop".into(),
+            figure: format!("`show` with a warm wallet, {n} blocks (median of {WARM_RUNS})"),
+            value: median(&warm_show),
+            unit: "ms",
+            reference: format!("cold wallet (median of {COLD_RUNS})"),
+            reference_value: median(&cold_show),
+            target: Some(("< 100 ms".into(), median(&warm_show) < 100.0)),
+            noisy: None,
+        },
+        Row {
+            scenario: "9 shop".into(),
+            figure: format!(
+                "`buy` to mined with a warm wallet, {n} blocks, {FLOOR}-bit floor (median of {WARM_RUNS})"
+            ),
+            value: median(&warm_buy),
+            unit: "ms",
+            reference: format!("cold wallet (median of {COLD_RUNS})"),
+            reference_value: median(&cold_buy),
+            target: Some(("< 100 ms".into(), median(&warm_buy) < 100.0)),
+            noisy: None,
+        },
+    ];
+    drop(nodes);
+    Ok(rows)
+}
+
+/// Deletes `path` if it is there.
+fn remove(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The median of `samples`.
+fn median(samples: &[f64]) -> f64 {
+    crate::report::percentile(samples, 50.0)
+}
