@@ -26,6 +26,34 @@ pub struct Seen {
     pub heights: Vec<u64>,
 }
 
+impl Seen {
+    /// Whether block `hash` reached every one of the first `nodes` nodes.
+    pub fn block_everywhere(&self, nodes: usize, hash: BlockHash) -> bool {
+        (0..nodes).all(|n| self.block_at.contains_key(&(n, hash)))
+    }
+
+    /// When block `hash` reached the last of the first `nodes` nodes it reached.
+    pub fn block_last(&self, nodes: usize, hash: BlockHash) -> Option<Instant> {
+        (0..nodes)
+            .filter_map(|n| self.block_at.get(&(n, hash)))
+            .max()
+            .copied()
+    }
+
+    /// Whether record `id` joined the best chain of every one of the first `nodes` nodes.
+    pub fn record_everywhere(&self, nodes: usize, id: RecordId) -> bool {
+        (0..nodes).all(|n| self.record_at.contains_key(&(n, id)))
+    }
+
+    /// When record `id` joined the best chain of the last of the first `nodes` nodes it joined.
+    pub fn record_last(&self, nodes: usize, id: RecordId) -> Option<Instant> {
+        (0..nodes)
+            .filter_map(|n| self.record_at.get(&(n, id)))
+            .max()
+            .copied()
+    }
+}
+
 /// Subscriptions to a set of nodes.
 pub struct Watch {
     seen: Arc<Mutex<Seen>>,

@@ -36,22 +36,12 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
             let hash = block.header.hash();
             let sent = Instant::now();
             peer.send(Message::Block(block.clone())).await?;
-            let everywhere = watch
-                .until(PATIENCE, |s| {
-                    (0..n).all(|node| s.block_at.contains_key(&(node, hash)))
-                })
-                .await;
+            let everywhere = watch.until(PATIENCE, |s| s.block_everywhere(n, hash)).await;
             anyhow::ensure!(everywhere, "block {i} never reached every node of {n}");
-            if i >= 5 {
-                let last = watch.with(|s| {
-                    (0..n)
-                        .filter_map(|node| s.block_at.get(&(node, hash)))
-                        .max()
-                        .copied()
-                });
-                if let Some(last) = last {
-                    samples.push(last.duration_since(sent).as_secs_f64() * 1e3);
-                }
+            if i >= 5
+                && let Some(last) = watch.with(|s| s.block_last(n, hash))
+            {
+                samples.push(last.duration_since(sent).as_secs_f64() * 1e3);
             }
             tip = block;
         }

@@ -42,8 +42,7 @@ pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
         let id = record.id();
         anyhow::ensure!(
             watch
-                .until(PATIENCE, |s| (0..NODES)
-                    .all(|n| s.record_at.contains_key(&(n, id))))
+                .until(PATIENCE, |s| s.record_everywhere(NODES, id))
                 .await,
             "a join never reached every node"
         );
@@ -65,18 +64,11 @@ pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
         link.send(Message::Record(record)).await?;
         anyhow::ensure!(
             watch
-                .until(PATIENCE, |s| (0..NODES)
-                    .all(|n| s.record_at.contains_key(&(n, id))))
+                .until(PATIENCE, |s| s.record_everywhere(NODES, id))
                 .await,
             "purchase {i} never reached every node's best chain"
         );
-        let last = watch.with(|s| {
-            (0..NODES)
-                .filter_map(|n| s.record_at.get(&(n, id)))
-                .max()
-                .copied()
-        });
-        if let Some(last) = last {
+        if let Some(last) = watch.with(|s| s.record_last(NODES, id)) {
             samples.push(last.duration_since(started).as_secs_f64() * 1e3);
         }
     }

@@ -89,9 +89,9 @@ pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
     let joining = Shop::send(addrs[0].clone(), joins).await?;
     anyhow::ensure!(
         watch
-            .until(PATIENCE, |s| join_ids.iter().all(
-                |id| (0..NODES).all(|n| s.record_at.contains_key(&(n, *id)))
-            ))
+            .until(PATIENCE, |s| join_ids
+                .iter()
+                .all(|id| s.record_everywhere(NODES, *id)))
             .await,
         "the shoppers never all joined"
     );
@@ -121,8 +121,7 @@ pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
         .collect();
     let committed = watch
         .until(PATIENCE * 5, |s| {
-            ids.iter()
-                .all(|id| (0..NODES).all(|n| s.record_at.contains_key(&(n, *id))))
+            ids.iter().all(|id| s.record_everywhere(NODES, *id))
         })
         .await;
     let took = started.elapsed().as_secs_f64();
