@@ -20,13 +20,9 @@ async fn query_returns_the_topology() {
 
 #[tokio::test]
 async fn query_fails_clearly_when_nothing_listens() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let addr = listener.local_addr().expect("bound address").to_string();
+    let (listener, addr) = bound().await;
     drop(listener);
-    let error = tracker::client::query(&addr, Duration::from_secs(5))
-        .await
-        .expect_err("nothing listens");
-    let message = format!("{error:#}");
+    let message = query_error(&addr, Duration::from_secs(5)).await;
     assert!(
         message.contains(&format!("tracker at {addr} is unreachable")),
         "{message}"
@@ -36,13 +32,9 @@ async fn query_fails_clearly_when_nothing_listens() {
 #[tokio::test]
 async fn query_gives_up_on_a_tracker_that_never_answers() {
     // Bound but never accepting: the connection completes in the kernel, and no answer ever comes.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let addr = listener.local_addr().expect("bound address").to_string();
+    let (listener, addr) = bound().await;
     let started = Instant::now();
-    let error = tracker::client::query(&addr, Duration::from_millis(300))
-        .await
-        .expect_err("no answer");
-    let message = format!("{error:#}");
+    let message = query_error(&addr, Duration::from_millis(300)).await;
     assert!(
         message.contains(&format!("tracker at {addr} did not answer within 300 ms")),
         "{message}"
@@ -52,4 +44,19 @@ async fn query_gives_up_on_a_tracker_that_never_answers() {
         "the timeout was not honoured"
     );
     drop(listener);
+}
+
+/// A listener on a free loopback port that never accepts, and its address.
+async fn bound() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let addr = listener.local_addr().expect("bound address").to_string();
+    (listener, addr)
+}
+
+/// The whole error chain of a query to `addr` that must fail.
+async fn query_error(addr: &str, timeout: Duration) -> String {
+    let error = tracker::client::query(addr, timeout)
+        .await
+        .expect_err("the query must fail");
+    format!("{error:#}")
 }

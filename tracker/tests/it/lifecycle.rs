@@ -5,17 +5,12 @@ use std::time::Instant;
 
 use protocol::tracker::{NodeStatus, TrackerMessage};
 use protocol::wire::ErrorCode;
-use tracker::Config;
 
-use crate::support::{Node, Tracker, entry, fast_config, status, wait_for};
+use crate::support::{Node, Tracker, entry, fast_config, status, steady_config, wait_for};
 
 #[tokio::test]
 async fn a_signed_report_makes_the_node_active_and_is_answered_with_the_topology() {
-    let tracker = Tracker::start(Config {
-        silent_after: std::time::Duration::from_secs(10),
-        ..fast_config()
-    })
-    .await;
+    let tracker = Tracker::start(steady_config()).await;
     let mut node = Node::new(1, 9001);
     let mut conn = tracker.connect().await;
 
@@ -77,11 +72,7 @@ async fn a_silent_node_is_removed_then_forgotten_and_is_active_again_when_it_com
 
 #[tokio::test]
 async fn a_leave_removes_the_node_at_once() {
-    let tracker = Tracker::start(Config {
-        silent_after: std::time::Duration::from_secs(10),
-        ..fast_config()
-    })
-    .await;
+    let tracker = Tracker::start(steady_config()).await;
     let mut leaving = Node::new(3, 9003);
     let mut staying = Node::new(4, 9004);
     let mut conn = tracker.connect().await;
@@ -125,11 +116,7 @@ async fn a_connection_speaks_for_one_node_only() {
 
 #[tokio::test]
 async fn a_node_that_holds_the_current_table_is_told_unchanged_until_membership_changes() {
-    let tracker = Tracker::start(Config {
-        silent_after: std::time::Duration::from_secs(10),
-        ..fast_config()
-    })
-    .await;
+    let tracker = Tracker::start(steady_config()).await;
     let (mut a, mut b) = (Node::new(1, 9001), Node::new(2, 9002));
     let mut conn_a = tracker.connect().await;
     let first = conn_a.expect_topology(a.r()).await;

@@ -7,7 +7,9 @@ use protocol::tracker::{NodeStatus, TrackerMessage};
 use protocol::wire::ErrorCode;
 use tracker::Config;
 
-use crate::support::{Conn, Node, Tracker, assert_single_error, fast_config, status};
+use crate::support::{
+    Conn, Node, Tracker, assert_single_error, fast_config, status, steady_config,
+};
 
 #[tokio::test]
 async fn a_connection_beyond_the_maximum_closes_the_longest_idle() {
@@ -34,8 +36,7 @@ async fn a_connection_beyond_the_maximum_closes_the_longest_idle() {
 async fn a_full_table_refuses_new_ids_but_keeps_serving_known_ones() {
     let config = Config {
         max_nodes: 3,
-        silent_after: Duration::from_secs(10),
-        ..fast_config()
+        ..steady_config()
     };
     let tracker = Tracker::start(config).await;
     let mut nodes: Vec<Node> = (1..=3).map(|i| Node::new(i, 9000 + u16::from(i))).collect();
@@ -72,8 +73,7 @@ async fn a_flood_of_fake_registrations_pushes_no_real_node_out() {
     let tracker = Tracker::start(Config {
         max_nodes: 64,
         max_new_ids_per_minute: 16,
-        silent_after: Duration::from_secs(10),
-        ..fast_config()
+        ..steady_config()
     })
     .await;
     let mut real = Node::new(1, 9001);

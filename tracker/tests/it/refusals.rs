@@ -1,16 +1,13 @@
 //! Reports and leaves the tracker must refuse: forged, replayed, badly addressed, from a wrong
 //! clock. Each gets an `E` with a clear code, changes nothing, and keeps the connection.
 
-use std::time::Duration;
-
 use protocol::Keypair;
 use protocol::codec::encode_line;
 use protocol::hash::BlockHash;
 use protocol::tracker::{Leave, Report, Topology, TrackerMessage};
 use protocol::wire::{ErrorCode, ErrorMessage};
-use tracker::Config;
 
-use crate::support::{Node, Tracker, fast_config};
+use crate::support::{Node, Tracker, steady_config};
 use protocol::clock::now_ms;
 
 /// The topology without its clock-dependent part, to compare before and after.
@@ -23,11 +20,7 @@ fn without_ages(mut topology: Topology) -> Topology {
 
 #[tokio::test]
 async fn forged_replayed_and_malformed_reports_and_leaves_are_refused_and_change_nothing() {
-    let tracker = Tracker::start(Config {
-        silent_after: Duration::from_secs(10),
-        ..fast_config()
-    })
-    .await;
+    let tracker = Tracker::start(steady_config()).await;
     let mut node = Node::new(1, 9001);
     let mut conn = tracker.connect().await;
     let first = node.report();

@@ -3,14 +3,11 @@
 
 use protocol::tracker::NodeStatus;
 
-use crate::support::{Node, Tracker, fast_config, status, wait_for};
+use crate::support::{Node, Tracker, status, steady_config, wait_for};
 
 #[tokio::test]
 async fn a_restarted_tracker_shows_the_nodes_again_after_their_next_reports() {
-    let config = tracker::Config {
-        silent_after: std::time::Duration::from_secs(10),
-        ..fast_config()
-    };
+    let config = steady_config();
     let first = Tracker::start(config.clone()).await;
     let mut nodes = [Node::new(1, 9001), Node::new(2, 9002)];
     let mut conns = Vec::new();

@@ -40,6 +40,15 @@ pub fn fast_config() -> Config {
     }
 }
 
+/// `fast_config`, but a node that reported once stays active for the length of any test: for
+/// tests about something other than silence.
+pub fn steady_config() -> Config {
+    Config {
+        silent_after: Duration::from_secs(10),
+        ..fast_config()
+    }
+}
+
 /// A tracker running inside the test on a port of its own. Dropping it cancels it.
 pub struct Tracker {
     /// Where it listens, `127.0.0.1:PORT`.
