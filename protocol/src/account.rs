@@ -6,7 +6,7 @@ use std::str::FromStr;
 use ed25519_dalek::{Signer, Verifier};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::hash::{HexVisitor, parse_hex_array, with_hex};
+use crate::hash::{HexVisitor, hex_fmt, parse_hex_array, with_hex};
 
 /// An account, a node's id and a miner's reward address: an ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -68,17 +68,7 @@ impl fmt::Debug for Keypair {
     }
 }
 
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        with_hex(&self.0, |hex| f.write_str(hex))
-    }
-}
-
-impl fmt::Debug for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.short())
-    }
-}
+hex_fmt!(AccountId);
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

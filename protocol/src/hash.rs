@@ -51,17 +51,27 @@ pub fn leading_zero_bits(bytes: &[u8]) -> u32 {
     zeros
 }
 
-impl fmt::Display for Hash256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        with_hex(&self.0, |hex| f.write_str(hex))
-    }
+/// `Display` as the whole hex, `Debug` as the type's `short()` form: for the 32-byte ids that
+/// logs and test failures print (hashes, accounts).
+macro_rules! hex_fmt {
+    ($ty:ident) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                $crate::hash::with_hex(&self.0, |hex| f.write_str(hex))
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.short())
+            }
+        }
+    };
 }
 
-impl fmt::Debug for Hash256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.short())
-    }
-}
+pub(crate) use hex_fmt;
+
+hex_fmt!(Hash256);
 
 /// The text was not 64 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
