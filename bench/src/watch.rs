@@ -29,29 +29,38 @@ pub struct Seen {
 impl Seen {
     /// Whether block `hash` reached every one of the first `nodes` nodes.
     pub fn block_everywhere(&self, nodes: usize, hash: BlockHash) -> bool {
-        (0..nodes).all(|n| self.block_at.contains_key(&(n, hash)))
+        last_of_all(&self.block_at, nodes, hash).is_some()
     }
 
-    /// When block `hash` reached the last of the first `nodes` nodes it reached.
+    /// When block `hash` reached the last of the first `nodes` nodes, once it reached them all.
     pub fn block_last(&self, nodes: usize, hash: BlockHash) -> Option<Instant> {
-        (0..nodes)
-            .filter_map(|n| self.block_at.get(&(n, hash)))
-            .max()
-            .copied()
+        last_of_all(&self.block_at, nodes, hash)
     }
 
     /// Whether record `id` joined the best chain of every one of the first `nodes` nodes.
     pub fn record_everywhere(&self, nodes: usize, id: RecordId) -> bool {
-        (0..nodes).all(|n| self.record_at.contains_key(&(n, id)))
+        last_of_all(&self.record_at, nodes, id).is_some()
     }
 
-    /// When record `id` joined the best chain of the last of the first `nodes` nodes it joined.
+    /// When record `id` joined the best chain of the last of the first `nodes` nodes, once it
+    /// joined them all.
     pub fn record_last(&self, nodes: usize, id: RecordId) -> Option<Instant> {
-        (0..nodes)
-            .filter_map(|n| self.record_at.get(&(n, id)))
-            .max()
-            .copied()
+        last_of_all(&self.record_at, nodes, id)
     }
+}
+
+/// The latest time in `at` for `key` on nodes `0..nodes`, or `None` while a node lacks it.
+fn last_of_all<K: Copy + Eq + std::hash::Hash>(
+    at: &HashMap<(usize, K), Instant>,
+    nodes: usize,
+    key: K,
+) -> Option<Instant> {
+    (0..nodes)
+        .map(|n| at.get(&(n, key)).copied())
+        .try_fold(None, |last: Option<Instant>, seen| {
+            Some(last.max(Some(seen?)))
+        })
+        .flatten()
 }
 
 /// Subscriptions to a set of nodes.
