@@ -310,11 +310,17 @@ fn shopper_menu(
 }
 
 /// Shows what a record command did, or why not.
-fn report(result: Result<crate::outcome::RecordOutcome, crate::ShopError>) {
+/// Prints how a record's wait ended (its outcome, its error, or an interrupt) and what the menu
+/// does next.
+fn report(
+    result: Option<Result<crate::outcome::RecordOutcome, crate::ShopError>>,
+) -> Result<Flow<()>, InteractiveError> {
     match result {
-        Ok(outcome) => println!("✔ {outcome}"),
-        Err(e) => fail(e),
+        None => return Ok(interrupted()),
+        Some(Ok(outcome)) => println!("✔ {outcome}"),
+        Some(Err(e)) => fail(e),
     }
+    Ok(Flow::Go(()))
 }
 
 fn buy(
@@ -348,15 +354,11 @@ fn buy(
     let Some(monkey) = CATALOG.get(choice.index) else {
         return Ok(Flow::Go(()));
     };
-    let Some(result) = spin(
+    report(spin(
         runtime,
         &format!("Buying {}", crate::outcome::a_monkey(monkey.id)),
         async |p| shop.buy(&shopper.name, monkey.id, true, p).await,
-    ) else {
-        return Ok(interrupted());
-    };
-    report(result);
-    Ok(Flow::Go(()))
+    ))
 }
 
 fn send(
@@ -396,15 +398,11 @@ fn send(
             })
             .prompt()
     );
-    let Some(result) = spin(
+    report(spin(
         runtime,
         &format!("Sending {amount} coins to {to}"),
         async |p| shop.send(&shopper.name, &to, amount, true, p).await,
-    ) else {
-        return Ok(interrupted());
-    };
-    report(result);
-    Ok(Flow::Go(()))
+    ))
 }
 
 fn vote(
@@ -447,14 +445,14 @@ fn vote(
     let Some(monkey) = CATALOG.get(choice.index) else {
         return Ok(Flow::Go(()));
     };
-    let Some(result) = spin(runtime, &format!("Voting for {}", monkey.name), async |p| {
-        shop.vote(&shopper.name, MONKEY_OF_THE_MONTH, monkey.id, true, p)
-            .await
-    }) else {
-        return Ok(interrupted());
-    };
-    report(result);
-    Ok(Flow::Go(()))
+    report(spin(
+        runtime,
+        &format!("Voting for {}", monkey.name),
+        async |p| {
+            shop.vote(&shopper.name, MONKEY_OF_THE_MONTH, monkey.id, true, p)
+                .await
+        },
+    ))
 }
 
 fn network_status(shop: &Shop, runtime: &Runtime) -> Flow<()> {
