@@ -112,6 +112,7 @@ impl Node {
         chain.log_removed();
         let now = now_ms();
         let (mut inserted, mut refused, mut damaged) = (0, 0, 0);
+        // Read after `resume`, which deletes damaged checkpoints: a rebuild writes new ones.
         let mut last_checkpoint = store.newest_checkpoint()?;
         let mut next = Some((resumed_at + 1, protocol::Hash256::ZERO));
         // Our own store: checked again but for the signatures, on every core, a chunk at a time.

@@ -70,7 +70,7 @@ const MAX_CHECKPOINTS: usize = 4;
 /// or a subscriber asks for them.
 pub const RECENT_BLOCKS: usize = MAX_REORG_DEPTH + protocol::params::MEDIAN_TIME_SPAN;
 /// Most blocks read from the store at a time while loading: the chain is never held twice.
-pub const LOAD_CHUNK: usize = 4096;
+pub const LOAD_CHUNK: usize = 1024;
 
 /// Why the store could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -299,8 +299,25 @@ impl Store {
 
     /// Where to resume: the newest checkpoint at least [`MAX_REORG_DEPTH`] below the stored tip
     /// whose block is on the stored best chain and whose bytes are sound, or genesis. Checkpoints
-    /// that fail are logged and passed over; the caller inserts the blocks after the one chosen.
-    pub fn resume(&self, params: &Params) -> Result<Resume, StoreError> {
+    /// that fail are logged, passed over and deleted (damaged bytes are never believed, and a
+    /// later checkpoint takes their place); the caller inserts the blocks after the one chosen.
+    pub fn resume(&mut self, params: &Params) -> Result<Resume, StoreError> {
+        let mut damaged = Vec::new();
+        let resume = self.find_resume(params, &mut damaged)?;
+        if !damaged.is_empty() {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                for height in &damaged {
+                    table.remove(height)?;
+                }
+            }
+            txn.commit()?;
+        }
+        Ok(resume)
+    }
+
+    fn find_resume(&self, params: &Params, damaged: &mut Vec<u64>) -> Result<Resume, StoreError> {
         let read = self.db.begin_read()?;
         let best = read.open_table(BEST)?;
         let tip = best.last()?.map_or(0, |(k, _)| k.value());
@@ -311,6 +328,7 @@ impl Store {
             let height = key.value();
             let Some(checkpoint) = Checkpoint::decode(height, value.value()) else {
                 tracing::warn!(height, "a damaged ledger checkpoint is passed over");
+                damaged.push(height);
                 continue;
             };
             if best.get(height)?.map(|h| h.value()) != Some(checkpoint.hash.0) {
@@ -319,7 +337,8 @@ impl Store {
             let ledger = match Ledger::from_bytes(&checkpoint.ledger) {
                 Ok(ledger) => ledger,
                 Err(error) => {
-                    tracing::warn!(height, %error, "a ledger checkpoint that does not decode is passed over");
+                    tracing::warn!(height, %error, "a damaged ledger checkpoint is passed over");
+                    damaged.push(height);
                     continue;
                 }
             };

@@ -6,7 +6,7 @@ use protocol::{Action, Block, Record, genesis};
 use testkit::*;
 
 /// `n` valid blocks on genesis, each with one record (a vote in its own poll).
-fn chain_of(n: usize) -> Vec<Block> {
+pub fn chain_of(n: usize) -> Vec<Block> {
     let k = key(42);
     let mut out: Vec<Block> = Vec::with_capacity(n);
     let mut parent = genesis();
