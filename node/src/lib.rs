@@ -112,8 +112,9 @@ impl Node {
         chain.log_removed();
         let now = now_ms();
         let (mut inserted, mut refused, mut damaged) = (0, 0, 0);
-        // Read after `resume`, which deletes damaged checkpoints: a rebuild writes new ones.
-        let mut last_checkpoint = store.newest_checkpoint()?;
+        // Checkpoints are due again counting from where the load starts: after a rebuild (a
+        // damaged checkpoint, an older store) the load writes sound ones on its way.
+        let mut last_checkpoint = resumed_at;
         let mut next = Some((resumed_at + 1, protocol::Hash256::ZERO));
         // Our own store: checked again but for the signatures, on every core, a chunk at a time.
         while let Some(from) = next {

@@ -392,13 +392,6 @@ impl Store {
         Ok((blocks, damaged, None))
     }
 
-    /// The height of the newest ledger checkpoint (0 when there is none).
-    pub fn newest_checkpoint(&self) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(CHECKPOINTS)?;
-        Ok(table.last()?.map_or(0, |(k, _)| k.value()))
-    }
-
     /// Writes a batch in one transaction (see [`Changes`]). `durable`: on disk when this returns
     /// (a sync); otherwise with the next durable write or [`Store::sync`], and a crash before
     /// that loses the batch but leaves the store as it was before it.

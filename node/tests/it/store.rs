@@ -15,10 +15,12 @@ use redb::{Database, ReadableTable, TableDefinition};
 use super::sync::chain_of;
 use testkit::*;
 
-/// Longer than a reorg's depth plus a checkpoint interval: a restart can skip most of it.
-const LONG: usize = MAX_REORG_DEPTH + CHECKPOINT_EVERY as usize + 600;
-/// Most blocks a restart may insert again: those after a checkpoint a reorg cannot reach.
-const MOST_REPLAYED: u64 = MAX_REORG_DEPTH as u64 + CHECKPOINT_EVERY + 1024;
+/// Most blocks a restart may insert again: those after the newest checkpoint a reorg cannot
+/// reach (a checkpoint is taken at the end of the batch that reaches its interval: here one
+/// line of 500 blocks at most).
+const MOST_REPLAYED: u64 = MAX_REORG_DEPTH as u64 + CHECKPOINT_EVERY + 500;
+/// Well past what a restart may replay, so a restart that replays everything fails the test.
+const LONG: usize = MOST_REPLAYED as usize + 2500;
 
 /// Hands `blocks` to `node` the way a peer would, 500 a line.
 async fn hand_over(node: &NodeProc, blocks: &[Block]) {
