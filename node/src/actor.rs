@@ -17,16 +17,16 @@ use protocol::params::{
 };
 use protocol::wire::Message;
 use protocol::{
-    AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported,
-    LedgerError, Pool, PoolError, Record, RecordId,
+    AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, LedgerError,
+    Pool, PoolError, Record, RecordId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::archive::Deep;
 use crate::load::Load;
 use crate::miner::Miner;
-use crate::verify::{SeenBlocks, Verified};
 use crate::store::Checkpoint;
+use crate::verify::{SeenBlocks, Verified};
 use crate::writer::{Ack, Write, Writer};
 
 /// Identifies a connection; [`SELF`] is the node itself (its miner).

@@ -186,7 +186,10 @@ impl Node {
             true,
         )?;
         if loaded.rebuild {
-            tracing::info!(height = chain.height(), "rebuilt the store's best-chain index and ledger checkpoints");
+            tracing::info!(
+                height = chain.height(),
+                "rebuilt the store's best-chain index and ledger checkpoints"
+            );
         }
         tracing::info!(
             resumed_at, replayed = inserted, stored_tip, height = chain.height(),

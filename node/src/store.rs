@@ -348,7 +348,10 @@ impl Store {
                 .and_then(|block| block.check_own(params).ok())
                 .filter(|block| block.hash() == checkpoint.hash);
             let Some(block) = block else {
-                tracing::warn!(height, "the block of a ledger checkpoint is missing or damaged");
+                tracing::warn!(
+                    height,
+                    "the block of a ledger checkpoint is missing or damaged"
+                );
                 continue;
             };
             return Ok(Resume {
@@ -527,7 +530,13 @@ impl Snapshot {
 
     /// The height of `hash` if it is on the stored best chain.
     pub fn height_of(&self, hash: &BlockHash) -> Option<u64> {
-        let height = self.txn.open_table(HEIGHTS).ok()?.get(hash.0).ok()??.value();
+        let height = self
+            .txn
+            .open_table(HEIGHTS)
+            .ok()?
+            .get(hash.0)
+            .ok()??
+            .value();
         (self.hash_at(height)? == *hash).then_some(height)
     }
 
@@ -535,7 +544,12 @@ impl Snapshot {
     /// damaged entry is `None`).
     pub fn block_at(&self, height: u64, params: &Params) -> Option<Arc<CheckedBlock>> {
         let hash = self.hash_at(height)?;
-        let bytes = self.txn.open_table(BLOCKS).ok()?.get((height, hash.0)).ok()??;
+        let bytes = self
+            .txn
+            .open_table(BLOCKS)
+            .ok()?
+            .get((height, hash.0))
+            .ok()??;
         let block = Block::from_bytes(bytes.value()).ok()?;
         let checked = block.check_own(params).ok()?;
         (checked.hash() == hash).then(|| Arc::new(checked))
@@ -655,7 +669,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, loaded, _) = load(dir.path());
         assert!(!loaded.rebuild, "an empty store is complete");
-        write_blocks(&mut store, &testkit::mine_chain(&genesis(), 2, 1, 1000), None);
+        write_blocks(
+            &mut store,
+            &testkit::mine_chain(&genesis(), 2, 1, 1000),
+            None,
+        );
         let txn = store.db.begin_write().unwrap();
         txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
         txn.commit().unwrap();
@@ -701,8 +719,16 @@ mod tests {
         ledger.apply_block(&chain[0]).unwrap();
         let (mut store, _, _) = load(dir.path());
         // At height 1 (deep enough), at height 3 (deep enough) and at the tip (too shallow).
-        write_blocks(&mut store, &chain[..1], Some(&checkpoint(&chain[0], &ledger)));
-        write_blocks(&mut store, &chain[1..3], Some(&checkpoint(&chain[2], &ledger)));
+        write_blocks(
+            &mut store,
+            &chain[..1],
+            Some(&checkpoint(&chain[0], &ledger)),
+        );
+        write_blocks(
+            &mut store,
+            &chain[1..3],
+            Some(&checkpoint(&chain[2], &ledger)),
+        );
         let tip = chain.last().unwrap();
         write_blocks(&mut store, &chain[3..], Some(&checkpoint(tip, &ledger)));
         let resume = store.resume(&params).unwrap();
@@ -719,7 +745,10 @@ mod tests {
             table.insert(3, bytes.as_slice()).unwrap();
         }
         txn.commit().unwrap();
-        assert_eq!(store.resume(&params).unwrap().block.hash(), chain[0].header.hash());
+        assert_eq!(
+            store.resume(&params).unwrap().block.hash(),
+            chain[0].header.hash()
+        );
 
         // A checkpoint whose block left the best chain is passed over too.
         let other = testkit::mine_chain(&genesis(), 1, 2, 999);
@@ -757,6 +786,10 @@ mod tests {
         assert_eq!(snapshot.hash_at(2), Some(chain[1].header.hash()));
         assert_eq!(snapshot.hash_at(3), None);
         assert_eq!(snapshot.height_of(&chain[1].header.hash()), Some(2));
-        assert_eq!(snapshot.height_of(&chain[2].header.hash()), None, "no longer best");
+        assert_eq!(
+            snapshot.height_of(&chain[2].header.hash()),
+            None,
+            "no longer best"
+        );
     }
 }

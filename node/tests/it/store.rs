@@ -36,10 +36,14 @@ async fn hand_over(node: &NodeProc, blocks: &[Block]) {
 
 /// Waits until `node` serves exactly `blocks` through `D` (from disk, for the older ones).
 async fn serves(node: &NodeProc, blocks: &[Block]) {
-    wait_for("the node to serve the whole chain", DEADLINE * 2, || async {
-        let chain = fetch_chain(&node.addr).await?;
-        (chain == blocks).then_some(())
-    })
+    wait_for(
+        "the node to serve the whole chain",
+        DEADLINE * 2,
+        || async {
+            let chain = fetch_chain(&node.addr).await?;
+            (chain == blocks).then_some(())
+        },
+    )
     .await;
 }
 
@@ -121,7 +125,10 @@ async fn a_restart_resumes_from_a_checkpoint_and_a_damaged_one_is_rebuilt() {
     let (a, log) = restart(a, &tracker);
     assert_eq!(loaded(&log, "height"), LONG as u64);
     let replayed = loaded(&log, "replayed");
-    assert!(replayed <= MOST_REPLAYED, "replayed {replayed} of {LONG}:\n{log}");
+    assert!(
+        replayed <= MOST_REPLAYED,
+        "replayed {replayed} of {LONG}:\n{log}"
+    );
     serves(&a, &blocks).await;
 
     // One byte of a balance changed in every checkpoint: it still decodes, but the checksum
@@ -137,7 +144,11 @@ async fn a_restart_resumes_from_a_checkpoint_and_a_damaged_one_is_rebuilt() {
     let a = NodeProc::start(&tracker.addr, &dir_a);
     let log = a.log()[before..].to_string();
     assert!(log.contains("damaged ledger checkpoint"), "{log}");
-    assert_eq!(loaded(&log, "replayed"), LONG as u64, "rebuilt from genesis");
+    assert_eq!(
+        loaded(&log, "replayed"),
+        LONG as u64,
+        "rebuilt from genesis"
+    );
     assert_eq!(loaded(&log, "height"), LONG as u64);
     serves(&a, &blocks).await;
 
@@ -163,7 +174,13 @@ async fn a_store_of_the_older_format_is_rebuilt_once_and_serves_every_block() {
     {
         let db = Database::open(dir_a.join("chain.redb")).unwrap();
         let txn = db.begin_write().unwrap();
-        for table in ["best_v1", "heights_v1", "records_v1", "checkpoints_v1", "meta_v1"] {
+        for table in [
+            "best_v1",
+            "heights_v1",
+            "records_v1",
+            "checkpoints_v1",
+            "meta_v1",
+        ] {
             let handle: TableDefinition<u64, u64> = TableDefinition::new(table);
             assert!(txn.delete_table(handle).unwrap(), "{table} was there");
         }
@@ -171,8 +188,14 @@ async fn a_store_of_the_older_format_is_rebuilt_once_and_serves_every_block() {
     }
     let a = NodeProc::start(&tracker.addr, &dir_a);
     let log = a.log()[before..].to_string();
-    assert!(log.contains("rebuilding them from its blocks, once"), "{log}");
-    assert!(log.contains("rebuilt the store's best-chain index"), "{log}");
+    assert!(
+        log.contains("rebuilding them from its blocks, once"),
+        "{log}"
+    );
+    assert!(
+        log.contains("rebuilt the store's best-chain index"),
+        "{log}"
+    );
     serves(&a, &blocks).await;
     let (a, log) = restart(a, &tracker);
     assert!(!log.contains("rebuild"), "only once:\n{log}");

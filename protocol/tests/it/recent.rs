@@ -84,7 +84,11 @@ fn trimmed_blocks_are_served_through_the_archive_as_if_in_memory() {
     shelf.take(&mut recent);
     let keep = (depth + MEDIAN_TIME_SPAN) as u64;
     assert_eq!(recent.base_height(), 60 - keep);
-    assert_eq!(recent.len() as u64, keep + 1, "only the recent blocks in memory");
+    assert_eq!(
+        recent.len() as u64,
+        keep + 1,
+        "only the recent blocks in memory"
+    );
     assert!(recent.at_height(recent.base_height() - 1).is_none());
     assert_eq!(recent.ledger(), full.ledger());
     assert_eq!(recent.locator_in(&shelf), full.locator());
@@ -134,7 +138,10 @@ fn a_reorg_down_to_the_deepest_allowed_point_reverts_and_one_deeper_is_refused()
 
     // Forking one block too deep: refused, even with more work.
     let too_deep = heavier_branch(&main, depth + 1, 7);
-    assert_eq!(recent.insert(too_deep[0].clone(), NOW), Ok(Imported::TooDeep));
+    assert_eq!(
+        recent.insert(too_deep[0].clone(), NOW),
+        Ok(Imported::TooDeep)
+    );
 
     // Forking exactly `depth` below the tip: every block of the old branch reverted with undo.
     let branch = heavier_branch(&main, depth, 3);
@@ -167,7 +174,10 @@ fn a_reorg_of_exactly_max_reorg_depth_after_a_trim() {
     assert_eq!(disconnected.len(), MAX_REORG_DEPTH);
     assert_eq!(*recent.ledger(), full.replay_ledger().unwrap());
     let too_deep = heavier_branch(&main, MAX_REORG_DEPTH + 1, 9);
-    assert_eq!(recent.insert(too_deep[0].clone(), NOW), Ok(Imported::TooDeep));
+    assert_eq!(
+        recent.insert(too_deep[0].clone(), NOW),
+        Ok(Imported::TooDeep)
+    );
 }
 
 #[test]
