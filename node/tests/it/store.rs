@@ -8,11 +8,10 @@ use std::path::Path;
 use node::store::CHECKPOINT_EVERY;
 use protocol::Block;
 use protocol::params::MAX_REORG_DEPTH;
-use protocol::wire::{Blocks, Message};
 use rand::RngExt;
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::sync::chain_of;
+use super::sync::{chain_of, hand_over};
 use testkit::*;
 
 /// Most blocks a restart may insert again: those after the newest checkpoint a reorg cannot
@@ -21,18 +20,6 @@ use testkit::*;
 const MOST_REPLAYED: u64 = MAX_REORG_DEPTH as u64 + CHECKPOINT_EVERY + 500;
 /// Well past what a restart may replay, so a restart that replays everything fails the test.
 const LONG: usize = MOST_REPLAYED as usize + 2500;
-
-/// Hands `blocks` to `node` the way a peer would, 500 a line.
-async fn hand_over(node: &NodeProc, blocks: &[Block]) {
-    let mut peer = Client::connect(&node.addr).await;
-    for segment in blocks.chunks(500) {
-        peer.send(Message::Blocks(Blocks {
-            blocks: segment.to_vec(),
-            more: false,
-        }))
-        .await;
-    }
-}
 
 /// Waits until `node` serves exactly `blocks` through `D` (from disk, for the older ones).
 async fn serves(node: &NodeProc, blocks: &[Block]) {
@@ -119,7 +106,7 @@ async fn a_restart_resumes_from_a_checkpoint_and_a_damaged_one_is_rebuilt() {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    hand_over(&a, &blocks).await;
+    hand_over(&a.addr, &blocks).await;
     serves(&a, &blocks).await;
 
     let (a, log) = restart(a, &tracker);
@@ -165,7 +152,7 @@ async fn a_store_of_the_older_format_is_rebuilt_once_and_serves_every_block() {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    hand_over(&a, &blocks).await;
+    hand_over(&a.addr, &blocks).await;
     serves(&a, &blocks).await;
     let dir_a = a.dir.clone();
     let before = a.log().len();
@@ -213,16 +200,7 @@ async fn a_node_killed_during_a_long_sync_restarts_consistent_and_finishes_it() 
         let sending = {
             let addr = a.addr.clone();
             let blocks = blocks.clone();
-            tokio::spawn(async move {
-                let mut peer = Client::connect(&addr).await;
-                for segment in blocks.chunks(500) {
-                    peer.send(Message::Blocks(Blocks {
-                        blocks: segment.to_vec(),
-                        more: false,
-                    }))
-                    .await;
-                }
-            })
+            tokio::spawn(async move { hand_over(&addr, &blocks).await })
         };
         // A random moment of the sync: blocks, the index and checkpoints being written.
         let delay = rand::rng().random_range(0..600);
@@ -237,7 +215,7 @@ async fn a_node_killed_during_a_long_sync_restarts_consistent_and_finishes_it() 
             "round {round}:\n{last_start}"
         );
     }
-    hand_over(&a, &blocks).await;
+    hand_over(&a.addr, &blocks).await;
     serves(&a, &blocks).await;
     let (a, log) = restart(a, &tracker);
     assert!(loaded(&log, "replayed") <= MOST_REPLAYED, "{log}");

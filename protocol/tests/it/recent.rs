@@ -74,14 +74,20 @@ fn busy_chain(parent: &Block, n: usize) -> Vec<Block> {
     out
 }
 
+/// `n` busy blocks given to both chains of [`pair`], and what the recent one trimmed.
+fn trimmed(depth: usize, n: usize) -> (Chain, Chain, Shelf, Vec<Block>) {
+    let (mut recent, mut full) = pair(depth);
+    let mut shelf = Shelf::default();
+    let blocks = busy_chain(&genesis(), n);
+    insert_all([&mut recent, &mut full], &blocks);
+    shelf.take(&mut recent);
+    (recent, full, shelf, blocks)
+}
+
 #[test]
 fn trimmed_blocks_are_served_through_the_archive_as_if_in_memory() {
     let depth = 5;
-    let (mut recent, mut full) = pair(depth);
-    let mut shelf = Shelf::default();
-    let blocks = busy_chain(&genesis(), 60);
-    insert_all([&mut recent, &mut full], &blocks);
-    shelf.take(&mut recent);
+    let (recent, full, shelf, blocks) = trimmed(depth, 60);
     let keep = (depth + MEDIAN_TIME_SPAN) as u64;
     assert_eq!(recent.base_height(), 60 - keep);
     assert_eq!(
@@ -129,11 +135,7 @@ fn heavier_branch(main: &[Block], depth: usize, stamp: u64) -> Vec<Block> {
 #[test]
 fn a_reorg_down_to_the_deepest_allowed_point_reverts_and_one_deeper_is_refused() {
     let depth = 5;
-    let (mut recent, mut full) = pair(depth);
-    let mut shelf = Shelf::default();
-    let main = busy_chain(&genesis(), 40);
-    insert_all([&mut recent, &mut full], &main);
-    shelf.take(&mut recent);
+    let (mut recent, mut full, mut shelf, main) = trimmed(depth, 40);
     let base = recent.base_height();
 
     // Forking one block too deep: refused, even with more work.
@@ -160,11 +162,8 @@ fn a_reorg_down_to_the_deepest_allowed_point_reverts_and_one_deeper_is_refused()
 
 #[test]
 fn a_reorg_of_exactly_max_reorg_depth_after_a_trim() {
-    let (mut recent, mut full) = pair(MAX_REORG_DEPTH);
-    let mut shelf = Shelf::default();
-    let main = busy_chain(&genesis(), MAX_REORG_DEPTH + MEDIAN_TIME_SPAN + 40);
-    insert_all([&mut recent, &mut full], &main);
-    shelf.take(&mut recent);
+    let n = MAX_REORG_DEPTH + MEDIAN_TIME_SPAN + 40;
+    let (mut recent, mut full, _, main) = trimmed(MAX_REORG_DEPTH, n);
     assert!(recent.base_height() > 0, "some of it left memory");
     let branch = heavier_branch(&main, MAX_REORG_DEPTH, 3);
     let [got, _] = insert_all([&mut recent, &mut full], &branch);
