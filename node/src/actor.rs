@@ -349,14 +349,19 @@ impl Actor {
                 }
             }
         }
-        let chain_height = chain.height();
+        // Counted from the newest stored checkpoint, not from the tip: a node restarted more
+        // often than every interval would otherwise never write one, and replay ever more.
+        let last_checkpoint = writer
+            .reader()
+            .snapshot()
+            .and_then(|s| s.newest_checkpoint())
+            .unwrap_or(0);
         let mut actor = Actor {
             chain,
             pool,
             writer,
             mined,
-            // Due again a full interval after the tip: the store's newest may be above it.
-            last_checkpoint: chain_height,
+            last_checkpoint,
             events,
             status,
             miner,

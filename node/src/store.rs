@@ -555,6 +555,12 @@ impl Snapshot {
         (checked.hash() == hash).then(|| Arc::new(checked))
     }
 
+    /// The height of the newest ledger checkpoint (0 when there is none).
+    pub fn newest_checkpoint(&self) -> Option<u64> {
+        let table = self.txn.open_table(CHECKPOINTS).ok()?;
+        Some(table.last().ok()?.map_or(0, |(k, _)| k.value()))
+    }
+
     /// The best-chain block that holds record `id`.
     pub fn block_with(&self, id: &RecordId, params: &Params) -> Option<Arc<CheckedBlock>> {
         let (height, hash) = self.txn.open_table(RECORDS).ok()?.get(id.0).ok()??.value();

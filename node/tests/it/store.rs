@@ -221,3 +221,25 @@ async fn a_node_killed_during_a_long_sync_restarts_consistent_and_finishes_it() 
     assert!(loaded(&log, "replayed") <= MOST_REPLAYED, "{log}");
     serves(&a, &blocks).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_more_often_than_the_checkpoint_interval_still_replays_little() {
+    let step = CHECKPOINT_EVERY as usize - 100;
+    let blocks = chain_of(MOST_REPLAYED as usize + 3 * step);
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let mut end = MOST_REPLAYED as usize;
+    hand_over(&a.addr, &blocks[..end]).await;
+    serves(&a, &blocks[..end]).await;
+    for _ in 0..3 {
+        let log;
+        (a, log) = restart(a, &tracker);
+        let replayed = loaded(&log, "replayed");
+        assert!(replayed <= MOST_REPLAYED, "replayed {replayed}:\n{log}");
+        // Fewer blocks than a checkpoint interval before the next restart.
+        hand_over(&a.addr, &blocks[end..end + step]).await;
+        end += step;
+        serves(&a, &blocks[..end]).await;
+    }
+}
