@@ -395,6 +395,12 @@ impl Store {
         Ok((blocks, damaged, None))
     }
 
+    /// How many blocks the store holds (side blocks included).
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(BLOCKS)?.len()?)
+    }
+
     /// Writes a batch in one transaction (see [`Changes`]). `durable`: on disk when this returns
     /// (a sync); otherwise with the next durable write or [`Store::sync`], and a crash before
     /// that loses the batch but leaves the store as it was before it.
