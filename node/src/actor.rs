@@ -17,13 +17,15 @@ use protocol::params::{
 };
 use protocol::wire::Message;
 use protocol::{
-    AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Pool,
-    PoolError, Record, RecordId,
+    AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, LedgerError,
+    Pool, PoolError, Record, RecordId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::archive::Deep;
 use crate::load::Load;
 use crate::miner::Miner;
+use crate::store::Checkpoint;
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::{Ack, Write, Writer};
 
@@ -239,6 +241,8 @@ struct Batch {
     acks: Vec<Ack>,
     /// Whether the tip or the pool changed, so the miner needs a new template.
     remine: bool,
+    /// The best tip before the batch's first block, to write the net change of the best chain.
+    start_tip: Option<BlockHash>,
 }
 
 /// The actor's state.
@@ -247,8 +251,11 @@ pub struct Actor {
     pool: Pool,
     /// Writes the store on its own thread.
     writer: Writer,
-    /// Record id to the best-chain block holding it.
+    /// Record id to the best-chain block holding it, for the blocks in memory (the store
+    /// indexes the others).
     mined: HashMap<RecordId, BlockHash>,
+    /// The height of the newest ledger checkpoint written (see [`Checkpoint::due`]).
+    last_checkpoint: u64,
     events: broadcast::Sender<Event>,
     status: watch::Sender<Status>,
     miner: Miner,
@@ -334,19 +341,27 @@ impl Actor {
         verified: Verified,
         seen: SeenBlocks,
     ) -> Actor {
-        let mut mined = HashMap::with_capacity(chain.height() as usize);
-        for height in 1..=chain.height() {
+        let mut mined = HashMap::new();
+        for height in chain.base_height().max(1)..=chain.height() {
             if let Some(block) = chain.at_height(height) {
                 for r in &block.records {
                     mined.insert(r.id(), block.hash());
                 }
             }
         }
+        // Counted from the newest stored checkpoint, not from the tip: a node restarted more
+        // often than every interval would otherwise never write one, and replay ever more.
+        let last_checkpoint = writer
+            .reader()
+            .snapshot()
+            .and_then(|s| s.newest_checkpoint())
+            .unwrap_or(0);
         let mut actor = Actor {
             chain,
             pool,
             writer,
             mined,
+            last_checkpoint,
             events,
             status,
             miner,
@@ -429,10 +444,12 @@ impl Actor {
                 max,
                 reply,
             } => {
-                let _ = reply.send(self.chain.blocks_after(&locator, max));
+                let deep = Deep::flushed(self.writer.reader(), &self.writer, self.chain.params());
+                let _ = reply.send(self.chain.blocks_after_in(&locator, max, &deep));
             }
             Command::Locator { reply } => {
-                let _ = reply.send(self.chain.locator());
+                let deep = Deep::flushed(self.writer.reader(), &self.writer, self.chain.params());
+                let _ = reply.send(self.chain.locator_in(&deep));
             }
             Command::Unknown { hashes, reply } => {
                 let unknown = hashes.iter().map(|h| !self.chain.is_known(h)).collect();
@@ -442,11 +459,15 @@ impl Actor {
                 let _ = reply.send(Arc::clone(self.chain.tip()));
             }
             Command::Locate { ids, reply } => {
+                let deep = Deep::committed(self.writer.reader(), self.chain.params());
                 let found = ids
                     .into_iter()
                     .filter_map(|id| {
-                        let block = self.mined.get(&id).and_then(|h| self.chain.get(h))?;
-                        Some((id, Arc::clone(block)))
+                        let block = match self.mined.get(&id).and_then(|h| self.chain.get(h)) {
+                            Some(block) => Arc::clone(block),
+                            None => deep.block_with(&id)?,
+                        };
+                        Some((id, block))
                     })
                     .collect();
                 let _ = reply.send(found);
@@ -471,17 +492,38 @@ impl Actor {
     }
 
     /// Hands what the batch changed to the writer (which acknowledges its records once they are
-    /// on disk), and re-aims the miner.
+    /// on disk), and re-aims the miner. The best chain's net change and, when due, a checkpoint
+    /// of the ledger go in the same write as the blocks; then the blocks older than the chain
+    /// keeps in memory go (the writer has them).
     fn finish(&mut self, batch: Batch) {
         let Batch {
             blocks,
-            remove_blocks,
+            mut remove_blocks,
             add_pending,
             forget,
             acks,
             remine,
+            start_tip,
             ..
         } = batch;
+        let (connected, tip) = match start_tip {
+            Some(start) if start != self.chain.tip().hash() => {
+                let connected = match self.chain.changes_since(&start) {
+                    Some((_, connected)) => connected,
+                    // The old tip left the tree within the batch: everything in memory.
+                    None => self.recent_best(),
+                };
+                (connected, Some(self.chain.height()))
+            }
+            _ => (Vec::new(), None),
+        };
+        let checkpoint = Checkpoint::due(&self.chain, &mut self.last_checkpoint);
+        for block in self.chain.trim() {
+            for r in &block.records {
+                self.mined.remove(&r.id());
+            }
+        }
+        remove_blocks.extend(self.chain.take_removed());
         let add = add_pending
             .into_iter()
             .filter(|r| !forget.contains(&r.id()))
@@ -489,6 +531,9 @@ impl Actor {
         self.writer.write(Write {
             blocks,
             remove_blocks,
+            connected,
+            tip,
+            checkpoint,
             add,
             forget: forget.into_iter().collect(),
             acks,
@@ -497,6 +542,16 @@ impl Actor {
         if remine || !self.miner.is_busy() {
             self.remine();
         }
+    }
+
+    /// The best chain's blocks in memory, from the base up.
+    fn recent_best(&self) -> Vec<Arc<CheckedBlock>> {
+        let Some(base) = self.chain.at_height(self.chain.base_height()) else {
+            return Vec::new();
+        };
+        let mut out = vec![Arc::clone(base)];
+        out.extend(self.chain.changes_since(&base.hash()).unwrap_or_default().1);
+        out
     }
 
     fn record(&mut self, record: Record, from: ConnId, batch: &mut Batch) -> RecordOutcome {
@@ -519,6 +574,17 @@ impl Actor {
                 RecordOutcome::Pending(Admitted::Waiting)
             }
             Err(PoolError::AlreadyPending) => RecordOutcome::AlreadyPending,
+            // A sequence number already used: maybe this very record, in a block older than the
+            // ones in memory. The store says (without waiting for queued writes).
+            Err(e @ PoolError::Ledger(LedgerError::BadSequence { expected, got }))
+                if got < expected =>
+            {
+                let deep = Deep::committed(self.writer.reader(), self.chain.params());
+                match deep.block_with(&id) {
+                    Some(block) => RecordOutcome::InBlock(block),
+                    None => RecordOutcome::Refused(e),
+                }
+            }
             Err(e) => RecordOutcome::Refused(e),
         };
         self.pool_changes(batch);
@@ -559,6 +625,7 @@ impl Actor {
         let mut outcome = BlocksOutcome::default();
         let mut added: Vec<Arc<CheckedBlock>> = Vec::new();
         let old_tip = self.chain.tip().hash();
+        batch.start_tip.get_or_insert(old_tip);
         for block in blocks {
             match self.chain.insert_checked(block, now_ms()) {
                 Ok(Imported::Duplicate) => outcome.duplicates += 1,

@@ -7,6 +7,7 @@
 //! on port 0.
 
 pub mod actor;
+pub mod archive;
 pub mod conn;
 pub mod guard;
 pub mod handshake;
@@ -43,7 +44,7 @@ use crate::guard::{Guard, Refusal};
 use crate::links::Links;
 use crate::miner::Miner;
 use crate::reporter::Reporter;
-use crate::store::Store;
+use crate::store::{Changes, Checkpoint, RECENT_BLOCKS, Store};
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::Writer;
 use protocol::clock::now_ms;
@@ -91,25 +92,61 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let params = Params::with_floor(config.difficulty_floor);
-        let mut chain = Chain::new(params.clone());
+        let started = std::time::Instant::now();
+        let (mut store, loaded) = Store::open(&config.data_dir)?;
+        let (mut chain, stored_tip) = if loaded.rebuild {
+            tracing::info!(
+                "the store has no best-chain index and ledger checkpoints yet (an older format, \
+                 or a rebuild cut short): rebuilding them from its blocks, once"
+            );
+            (Chain::new(params.clone()), 0)
+        } else {
+            let resume = store.resume(&params)?;
+            let chain = Chain::resume(params.clone(), resume.block, resume.work, resume.ledger);
+            (chain, resume.tip)
+        };
+        let resumed_at = chain.height();
+        // Only the recent blocks stay in memory; older ones are read from the store on demand.
+        chain.keep_recent(RECENT_BLOCKS);
         // Side blocks pruned from now on are deleted from the store too.
         chain.log_removed();
         let now = now_ms();
-        let mut refused = 0;
+        let (mut inserted, mut refused, mut damaged) = (0, 0, 0);
+        // Checkpoints are due again counting from where the load starts: after a rebuild (a
+        // damaged checkpoint, an older store) the load writes sound ones on its way.
+        let mut last_checkpoint = resumed_at;
+        let mut next = Some((resumed_at + 1, protocol::Hash256::ZERO));
         // Our own store: checked again but for the signatures, on every core, a chunk at a time.
-        let (mut store, loaded) = Store::open(&config.data_dir, |blocks| {
+        while let Some(from) = next {
+            let (blocks, bad, rest) = store.read_blocks(from)?;
+            next = rest;
+            damaged += bad;
+            inserted += blocks.len();
             for block in verify::check_own(blocks, &params) {
                 match block.map(|block| chain.insert_checked(block, now)) {
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => refused += 1,
                 }
             }
-        })?;
-        let count = loaded.blocks;
+            let checkpoint = Checkpoint::due(&chain, &mut last_checkpoint);
+            // Blocks leaving memory are final: in a rebuild, they go into the best-chain index
+            // now (the index is believed only once the rebuild completes).
+            let trimmed = chain.trim();
+            let changes = Changes {
+                connected: if loaded.rebuild {
+                    trimmed.iter().map(|b| b.block()).collect()
+                } else {
+                    Vec::new()
+                },
+                checkpoint: checkpoint.as_ref(),
+                ..Changes::default()
+            };
+            store.write(&changes, false)?;
+        }
         let key = identity::load_or_create(&config.data_dir)?;
-        if loaded.damaged + refused > 0 {
+        if loaded.damaged + damaged + refused > 0 {
             tracing::warn!(
-                damaged = loaded.damaged,
+                damaged = loaded.damaged + damaged,
                 refused,
                 "skipped store entries that did not load"
             );
@@ -130,9 +167,33 @@ impl Node {
                 "deleting pruned side blocks from the store"
             );
         }
-        store.write(&[], &pruned, &[], &stale, true)?;
+        // The best chain in memory is the stored one but for ties between equal tips, which
+        // the order of insertion decides: the index is written again from the base.
+        let base = chain.at_height(chain.base_height()).cloned();
+        let mut recent: Vec<_> = base.iter().cloned().collect();
+        if let Some(base) = &base {
+            recent.extend(chain.changes_since(&base.hash()).unwrap_or_default().1);
+        }
+        store.write(
+            &Changes {
+                remove_blocks: &pruned,
+                connected: recent.iter().map(|b| b.block()).collect(),
+                tip: Some(chain.height()),
+                forget: &stale,
+                complete: loaded.rebuild,
+                ..Changes::default()
+            },
+            true,
+        )?;
+        if loaded.rebuild {
+            tracing::info!(
+                height = chain.height(),
+                "rebuilt the store's best-chain index and ledger checkpoints"
+            );
+        }
         tracing::info!(
-            blocks = count, height = chain.height(), pending = pool.len(), id = %key.account(),
+            resumed_at, replayed = inserted, stored_tip, height = chain.height(),
+            pending = pool.len(), id = %key.account(), ms = started.elapsed().as_millis() as u64,
             "loaded the store"
         );
         Ok(Node {

@@ -1,17 +1,26 @@
-//! The node's on-disk store: every accepted block and every pending record, in a redb database
-//! in the data dir. redb commits are atomic and durable, so a `kill -9` at any moment leaves
-//! either the state before a write or the state after it, never a store that fails to load.
-//! redb also locks the file, which is what refuses a second node on the same data dir.
+//! The node's on-disk store: every accepted block and every pending record, the best chain's
+//! index, and checkpoints of the ledger, in a redb database in the data dir. redb commits are
+//! atomic and durable, so a `kill -9` at any moment leaves either the state before a write or
+//! the state after it, never a store that fails to load. redb also locks the file, which is
+//! what refuses a second node on the same data dir.
 //!
 //! Blocks are keyed by height and hash, so a block that leaves the node's tree (a side block
 //! pruned by the caps, or found invalid) is deleted from the store by its key, and reading the
-//! table in key order still gives every parent before its children.
+//! table in key order still gives every parent before its children. Beside them, written in the
+//! same transaction as the blocks they describe: the best chain by height ([`BEST`]), each of
+//! its blocks' height by hash ([`HEIGHTS`]), the block holding each of its records
+//! ([`RECORDS`]), and every [`CHECKPOINT_EVERY`] blocks the ledger at the tip
+//! ([`CHECKPOINTS`]). A restart resumes from a checkpoint at least a reorg's depth below the tip
+//! and inserts only the blocks after it, instead of replaying the whole chain; a node that keeps
+//! only its recent blocks in memory reads older ones here ([`Reader`]).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use protocol::{Block, BlockHash, Record, RecordId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use protocol::params::MAX_REORG_DEPTH;
+use protocol::{Block, BlockHash, CheckedBlock, Hash256, Ledger, Params, Record, RecordId};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// Blocks by height and hash (a parent always before its children), in their binary form
 /// ([`Block::to_bytes`]).
@@ -24,10 +33,44 @@ const BLOCKS_V2: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks_v2")
 /// resident (tens of megabytes at 100,000 blocks); the store is appended to and read once at
 /// start, so a small cache for the B-tree's inner pages costs nothing in speed.
 const CACHE_BYTES: usize = 2 * 1024 * 1024;
-/// Blocks handed over at a time while loading: the whole chain is never held twice.
-const LOAD_CHUNK: usize = 4096;
 /// Pending records in the order they were admitted, in their canonical encoding.
 const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v2");
+/// The best chain: the hash of its block at each height, genesis included, none above the tip.
+const BEST: TableDefinition<u64, [u8; 32]> = TableDefinition::new("best_v1");
+/// The height of every block that was on the best chain, by hash. An entry is believed only
+/// when [`BEST`] holds the same hash at that height: a block that left the best chain keeps a
+/// stale entry, which costs less than finding and deleting it.
+const HEIGHTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("heights_v1");
+/// The best-chain block (height, hash) that holds each record, checked against [`BEST`] like
+/// [`HEIGHTS`]: how a record resent long after it was mined is still answered "mined".
+const RECORDS: TableDefinition<[u8; 32], (u64, [u8; 32])> = TableDefinition::new("records_v1");
+/// Ledger checkpoints by height: the block's hash, the cumulative work through it, the ledger
+/// after it ([`Ledger::to_bytes`]), then the SHA-256 of all that, so damaged bytes are found
+/// before they are believed.
+const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoints_v1");
+/// The store's format, under [`FORMAT_KEY`]: present once the tables above describe every block
+/// in [`BLOCKS`]. A store without it (written before them, or whose rebuild was cut short) is
+/// rebuilt from its blocks once.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+/// The key of the format in [`META`].
+const FORMAT_KEY: &str = "format";
+/// The format this code writes: blocks, the best-chain index and ledger checkpoints.
+const FORMAT: u64 = 4;
+/// A checkpoint of the ledger is written once the tip is this many blocks above the last one.
+/// A restart inserts the blocks after the newest checkpoint a reorg cannot reach, at most this
+/// plus [`MAX_REORG_DEPTH`] of them (a few tens of milliseconds); each checkpoint costs one
+/// encoding of the whole ledger on the chain thread, so not more often.
+pub const CHECKPOINT_EVERY: u64 = 2000;
+/// Checkpoints kept: the newest ones, so that one a reorg cannot reach is always among them
+/// (a reorg that disconnects a checkpoint's block makes it useless, never wrong: it is checked
+/// against [`BEST`]).
+const MAX_CHECKPOINTS: usize = 4;
+/// Best-chain blocks kept in memory below the tip ([`protocol::Chain::keep_recent`]): what the
+/// deepest reorg and the median-time rule read. Older ones are read from the store when a peer
+/// or a subscriber asks for them.
+pub const RECENT_BLOCKS: usize = MAX_REORG_DEPTH + protocol::params::MEDIAN_TIME_SPAN;
+/// Most blocks read from the store at a time while loading: the chain is never held twice.
+pub const LOAD_CHUNK: usize = 1024;
 
 /// Why the store could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -59,15 +102,123 @@ db_error!(
     redb::CommitError
 );
 
-/// What the store held at start.
+/// What the store held at start, besides its blocks (read with [`Store::read_blocks`]).
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// Blocks read (and handed over in acceptance order).
-    pub blocks: usize,
     /// Pending records in admission order.
     pub pending: Vec<Record>,
-    /// Entries that could not be parsed and were skipped.
+    /// Pending entries that could not be parsed and were skipped.
     pub damaged: usize,
+    /// Whether the best-chain index and checkpoints must be rebuilt from the blocks: a store
+    /// written before them, or whose rebuild was cut short.
+    pub rebuild: bool,
+}
+
+/// Where a restart resumes: a checkpoint's block, the work through it and the ledger after it.
+#[derive(Debug)]
+pub struct Resume {
+    /// The checkpoint's block, read back and checked ([`Block::check_own`]).
+    pub block: Arc<CheckedBlock>,
+    /// Cumulative work from genesis through it.
+    pub work: u128,
+    /// The ledger after it.
+    pub ledger: Ledger,
+    /// The stored best tip's height: the blocks after the checkpoint to insert again.
+    pub tip: u64,
+}
+
+/// A ledger checkpoint to write: the ledger after block `hash` at `height`.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The block's height.
+    pub height: u64,
+    /// The block's hash.
+    pub hash: BlockHash,
+    /// Cumulative work from genesis through it.
+    pub work: u128,
+    /// [`Ledger::to_bytes`] of the ledger after it.
+    pub ledger: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// A checkpoint of `chain`'s ledger at its tip, when the tip is [`CHECKPOINT_EVERY`] blocks
+    /// above the `last` one (which it then becomes).
+    pub fn due(chain: &protocol::Chain, last: &mut u64) -> Option<Checkpoint> {
+        let height = chain.height();
+        if height < last.saturating_add(CHECKPOINT_EVERY) {
+            return None;
+        }
+        *last = height;
+        Some(Checkpoint {
+            height,
+            hash: chain.tip().hash(),
+            work: chain.tip_work(),
+            ledger: chain.ledger().to_bytes(),
+        })
+    }
+
+    /// The stored form: hash, work, ledger, then the SHA-256 of those.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + 16 + self.ledger.len() + 32);
+        out.extend_from_slice(&self.hash.0);
+        out.extend_from_slice(&self.work.to_le_bytes());
+        out.extend_from_slice(&self.ledger);
+        let sum = Hash256::digest(&out);
+        out.extend_from_slice(&sum.0);
+        out
+    }
+
+    /// Reads [`Checkpoint::encode`]'s form; `None` when the checksum or the length is wrong.
+    fn decode(height: u64, bytes: &[u8]) -> Option<Checkpoint> {
+        let body_len = bytes.len().checked_sub(32)?;
+        let (body, sum) = bytes.split_at(body_len);
+        if Hash256::digest(body).0 != sum {
+            return None;
+        }
+        let hash = Hash256(body.get(..32)?.try_into().ok()?);
+        let work = u128::from_le_bytes(body.get(32..48)?.try_into().ok()?);
+        Some(Checkpoint {
+            height,
+            hash,
+            work,
+            ledger: body.get(48..)?.to_vec(),
+        })
+    }
+}
+
+/// What one write changes, all in one transaction.
+#[derive(Debug, Default)]
+pub struct Changes<'a> {
+    /// Blocks that entered the tree, parents first.
+    pub blocks: Vec<&'a Block>,
+    /// Blocks (height, hash) that left the tree.
+    pub remove_blocks: &'a [(u64, BlockHash)],
+    /// Blocks that joined the best chain, oldest first (their heights are overwritten).
+    pub connected: Vec<&'a Block>,
+    /// The best tip's height after this write, when it may have moved: the best chain above it
+    /// is cut off.
+    pub tip: Option<u64>,
+    /// A ledger checkpoint at a block of the best chain as written here.
+    pub checkpoint: Option<&'a Checkpoint>,
+    /// Records newly pending.
+    pub add_pending: Vec<&'a Record>,
+    /// Pending records to forget.
+    pub forget: &'a [RecordId],
+    /// Whether the store's format is complete after this write (the end of a rebuild).
+    pub complete: bool,
+}
+
+impl Changes<'_> {
+    /// Whether nothing but pending records changes (so nothing at all when the store already
+    /// holds those).
+    pub fn only_pending(&self) -> bool {
+        self.blocks.is_empty()
+            && self.remove_blocks.is_empty()
+            && self.connected.is_empty()
+            && self.tip.is_none()
+            && self.checkpoint.is_none()
+            && !self.complete
+    }
 }
 
 /// The open store.
@@ -76,18 +227,15 @@ pub struct Store {
     /// Held for the store's lifetime: the operating system drops the lock when the process dies,
     /// however it dies.
     _lock: std::fs::File,
-    db: Database,
+    db: Arc<Database>,
     next_pending: u64,
     pending_keys: HashMap<RecordId, u64>,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and reads everything in it: the blocks go to
-    /// `on_blocks` a chunk at a time, in acceptance order.
-    pub fn open(
-        dir: &Path,
-        mut on_blocks: impl FnMut(Vec<Block>),
-    ) -> Result<(Store, Loaded), StoreError> {
+    /// Opens (or creates) the store in `dir` and reads its pending records; blocks are read
+    /// with [`Store::read_blocks`], from where [`Store::resume`] says.
+    pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
         std::fs::create_dir_all(dir)?;
         let lock = std::fs::File::create(dir.join("LOCK"))?;
         if lock.try_lock().is_err() {
@@ -106,34 +254,35 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(BLOCKS)?;
         txn.open_table(PENDING)?;
+        txn.open_table(BEST)?;
+        txn.open_table(HEIGHTS)?;
+        txn.open_table(RECORDS)?;
+        txn.open_table(CHECKPOINTS)?;
+        txn.open_table(META)?;
         txn.commit()?;
         migrate(&db)?;
+        let txn = db.begin_write()?;
+        {
+            let fresh = txn.open_table(BLOCKS)?.is_empty()?;
+            let mut meta = txn.open_table(META)?;
+            // A store with no blocks is complete as it stands: genesis is its best chain.
+            if fresh && meta.get(FORMAT_KEY)?.is_none() {
+                meta.insert(FORMAT_KEY, FORMAT)?;
+                txn.open_table(BEST)?
+                    .insert(0, CheckedBlock::genesis().hash().0)?;
+            }
+        }
+        txn.commit()?;
 
         let mut loaded = Loaded::default();
         let mut store = Store {
             _lock: lock,
-            db,
+            db: Arc::new(db),
             next_pending: 0,
             pending_keys: HashMap::new(),
         };
         let read = store.db.begin_read()?;
-        let mut chunk = Vec::with_capacity(LOAD_CHUNK);
-        for entry in read.open_table(BLOCKS)?.iter()? {
-            let (_, value) = entry?;
-            match Block::from_bytes(value.value()) {
-                Ok(block) => chunk.push(block),
-                Err(_) => loaded.damaged += 1,
-            }
-            if chunk.len() == LOAD_CHUNK {
-                loaded.blocks += chunk.len();
-                on_blocks(std::mem::replace(
-                    &mut chunk,
-                    Vec::with_capacity(LOAD_CHUNK),
-                ));
-            }
-        }
-        loaded.blocks += chunk.len();
-        on_blocks(chunk);
+        loaded.rebuild = read.open_table(META)?.get(FORMAT_KEY)?.map(|v| v.value()) != Some(FORMAT);
         for entry in read.open_table(PENDING)?.iter()? {
             let (key, value) = entry?;
             store.next_pending = key.value() + 1;
@@ -148,28 +297,125 @@ impl Store {
         Ok((store, loaded))
     }
 
-    /// Writes a batch in one transaction: new blocks, blocks to delete (height and hash: they
-    /// left the node's tree), new pending records, and pending records to forget (mined, or no
-    /// longer minable). `durable`: on disk when this returns (a sync); otherwise with the next
-    /// durable write or [`Store::sync`], and a crash before that loses the batch but leaves the
-    /// store as it was before it.
-    pub fn write(
-        &mut self,
-        blocks: &[&Block],
-        remove_blocks: &[(u64, BlockHash)],
-        add_pending: &[&Record],
-        forget: &[RecordId],
-        durable: bool,
-    ) -> Result<(), StoreError> {
-        let forget: Vec<(RecordId, u64)> = forget
+    /// Where to resume: the newest checkpoint at least [`MAX_REORG_DEPTH`] below the stored tip
+    /// whose block is on the stored best chain and whose bytes are sound, or genesis. Checkpoints
+    /// that fail are logged, passed over and deleted (damaged bytes are never believed, and a
+    /// later checkpoint takes their place); the caller inserts the blocks after the one chosen.
+    pub fn resume(&mut self, params: &Params) -> Result<Resume, StoreError> {
+        let mut damaged = Vec::new();
+        let resume = self.find_resume(params, &mut damaged)?;
+        if !damaged.is_empty() {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                for height in &damaged {
+                    table.remove(height)?;
+                }
+            }
+            txn.commit()?;
+        }
+        Ok(resume)
+    }
+
+    fn find_resume(&self, params: &Params, damaged: &mut Vec<u64>) -> Result<Resume, StoreError> {
+        let read = self.db.begin_read()?;
+        let best = read.open_table(BEST)?;
+        let tip = best.last()?.map_or(0, |(k, _)| k.value());
+        let limit = tip.saturating_sub(MAX_REORG_DEPTH as u64);
+        let blocks = read.open_table(BLOCKS)?;
+        for entry in read.open_table(CHECKPOINTS)?.range(..=limit)?.rev() {
+            let (key, value) = entry?;
+            let height = key.value();
+            let Some(checkpoint) = Checkpoint::decode(height, value.value()) else {
+                tracing::warn!(height, "a damaged ledger checkpoint is passed over");
+                damaged.push(height);
+                continue;
+            };
+            if best.get(height)?.map(|h| h.value()) != Some(checkpoint.hash.0) {
+                continue;
+            }
+            let ledger = match Ledger::from_bytes(&checkpoint.ledger) {
+                Ok(ledger) => ledger,
+                Err(error) => {
+                    tracing::warn!(height, %error, "a damaged ledger checkpoint is passed over");
+                    damaged.push(height);
+                    continue;
+                }
+            };
+            let block = blocks
+                .get((height, checkpoint.hash.0))?
+                .and_then(|bytes| Block::from_bytes(bytes.value()).ok())
+                .and_then(|block| block.check_own(params).ok())
+                .filter(|block| block.hash() == checkpoint.hash);
+            let Some(block) = block else {
+                tracing::warn!(
+                    height,
+                    "the block of a ledger checkpoint is missing or damaged"
+                );
+                continue;
+            };
+            return Ok(Resume {
+                block: Arc::new(block),
+                work: checkpoint.work,
+                ledger,
+                tip,
+            });
+        }
+        Ok(Resume {
+            block: Arc::new(CheckedBlock::genesis()),
+            work: 0,
+            ledger: Ledger::new(),
+            tip,
+        })
+    }
+
+    /// Up to [`LOAD_CHUNK`] stored blocks from key `from` (height and hash, in key order:
+    /// parents first), how many entries did not parse, and the key to read from next (`None`
+    /// at the end).
+    #[allow(clippy::type_complexity)]
+    pub fn read_blocks(
+        &self,
+        from: (u64, BlockHash),
+    ) -> Result<(Vec<Block>, usize, Option<(u64, BlockHash)>), StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(BLOCKS)?;
+        let mut blocks = Vec::with_capacity(LOAD_CHUNK);
+        let mut damaged = 0;
+        for entry in table.range((from.0, from.1.0)..)? {
+            let (key, value) = entry?;
+            let (height, hash) = key.value();
+            if blocks.len() + damaged == LOAD_CHUNK {
+                return Ok((blocks, damaged, Some((height, Hash256(hash)))));
+            }
+            match Block::from_bytes(value.value()) {
+                Ok(block) => blocks.push(block),
+                Err(_) => damaged += 1,
+            }
+        }
+        Ok((blocks, damaged, None))
+    }
+
+    /// How many blocks the store holds (side blocks included).
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(BLOCKS)?.len()?)
+    }
+
+    /// Writes a batch in one transaction (see [`Changes`]). `durable`: on disk when this returns
+    /// (a sync); otherwise with the next durable write or [`Store::sync`], and a crash before
+    /// that loses the batch but leaves the store as it was before it.
+    pub fn write(&mut self, changes: &Changes<'_>, durable: bool) -> Result<(), StoreError> {
+        let forget: Vec<(RecordId, u64)> = changes
+            .forget
             .iter()
             .filter_map(|id| self.pending_keys.get(id).map(|k| (*id, *k)))
             .collect();
-        let add: Vec<&&Record> = add_pending
+        let add: Vec<&&Record> = changes
+            .add_pending
             .iter()
             .filter(|r| !self.pending_keys.contains_key(&r.id()))
             .collect();
-        if blocks.is_empty() && remove_blocks.is_empty() && add.is_empty() && forget.is_empty() {
+        if changes.only_pending() && add.is_empty() && forget.is_empty() {
             return Ok(());
         }
         let mut txn = self.db.begin_write()?;
@@ -181,13 +427,43 @@ impl Store {
         let mut new_keys = Vec::new();
         {
             let mut table = txn.open_table(BLOCKS)?;
-            for block in blocks {
+            for block in &changes.blocks {
                 let key = (block.header.height, block.header.hash().0);
                 table.insert(key, block.to_bytes().as_slice())?;
             }
             // After the inserts: a block added and pruned in one batch leaves nothing behind.
-            for (height, hash) in remove_blocks {
+            for (height, hash) in changes.remove_blocks {
                 table.remove((*height, hash.0))?;
+            }
+            let mut best = txn.open_table(BEST)?;
+            let mut heights = txn.open_table(HEIGHTS)?;
+            let mut records = txn.open_table(RECORDS)?;
+            for block in &changes.connected {
+                let (height, hash) = (block.header.height, block.header.hash().0);
+                best.insert(height, hash)?;
+                heights.insert(hash, height)?;
+                for record in &block.records {
+                    records.insert(record.id().0, (height, hash))?;
+                }
+            }
+            if let Some(tip) = changes.tip {
+                best.retain_in(tip + 1.., |_, _| false)?;
+            }
+            if let Some(checkpoint) = changes.checkpoint {
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                table.insert(checkpoint.height, checkpoint.encode().as_slice())?;
+                let old: Vec<u64> = table
+                    .iter()?
+                    .rev()
+                    .skip(MAX_CHECKPOINTS)
+                    .filter_map(|e| e.ok().map(|(k, _)| k.value()))
+                    .collect();
+                for height in old {
+                    table.remove(height)?;
+                }
+            }
+            if changes.complete {
+                txn.open_table(META)?.insert(FORMAT_KEY, FORMAT)?;
             }
             let mut table = txn.open_table(PENDING)?;
             for record in add {
@@ -217,6 +493,87 @@ impl Store {
     /// Pending records currently stored.
     pub fn pending_ids(&self) -> impl Iterator<Item = &RecordId> {
         self.pending_keys.keys()
+    }
+
+    /// A handle that reads the best chain's older blocks while the writer thread owns the store.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            db: Arc::clone(&self.db),
+        }
+    }
+}
+
+/// Reads the stored best chain from any thread (redb lets readers run beside the writer): the
+/// blocks a node no longer keeps in memory, for a peer's sync, a locator, or a record resent
+/// long after it was mined. What it reads is what the writer committed; a read that fails is
+/// `None`, as if the block were not there.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    db: Arc<Database>,
+}
+
+impl Reader {
+    /// A consistent view to read from.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        Some(Snapshot {
+            txn: self.db.begin_read().ok()?,
+        })
+    }
+}
+
+/// One consistent view of the store (a redb read transaction).
+pub struct Snapshot {
+    txn: redb::ReadTransaction,
+}
+
+impl Snapshot {
+    /// The hash of the best-chain block at `height`.
+    pub fn hash_at(&self, height: u64) -> Option<BlockHash> {
+        let best = self.txn.open_table(BEST).ok()?;
+        let hash = best.get(height).ok()??.value();
+        Some(Hash256(hash))
+    }
+
+    /// The height of `hash` if it is on the stored best chain.
+    pub fn height_of(&self, hash: &BlockHash) -> Option<u64> {
+        let height = self
+            .txn
+            .open_table(HEIGHTS)
+            .ok()?
+            .get(hash.0)
+            .ok()??
+            .value();
+        (self.hash_at(height)? == *hash).then_some(height)
+    }
+
+    /// The best-chain block at `height`, read back and checked ([`Block::check_own`]: a
+    /// damaged entry is `None`).
+    pub fn block_at(&self, height: u64, params: &Params) -> Option<Arc<CheckedBlock>> {
+        let hash = self.hash_at(height)?;
+        let bytes = self
+            .txn
+            .open_table(BLOCKS)
+            .ok()?
+            .get((height, hash.0))
+            .ok()??;
+        let block = Block::from_bytes(bytes.value()).ok()?;
+        let checked = block.check_own(params).ok()?;
+        (checked.hash() == hash).then(|| Arc::new(checked))
+    }
+
+    /// The height of the newest ledger checkpoint (0 when there is none).
+    pub fn newest_checkpoint(&self) -> Option<u64> {
+        let table = self.txn.open_table(CHECKPOINTS).ok()?;
+        Some(table.last().ok()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// The best-chain block that holds record `id`.
+    pub fn block_with(&self, id: &RecordId, params: &Params) -> Option<Arc<CheckedBlock>> {
+        let (height, hash) = self.txn.open_table(RECORDS).ok()?.get(id.0).ok()??.value();
+        if self.hash_at(height)? != Hash256(hash) {
+            return None;
+        }
+        self.block_at(height, params)
     }
 }
 
@@ -259,14 +616,32 @@ mod tests {
 
     use super::*;
 
-    fn load(dir: &Path) -> (Store, Vec<Block>) {
+    fn load(dir: &Path) -> (Store, Loaded, Vec<Block>) {
+        let (store, loaded) = Store::open(dir).unwrap();
         let mut blocks = Vec::new();
-        let (store, _) = Store::open(dir, |chunk| blocks.extend(chunk)).unwrap();
-        (store, blocks)
+        let mut next = Some((0, Hash256::ZERO));
+        while let Some(from) = next {
+            let (chunk, damaged, rest) = store.read_blocks(from).unwrap();
+            assert_eq!(damaged, 0);
+            blocks.extend(chunk);
+            next = rest;
+        }
+        (store, loaded, blocks)
+    }
+
+    fn write_blocks(store: &mut Store, blocks: &[Block], checkpoint: Option<&Checkpoint>) {
+        let changes = Changes {
+            blocks: blocks.iter().collect(),
+            connected: blocks.iter().collect(),
+            tip: blocks.last().map(|b| b.header.height),
+            checkpoint,
+            ..Changes::default()
+        };
+        store.write(&changes, true).unwrap();
     }
 
     #[test]
-    fn a_store_of_the_old_layout_is_migrated_once() {
+    fn a_store_of_the_old_layout_is_migrated_once_and_its_index_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let chain = testkit::mine_chain(&genesis(), 3, 1, 1000);
         {
@@ -280,30 +655,153 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        let (store, blocks) = load(dir.path());
+        let (mut store, loaded, blocks) = load(dir.path());
         assert_eq!(blocks, chain, "every block, parents first");
+        assert!(loaded.rebuild, "no best-chain index yet");
         let read = store.db.begin_read().unwrap();
         assert!(matches!(
             read.open_table(BLOCKS_V2),
             Err(redb::TableError::TableDoesNotExist(_))
         ));
-        drop((read, store));
-        let (_, again) = load(dir.path());
+        drop(read);
+        // The node rebuilds, then says so.
+        let complete = Changes {
+            complete: true,
+            ..Changes::default()
+        };
+        store.write(&complete, true).unwrap();
+        drop(store);
+        let (_, loaded, again) = load(dir.path());
         assert_eq!(again, chain);
+        assert!(!loaded.rebuild, "rebuilt once");
+    }
+
+    #[test]
+    fn a_store_without_its_format_is_rebuilt_and_a_fresh_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, loaded, _) = load(dir.path());
+        assert!(!loaded.rebuild, "an empty store is complete");
+        write_blocks(
+            &mut store,
+            &testkit::mine_chain(&genesis(), 2, 1, 1000),
+            None,
+        );
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let (_, loaded, _) = load(dir.path());
+        assert!(loaded.rebuild, "blocks without a complete index");
     }
 
     #[test]
     fn a_removed_block_leaves_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let chain = testkit::mine_chain(&genesis(), 3, 1, 1000);
-        let (mut store, _) = load(dir.path());
-        let all: Vec<&Block> = chain.iter().collect();
-        store.write(&all, &[], &[], &[], true).unwrap();
+        let (mut store, _, _) = load(dir.path());
+        write_blocks(&mut store, &chain, None);
         let last = &chain[2];
         let gone = [(last.header.height, last.header.hash())];
-        store.write(&[], &gone, &[], &[], true).unwrap();
+        let changes = Changes {
+            remove_blocks: &gone,
+            ..Changes::default()
+        };
+        store.write(&changes, true).unwrap();
         drop(store);
-        let (_, blocks) = load(dir.path());
+        let (_, _, blocks) = load(dir.path());
         assert_eq!(blocks, chain[..2]);
+    }
+
+    /// A checkpoint of `ledger` after `block`.
+    fn checkpoint(block: &Block, ledger: &Ledger) -> Checkpoint {
+        Checkpoint {
+            height: block.header.height,
+            hash: block.header.hash(),
+            work: 7,
+            ledger: ledger.to_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_restart_resumes_from_the_newest_sound_checkpoint_a_reorg_cannot_reach() {
+        let params = Params::with_floor(1);
+        let dir = tempfile::tempdir().unwrap();
+        let chain = testkit::mine_chain(&genesis(), MAX_REORG_DEPTH + 3, 1, 1000);
+        let mut ledger = Ledger::new();
+        ledger.apply_block(&chain[0]).unwrap();
+        let (mut store, _, _) = load(dir.path());
+        // At height 1 (deep enough), at height 3 (deep enough) and at the tip (too shallow).
+        write_blocks(
+            &mut store,
+            &chain[..1],
+            Some(&checkpoint(&chain[0], &ledger)),
+        );
+        write_blocks(
+            &mut store,
+            &chain[1..3],
+            Some(&checkpoint(&chain[2], &ledger)),
+        );
+        let tip = chain.last().unwrap();
+        write_blocks(&mut store, &chain[3..], Some(&checkpoint(tip, &ledger)));
+        let resume = store.resume(&params).unwrap();
+        assert_eq!(resume.block.hash(), chain[2].header.hash());
+        assert_eq!((resume.work, resume.tip), (7, tip.header.height));
+        assert_eq!(resume.ledger, ledger);
+
+        // Damaged bytes are caught by the checksum: the next older one serves.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(CHECKPOINTS).unwrap();
+            let mut bytes = table.get(3).unwrap().unwrap().value().to_vec();
+            bytes[40] ^= 1;
+            table.insert(3, bytes.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        assert_eq!(
+            store.resume(&params).unwrap().block.hash(),
+            chain[0].header.hash()
+        );
+
+        // A checkpoint whose block left the best chain is passed over too.
+        let other = testkit::mine_chain(&genesis(), 1, 2, 999);
+        write_blocks(&mut store, &other, None);
+        let resume = store.resume(&params).unwrap();
+        assert_eq!(resume.block.hash(), genesis().header.hash(), "from genesis");
+        assert_eq!(resume.ledger, Ledger::new());
+    }
+
+    #[test]
+    fn old_checkpoints_go_and_the_stored_tip_can_move_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = testkit::mine_chain(&genesis(), MAX_CHECKPOINTS + 2, 1, 1000);
+        let (mut store, _, _) = load(dir.path());
+        for block in &chain {
+            let cp = checkpoint(block, &Ledger::new());
+            write_blocks(&mut store, std::slice::from_ref(block), Some(&cp));
+        }
+        let read = store.db.begin_read().unwrap();
+        let kept: Vec<u64> = read
+            .open_table(CHECKPOINTS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().0.value())
+            .collect();
+        assert_eq!(kept, (3..=MAX_CHECKPOINTS as u64 + 2).collect::<Vec<_>>());
+        drop(read);
+        let cut = Changes {
+            tip: Some(2),
+            ..Changes::default()
+        };
+        store.write(&cut, true).unwrap();
+        let snapshot = store.reader().snapshot().unwrap();
+        assert_eq!(snapshot.hash_at(2), Some(chain[1].header.hash()));
+        assert_eq!(snapshot.hash_at(3), None);
+        assert_eq!(snapshot.height_of(&chain[1].header.hash()), Some(2));
+        assert_eq!(
+            snapshot.height_of(&chain[2].header.hash()),
+            None,
+            "no longer best"
+        );
     }
 }

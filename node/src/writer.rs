@@ -13,13 +13,14 @@
 //! holds the block that mined it, so no acknowledged record is lost either.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use protocol::{BlockHash, CheckedBlock, Record, RecordId};
 
-use crate::store::Store;
+use crate::store::{Changes, Checkpoint, Reader, Store};
 
 /// Writes handed over and not yet done, at most: past it the chain thread waits for the disk,
 /// so a disk slower than the traffic slows the node down rather than filling its memory.
@@ -39,6 +40,12 @@ pub struct Write {
     pub blocks: Vec<Arc<CheckedBlock>>,
     /// Blocks (height, hash) that left the tree: pruned side blocks, branches found invalid.
     pub remove_blocks: Vec<(u64, BlockHash)>,
+    /// Blocks that joined the best chain, oldest first.
+    pub connected: Vec<Arc<CheckedBlock>>,
+    /// The best tip's height, when it may have moved.
+    pub tip: Option<u64>,
+    /// A ledger checkpoint at the tip, when one is due.
+    pub checkpoint: Option<Checkpoint>,
     /// Records newly pending.
     pub add: Vec<Record>,
     /// Pending records to drop (mined, or found invalid).
@@ -52,6 +59,9 @@ impl std::fmt::Debug for Write {
         f.debug_struct("Write")
             .field("blocks", &self.blocks.len())
             .field("remove_blocks", &self.remove_blocks.len())
+            .field("connected", &self.connected.len())
+            .field("tip", &self.tip)
+            .field("checkpoint", &self.checkpoint.as_ref().map(|c| c.height))
             .field("add", &self.add.len())
             .field("forget", &self.forget.len())
             .field("acks", &self.acks.len())
@@ -65,11 +75,16 @@ impl std::fmt::Debug for Write {
 pub struct Writer {
     queue: Option<SyncSender<Write>>,
     thread: Option<JoinHandle<()>>,
+    /// Reads what the thread committed.
+    reader: Reader,
+    /// Whether writes were queued since the last [`Writer::flush`].
+    unflushed: AtomicBool,
 }
 
 impl Writer {
     /// Starts the thread, which owns `store` from now on.
     pub fn spawn(store: Store) -> std::io::Result<Writer> {
+        let reader = store.reader();
         let (queue, writes) = sync_channel(MAX_QUEUED_WRITES);
         // What it logs belongs to the node that started it.
         let span = tracing::Span::current();
@@ -79,6 +94,8 @@ impl Writer {
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
+            reader,
+            unflushed: AtomicBool::new(false),
         })
     }
 
@@ -86,6 +103,9 @@ impl Writer {
     pub fn write(&self, write: Write) {
         if write.blocks.is_empty()
             && write.remove_blocks.is_empty()
+            && write.connected.is_empty()
+            && write.tip.is_none()
+            && write.checkpoint.is_none()
             && write.add.is_empty()
             && write.forget.is_empty()
             && write.acks.is_empty()
@@ -93,6 +113,7 @@ impl Writer {
             return;
         }
         let Some(queue) = &self.queue else { return };
+        self.unflushed.store(true, Ordering::Relaxed);
         if let Err(failed) = queue.send(write) {
             // The thread is gone (it panicked): nothing more is durable.
             tracing::error!("the store writer stopped; records are not acknowledged");
@@ -100,6 +121,32 @@ impl Writer {
                 ack(Err("the store writer stopped".into()));
             }
         }
+    }
+}
+
+impl Writer {
+    /// Waits until every write queued so far is committed (visible to the store's readers),
+    /// for a read of blocks the chain no longer keeps in memory. False when the thread is gone.
+    pub fn flush(&self) -> bool {
+        if !self.unflushed.swap(false, Ordering::Relaxed) {
+            return true;
+        }
+        let (done, wait) = std::sync::mpsc::channel();
+        self.write(Write {
+            acks: vec![Box::new(move |_| {
+                let _ = done.send(());
+            })],
+            ..Write::default()
+        });
+        // The flush's own write set the flag again; it is done once this returns.
+        let done = wait.recv().is_ok();
+        self.unflushed.store(false, Ordering::Relaxed);
+        done
+    }
+
+    /// A reader of what this writer committed.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 }
 
@@ -131,14 +178,26 @@ fn run(mut store: Store, writes: Receiver<Write>) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let durable = !write.acks.is_empty() || !write.add.is_empty();
-        let blocks: Vec<_> = write.blocks.iter().map(|b| b.block()).collect();
-        let add: Vec<&Record> = write.add.iter().collect();
-        let written = store.write(&blocks, &write.remove_blocks, &add, &write.forget, durable);
+        let durable = !write.add.is_empty() || !write.acks.is_empty();
+        let changes = Changes {
+            blocks: write.blocks.iter().map(|b| b.block()).collect(),
+            remove_blocks: &write.remove_blocks,
+            connected: write.connected.iter().map(|b| b.block()).collect(),
+            tip: write.tip,
+            checkpoint: write.checkpoint.as_ref(),
+            add_pending: write.add.iter().collect(),
+            forget: &write.forget,
+            complete: false,
+        };
+        let written = store.write(&changes, durable);
         if let Err(e) = &written {
             tracing::error!(error = %e, "cannot write the store");
         }
-        unsynced = !durable || (unsynced && written.is_err());
+        // A write of nothing (a flush: acks alone) leaves the sync owed as it was.
+        let nothing = changes.only_pending() && write.add.is_empty() && write.forget.is_empty();
+        if !nothing {
+            unsynced = !durable || (unsynced && written.is_err());
+        }
         for ack in write.acks {
             // Acknowledged only once durable: an acknowledged record survives a crash.
             ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));

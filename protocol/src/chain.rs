@@ -10,6 +10,12 @@
 //! ([`MAX_SIDE_BYTES`]), and a block that forks more than [`MAX_REORG_DEPTH`] blocks below the
 //! best tip is not kept: the node would never reorganise onto it. Blocks that leave the tree can
 //! be listed for the store ([`Chain::take_removed`]).
+//!
+//! A node keeps only the recent part of the tree in memory ([`Chain::keep_recent`]): best-chain
+//! blocks deeper than that below the tip leave memory ([`Chain::trim`]) once the store holds
+//! them, and what is asked of them later (a locator, a peer's sync) is read through an
+//! [`Archive`] the caller supplies. No reorg reaches them, so consensus never needs them, and a
+//! chain resumed from a stored ledger ([`Chain::resume`]) starts with no history at all.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -23,6 +29,34 @@ use crate::params::{
     MAX_LOCATOR, MAX_ORPHAN_BYTES, MAX_ORPHANS, MAX_REMEMBERED_INVALID, MAX_REORG_DEPTH,
     MAX_SIDE_BLOCKS, MAX_SIDE_BYTES, MAX_UNDO_DEPTH, MEDIAN_TIME_SPAN, Params, side_block_cost,
 };
+
+/// Where a chain that keeps only its recent blocks ([`Chain::keep_recent`]) finds the best
+/// chain below them: the node's store. Asked only about best-chain blocks below
+/// [`Chain::base_height`]; an answer it cannot give is `None`, never a panic.
+pub trait Archive {
+    /// The hash of the best-chain block at `height`.
+    fn hash_at(&self, height: u64) -> Option<BlockHash>;
+    /// The height of a best-chain block, by hash.
+    fn height_of(&self, hash: &BlockHash) -> Option<u64>;
+    /// The best-chain block at `height`.
+    fn block_at(&self, height: u64) -> Option<Arc<CheckedBlock>>;
+}
+
+/// The archive of a chain that keeps every block: it holds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoArchive;
+
+impl Archive for NoArchive {
+    fn hash_at(&self, _: u64) -> Option<BlockHash> {
+        None
+    }
+    fn height_of(&self, _: &BlockHash) -> Option<u64> {
+        None
+    }
+    fn block_at(&self, _: u64) -> Option<Arc<CheckedBlock>> {
+        None
+    }
+}
 
 /// What inserting a block did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +125,17 @@ struct Entry {
 pub struct Chain {
     params: Params,
     entries: HashMap<BlockHash, Entry>,
-    /// The best chain by height: `best[0]` is genesis.
-    best: Vec<BlockHash>,
+    /// The best chain by height from `base`: `best[0]` is the block at height `base` (genesis
+    /// unless the chain was resumed or trimmed). Every block in it is in `entries`.
+    best: VecDeque<BlockHash>,
+    /// The height of the lowest best-chain block held in memory; the ones below it are in the
+    /// caller's [`Archive`].
+    base: u64,
+    /// How many best-chain blocks below the tip stay in memory ([`Chain::keep_recent`]); `None`:
+    /// every block.
+    keep: Option<usize>,
+    /// Genesis's hash, which ends every locator.
+    genesis: BlockHash,
     /// Blocks without children: the candidates for the best tip.
     leaves: HashSet<BlockHash>,
     ledger: Ledger,
@@ -116,12 +159,20 @@ pub struct Chain {
 impl Chain {
     /// A chain holding only genesis.
     pub fn new(params: Params) -> Chain {
-        let genesis = Arc::new(CheckedBlock::genesis());
-        let hash = genesis.hash();
-        let cost = side_block_cost(genesis.header.records_size);
+        Chain::resume(params, Arc::new(CheckedBlock::genesis()), 0, Ledger::new())
+    }
+
+    /// A chain whose best chain is known up to `base` (a block of it, trusted: the caller's own
+    /// store), with `work` the cumulative work through it and `ledger` the ledger after it. Blocks
+    /// after it are inserted as usual; nothing below it is in memory (see [`Archive`]), and no
+    /// reorg forks below it. [`Chain::new`] is the same from genesis.
+    pub fn resume(params: Params, base: Arc<CheckedBlock>, work: u128, ledger: Ledger) -> Chain {
+        let hash = base.hash();
+        let height = base.header.height;
+        let cost = side_block_cost(base.header.records_size);
         let entry = Entry {
-            block: genesis,
-            work: 0,
+            block: base,
+            work,
             seq: 0,
             children: Vec::new(),
             undo: Some(Box::default()),
@@ -129,9 +180,12 @@ impl Chain {
         Chain {
             params,
             entries: HashMap::from([(hash, entry)]),
-            best: vec![hash],
+            best: VecDeque::from([hash]),
+            base: height,
+            keep: None,
+            genesis: CheckedBlock::genesis().hash(),
             leaves: HashSet::from([hash]),
-            ledger: Ledger::new(),
+            ledger,
             orphans: Orphans::new(MAX_ORPHANS, MAX_ORPHAN_BYTES),
             invalid: HashSet::new(),
             invalid_order: VecDeque::new(),
@@ -173,13 +227,70 @@ impl Chain {
     }
 
     fn tip_hash(&self) -> &BlockHash {
-        // `best` always holds genesis at least.
+        // `best` always holds its base at least.
         &self.best[self.best.len() - 1]
     }
 
     /// The best tip's height.
     pub fn height(&self) -> u64 {
-        (self.best.len() - 1) as u64
+        self.best_end() - 1
+    }
+
+    /// One past the best tip's height.
+    fn best_end(&self) -> u64 {
+        self.base + self.best.len() as u64
+    }
+
+    /// The hash of the best-chain block at `height`, if it is in memory.
+    fn best_at(&self, height: u64) -> Option<&BlockHash> {
+        let index = usize::try_from(height.checked_sub(self.base)?).ok()?;
+        self.best.get(index)
+    }
+
+    /// The height of the lowest best-chain block in memory (0 unless resumed or trimmed).
+    pub fn base_height(&self) -> u64 {
+        self.base
+    }
+
+    /// From now on keeps in memory only the best chain's last `blocks` blocks (at least the
+    /// deepest reorg plus the median-time span: everything consensus at the tip reads) and the
+    /// side branches; [`Chain::trim`] lets the older ones go. Their undo is kept as deep as a
+    /// reorg may reach, since nothing below the base can be replayed.
+    pub fn keep_recent(&mut self, blocks: usize) {
+        self.keep = Some(blocks.max(self.max_reorg_depth + MEDIAN_TIME_SPAN));
+        self.undo_depth = self.undo_depth.max(self.max_reorg_depth);
+    }
+
+    /// Lets the best-chain blocks older than [`Chain::keep_recent`] asks go from memory, with
+    /// any side branch still hanging from them (listed for [`Chain::take_removed`]), and
+    /// returns them, oldest first: from now on they are the [`Archive`]'s. The caller calls it
+    /// once what it must do with the blocks (store them, compute what changed) is done.
+    pub fn trim(&mut self) -> Vec<Arc<CheckedBlock>> {
+        let Some(keep) = self.keep else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        while self.best.len() > keep + 1 {
+            let Some(hash) = self.best.pop_front() else {
+                break;
+            };
+            self.base += 1;
+            let Some(entry) = self.entries.remove(&hash) else {
+                continue;
+            };
+            self.leaves.remove(&hash);
+            let cost = side_block_cost(entry.block.header.records_size);
+            self.tree_bytes -= cost;
+            self.best_bytes -= cost;
+            let next = self.best.front().copied();
+            for child in entry.children {
+                if Some(child) != next {
+                    self.remove_subtree(child, false);
+                }
+            }
+            out.push(entry.block);
+        }
+        out
     }
 
     /// Cumulative work of the best chain.
@@ -223,16 +334,16 @@ impl Chain {
     }
 
     /// The best chain's block at `height`.
+    /// `None` below [`Chain::base_height`]: the [`Archive`] holds those.
     pub fn at_height(&self, height: u64) -> Option<&Arc<CheckedBlock>> {
-        let hash = self.best.get(usize::try_from(height).ok()?)?;
-        self.get(hash)
+        self.get(self.best_at(height)?)
     }
 
     /// Whether `hash` is on the best chain.
     pub fn is_on_best(&self, hash: &BlockHash) -> bool {
         self.entries
             .get(hash)
-            .and_then(|e| self.best.get(e.block.header.height as usize))
+            .and_then(|e| self.best_at(e.block.header.height))
             .is_some_and(|h| h == hash)
     }
 
@@ -330,8 +441,11 @@ impl Chain {
         }
         if !self.entries.contains_key(&prev) {
             // Its fork point is below its height: one this low could never join the best chain.
-            if (checked.header.height as usize).saturating_add(self.max_reorg_depth)
-                < self.best.len()
+            if checked
+                .header
+                .height
+                .saturating_add(self.max_reorg_depth as u64)
+                < self.best_end()
             {
                 return Ok(Imported::TooDeep);
             }
@@ -414,13 +528,18 @@ impl Chain {
     /// Sets the deepest reorg accepted (see [`MAX_REORG_DEPTH`]); for tests.
     pub fn set_max_reorg_depth(&mut self, depth: usize) {
         self.max_reorg_depth = depth;
+        if let Some(keep) = self.keep {
+            self.keep_recent(keep);
+        }
         self.prune_too_deep();
     }
 
     /// Whether a child of `parent` would fork from the best chain more than `max_reorg_depth`
     /// blocks below the tip. Walks back along the branch, at most to that depth.
     fn forks_too_deep(&self, parent: &BlockHash) -> bool {
-        let lowest = self.best.len().saturating_sub(1 + self.max_reorg_depth) as u64;
+        let lowest = self
+            .best_end()
+            .saturating_sub(1 + self.max_reorg_depth as u64);
         let mut cursor = self.entries.get(parent);
         while let Some(entry) = cursor {
             let header = &entry.block.header;
@@ -480,8 +599,12 @@ impl Chain {
     }
 
     /// Sets how many blocks below the tip keep their undo (see [`MAX_UNDO_DEPTH`]); for tests.
+    /// A chain that keeps only recent blocks keeps undo at least as deep as a reorg reaches.
     pub fn set_undo_depth(&mut self, depth: usize) {
         self.undo_depth = depth.max(1);
+        if self.keep.is_some() {
+            self.undo_depth = self.undo_depth.max(self.max_reorg_depth);
+        }
     }
 
     /// Drops side-branch tips, least cumulative work first (the newest first among equals),
@@ -587,7 +710,7 @@ impl Chain {
             match self.switch_to(candidate) {
                 Ok((disconnected, connected)) => return (disconnected, connected, failure),
                 Err((bad, error)) => {
-                    self.remove_subtree(bad);
+                    self.remove_subtree(bad, true);
                     failure = Some((bad, error));
                 }
             }
@@ -607,7 +730,7 @@ impl Chain {
             path.push(cursor);
             cursor = self.entries[&cursor].block.header.prev_hash;
         }
-        let fork_height = self.entries[&cursor].block.header.height as usize;
+        let fork_height = self.entries[&cursor].block.header.height;
         let disconnected = self.rewind(fork_height);
         let mut connected = Vec::new();
         for hash in path.into_iter().rev() {
@@ -630,8 +753,10 @@ impl Chain {
     /// Takes the best chain back to `height`, returning the blocks that left it, tip first.
     /// Blocks within `undo_depth` of the tip are reverted with their undo; a deeper rewind
     /// replays the ledger from genesis instead, which is rare and costs one pass.
-    fn rewind(&mut self, height: usize) -> Vec<Arc<CheckedBlock>> {
-        let gone = self.best.split_off((height + 1).min(self.best.len()));
+    /// The fork point is always in memory: a branch forking below the base is too deep.
+    fn rewind(&mut self, height: u64) -> Vec<Arc<CheckedBlock>> {
+        let keep = usize::try_from((height + 1).saturating_sub(self.base)).unwrap_or(usize::MAX);
+        let gone = self.best.split_off(keep.min(self.best.len()));
         let undoable = gone
             .iter()
             .all(|h| self.entries.get(h).is_some_and(|e| e.undo.is_some()));
@@ -656,8 +781,10 @@ impl Chain {
     }
 
     /// Rebuilds the ledger from genesis along the best chain, keeping the undo of the last
-    /// `undo_depth` blocks.
+    /// `undo_depth` blocks. Only a chain that keeps every block gets here: one that keeps only
+    /// recent blocks keeps undo as deep as any reorg reaches.
     fn replay(&mut self) {
+        debug_assert_eq!(self.base, 0, "a chain with an archive never replays");
         self.ledger = Ledger::new();
         let keep_from = self.best.len().saturating_sub(self.undo_depth);
         for (i, hash) in self.best.iter().enumerate().skip(1) {
@@ -681,7 +808,7 @@ impl Chain {
         let undo = self.ledger.apply_block(&entry.block)?;
         entry.undo = Some(Box::new(undo));
         self.best_bytes += side_block_cost(entry.block.header.records_size);
-        self.best.push(hash);
+        self.best.push_back(hash);
         // Undo deeper than `undo_depth` goes: kept for every block it would cost memory in
         // proportion to the chain, and a reorg that deep replays instead.
         if let Some(old) = self.best.len().checked_sub(self.undo_depth + 1)
@@ -692,8 +819,9 @@ impl Chain {
         Ok(())
     }
 
-    /// Drops a block found invalid and everything built on it.
-    fn remove_subtree(&mut self, root: BlockHash) {
+    /// Drops a block and everything built on it: found invalid (remembered as such), or a side
+    /// branch left hanging below the base by [`Chain::trim`].
+    fn remove_subtree(&mut self, root: BlockHash, invalid: bool) {
         let parent_hash = self.entries.get(&root).map(|e| e.block.header.prev_hash);
         if let Some(parent_hash) = parent_hash
             && let Some(parent) = self.entries.get_mut(&parent_hash)
@@ -713,7 +841,9 @@ impl Chain {
                 stack.extend(entry.children);
             }
             self.leaves.remove(&hash);
-            self.remember_invalid(hash);
+            if invalid {
+                self.remember_invalid(hash);
+            }
         }
     }
 
@@ -745,9 +875,11 @@ impl Chain {
             disconnected.push(Arc::clone(&cursor.block));
             cursor = self.entries.get(&cursor.block.header.prev_hash)?;
         }
-        let fork_height = cursor.block.header.height as usize;
-        let connected = self.best[fork_height + 1..]
+        let from = usize::try_from(cursor.block.header.height + 1 - self.base).ok()?;
+        let connected = self
+            .best
             .iter()
+            .skip(from)
             .map(|h| Arc::clone(&self.entries[h].block))
             .collect();
         Some((disconnected, connected))
@@ -755,39 +887,80 @@ impl Chain {
 
     /// A block locator for the best chain: the tip, the 9 blocks below it, then hashes at
     /// doubling distances back, always ending with genesis; at most [`MAX_LOCATOR`] hashes.
+    /// For a chain that keeps every block; see [`Chain::locator_in`].
     pub fn locator(&self) -> Vec<BlockHash> {
+        self.locator_in(&NoArchive)
+    }
+
+    /// [`Chain::locator`], reading the hashes below the base from `archive` (one it lacks is
+    /// left out).
+    pub fn locator_in(&self, archive: &impl Archive) -> Vec<BlockHash> {
         let mut out = Vec::new();
         let mut height = self.height();
         let mut step = 1;
         while height > 0 && out.len() < MAX_LOCATOR - 1 {
-            out.push(self.best[height as usize]);
+            let hash = match self.best_at(height) {
+                Some(hash) => Some(*hash),
+                None => archive.hash_at(height),
+            };
+            out.extend(hash);
             if out.len() >= 10 {
                 step *= 2;
             }
             height = height.saturating_sub(step);
         }
-        out.push(self.best[0]);
+        out.push(self.genesis);
         out
     }
 
     /// The best-chain blocks after the first locator hash on our best chain (after genesis when
     /// none is), at most `max`, and whether more follow. Only the first [`MAX_LOCATOR`] hashes
-    /// of a locator are looked at.
+    /// of a locator are looked at. For a chain that keeps every block; see
+    /// [`Chain::blocks_after_in`].
     pub fn blocks_after(
         &self,
         locator: &[BlockHash],
         max: usize,
     ) -> (Vec<Arc<CheckedBlock>>, bool) {
+        self.blocks_after_in(locator, max, &NoArchive)
+    }
+
+    /// [`Chain::blocks_after`], reading what is below the base from `archive`. The answer stops
+    /// at the first block the archive lacks (with "more follow").
+    pub fn blocks_after_in(
+        &self,
+        locator: &[BlockHash],
+        max: usize,
+        archive: &impl Archive,
+    ) -> (Vec<Arc<CheckedBlock>>, bool) {
         let start = locator
             .iter()
             .take(MAX_LOCATOR)
-            .find(|h| self.is_on_best(h))
-            .map_or(1, |h| self.entries[h].block.header.height as usize + 1);
-        let end = self.best.len().min(start.saturating_add(max));
-        let blocks = (start..end)
-            .map(|h| Arc::clone(&self.entries[&self.best[h]].block))
-            .collect();
-        (blocks, end < self.best.len())
+            .find_map(|h| self.height_on_best(h, archive))
+            .map_or(1, |h| h + 1);
+        let end = self.best_end().min(start.saturating_add(max as u64));
+        let mut blocks = Vec::new();
+        for height in start..end {
+            let block = match self.best_at(height) {
+                Some(hash) => Some(Arc::clone(&self.entries[hash].block)),
+                None => archive.block_at(height),
+            };
+            let Some(block) = block else { break };
+            blocks.push(block);
+        }
+        let more = start + (blocks.len() as u64) < self.best_end();
+        (blocks, more)
+    }
+
+    /// The height of `hash` if it is on the best chain, in memory or in the archive.
+    fn height_on_best(&self, hash: &BlockHash, archive: &impl Archive) -> Option<u64> {
+        if self.is_on_best(hash) {
+            return self.entries.get(hash).map(|e| e.block.header.height);
+        }
+        if *hash == self.genesis {
+            return Some(0);
+        }
+        archive.height_of(hash).filter(|h| *h < self.base)
     }
 
     /// Every block in the tree, in no particular order (for the visualizer's snapshot).
@@ -796,9 +969,10 @@ impl Chain {
     }
 
     /// The ledger replayed from genesis along the best chain: what [`Chain::ledger`] must equal.
+    /// For a chain that keeps every block (one with a base above genesis has not the blocks).
     pub fn replay_ledger(&self) -> Result<Ledger, BlockError> {
         let mut ledger = Ledger::new();
-        for hash in &self.best[1..] {
+        for hash in self.best.iter().skip(1) {
             ledger
                 .apply_block(&self.entries[hash].block)
                 .map_err(|(index, error)| BlockError::Ledger { index, error })?;

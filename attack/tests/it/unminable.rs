@@ -35,7 +35,7 @@ async fn unminable_records_never_crowd_out_an_honest_purchase() {
     let dir = net.a.dir.clone();
     assert!(net.a.terminate().success());
     // Read with the node stopped: nothing of the flood is on disk (every honest record is mined).
-    let (store, loaded) = node::store::Store::open(&dir, |_| {}).expect("open the store");
+    let (store, loaded) = node::store::Store::open(&dir).expect("open the store");
     assert!(
         loaded.pending.len() < MAX_STORED_AFTER,
         "{} pending records stored",

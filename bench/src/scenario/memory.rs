@@ -37,7 +37,7 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
         unit: "MB",
         reference: "the blocks' binary size".into(),
         reference_value: data_mb,
-        target: Some(("< 100 MB".into(), value < 100.0)),
+        target: Some(("< 64 MB".into(), value < 64.0)),
         noisy: None,
     };
     Ok(vec![

@@ -54,7 +54,7 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
         unit: "s",
         reference: "same chain rebuilt in-process, 1 thread".into(),
         reference_value: reference,
-        target: Some(("< 2 s".into(), took < 2.0)),
+        target: Some(("< 1 s".into(), took < 1.0)),
         noisy: None,
     }])
 }

@@ -7,5 +7,6 @@ mod network;
 mod records;
 mod restart;
 mod slots;
+mod store;
 mod subscribe;
 mod sync;

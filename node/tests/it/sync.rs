@@ -6,7 +6,7 @@ use protocol::{Action, Block, Record, genesis};
 use testkit::*;
 
 /// `n` valid blocks on genesis, each with one record (a vote in its own poll).
-fn chain_of(n: usize) -> Vec<Block> {
+pub fn chain_of(n: usize) -> Vec<Block> {
     let k = key(42);
     let mut out: Vec<Block> = Vec::with_capacity(n);
     let mut parent = genesis();
@@ -36,14 +36,9 @@ fn chain_of(n: usize) -> Vec<Block> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_started_after_1000_blocks_catches_up() {
-    let blocks = chain_of(1000);
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    // Hand node a the chain the way a peer would.
-    let mut peer = Client::connect(&a.addr).await;
+/// Hands `blocks` to the node at `addr` the way a peer would, 500 a line.
+pub async fn hand_over(addr: &str, blocks: &[Block]) {
+    let mut peer = Client::connect(addr).await;
     for segment in blocks.chunks(500) {
         peer.send(Message::Blocks(Blocks {
             blocks: segment.to_vec(),
@@ -51,6 +46,15 @@ async fn a_node_started_after_1000_blocks_catches_up() {
         }))
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_after_1000_blocks_catches_up() {
+    let blocks = chain_of(1000);
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    hand_over(&a.addr, &blocks).await;
     let want = blocks.last().unwrap().header.hash();
     wait_for("node a to hold 1000 blocks", DEADLINE, || async {
         let chain = fetch_chain(&a.addr).await?;

@@ -6,6 +6,7 @@ mod codec;
 mod fuzz;
 mod names;
 mod pool;
+mod recent;
 
 use protocol::{Block, Keypair, Params, Record};
 
