@@ -12,6 +12,7 @@ mod cdp;
 mod garbage;
 mod http;
 mod liar;
+mod page_model;
 mod slots;
 mod state;
 mod stream;
