@@ -15,7 +15,7 @@ use protocol::difficulty::difficulty_for_load;
 use protocol::params::{
     MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, side_block_cost,
 };
-use protocol::wire::Message;
+use protocol::wire::{Message, Update};
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, Pool,
     PoolError, Record, RecordId,
@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::load::Load;
 use crate::miner::Miner;
+use crate::observe::{PoolReport, notice};
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::{Ack, Write, Writer};
 
@@ -90,6 +91,11 @@ pub enum Command {
     Tip {
         /// The tip.
         reply: oneshot::Sender<Arc<CheckedBlock>>,
+    },
+    /// The pool's whole listing (`U` `pool` with `full`), for a new subscriber.
+    Pool {
+        /// The update.
+        reply: oneshot::Sender<Update>,
     },
     /// The miner found a block.
     Mined(Mined),
@@ -204,6 +210,8 @@ pub enum Event {
         /// Blocks that joined it, oldest first.
         connected: Arc<[Arc<CheckedBlock>]>,
     },
+    /// Something only subscribers are told: the node's load and peers, its pool's changes.
+    Notice(Arc<Update>),
 }
 
 /// The node's state as others see it (tracker reports, logs).
@@ -260,6 +268,8 @@ pub struct Actor {
     seen: SeenBlocks,
     /// What the events still in the channel hold of side blocks.
     side_budget: SideBudget,
+    /// The pool as subscribers last heard of it.
+    pool_report: PoolReport,
 }
 
 /// How many events the channel to the connections keeps: a connection that falls further
@@ -355,6 +365,7 @@ impl Actor {
             verified,
             seen,
             side_budget: SideBudget::default(),
+            pool_report: PoolReport::default(),
         };
         actor.publish_status();
         actor.remine();
@@ -441,6 +452,9 @@ impl Actor {
             Command::Tip { reply } => {
                 let _ = reply.send(Arc::clone(self.chain.tip()));
             }
+            Command::Pool { reply } => {
+                let _ = reply.send(PoolReport::full(&self.pool));
+            }
             Command::Locate { ids, reply } => {
                 let found = ids
                     .into_iter()
@@ -493,6 +507,10 @@ impl Actor {
             forget: forget.into_iter().collect(),
             acks,
         });
+        // Subscribers hear what entered and left the pool, once per batch.
+        if let Some(update) = self.pool_report.diff(&self.pool, &self.mined) {
+            self.emit(notice(update));
+        }
         // An idle miner may have work (a record, or a tie to break) even if nothing changed.
         if remine || !self.miner.is_busy() {
             self.remine();

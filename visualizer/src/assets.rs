@@ -38,7 +38,10 @@ pub const ASSETS: &[Asset] = &[
     web_file!("tamper.js", "text/javascript; charset=utf-8"),
     web_file!("graph.js", "text/javascript; charset=utf-8"),
     web_file!("charts.js", "text/javascript; charset=utf-8"),
-    web_file!("vendor/uplot/uPlot.esm.js", "text/javascript; charset=utf-8"),
+    web_file!(
+        "vendor/uplot/uPlot.esm.js",
+        "text/javascript; charset=utf-8"
+    ),
     web_file!("vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
     web_file!("vendor/uplot/LICENSE", "text/plain; charset=utf-8"),
     web_file!("favicon.svg", "image/svg+xml"),

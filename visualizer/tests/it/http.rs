@@ -118,7 +118,10 @@ async fn the_page_is_served_with_its_types_and_a_strict_policy() {
     for (path, content_type) in [
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/model.js", "text/javascript; charset=utf-8"),
-        ("/vendor/uplot/uPlot.esm.js", "text/javascript; charset=utf-8"),
+        (
+            "/vendor/uplot/uPlot.esm.js",
+            "text/javascript; charset=utf-8",
+        ),
         ("/vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
         ("/chain.js", "text/javascript; charset=utf-8"),
         ("/style.css", "text/css; charset=utf-8"),
@@ -181,7 +184,10 @@ fn every_module_the_page_imports_is_served() {
     for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
         let text = String::from_utf8_lossy(asset.body);
         let dir = asset.path.rsplit_once('/').map_or("", |(dir, _)| dir);
-        for (_, rest) in text.match_indices("from './").map(|(i, _)| text.split_at(i + 8)) {
+        for (_, rest) in text
+            .match_indices("from './")
+            .map(|(i, _)| text.split_at(i + 8))
+        {
             let Some(name) = rest.split('\'').next() else {
                 continue;
             };
@@ -194,7 +200,10 @@ fn every_module_the_page_imports_is_served() {
             imports += 1;
         }
     }
-    assert!(imports >= 6, "the page's modules import each other: {imports}");
+    assert!(
+        imports >= 6,
+        "the page's modules import each other: {imports}"
+    );
 }
 
 #[tokio::test]
