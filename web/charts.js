@@ -34,12 +34,18 @@ export class Charts {
     this.model = model;
     this.plots = {}; // name -> {plot, key}
     this.last = {}; // name -> the data last drawn, for tests
+    // Reading a width forces the page's layout: done on resizing only, not every second.
+    this.width = 0;
+    window.addEventListener('resize', () => {
+      this.width = 0;
+    });
   }
 
   /** One chart: makes it again only when its series (the nodes) change. */
   draw(name, title, unit, names, data, opts) {
     const box = $('chart-' + name);
-    const width = Math.max(300, box.clientWidth || 600);
+    if (!this.width) this.width = Math.max(300, box.clientWidth || 600);
+    const width = this.width;
     const key = names.join(',') + '|' + width;
     this.last[name] = { names, data };
     let entry = this.plots[name];
@@ -87,7 +93,9 @@ export class Charts {
       load.push(l);
     }
     this.draw('difficulty', 'Difficulty each node mines at', 'bits', names, [xs, ...difficulty],
-      { series: { paths: uPlot.paths.stepped({ align: 1 }) } });
+      { series: { paths: uPlot.paths.stepped({ align: 1 }) },
+        // A rise of one bit must show: the axis hugs the values, not zero.
+        y: { range: (u, min, max) => [Math.max(0, (min ?? 0) - 1), (max ?? 1) + 1] } });
     this.draw('load', 'CPU load of other processes', '%', names, [xs, ...load],
       { y: { range: [0, 100] } });
     const intervals = empty();

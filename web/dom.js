@@ -12,7 +12,13 @@ export function el(tag, className, text) {
   return node;
 }
 
+// One formatter for every time shown: making one per call (toLocaleTimeString) cost a tenth of
+// a millisecond each, most of the pool panel's drawing with 30 nodes.
+const TIME = new Intl.DateTimeFormat([], {
+  hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
+});
+
 /** A time of day, 24 h. */
 export function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour12: false });
+  return TIME.format(new Date(ms));
 }

@@ -7,8 +7,10 @@
 import { $ } from './dom.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
+/** The drawing's size for up to CROWD nodes; it grows with more, so labels keep their room. */
 const SIZE = 420;
-const RADIUS = 160;
+/** Past this many nodes, each shows only its id and relay time. */
+const CROWD = 12;
 const NODE_R = 15;
 
 function svg(tag, attrs, text) {
@@ -26,20 +28,23 @@ export class Graph {
   }
 
   /** Where each node sits: on a circle, in the table's order (by id), so places are stable. */
-  places() {
+  places(size) {
     const nodes = this.model.nodes;
+    const radius = size / 2 - 60;
     const out = new Map();
     nodes.forEach((n, i) => {
       const angle = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(nodes.length, 1);
-      out.set(n.id, { x: SIZE / 2 + RADIUS * Math.cos(angle), y: SIZE / 2 + RADIUS * Math.sin(angle) });
+      out.set(n.id, { x: size / 2 + radius * Math.cos(angle), y: size / 2 + radius * Math.sin(angle) });
     });
     return out;
   }
 
   render() {
     const m = this.model;
-    const places = this.places();
-    const root = svg('svg', { viewBox: '0 0 ' + SIZE + ' ' + SIZE, role: 'img',
+    const crowded = m.nodes.length > CROWD;
+    const size = SIZE + 30 * Math.max(0, m.nodes.length - CROWD);
+    const places = this.places(size);
+    const root = svg('svg', { viewBox: '0 0 ' + size + ' ' + size, role: 'img',
       'aria-label': 'The network: nodes and their live links' });
     const { live, oneSided } = m.edges();
     const wave = m.latestWave();
@@ -76,11 +81,13 @@ export class Graph {
       g.append(svg('circle', { class: 'load', r: NODE_R + 4,
         'stroke-dasharray': (ring * Math.max(0, Math.min(1, load || 0))).toFixed(1) + ' ' + ring.toFixed(1) }));
       g.append(svg('text', { class: 'id', y: 4 }, n.short.slice(0, 4)));
-      const below = p.y > SIZE / 2 ? 1 : -1;
-      g.append(svg('text', { class: 'info', y: below * (NODE_R + 16) },
-        '#' + n.tip_height + ' · ' + (load === null || load === undefined ? '–' : Math.round(load * 100) + '%')));
+      const below = p.y > size / 2 ? 1 : -1;
+      if (!crowded) {
+        g.append(svg('text', { class: 'info', y: below * (NODE_R + 16) },
+          '#' + n.tip_height + ' · ' + (load === null || load === undefined ? '–' : Math.round(load * 100) + '%')));
+      }
       if (delay !== undefined) {
-        g.append(svg('text', { class: 'delay', y: below * (NODE_R + 29) },
+        g.append(svg('text', { class: 'delay', y: below * (NODE_R + (crowded ? 16 : 29)) },
           delay === 0 ? 'first' : '+' + delay + ' ms'));
       }
       root.append(g);

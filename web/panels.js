@@ -3,7 +3,7 @@
 // redraws one panel from the model; app.js calls only those a message changed.
 
 import { $, el, clock } from './dom.js';
-import { short, describe } from './model.js';
+import { short, describe, LEAVING_MS } from './model.js';
 
 /** Lines kept in the event log. */
 const MAX_EVENTS = 60;
@@ -90,7 +90,7 @@ export function renderPool(m, now) {
   let any = false;
   for (const n of m.nodes) {
     const o = m.observed.get(n.id);
-    const leaving = m.leaving.filter((l) => l.node === n.id);
+    const leaving = m.leaving.filter((l) => l.node === n.id && now - l.at < LEAVING_MS);
     if (!o || (o.pool.size === 0 && leaving.length === 0)) continue;
     any = true;
     const section = el('div', 'pool-node');

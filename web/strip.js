@@ -14,6 +14,8 @@ export const PAD = 14;
 export const COL = TILE_W + GAP_X;
 const ROW = TILE_H + GAP_Y;
 const MAX_VISIBLE_LANES = 3;
+/** Node tips marked by name on one tile; more are counted. */
+const MAX_TIP_MARKS = 6;
 
 function x(height) {
   return PAD + height * COL;
@@ -121,7 +123,9 @@ export class Strip {
     const tips = this.model.tipsByHash.get(b.hash);
     if (tips) {
       const box = el('div', 't-tips');
-      for (const n of tips) box.append(el('span', null, '◆ ' + n.short));
+      // Many nodes on one tip would cover the tile: the first few, then how many more.
+      for (const n of tips.slice(0, MAX_TIP_MARKS)) box.append(el('span', null, '◆ ' + n.short));
+      if (tips.length > MAX_TIP_MARKS) box.append(el('span', null, '+' + (tips.length - MAX_TIP_MARKS) + ' nodes'));
       node.append(box);
     }
   }
@@ -134,18 +138,25 @@ export class Strip {
   render() {
     const m = this.model;
     const { scroller, inner } = this;
+    // Reads first, then writes: reading the layout after a write would force the browser to lay
+    // the page out twice in one frame.
+    const width = scroller.clientWidth;
+    let left = scroller.scrollLeft;
+    const down = scroller.scrollTop;
     const lanes = Math.min(m.maxLane + 1, MAX_VISIBLE_LANES);
     const viewHeight = PAD * 2 + lanes * ROW - GAP_Y + 16;
     if (this.box.style.height !== viewHeight + 'px') this.box.style.height = viewHeight + 'px';
     const top = Math.max(0, m.byHeight.length - 1);
-    inner.style.width = (PAD * 2 + (top + 1) * COL - GAP_X) + 'px';
+    const innerWidth = PAD * 2 + (top + 1) * COL - GAP_X;
+    inner.style.width = innerWidth + 'px';
     inner.style.height = (PAD * 2 + (m.maxLane + 1) * ROW - GAP_Y) + 'px';
     if (this.view.follow) {
-      const end = inner.offsetWidth - scroller.clientWidth;
-      if (Math.abs(scroller.scrollLeft - end) > 1) scroller.scrollLeft = end;
+      const end = Math.max(0, innerWidth - width);
+      if (Math.abs(left - end) > 1) {
+        scroller.scrollLeft = end;
+        left = end;
+      }
     }
-    const left = scroller.scrollLeft;
-    const width = scroller.clientWidth;
     const h0 = Math.max(0, Math.floor((left - PAD) / COL) - 1);
     const h1 = Math.min(top, Math.ceil((left + width - PAD) / COL) + 1);
     const keep = new Set();
@@ -186,16 +197,16 @@ export class Strip {
         this.tiles.delete(hash);
       }
     }
-    this.drawLinks(h0, h1);
+    this.drawLinks(h0, h1, width, viewHeight, left, down);
     $('following').textContent = this.view.follow ? 'following the tip' : 'scrolled away from the tip';
   }
 
-  drawLinks(h0, h1) {
+  /** The links for heights h0..h1 on a canvas of w × h pixels, the strip scrolled by
+   * (left, down) pixels. */
+  drawLinks(h0, h1, w, h, left, down) {
     const m = this.model;
-    const { canvas, box } = this;
+    const { canvas } = this;
     const ratio = window.devicePixelRatio || 1;
-    const w = box.clientWidth;
-    const h = box.clientHeight;
     if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
       canvas.width = Math.round(w * ratio);
       canvas.height = Math.round(h * ratio);
@@ -205,8 +216,8 @@ export class Strip {
     const ctx = canvas.getContext('2d');
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, w, h);
-    const dx = -this.scroller.scrollLeft;
-    const dy = -this.scroller.scrollTop;
+    const dx = -left;
+    const dy = -down;
     for (let height = Math.max(1, h0); height <= h1 + 1; height++) {
       for (const hash of m.byHeight[height] || []) {
         const b = m.blocks.get(hash);

@@ -11,6 +11,7 @@ mod browser;
 mod cdp;
 mod garbage;
 mod http;
+mod lab;
 mod liar;
 mod page_model;
 mod slots;
