@@ -18,7 +18,7 @@ export const MAX_WAVES = 16;
 /** Records remembered as having just left a pool for a block, for the animation. */
 export const MAX_LEAVING = 64;
 /** How long a record that left a pool stays drawn as leaving, in ms. */
-export const LEAVING_MS = 4000;
+export const LEAVING_MS = 8000;
 /** The window that block intervals and hash rates are computed over, in ms. */
 export const RATE_WINDOW_MS = 60000;
 
