@@ -116,6 +116,8 @@ impl Watch {
                                 }
                             }
                         }
+                        // The bench times blocks and records only.
+                        Update::Status { .. } | Update::Pool { .. } => {}
                     }
                     drop(s);
                     changed.notify_waiters();

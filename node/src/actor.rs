@@ -15,7 +15,7 @@ use protocol::difficulty::difficulty_for_load;
 use protocol::params::{
     MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, side_block_cost,
 };
-use protocol::wire::Message;
+use protocol::wire::{Message, Update};
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, LedgerError,
     Pool, PoolError, Record, RecordId,
@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::archive::Deep;
 use crate::load::Load;
 use crate::miner::Miner;
+use crate::observe::{PoolReport, notice};
 use crate::store::Checkpoint;
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::{Ack, Write, Writer};
@@ -92,6 +93,11 @@ pub enum Command {
     Tip {
         /// The tip.
         reply: oneshot::Sender<Arc<CheckedBlock>>,
+    },
+    /// The pool's whole listing (`U` `pool` with `full`), for a new subscriber.
+    Pool {
+        /// The update.
+        reply: oneshot::Sender<Update>,
     },
     /// The miner found a block.
     Mined(Mined),
@@ -206,6 +212,8 @@ pub enum Event {
         /// Blocks that joined it, oldest first.
         connected: Arc<[Arc<CheckedBlock>]>,
     },
+    /// Something only subscribers are told: the node's load and peers, its pool's changes.
+    Notice(Arc<Update>),
 }
 
 /// The node's state as others see it (tracker reports, logs).
@@ -267,6 +275,8 @@ pub struct Actor {
     seen: SeenBlocks,
     /// What the events still in the channel hold of side blocks.
     side_budget: SideBudget,
+    /// The pool as subscribers last heard of it.
+    pool_report: PoolReport,
 }
 
 /// How many events the channel to the connections keeps: a connection that falls further
@@ -370,6 +380,7 @@ impl Actor {
             verified,
             seen,
             side_budget: SideBudget::default(),
+            pool_report: PoolReport::default(),
         };
         actor.publish_status();
         actor.remine();
@@ -458,6 +469,9 @@ impl Actor {
             Command::Tip { reply } => {
                 let _ = reply.send(Arc::clone(self.chain.tip()));
             }
+            Command::Pool { reply } => {
+                let _ = reply.send(PoolReport::full(&self.pool));
+            }
             Command::Locate { ids, reply } => {
                 let deep = Deep::committed(self.writer.reader(), self.chain.params());
                 let found = ids
@@ -538,6 +552,10 @@ impl Actor {
             forget: forget.into_iter().collect(),
             acks,
         });
+        // Subscribers hear what entered and left the pool, once per batch.
+        if let Some(update) = self.pool_report.diff(&self.pool, &self.mined) {
+            self.emit(notice(update));
+        }
         // An idle miner may have work (a record, or a tie to break) even if nothing changed.
         if remine || !self.miner.is_busy() {
             self.remine();

@@ -358,6 +358,7 @@ impl Conn {
                 Answer::Blocks { blocks, more }
             }
             Question::Tip => Answer::Tip(self.ask(|reply| Command::Tip { reply }).await?),
+            Question::Pool => Answer::Pool(self.ask(|reply| Command::Pool { reply }).await?),
             Question::Locate { ids } => {
                 Answer::Located(self.ask(|reply| Command::Locate { ids, reply }).await?)
             }

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod links;
 pub mod load;
 pub mod miner;
+pub mod observe;
 pub mod peers;
 pub mod reporter;
 pub mod session;
@@ -67,7 +68,8 @@ pub struct Config {
     pub difficulty_floor: u32,
     /// Most outbound peer connections.
     pub max_peers: usize,
-    /// Time between tracker reports.
+    /// Time between tracker reports; also how often the CPU load is sampled and subscribers
+    /// are told the load, the difficulty and the peers (`U` `status`).
     pub report_interval: Duration,
     /// A file of peer ids (hex, one per line) this node refuses to talk to, read again every
     /// second: how tests split a network in two and heal it. `None` in normal use.
@@ -251,7 +253,7 @@ impl Node {
         });
         let (topology_tx, topology) = watch::channel(Topology::default());
         let stop_sampler = Arc::new(AtomicBool::new(false));
-        let load = load::spawn(Arc::clone(&stop_sampler));
+        let load = load::spawn(Arc::clone(&stop_sampler), config.report_interval);
         let miner_commands = commands.clone();
         let params = Params::with_floor(config.difficulty_floor);
         let miner_params = params.clone();
@@ -273,12 +275,13 @@ impl Node {
         })?;
         let verified = Verified::default();
         let seen = SeenBlocks::default();
+        let load_for_status = load.clone();
         let actor = Actor::new(
             chain,
             pool,
             Writer::spawn(store)?,
             events.clone(),
-            status_tx,
+            status_tx.clone(),
             miner,
             key.account(),
             load,
@@ -315,6 +318,18 @@ impl Node {
             reporter
                 .run(status, topology_tx, shutdown.clone())
                 .in_current_span(),
+        );
+        tasks.spawn(
+            observe::run(
+                config.report_interval,
+                load_for_status,
+                config.difficulty_floor,
+                ctx.links.clone(),
+                ctx.events.clone(),
+                status_tx,
+                shutdown.clone(),
+            )
+            .in_current_span(),
         );
         tasks.spawn(
             peers::run(

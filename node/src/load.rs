@@ -1,5 +1,5 @@
-//! Samples the host's CPU load that is not this node's own, once a second, on its own thread, so
-//! that mining never waits for a sample.
+//! Samples the host's CPU load that is not this node's own, once a report interval (a second by
+//! default), on its own thread, so that mining never waits for a sample.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -22,8 +22,8 @@ impl Load {
     }
 }
 
-/// Starts the sampler thread; it stops soon after `stop` is set.
-pub fn spawn(stop: Arc<AtomicBool>) -> Load {
+/// Starts the sampler thread, sampling every `period`; it stops soon after `stop` is set.
+pub fn spawn(stop: Arc<AtomicBool>, period: Duration) -> Load {
     let load = Load::default();
     let shared = load.clone();
     // What it logs belongs to the node that started it.
@@ -51,7 +51,7 @@ pub fn spawn(stop: Arc<AtomicBool>) -> Load {
             let other = ((global - own / cpus) / 100.0).clamp(0.0, 1.0);
             shared.set(if other.is_finite() { other } else { 0.0 });
             // A sampling period, not a wait on anything: CPU usage is a rate over an interval.
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(period);
         }
     });
     if let Err(e) = spawned {

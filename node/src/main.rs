@@ -46,6 +46,10 @@ struct Args {
     /// `Z` halfway, which it must answer.
     #[arg(long, env = "MONKEY_NODE_IDLE_TIMEOUT_MS", default_value_t = node::conn::IDLE_TIMEOUT.as_millis() as u64)]
     idle_timeout_ms: u64,
+    /// Milliseconds between reports to the tracker; also how often the CPU load is sampled and
+    /// subscribers (the visualizer) are told the load, the difficulty and the peers.
+    #[arg(long, env = "MONKEY_NODE_REPORT_INTERVAL_MS", default_value_t = 1000)]
+    report_interval_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,10 @@ fn open(args: Args) -> anyhow::Result<Node> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!(threads > 0, "--threads must be at least 1");
     anyhow::ensure!(
+        args.report_interval_ms > 0,
+        "--report-interval-ms must be more than zero"
+    );
+    anyhow::ensure!(
         args.idle_timeout_ms > 0,
         "--idle-timeout-ms must be more than zero"
     );
@@ -89,7 +97,7 @@ fn open(args: Args) -> anyhow::Result<Node> {
         threads,
         difficulty_floor: args.difficulty_floor,
         max_peers: args.max_peers,
-        report_interval: Duration::from_secs(1),
+        report_interval: Duration::from_millis(args.report_interval_ms),
         refuse_peers_file: args.refuse_peers_file,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
     };

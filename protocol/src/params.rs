@@ -79,6 +79,13 @@ pub const MAX_WAITING_PER_ACCOUNT: usize = 16;
 /// relays leave closes within a second; the shop sends a record again every 5 s until it is
 /// mined.
 pub const MAX_WAITING_MS: u64 = 30_000;
+/// Most pending records a node lists to a subscriber (`U` `pool`): the oldest ones, enough to
+/// watch a class's records wait and leave, and a line of some 30 KiB at most; the counts cover
+/// the rest.
+pub const MAX_REPORTED_PENDING: usize = 64;
+/// Most peers a node lists to a subscriber (`U` `status`): more than a node dials
+/// (`--max-peers`, 8) plus those that dialed it, in a line of a few KiB.
+pub const MAX_REPORTED_PEERS: usize = 64;
 /// Most bytes that blocks off the best chain (side branches) may hold, counted as
 /// [`side_block_cost`]: their records' canonical encodings plus [`SIDE_BLOCK_OVERHEAD`]. A block
 /// may carry 512 KiB of records, so a count cap alone let a flood of big side blocks at the floor

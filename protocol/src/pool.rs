@@ -220,6 +220,20 @@ impl Pool {
         self.entries.get(id).map(|p| &p.record)
     }
 
+    /// The first `max` pending records, for a subscriber to see: ready ones in the order of the
+    /// next block template, then waiting ones, the oldest first; each with when it was admitted
+    /// (the pool's clock) and whether it waits. Costs `max` steps, whatever the pool holds.
+    pub fn listing(&self, max: usize) -> Vec<(&Record, u64, bool)> {
+        let ready = self.ready.iter();
+        let waiting = self.waiting_since.values();
+        ready
+            .chain(waiting)
+            .filter_map(|id| self.entries.get(id))
+            .take(max)
+            .map(|p| (&p.record, p.since, p.wait.is_some()))
+            .collect()
+    }
+
     /// What changed since the last call, besides the records given to [`Pool::add`] (see
     /// [`PoolChanges`]).
     pub fn take_changes(&mut self) -> PoolChanges {

@@ -12,7 +12,7 @@
 //! | `H` | a [`Hello`] | a challenge: "prove who you are"; from a node, also who it will prove to be |
 //! | `P` | a [`Proof`] | who the sender is, signed over the other side's nonce (see [`crate::handshake`]) |
 //! | `S` | none | subscribe to the node's updates (the visualizer) |
-//! | `U` | an [`Update`] | a block entered the node's tree, or its best tip moved |
+//! | `U` | an [`Update`] | a block entered the node's tree, its best tip moved, its load and peers now, its pool changed |
 //! | `Z` | none | keep-alive: a node asks a quiet long-lived connection to show it is there; the other side answers `Z` |
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,58 @@ pub enum Update {
         /// Blocks that joined it, oldest first.
         connected: Vec<BlockHash>,
     },
+    /// The node's CPU load, the difficulty it mines at and its live peers: sent every status
+    /// period (a second by default), so a chart of load against difficulty moves even when the
+    /// chain does not.
+    Status {
+        /// The node's clock, in milliseconds.
+        at_ms: u64,
+        /// CPU load of other processes on its host, in thousandths (0 to 1000): an integer, so
+        /// messages compare exactly.
+        load_permille: u16,
+        /// The difficulty it mines at now, in bits.
+        difficulty: u32,
+        /// The nodes it has a link with, by id (at most [`MAX_REPORTED_PEERS`](crate::params::MAX_REPORTED_PEERS)): links it opened
+        /// (or is opening) and links others opened to it once they proved their id.
+        peers: Vec<AccountId>,
+    },
+    /// Records entered or left the node's pending pool. Only the first
+    /// [`MAX_REPORTED_PENDING`](crate::params::MAX_REPORTED_PENDING) records of the pool are listed ([`crate::Pool::listing`]); a
+    /// record that leaves the pool's listing is `removed` and one that enters it (or whose
+    /// `waiting` changed) is `added`. Sent after each change, and whole (`full`) on subscribing.
+    Pool {
+        /// Whether this is the whole listing (forget the previous one).
+        full: bool,
+        /// Records that entered the listing or changed.
+        added: Vec<PendingRecord>,
+        /// Records that left it.
+        removed: Vec<LeftPool>,
+        /// Ready (minable) records in the whole pool.
+        ready: u64,
+        /// Records in the whole pool that wait for an earlier record of their account.
+        waiting: u64,
+    },
+}
+
+/// A pending record as a node lists it to a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRecord {
+    /// The record, signed.
+    pub record: Record,
+    /// When it entered the pool, on the node's clock (ms).
+    pub since_ms: u64,
+    /// Whether it waits for an earlier record of its account (not minable yet).
+    pub waiting: bool,
+}
+
+/// A record that left a node's pool listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftPool {
+    /// Its id.
+    pub id: RecordId,
+    /// The best-chain block that holds it, when it left for one (otherwise it was evicted,
+    /// expired, made invalid by a new tip, or only pushed out of the listing).
+    pub block: Option<BlockHash>,
 }
 
 /// The payload of `C`.

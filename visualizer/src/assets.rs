@@ -31,6 +31,19 @@ pub const ASSETS: &[Asset] = &[
     web_file!("style.css", "text/css; charset=utf-8"),
     web_file!("chain.js", "text/javascript; charset=utf-8"),
     web_file!("app.js", "text/javascript; charset=utf-8"),
+    web_file!("model.js", "text/javascript; charset=utf-8"),
+    web_file!("dom.js", "text/javascript; charset=utf-8"),
+    web_file!("strip.js", "text/javascript; charset=utf-8"),
+    web_file!("panels.js", "text/javascript; charset=utf-8"),
+    web_file!("tamper.js", "text/javascript; charset=utf-8"),
+    web_file!("graph.js", "text/javascript; charset=utf-8"),
+    web_file!("charts.js", "text/javascript; charset=utf-8"),
+    web_file!(
+        "vendor/uplot/uPlot.esm.js",
+        "text/javascript; charset=utf-8"
+    ),
+    web_file!("vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
+    web_file!("vendor/uplot/LICENSE", "text/plain; charset=utf-8"),
     web_file!("favicon.svg", "image/svg+xml"),
 ];
 

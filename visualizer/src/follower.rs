@@ -236,6 +236,40 @@ impl Follower {
                         self.page_from_hub(&mut link).await?;
                     }
                 }
+                Message::Update(Update::Status {
+                    load_permille,
+                    difficulty,
+                    peers,
+                    ..
+                }) => {
+                    let command = Command::Status {
+                        node: self.node,
+                        load_permille,
+                        difficulty,
+                        peers,
+                    };
+                    if !self.hub.send(command).await {
+                        return Err(SessionError::HubGone);
+                    }
+                }
+                Message::Update(Update::Pool {
+                    full,
+                    added,
+                    removed,
+                    ready,
+                    waiting,
+                }) => {
+                    let command = Command::Pool {
+                        node: self.node,
+                        full,
+                        added,
+                        removed,
+                        counts: (ready, waiting),
+                    };
+                    if !self.hub.send(command).await {
+                        return Err(SessionError::HubGone);
+                    }
+                }
                 Message::Blocks(segment) => {
                     let last = segment.blocks.last().map(|b| b.header.hash());
                     self.deliver(segment.blocks, None).await?;

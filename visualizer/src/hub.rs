@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 
 use protocol::clock::now_ms;
 use protocol::tracker::Topology;
+use protocol::wire::{LeftPool, PendingRecord};
 use protocol::{AccountId, BlockHash, CheckedBlock, Params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,6 +53,30 @@ pub enum Command {
         node: AccountId,
         /// What it sent, and why it was refused.
         offence: Offence,
+    },
+    /// A node said its load, difficulty and peers (`U status`).
+    Status {
+        /// The node.
+        node: AccountId,
+        /// Its load, in thousandths.
+        load_permille: u16,
+        /// Its difficulty.
+        difficulty: u32,
+        /// Its peers.
+        peers: Vec<AccountId>,
+    },
+    /// A node's pool changed (`U pool`).
+    Pool {
+        /// The node.
+        node: AccountId,
+        /// Whether `added` is the whole listing.
+        full: bool,
+        /// Records that entered it or changed.
+        added: Vec<PendingRecord>,
+        /// Records that left it.
+        removed: Vec<LeftPool>,
+        /// Ready and waiting records in its whole pool.
+        counts: (u64, u64),
     },
     /// A node's best tip moved.
     Tip {
@@ -170,6 +195,19 @@ fn serve(mut state: State, mut commands: mpsc::Receiver<Command>) {
             }
             Command::Misbehaved { node, offence } => state.misbehaved(node, offence, now_ms()),
             Command::Tip { node, hash, height } => state.node_tip(node, hash, height),
+            Command::Status {
+                node,
+                load_permille,
+                difficulty,
+                peers,
+            } => state.status(node, now_ms(), load_permille, difficulty, peers),
+            Command::Pool {
+                node,
+                full,
+                added,
+                removed,
+                counts,
+            } => state.pool(node, full, added, removed, counts),
             Command::Link {
                 node,
                 addr,

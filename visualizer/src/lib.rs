@@ -20,6 +20,7 @@ mod config;
 pub mod follower;
 pub mod http;
 pub mod hub;
+pub mod observed;
 pub mod state;
 pub mod verify;
 pub mod view;

@@ -19,16 +19,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use protocol::params::MAX_REPORTED_PENDING;
 use protocol::tracker::{NodeInfo, Topology};
+use protocol::wire::{LeftPool, PendingRecord};
 use protocol::{
     AccountId, Action, Block, BlockError, BlockHash, Chain, CheckedBlock, Params, catalog,
 };
 
+use crate::observed::Observed;
 use crate::verify::Offence;
 use crate::view::{
-    BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, Link, Misbehaviour, NodeView,
-    PollView, RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange,
-    ToBrowser, Totals, TrackerView,
+    Arrival, BlockDetails, BlockSummary, ChoiceVotes, HeaderView, LedgerDelta, LeftView, Link,
+    LoadSample, Misbehaviour, NodeView, ObservedView, PendingView, PollView, PoolDelta,
+    RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange, ToBrowser,
+    Totals, TrackerView,
 };
 
 /// One node as the visualizer knows it.
@@ -50,6 +54,8 @@ struct NodeState {
     last_block: Option<(BlockHash, u64)>,
     /// The last invalid block it sent, if any.
     misbehaviour: Option<Misbehaviour>,
+    /// What it says of itself: load, peers, pending records.
+    observed: Observed,
 }
 
 impl NodeState {
@@ -63,6 +69,7 @@ impl NodeState {
             tip: None,
             last_block: None,
             misbehaviour: None,
+            observed: Observed::default(),
         }
     }
 }
@@ -233,6 +240,10 @@ impl State {
         // Side blocks come and go without the tip moving; the count is sent with the next
         // ledger delta and in every snapshot.
         self.totals.side_blocks = self.side_blocks();
+        let relayed: Vec<Arrival> = arrivals
+            .iter()
+            .map(|&(hash, received_ms)| Arrival { hash, received_ms })
+            .collect();
         for (hash, received) in arrivals {
             self.arrived(node, hash, received);
         }
@@ -245,6 +256,12 @@ impl State {
             self.note_offence(node, offence.clone(), now);
         }
         out.extend(self.nodes_changed());
+        if !relayed.is_empty() && self.nodes.contains_key(&node) {
+            out.push(ToBrowser::Arrivals {
+                node,
+                blocks: relayed,
+            });
+        }
         (out, refused)
     }
 
@@ -541,6 +558,98 @@ impl State {
         self.nodes_changed().into_iter().collect()
     }
 
+    /// A node's `U status`, heard at `now` (the visualizer's clock): a load sample (unless the
+    /// last is too recent, [`crate::observed::MIN_SAMPLE_GAP_MS`]) and its peers if they changed.
+    pub fn status(
+        &mut self,
+        node: AccountId,
+        now: u64,
+        load_permille: u16,
+        difficulty: u32,
+        peers: Vec<AccountId>,
+    ) -> Vec<ToBrowser> {
+        let Some(state) = self.nodes.get_mut(&node) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let sample = LoadSample {
+            at_ms: now,
+            load: f32::from(load_permille.min(1000)) / 1000.0,
+            difficulty,
+        };
+        if state.observed.sample(sample) {
+            out.push(ToBrowser::Load { node, sample });
+        }
+        if state.observed.set_peers(peers) {
+            out.push(ToBrowser::Peers {
+                node,
+                peers: state.observed.peers.clone(),
+            });
+        }
+        out
+    }
+
+    /// A node's `U pool`: its records described, bounded, and passed on.
+    pub fn pool(
+        &mut self,
+        node: AccountId,
+        full: bool,
+        added: Vec<PendingRecord>,
+        removed: Vec<LeftPool>,
+        counts: (u64, u64),
+    ) -> Vec<ToBrowser> {
+        if !self.nodes.contains_key(&node) {
+            return Vec::new();
+        }
+        let described: Vec<PendingView> = added
+            .into_iter()
+            .take(MAX_REPORTED_PENDING)
+            .map(|p| PendingView {
+                id: p.record.id(),
+                seq: p.record.seq,
+                record: self.describe(&p.record.account, &p.record.action),
+                since_ms: p.since_ms,
+                waiting: p.waiting,
+            })
+            .collect();
+        let Some(state) = self.nodes.get_mut(&node) else {
+            return Vec::new();
+        };
+        let removed: Vec<LeftView> = removed
+            .into_iter()
+            .filter(|l| state.observed.pool.contains_key(&l.id))
+            .map(|l| LeftView {
+                id: l.id,
+                block: l.block,
+            })
+            .collect();
+        let ids: Vec<_> = removed.iter().map(|l| l.id).collect();
+        let added = state.observed.pool(full, described, &ids, counts);
+        vec![ToBrowser::Pool(PoolDelta {
+            node,
+            full,
+            added,
+            removed,
+            ready: counts.0,
+            waiting: counts.1,
+        })]
+    }
+
+    /// What each node says of itself, for a snapshot.
+    fn observed_views(&self) -> Vec<ObservedView> {
+        self.nodes
+            .iter()
+            .map(|(id, state)| ObservedView {
+                node: *id,
+                peers: state.observed.peers.clone(),
+                pool: state.observed.pool.values().cloned().collect(),
+                ready: state.observed.ready,
+                waiting: state.observed.waiting,
+                samples: state.observed.samples.iter().copied().collect(),
+            })
+            .collect()
+    }
+
     /// The node table now.
     fn node_views(&self) -> Vec<NodeView> {
         self.nodes
@@ -617,6 +726,7 @@ impl State {
             blocks: blocks.into_iter().cloned().collect(),
             tracker: self.tracker.clone(),
             nodes: self.node_views(),
+            observed: self.observed_views(),
             ledger: LedgerDelta {
                 totals: self.totals,
                 shoppers,

@@ -7,13 +7,15 @@
 //! [`ToBrowser::Tip`] when the best chain moves (a reorg when `disconnected` is not empty),
 //! [`ToBrowser::Nodes`] when a node's row changes (a node caught sending an invalid block says
 //! so in its row: [`Misbehaviour`]), [`ToBrowser::Ledger`] with the shoppers and
-//! polls the last tip move touched. Summaries carry at most [`SUMMARY_RECORDS`] records, so a
+//! polls the last tip move touched; [`ToBrowser::Load`], [`ToBrowser::Peers`] and
+//! [`ToBrowser::Pool`] with what a node says of itself, and [`ToBrowser::Arrivals`] for the
+//! relay wave of each block. Summaries carry at most [`SUMMARY_RECORDS`] records, so a
 //! 10,000-block snapshot stays small; a block's full details are fetched when it is clicked.
 
 use std::collections::BTreeMap;
 
 use protocol::tracker::NodeStatus;
-use protocol::{AccountId, BlockHash};
+use protocol::{AccountId, BlockHash, RecordId};
 use serde::{Deserialize, Serialize};
 
 /// Most records described in a block summary; the rest are only counted.
@@ -41,6 +43,108 @@ pub enum ToBrowser {
     },
     /// The ledger at the best tip changed: new totals, and only the rows and polls that changed.
     Ledger(LedgerDelta),
+    /// A node's CPU load and difficulty now (its `U status`, at most every
+    /// [`crate::observed::MIN_SAMPLE_GAP_MS`]).
+    Load {
+        /// The node.
+        node: AccountId,
+        /// The sample.
+        sample: LoadSample,
+    },
+    /// A node's live peers changed.
+    Peers {
+        /// The node.
+        node: AccountId,
+        /// The ids it has a link with, sorted.
+        peers: Vec<AccountId>,
+    },
+    /// Records entered or left a node's pending pool.
+    Pool(PoolDelta),
+    /// Blocks reached a node: when, by its clock (the relay wave).
+    Arrivals {
+        /// The node.
+        node: AccountId,
+        /// The blocks and when it got each.
+        blocks: Vec<Arrival>,
+    },
+}
+
+/// A node's CPU load and difficulty at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadSample {
+    /// When it was heard, on the visualizer's clock (ms): one time axis for every node.
+    pub at_ms: u64,
+    /// CPU load of other processes on its host, 0 to 1.
+    pub load: f32,
+    /// The difficulty it mines at, in bits.
+    pub difficulty: u32,
+}
+
+/// A pending record as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingView {
+    /// Its id.
+    pub id: RecordId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Who does what.
+    pub record: RecordSummary,
+    /// When it entered the node's pool, by the node's clock (ms).
+    pub since_ms: u64,
+    /// Whether it waits for an earlier record of its account.
+    pub waiting: bool,
+}
+
+/// A record that left a node's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftView {
+    /// Its id.
+    pub id: RecordId,
+    /// The best-chain block it left for, if it did.
+    pub block: Option<BlockHash>,
+}
+
+/// What changed in one node's pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolDelta {
+    /// The node.
+    pub node: AccountId,
+    /// Whether `added` is the whole listing.
+    pub full: bool,
+    /// Records that entered it or changed.
+    pub added: Vec<PendingView>,
+    /// Records that left it.
+    pub removed: Vec<LeftView>,
+    /// Ready records in its whole pool.
+    pub ready: u64,
+    /// Waiting records in its whole pool.
+    pub waiting: u64,
+}
+
+/// When a node got a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// The block.
+    pub hash: BlockHash,
+    /// The node's clock when it entered its tree (ms).
+    pub received_ms: u64,
+}
+
+/// What a node says of itself, in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedView {
+    /// The node.
+    pub node: AccountId,
+    /// Its live peers, sorted.
+    pub peers: Vec<AccountId>,
+    /// Its pending records as it listed them.
+    pub pool: Vec<PendingView>,
+    /// Ready records in its whole pool.
+    pub ready: u64,
+    /// Waiting records in its whole pool.
+    pub waiting: u64,
+    /// Its load and difficulty over the last minutes, oldest first.
+    pub samples: Vec<LoadSample>,
 }
 
 /// The first message a browser gets.
@@ -58,6 +162,8 @@ pub struct Snapshot {
     pub nodes: Vec<NodeView>,
     /// Totals, every shopper and every poll.
     pub ledger: LedgerDelta,
+    /// What each node says of itself: peers, pending records, load samples.
+    pub observed: Vec<ObservedView>,
 }
 
 /// A block as the chain view draws it.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use protocol::handshake::Identity;
 use protocol::params::MAX_BLOCKS_PER_MESSAGE;
-use protocol::wire::{Blocks, ErrorCode, ErrorMessage, GetBlocks, Message};
+use protocol::wire::{Blocks, ErrorCode, ErrorMessage, GetBlocks, Message, Update};
 use protocol::{
     AccountId, Block, BlockError, BlockHash, CheckedBlock, PoolError, Record, RecordId,
 };
@@ -91,6 +91,8 @@ pub enum Question {
     },
     /// The best tip, for a new subscriber.
     Tip,
+    /// The whole pool listing (`U pool`, `full`), for a new subscriber after its tip.
+    Pool,
     /// Which of these records are in a best-chain block, and which.
     Locate {
         /// The records a client waits on.
@@ -128,6 +130,8 @@ pub enum Answer {
     },
     /// The best tip.
     Tip(Arc<CheckedBlock>),
+    /// The pool listing.
+    Pool(Update),
     /// The records found in best-chain blocks, with their blocks.
     Located(Vec<(RecordId, Arc<CheckedBlock>)>),
     /// What became of imported blocks; `invalid` is the first invalid one's error, whether the
@@ -198,6 +202,8 @@ enum Pending {
     GetBlocks,
     /// The tip, for a new subscriber.
     Tip,
+    /// The pool listing, for a new subscriber.
+    Pool,
     /// Awaited records found in blocks, for a client that fell behind on events.
     Locate,
     /// What became of blocks; `more_after` is the last block of a `C` that said more follow.
@@ -381,8 +387,12 @@ impl Session {
                 self.chain_answered(&blocks, more, now)
             }
             (Pending::Tip, Answer::Tip(tip)) => {
-                vec![Action::Send(Message::Update(subscriber::tip(&tip)))]
+                let mut out = vec![Action::Send(Message::Update(subscriber::tip(&tip)))];
+                // Then the pending records, whole: later `U pool` lines say what changed.
+                out.extend(self.ask(Pending::Pool, Question::Pool));
+                out
             }
+            (Pending::Pool, Answer::Pool(listing)) => vec![Action::Send(Message::Update(listing))],
             (Pending::Locate, Answer::Located(found)) => self.located(found),
             (Pending::Import { more_after }, Answer::Imported(outcome)) => {
                 self.imported(outcome, more_after, now)

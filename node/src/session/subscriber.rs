@@ -1,5 +1,5 @@
 //! What a subscriber (a connection that sent `S`: the visualizer, the bench's watchers) is
-//! sent: a `U tip` with the current tip at once, then a `U` for every event the actor
+//! sent: a `U tip` with the current tip at once and its pool listing, then a `U` for every event the actor
 //! broadcasts that it cares about. A new kind of update is a new [`Event`] variant, a new
 //! `Update` variant in `protocol::wire`, and one arm in [`updates`].
 
@@ -52,6 +52,8 @@ pub fn updates(event: &Event) -> Vec<Update> {
             disconnected: disconnected.iter().map(|b| b.hash()).collect(),
             connected: connected.iter().map(|b| b.hash()).collect(),
         }],
+        // The node's load, peers and pool (see `crate::observe`).
+        Event::Notice(update) => vec![Update::clone(update)],
         // Records are for peers.
         Event::Record { .. } => Vec::new(),
     }

@@ -5,10 +5,12 @@ use protocol::genesis;
 use protocol::wire::{Blocks, Message, Update};
 use testkit::*;
 
-/// The next `U`, skipping anything else; fails the test on the end of the stream.
+/// The next `U` block or tip, skipping anything else (the node's load and pool, which have tests
+/// of their own); fails the test on the end of the stream.
 async fn next_update(client: &mut Client) -> Update {
     loop {
         match client.next().await {
+            Some(Message::Update(Update::Status { .. } | Update::Pool { .. })) => continue,
             Some(Message::Update(update)) => return update,
             Some(_) => continue,
             None => panic!("the node closed the subscription"),
@@ -82,4 +84,99 @@ async fn a_subscriber_sees_the_tip_new_blocks_and_a_reorg_as_such() {
         }
         other => panic!("expected the reorg, got {other:?}"),
     }
+}
+
+/// The next `U status` or `U pool` that `check` accepts, within [`DEADLINE`] and at most 200
+/// lines; keep-alives are answered.
+async fn next_notice<T>(client: &mut Client, what: &str, check: impl Fn(Update) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    for _ in 0..200 {
+        let line = tokio::time::timeout_at(deadline, client.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} in time"));
+        match line {
+            Some(Message::Update(update)) => {
+                if let Some(found) = check(update) {
+                    return found;
+                }
+            }
+            Some(Message::KeepAlive) => client.send(Message::KeepAlive).await,
+            Some(_) => {}
+            None => panic!("the node closed the subscription"),
+        }
+    }
+    panic!("no {what} in 200 lines");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_hears_the_load_and_peers_every_interval_and_records_enter_and_leave_the_pool()
+{
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fast = ["--report-interval-ms", "200"];
+    let a = NodeProc::start_with(&tracker.addr, &dir.path().join("a"), &fast);
+    let b = NodeProc::start_with(&tracker.addr, &dir.path().join("b"), &fast);
+    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
+    let mut sub = Client::connect(&a.addr).await;
+    sub.send(Message::Subscribe).await;
+    // Right after the tip: the whole pool, empty.
+    let (full, added) = next_notice(&mut sub, "the pool listing", |u| match u {
+        Update::Pool { full, added, .. } => Some((full, added.len())),
+        _ => None,
+    })
+    .await;
+    assert_eq!((full, added), (true, 0));
+
+    // Status every 200 ms, naming the other node once they are linked, with nothing mined.
+    let started = std::time::Instant::now();
+    let mut stamps = Vec::new();
+    while stamps.len() < 5 {
+        let (at, peers, difficulty) = next_notice(&mut sub, "a status", |u| match u {
+            Update::Status {
+                at_ms,
+                peers,
+                difficulty,
+                ..
+            } => Some((at_ms, peers, difficulty)),
+            _ => None,
+        })
+        .await;
+        assert!(difficulty >= FLOOR, "mines at the floor or above");
+        if peers.iter().any(|p| p.to_string() == b.id) {
+            stamps.push(at);
+        }
+    }
+    let gaps: Vec<u64> = stamps.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("status every {gaps:?} ms, after {:?}", started.elapsed());
+    assert!(
+        gaps.iter().all(|g| (100..=2000).contains(g)),
+        "about every 200 ms: {gaps:?}"
+    );
+
+    // A join enters the pool, then leaves it for the block that holds it.
+    let record = join(&key(40), "pooled");
+    let id = record.id();
+    let mut shop = Client::connect(&a.addr).await;
+    shop.send(Message::Record(record)).await;
+    let waiting = next_notice(&mut sub, "the record entering the pool", |u| match u {
+        Update::Pool { added, .. } => added
+            .iter()
+            .find(|p| p.record.id() == id)
+            .map(|p| p.waiting),
+        _ => None,
+    })
+    .await;
+    assert!(!waiting, "a join is ready at once");
+    let block = next_notice(&mut sub, "the record leaving the pool", |u| match u {
+        Update::Pool { removed, .. } => removed.iter().find(|l| l.id == id).map(|l| l.block),
+        _ => None,
+    })
+    .await
+    .expect("it left for a block");
+    let chain = fetch_chain(&a.addr).await.expect("the chain");
+    let holder = chain
+        .iter()
+        .find(|b| b.records.iter().any(|r| r.id() == id))
+        .expect("a block holds it");
+    assert_eq!(holder.header.hash(), block);
 }

@@ -24,22 +24,28 @@ use crate::cdp::{Chrome, find_chromium};
 /// A name that would run script if the page ever parsed names as HTML.
 const EVIL: &str = "<img src=x onerror=alert(1)>";
 
-/// Says loudly that the browser test did not run; under CI that is a failure.
-fn no_browser() {
-    let message = "\n\
-        ######################################################################\n\
-        #  NO CHROMIUM FOUND: the visualizer's browser test did NOT run.     #\n\
-        #  Install it (apt-get install chromium) or set CHROMIUM=/path.      #\n\
-        ######################################################################\n";
+/// Says loudly that a test did not run for want of `what`, and why; under CI that is a failure.
+pub(crate) fn did_not_run(what: &str, why: &str) {
+    let line = "#".repeat(70);
+    let message = format!("\n{line}\n#  {why}\n{line}\n");
     eprintln!("{message}");
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "{message}under CI (CI=true) a missing browser is a failure"
+        "{message}under CI (CI=true) {what} is a failure"
+    );
+}
+
+/// Says loudly that the browser test did not run; under CI that is a failure.
+pub(crate) fn no_browser() {
+    did_not_run(
+        "a missing browser",
+        "NO CHROMIUM FOUND: the visualizer's browser test did NOT run. Install it \
+         (apt-get install chromium) or set CHROMIUM=/path.",
     );
 }
 
 /// `target/NAME`, where the screenshots go.
-fn output(name: &str) -> PathBuf {
+pub(crate) fn output(name: &str) -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent()
         .map_or(tmp.clone(), |t| t.to_path_buf())
@@ -47,7 +53,7 @@ fn output(name: &str) -> PathBuf {
 }
 
 /// A JavaScript string literal for `text`.
-fn js(text: &str) -> String {
+pub(crate) fn js(text: &str) -> String {
     serde_json::to_string(text).expect("a string serialises")
 }
 

@@ -113,10 +113,16 @@ async fn the_page_is_served_with_its_types_and_a_strict_policy() {
     assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
     let body = String::from_utf8_lossy(&index.body);
-    assert!(body.contains("<script src=\"/app.js\" defer></script>"));
+    assert!(body.contains("<script type=\"module\" src=\"/app.js\"></script>"));
 
     for (path, content_type) in [
         ("/app.js", "text/javascript; charset=utf-8"),
+        ("/model.js", "text/javascript; charset=utf-8"),
+        (
+            "/vendor/uplot/uPlot.esm.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
         ("/chain.js", "text/javascript; charset=utf-8"),
         ("/style.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
@@ -139,8 +145,17 @@ async fn the_page_is_served_with_its_types_and_a_strict_policy() {
 fn nothing_in_the_page_comes_from_elsewhere() {
     for asset in ASSETS {
         let text = String::from_utf8_lossy(asset.body);
-        // The SVG namespace is a name, not a download.
-        let text = text.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+        // The SVG namespace is a name, not a download; and a link in a comment (the vendored
+        // uPlot cites its sources) loads nothing.
+        let text: String = text
+            .replace("http://www.w3.org/2000/svg", "")
+            .lines()
+            .filter(|line| {
+                let line = line.trim_start();
+                !(line.starts_with("//") || line.starts_with('*'))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         for needle in ["http://", "https://", "//cdn", "@import", "url("] {
             assert!(
                 !text.contains(needle),
@@ -159,6 +174,36 @@ fn nothing_in_the_page_comes_from_elsewhere() {
             assert!(!text.contains(needle), "{} uses {needle}", asset.path);
         }
     }
+}
+
+/// Every module a page module imports (`from './NAME'`) is compiled into the binary, so the page
+/// needs no file that is not served.
+#[test]
+fn every_module_the_page_imports_is_served() {
+    let mut imports = 0;
+    for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+        let text = String::from_utf8_lossy(asset.body);
+        let dir = asset.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        for (_, rest) in text
+            .match_indices("from './")
+            .map(|(i, _)| text.split_at(i + 8))
+        {
+            let Some(name) = rest.split('\'').next() else {
+                continue;
+            };
+            let path = format!("{dir}/{name}");
+            assert!(
+                ASSETS.iter().any(|a| a.path == path),
+                "{} imports {path}, which is not served",
+                asset.path
+            );
+            imports += 1;
+        }
+    }
+    assert!(
+        imports >= 6,
+        "the page's modules import each other: {imports}"
+    );
 }
 
 #[tokio::test]

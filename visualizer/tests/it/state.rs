@@ -24,6 +24,10 @@ fn kinds(out: &[ToBrowser]) -> Vec<&'static str> {
             ToBrowser::Tip(_) => "tip",
             ToBrowser::Nodes { .. } => "nodes",
             ToBrowser::Ledger(_) => "ledger",
+            ToBrowser::Load { .. } => "load",
+            ToBrowser::Peers { .. } => "peers",
+            ToBrowser::Pool(_) => "pool",
+            ToBrowser::Arrivals { .. } => "arrivals",
         })
         .collect()
 }
@@ -56,13 +60,20 @@ fn a_block_gives_one_summary_then_the_tip_then_the_ledger_and_delays_per_node() 
     state.link(b, "b:1", 1, Link::Following);
     let block = mine_chain(&genesis(), 1, 4, 1000);
     let first = state.insert(a, block.clone(), Some(5_000), now_ms());
-    assert_eq!(kinds(&first), ["blocks", "tip", "ledger", "nodes"]);
+    assert_eq!(
+        kinds(&first),
+        ["blocks", "tip", "ledger", "nodes", "arrivals"]
+    );
     let again = state.insert(b, block.clone(), Some(5_042), now_ms());
     assert_eq!(
         kinds(&again),
-        ["nodes"],
-        "a block already known is not sent again"
+        ["nodes", "arrivals"],
+        "a block already known is not sent again, only when it reached b"
     );
+    let Some(ToBrowser::Arrivals { node, blocks }) = again.last() else {
+        panic!("the arrival at b");
+    };
+    assert_eq!((*node, blocks[0].received_ms), (b, 5_042));
     let nodes = nodes_of(&again).expect("the node table");
     let delay = |id| nodes.iter().find(|n| n.id == id).and_then(|n| n.delay_ms);
     assert_eq!((delay(a), delay(b)), (Some(0), Some(42)));
@@ -273,4 +284,99 @@ fn side_branches_are_bounded_in_bytes() {
     state.set_max_side_bytes(1);
     assert_eq!(state.side_bytes(), 0);
     assert_eq!(state.summarised(), 4, "genesis and the best chain only");
+}
+
+#[test]
+fn a_nodes_load_peers_and_pool_are_passed_on_bounded_and_in_the_snapshot() {
+    use protocol::params::MAX_REPORTED_PENDING;
+    use protocol::wire::{LeftPool, PendingRecord};
+
+    let (a, stranger) = (key(1).account(), key(9).account());
+    let mut state = State::new("tracker:1", Params::with_floor(4));
+    state.link(a, "a:1", 1, Link::Following);
+    // A node nobody follows is not listened to.
+    assert!(state.status(stranger, 1_000, 500, 9, vec![a]).is_empty());
+
+    let out = state.status(a, 1_000, 750, 7, vec![key(2).account()]);
+    assert_eq!(kinds(&out), ["load", "peers"]);
+    let Some(ToBrowser::Load { sample, .. }) = out.first() else {
+        panic!("a sample");
+    };
+    assert_eq!(
+        (sample.at_ms, sample.load, sample.difficulty),
+        (1_000, 0.75, 7)
+    );
+    // The same peers again: only the sample; too soon after the last: nothing.
+    assert_eq!(
+        kinds(&state.status(a, 2_000, 100, 5, vec![key(2).account()])),
+        ["load"]
+    );
+    assert!(
+        state
+            .status(a, 2_001, 100, 5, vec![key(2).account()])
+            .is_empty()
+    );
+    // A load past 1 is cut to 1.
+    let out = state.status(a, 3_000, 60_000, 5, vec![key(2).account()]);
+    let Some(ToBrowser::Load { sample, .. }) = out.first() else {
+        panic!("a sample");
+    };
+    assert_eq!(sample.load, 1.0);
+
+    // Records: named as their accounts joined, bounded, and leaving for a block.
+    let ann = key(3);
+    let records: Vec<PendingRecord> = (0..(MAX_REPORTED_PENDING as u64 + 3))
+        .map(|seq| PendingRecord {
+            record: if seq == 0 {
+                join(&ann, "ann")
+            } else {
+                buy(&ann, seq, "marmoset")
+            },
+            since_ms: 10 + seq,
+            waiting: seq > 0,
+        })
+        .collect();
+    let first = records[0].record.id();
+    let out = state.pool(a, true, records, Vec::new(), (1, 66));
+    let Some(ToBrowser::Pool(delta)) = out.first() else {
+        panic!("a pool delta");
+    };
+    assert_eq!(delta.added.len(), MAX_REPORTED_PENDING);
+    assert_eq!((delta.ready, delta.waiting), (1, 66));
+    let block = genesis().header.hash();
+    let out = state.pool(
+        a,
+        false,
+        Vec::new(),
+        vec![
+            LeftPool {
+                id: first,
+                block: Some(block),
+            },
+            // A record the node never listed is not passed on.
+            LeftPool {
+                id: genesis().header.hash(),
+                block: None,
+            },
+        ],
+        (0, 66),
+    );
+    let Some(ToBrowser::Pool(delta)) = out.first() else {
+        panic!("a pool delta");
+    };
+    assert_eq!(delta.removed.len(), 1);
+    assert_eq!(delta.removed[0].block, Some(block));
+
+    let ToBrowser::Snapshot(snapshot) = state.snapshot() else {
+        panic!("a snapshot");
+    };
+    let observed = snapshot
+        .observed
+        .iter()
+        .find(|o| o.node == a)
+        .expect("a's observations");
+    assert_eq!(observed.samples.len(), 3);
+    assert_eq!(observed.peers, vec![key(2).account()]);
+    assert_eq!(observed.pool.len(), MAX_REPORTED_PENDING - 1);
+    assert!(observed.pool.iter().all(|p| p.waiting));
 }
