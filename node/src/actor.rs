@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::archive::Deep;
 use crate::load::Load;
 use crate::miner::Miner;
-use crate::observe::{PoolReport, notice};
+use crate::pool_report::PoolReport;
 use crate::store::Checkpoint;
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::{Ack, Write, Writer};
@@ -214,6 +214,13 @@ pub enum Event {
     },
     /// Something only subscribers are told: the node's load and peers, its pool's changes.
     Notice(Arc<Update>),
+}
+
+impl Event {
+    /// An event carrying `update` to every subscriber.
+    pub fn notice(update: Update) -> Event {
+        Event::Notice(Arc::new(update))
+    }
 }
 
 /// The node's state as others see it (tracker reports, logs).
@@ -554,7 +561,7 @@ impl Actor {
         });
         // Subscribers hear what entered and left the pool, once per batch.
         if let Some(update) = self.pool_report.diff(&self.pool, &self.mined) {
-            self.emit(notice(update));
+            self.emit(Event::notice(update));
         }
         // An idle miner may have work (a record, or a tie to break) even if nothing changed.
         if remine || !self.miner.is_busy() {

@@ -17,6 +17,7 @@ pub mod load;
 pub mod miner;
 pub mod observe;
 pub mod peers;
+pub mod pool_report;
 pub mod reporter;
 pub mod session;
 pub mod store;
