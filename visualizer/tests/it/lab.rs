@@ -114,34 +114,31 @@ async fn a_record_waits_in_the_pool_then_leaves_for_its_block_and_the_graph_show
     let mut joiner = Client::connect(&nodes[0].addr).await;
     let block = joiner.submit_and_wait(join(&ann, "ann")).await;
     let block_hash = block.header.hash().to_string();
-    // Nodes racing to mine the join may each take the purchase into a block of their own, so
-    // the block it left for is read per node: node 0's pool, against node 0's chain.
-    let holder = wait_for(
-        "a block of node 0 holding the purchase",
-        Duration::from_secs(60),
-        || async {
-            fetch_chain(&nodes[0].addr)
-                .await?
-                .into_iter()
-                .find(|b| b.records.iter().any(|r| r.id().to_string() == id))
-        },
-    )
-    .await;
-    let holder = holder.header.hash().to_string();
+    // Nodes racing to mine the join may each take the purchase into a block of their own, and a
+    // reorganisation may later replace the block it left for with another that holds it too (it
+    // never comes back to the pool). So the check is that the block it left for holds it.
     let left = chrome
         .wait_until(
-            "the purchase leaving node 0's pool for the block that holds it there",
+            "the purchase leaving node 0's pool for a block",
             &format!(
                 "(() => {{ const li = document.querySelector('#pool .pool-node[data-node={}] \
-                 li.leaving[data-record={}][data-block={}]'); return li && li.dataset.block; }})()",
+                 li.leaving[data-record={}]'); return li && li.dataset.block; }})()",
                 js(&nodes[0].id),
                 js(&id),
-                js(&holder)
             ),
         )
         .await;
     let left = left.as_str().unwrap_or_default().to_string();
-    assert_eq!(left, holder, "it left for its block");
+    let held = chrome
+        .eval(&format!(
+            "fetch('/api/block/{left}').then(r => r.json()).then(d => d.records.map(r => r.id))"
+        ))
+        .await;
+    assert!(
+        held.as_array()
+            .is_some_and(|ids| ids.iter().any(|r| r.as_str() == Some(id.as_str()))),
+        "the block {left} it left for holds it: {held}"
+    );
     eprintln!("the join's block {block_hash}, the purchase's {left}");
     chrome
         .wait_until(
