@@ -16,7 +16,7 @@ use protocol::handshake::{Accept, Identity, Nonce};
 use protocol::header::Header;
 use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCKS_PER_MESSAGE};
 use protocol::tracker::{Leave, Report, TrackerMessage};
-use protocol::wire::{Ack, Blocks, GetBlocks, Message, Update};
+use protocol::wire::{Ack, Blocks, GetBlocks, Message, PendingRecord, Update};
 use protocol::{AccountId, Action, Block, BlockHash, Keypair, Record, genesis};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -49,6 +49,10 @@ pub enum Lie {
         /// Records in each (capped at the protocol's [`MAX_BLOCK_RECORDS`]).
         records_per_block: usize,
     },
+    /// Answers `S` (a visualizer) with its tip at genesis, then a `U` `pool` listing a purchase
+    /// "pending" in its pool whose signature does not verify: a record nobody signed, which a
+    /// page must not show as waiting to be mined.
+    ForgedPending,
 }
 
 /// Most connections the liar serves at once: it is a test tool, not a server, but its own
@@ -278,6 +282,10 @@ async fn answer(stream: TcpStream, script: &Script) -> anyhow::Result<()> {
             (Message::Subscribe, Lie::FakeMined { .. }) => {
                 link.send(tip_update(0, genesis().header.hash())).await?;
             }
+            (Message::Subscribe, Lie::ForgedPending) => {
+                link.send(tip_update(0, genesis().header.hash())).await?;
+                link.send(forged_pool(&script.key)).await?;
+            }
             (Message::Subscribe, Lie::ZeroWorkFlood { .. }) => {
                 let (height, tip) = script.claimed_tip();
                 link.send(tip_update(height, tip)).await?;
@@ -300,6 +308,23 @@ fn tip_update(height: u64, hash: BlockHash) -> Message {
         height,
         disconnected: Vec::new(),
         connected: Vec::new(),
+    })
+}
+
+/// A `U` `pool` listing one purchase whose signature was broken after signing.
+fn forged_pool(key: &Keypair) -> Message {
+    let mut record = Record::purchase(key, 1, "tamarin");
+    record.sig.0[0] ^= 1;
+    Message::Update(Update::Pool {
+        full: true,
+        added: vec![PendingRecord {
+            record,
+            since_ms: now_ms(),
+            waiting: false,
+        }],
+        removed: Vec::new(),
+        ready: 1,
+        waiting: 0,
     })
 }
 

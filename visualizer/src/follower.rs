@@ -152,16 +152,7 @@ impl Follower {
     ) -> Result<(), SessionError> {
         let blocks = match self.hub.checker().check(blocks).await {
             Ok(blocks) => blocks,
-            Err(offence) => {
-                let command = Command::Misbehaved {
-                    node: self.node,
-                    offence: offence.clone(),
-                };
-                if !self.hub.send(command).await {
-                    return Err(SessionError::HubGone);
-                }
-                return Err(SessionError::Misbehaved(offence));
-            }
+            Err(offence) => return Err(self.misbehaved(offence).await),
         };
         let (verdict, refused) = tokio::sync::oneshot::channel();
         let command = Command::Blocks {
@@ -178,6 +169,18 @@ impl Follower {
             Ok(Some(offence)) => Err(SessionError::Misbehaved(offence)),
             Err(_) => Err(SessionError::HubGone),
         }
+    }
+
+    /// Tells the hub that the node sent `offence`; the error that ends the session.
+    async fn misbehaved(&self, offence: Offence) -> SessionError {
+        let command = Command::Misbehaved {
+            node: self.node,
+            offence: offence.clone(),
+        };
+        if !self.hub.send(command).await {
+            return SessionError::HubGone;
+        }
+        SessionError::Misbehaved(offence)
     }
 
     /// Asks the node for the blocks after the hub's best chain.
@@ -259,6 +262,10 @@ impl Follower {
                     ready,
                     waiting,
                 }) => {
+                    let added = match self.hub.checker().check_pending(added).await {
+                        Ok(added) => added,
+                        Err(offence) => return Err(self.misbehaved(offence).await),
+                    };
                     let command = Command::Pool {
                         node: self.node,
                         full,

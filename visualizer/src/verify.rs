@@ -8,7 +8,10 @@
 //! ([`Offence`] says what it sent and why it was refused). An honest node never sends an invalid
 //! block: it checked each one before taking it.
 
+use protocol::params::MAX_REPORTED_PENDING;
+use protocol::record::RecordFormatError;
 use protocol::verify::{Verified, check_batch};
+use protocol::wire::PendingRecord;
 use protocol::{Block, BlockError, CheckedBlock, Header, Params};
 
 /// Most characters of an offence's `why` kept and shown: a refusal can quote what the node
@@ -37,6 +40,20 @@ impl Offence {
                 header.bits,
                 records,
                 if records == 1 { "" } else { "s" },
+            ),
+            why: shorten(error.to_string()),
+        }
+    }
+}
+
+impl Offence {
+    /// The offence of listing `record` (a record in a node's pool) that fails its own checks.
+    pub fn pending(record: &protocol::Record, error: &RecordFormatError) -> Offence {
+        Offence {
+            sent: format!(
+                "pending record {} of account {}",
+                record.id().short(),
+                record.account.short()
             ),
             why: shorten(error.to_string()),
         }
@@ -97,6 +114,37 @@ impl Checker {
                     }),
                 },
             }
+        })
+        .await
+        // The closure does not panic on any input; a join error means the runtime is stopping.
+        .unwrap_or_else(|_| Ok(Vec::new()))
+    }
+}
+
+impl Checker {
+    /// Checks the records a node lists in its pool (`U pool`'s `added`), on a blocking thread:
+    /// formats and signatures, skipping ids verified already; at most [`MAX_REPORTED_PENDING`]
+    /// of them (a node lists no more), the rest dropped unread. A page shows a pending record
+    /// only once it is known to be signed by its account: a node cannot make one up.
+    pub async fn check_pending(
+        &self,
+        mut added: Vec<PendingRecord>,
+    ) -> Result<Vec<PendingRecord>, Offence> {
+        added.truncate(MAX_REPORTED_PENDING);
+        let verified = self.verified.clone();
+        tokio::task::spawn_blocking(move || {
+            for pending in &added {
+                let record = &pending.record;
+                let id = record.id();
+                let checked = if verified.contains(&id) {
+                    record.check_format()
+                } else {
+                    record.check()
+                };
+                checked.map_err(|error| Offence::pending(record, &error))?;
+                verified.insert([id]);
+            }
+            Ok(added)
         })
         .await
         // The closure does not panic on any input; a join error means the runtime is stopping.

@@ -123,3 +123,50 @@ async fn a_zero_work_flood_is_refused_and_its_node_shown_as_misbehaving() {
     );
     liar.stop().await;
 }
+
+/// A node that lists a made-up record in its pool (a purchase whose signature does not verify)
+/// is dropped as misbehaving, and no browser is shown the record as pending: the page's pool
+/// view is only what nodes could not have invented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_listing_a_forged_pending_record_is_dropped_and_the_record_never_shown() {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tracker.addr, &dir.path().join("honest"));
+    let liar = Liar::start(&tracker.addr, [127, 0, 0, 3].into(), Lie::ForgedPending)
+        .await
+        .expect("the liar starts");
+    let liar_id = liar.id.to_string();
+    tracker
+        .wait_active(&[node.id.clone(), liar_id.clone()])
+        .await;
+
+    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
+    let mut page = Page::connect(&vis.addr).await;
+    page.snapshot().await;
+    page.wait_nodes("the liar shown as misbehaving for its pool", |nodes| {
+        nodes.iter().any(|n| {
+            n.id.to_string() == liar_id
+                && n.link == Link::Dropped
+                && n.misbehaviour.as_ref().is_some_and(|m| {
+                    m.sent.contains("pending record") && m.why.contains("bad signature")
+                })
+        })
+    })
+    .await;
+    let snapshot = Page::connect(&vis.addr).await.snapshot().await;
+    assert!(
+        snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.id.to_string() != liar_id)
+            .all(|n| n.misbehaviour.is_none()),
+        "only the liar is blamed: {:?}",
+        snapshot.nodes
+    );
+    assert!(
+        snapshot.observed.iter().all(|o| o.pool.is_empty()),
+        "no pending record shown: {:?}",
+        snapshot.observed
+    );
+    liar.stop().await;
+}
