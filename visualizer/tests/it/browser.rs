@@ -12,14 +12,14 @@
 
 use std::path::PathBuf;
 
-use attack::liar::{Liar, Lie};
+use attack::liar::Lie;
 use protocol::header::Header;
 use protocol::{Action, Block, Record, RecordId, genesis};
 use serde_json::{Value, json};
 use testkit::*;
 
-use crate::VisProc;
 use crate::cdp::{Chrome, find_chromium};
+use crate::{VisProc, liar_beside};
 
 /// A name that would run script if the page ever parsed names as HTML.
 const EVIL: &str = "<img src=x onerror=alert(1)>";
@@ -464,12 +464,7 @@ async fn a_lying_node_is_shown_in_chromium_with_what_it_sent() {
         blocks: 20,
         records_per_block: 10,
     };
-    let liar = Liar::start(&tracker.addr, [127, 0, 0, 3].into(), lie)
-        .await
-        .expect("the liar starts");
-    tracker
-        .wait_active(&[node.id.clone(), liar.id.to_string()])
-        .await;
+    let liar = liar_beside(&tracker, &node, lie).await;
     let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
     let mut chrome = Chrome::launch(&chromium, 1440, 1180).await;
     chrome.navigate(&format!("http://{}/", vis.addr)).await;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use attack::liar::{Liar, Lie};
+use attack::liar::Lie;
 use protocol::genesis;
 use testkit::*;
 use visualizer::view::{Link, NodeView};
@@ -40,6 +40,14 @@ fn shown_misbehaving<'a>(nodes: &'a [NodeView], liar: &str) -> Option<&'a NodeVi
     })
 }
 
+/// A visualizer on the tracker's network, and a browser connection past its snapshot.
+async fn watch(tracker: &Tracker) -> (VisProc, Page) {
+    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
+    let mut page = Page::connect(&vis.addr).await;
+    page.snapshot().await;
+    (vis, page)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_work_flood_is_refused_and_its_node_shown_as_misbehaving() {
     let tracker = Tracker::start().await;
@@ -54,17 +62,9 @@ async fn a_zero_work_flood_is_refused_and_its_node_shown_as_misbehaving() {
         blocks: FLOOD_BLOCKS,
         records_per_block: FLOOD_RECORDS,
     };
-    let liar = Liar::start(&tracker.addr, [127, 0, 0, 3].into(), lie)
-        .await
-        .expect("the liar starts");
+    let liar = liar_beside(&tracker, &node, lie).await;
     let liar_id = liar.id.to_string();
-    tracker
-        .wait_active(&[node.id.clone(), liar_id.clone()])
-        .await;
-
-    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
-    let mut page = Page::connect(&vis.addr).await;
-    page.snapshot().await;
+    let (vis, mut page) = watch(&tracker).await;
 
     // An honest purchase's block, mined while the visualizer meets the liar.
     let mut shop = Client::connect(&node.addr).await;
@@ -132,17 +132,9 @@ async fn a_node_listing_a_forged_pending_record_is_dropped_and_the_record_never_
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tracker.addr, &dir.path().join("honest"));
-    let liar = Liar::start(&tracker.addr, [127, 0, 0, 3].into(), Lie::ForgedPending)
-        .await
-        .expect("the liar starts");
+    let liar = liar_beside(&tracker, &node, Lie::ForgedPending).await;
     let liar_id = liar.id.to_string();
-    tracker
-        .wait_active(&[node.id.clone(), liar_id.clone()])
-        .await;
-
-    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
-    let mut page = Page::connect(&vis.addr).await;
-    page.snapshot().await;
+    let (vis, mut page) = watch(&tracker).await;
     page.wait_nodes("the liar shown as misbehaving for its pool", |nodes| {
         nodes.iter().any(|n| {
             n.id.to_string() == liar_id

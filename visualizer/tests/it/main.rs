@@ -233,3 +233,18 @@ pub fn blocks_of(message: &ToBrowser) -> &[BlockSummary] {
 pub fn hashes(blocks: &[Block]) -> Vec<BlockHash> {
     blocks.iter().map(|b| b.header.hash()).collect()
 }
+
+/// A liar telling `lie` from 127.0.0.3, once the tracker lists it and `node` as active.
+pub async fn liar_beside(
+    tracker: &testkit::Tracker,
+    node: &testkit::NodeProc,
+    lie: attack::liar::Lie,
+) -> attack::liar::Liar {
+    let liar = attack::liar::Liar::start(&tracker.addr, [127, 0, 0, 3].into(), lie)
+        .await
+        .expect("the liar starts");
+    tracker
+        .wait_active(&[node.id.clone(), liar.id.to_string()])
+        .await;
+    liar
+}
