@@ -53,6 +53,10 @@ pub enum Lie {
     /// "pending" in its pool whose signature does not verify: a record nobody signed, which a
     /// page must not show as waiting to be mined.
     ForgedPending,
+    /// A useless peer: proves its id, answers every keep-alive `Z`, answers `D` with no blocks
+    /// and `S` with a tip at genesis, and relays nothing. Many of them, listed first, would hold
+    /// every outbound slot of a node that kept any link that works.
+    Useless,
 }
 
 /// Most connections the liar serves at once: it is a test tool, not a server, but its own
@@ -272,20 +276,21 @@ async fn answer(stream: TcpStream, script: &Script) -> anyhow::Result<()> {
                         .await?;
                 link.send(Message::Block(block)).await?;
             }
-            (Message::GetBlocks(_), Lie::FakeMined { .. }) => {
+            (Message::GetBlocks(_), Lie::FakeMined { .. } | Lie::Useless) => {
                 let only_genesis = Blocks {
                     blocks: Vec::new(),
                     more: false,
                 };
                 link.send(Message::Blocks(only_genesis)).await?;
             }
-            (Message::Subscribe, Lie::FakeMined { .. }) => {
+            (Message::Subscribe, Lie::FakeMined { .. } | Lie::Useless) => {
                 link.send(tip_update(0, genesis().header.hash())).await?;
             }
             (Message::Subscribe, Lie::ForgedPending) => {
                 link.send(tip_update(0, genesis().header.hash())).await?;
                 link.send(forged_pool(&script.key)).await?;
             }
+            (Message::KeepAlive, Lie::Useless) => link.send(Message::KeepAlive).await?,
             (Message::Subscribe, Lie::ZeroWorkFlood { .. }) => {
                 let (height, tip) = script.claimed_tip();
                 link.send(tip_update(height, tip)).await?;

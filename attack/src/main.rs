@@ -17,7 +17,8 @@ use clap::Parser;
 /// big-side-blocks, impostor, fake-registrations (these two need --tracker), or all.
 ///
 /// Or `liar`: a lying node that registers with the tracker and answers shops and visualizers
-/// with a lie (`--lie fake-mined` or `--lie zero-work-flood`) until Ctrl-C.
+/// with a lie (`--lie fake-mined`, `zero-work-flood`, `forged-pending` or `useless`) until
+/// Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(name = "monkey-attack", version, about, long_about)]
 struct Args {
@@ -26,7 +27,9 @@ struct Args {
     node: Option<String>,
     /// `liar`: the lie, `fake-mined` (a `B` for every record, in a block at `--height` with
     /// `--bits` of work) or `zero-work-flood` (`--blocks` blocks of no work, each holding
-    /// `--records-per-block` signed records).
+    /// `--records-per-block` signed records), `forged-pending` (a pool listing for visualizers
+    /// with a record nobody signed) or `useless` (a peer that proves its id, answers keep-alives
+    /// and relays nothing).
     #[arg(long, env = "MONKEY_ATTACK_LIE", default_value = "fake-mined")]
     lie: String,
     /// `liar --lie fake-mined`: the height the fake block claims.
@@ -133,7 +136,11 @@ async fn lie(args: &Args) -> anyhow::Result<()> {
             blocks: args.blocks,
             records_per_block: args.records_per_block,
         },
-        other => anyhow::bail!("unknown lie {other:?}: fake-mined or zero-work-flood"),
+        "forged-pending" => Lie::ForgedPending,
+        "useless" => Lie::Useless,
+        other => anyhow::bail!(
+            "unknown lie {other:?}: fake-mined, zero-work-flood, forged-pending or useless"
+        ),
     };
     let tracker = args.tracker.as_deref().unwrap_or("127.0.0.1:7070");
     let liar = Liar::start(tracker, args.from, lie.clone()).await?;

@@ -170,6 +170,7 @@ impl Network {
                 threads,
                 difficulty_floor: plan.difficulty_floor,
                 max_peers: 8,
+                peer_rotation: node::peers::PEER_ROTATION,
                 report_interval: Duration::from_secs(1),
                 refuse_peers_file: None,
                 idle_timeout: node::conn::IDLE_TIMEOUT,

@@ -363,7 +363,11 @@ impl Conn {
                 Answer::Located(self.ask(|reply| Command::Locate { ids, reply }).await?)
             }
             Question::Import { blocks, relay } => {
-                Answer::Imported(self.import(blocks, relay).await?)
+                let outcome = self.import(blocks, relay).await?;
+                if let Some(peer) = self.session.peer_id().filter(|_| outcome.accepted > 0) {
+                    self.ctx.links.delivered(&peer, Instant::now());
+                }
+                Answer::Imported(outcome)
             }
             Question::Link { peer, inbound } => Answer::Link(self.link_verdict(peer, inbound)),
         })

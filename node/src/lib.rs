@@ -69,6 +69,9 @@ pub struct Config {
     pub difficulty_floor: u32,
     /// Most outbound peer connections.
     pub max_peers: usize,
+    /// How long an outbound link may deliver no block before its slot may go to another
+    /// candidate: [`peers::PEER_ROTATION`] normally, less in tests.
+    pub peer_rotation: Duration,
     /// Time between tracker reports; also how often the CPU load is sampled and subscribers
     /// are told the load, the difficulty and the peers (`U` `status`).
     pub report_interval: Duration,
@@ -336,6 +339,7 @@ impl Node {
             peers::run(
                 key.account(),
                 config.max_peers,
+                config.peer_rotation,
                 topology,
                 ctx.clone(),
                 tasks.clone(),

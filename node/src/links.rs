@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use protocol::AccountId;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +19,32 @@ pub struct Links(Arc<Mutex<LinksInner>>);
 
 #[derive(Debug, Default)]
 pub(crate) struct LinksInner {
-    /// Links this node opened or is opening, with what closes each.
-    pub(crate) outbound: HashMap<AccountId, CancellationToken>,
+    /// Links this node opened or is opening: what closes each, and what it delivered.
+    pub(crate) outbound: HashMap<AccountId, Outbound>,
     /// Links peers opened to this node, by peer: how many are open.
     pub(crate) inbound: HashMap<AccountId, usize>,
+}
+
+/// A link this node opened.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    /// Closes it.
+    pub(crate) token: CancellationToken,
+    /// When it was dialed.
+    pub(crate) opened: Instant,
+    /// When the peer last delivered a block the node took, if ever.
+    pub(crate) delivered: Option<Instant>,
+}
+
+impl Outbound {
+    /// A link dialed at `now` with `token`.
+    pub(crate) fn new(token: CancellationToken, now: Instant) -> Outbound {
+        Outbound {
+            token,
+            opened: now,
+            delivered: None,
+        }
+    }
 }
 
 impl Links {
@@ -37,10 +60,18 @@ impl Links {
             if *me < peer {
                 return false;
             }
-            ours.cancel();
+            ours.token.cancel();
         }
         *inner.inbound.entry(peer).or_default() += 1;
         true
+    }
+
+    /// `peer`, on a link this node opened, delivered something new (a block the node took):
+    /// the link is worth its slot (see [`crate::peers::rotate`]).
+    pub fn delivered(&self, peer: &AccountId, now: Instant) {
+        if let Some(link) = self.lock().outbound.get_mut(peer) {
+            link.delivered = Some(now);
+        }
     }
 
     /// An inbound link kept by [`Links::inbound_opened`] closed.

@@ -50,6 +50,11 @@ struct Args {
     /// subscribers (the visualizer) are told the load, the difficulty and the peers.
     #[arg(long, env = "MONKEY_NODE_REPORT_INTERVAL_MS", default_value_t = 1000)]
     report_interval_ms: u64,
+    /// Milliseconds a link this node opened may deliver no new block before its slot may go to
+    /// another candidate (one such rotation per period at most), so peers that answer but relay
+    /// nothing cannot hold the slots.
+    #[arg(long, env = "MONKEY_NODE_PEER_ROTATION_MS", default_value_t = node::peers::PEER_ROTATION.as_millis() as u64)]
+    peer_rotation_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,10 @@ fn open(args: Args) -> anyhow::Result<Node> {
         "--report-interval-ms must be more than zero"
     );
     anyhow::ensure!(
+        args.peer_rotation_ms > 0,
+        "--peer-rotation-ms must be more than zero"
+    );
+    anyhow::ensure!(
         args.idle_timeout_ms > 0,
         "--idle-timeout-ms must be more than zero"
     );
@@ -97,6 +106,7 @@ fn open(args: Args) -> anyhow::Result<Node> {
         threads,
         difficulty_floor: args.difficulty_floor,
         max_peers: args.max_peers,
+        peer_rotation: Duration::from_millis(args.peer_rotation_ms),
         report_interval: Duration::from_millis(args.report_interval_ms),
         refuse_peers_file: args.refuse_peers_file,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),

@@ -5,9 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use attack::liar::{Liar, Lie};
 use attack::links::{Fakes, TrackerConn};
 use attack::{Attack, Target};
-use protocol::wire::ErrorCode;
+use protocol::wire::{ErrorCode, Message, Update};
 use testkit::*;
 
 /// How long a purchase may take to reach every node of a small loopback network under these
@@ -194,4 +195,75 @@ async fn a_claim_never_proven_is_closed_after_the_handshake_timeout() {
     let took = started.elapsed();
     assert_eq!(codes, [ErrorCode::Timeout], "closed after {took:?}");
     assert!(took < Duration::from_secs(20), "held {took:?}");
+}
+
+/// Useless peers listed before the honest nodes: this many, each from its own address.
+const USELESS_PEERS: u8 = 12;
+
+/// Waits until `node` (reporting every 200 ms) says its only peers are among `ids`.
+async fn peers_only_among(node: &NodeProc, ids: &[String]) {
+    let mut watcher = Client::connect(&node.addr).await;
+    watcher.send(Message::Subscribe).await;
+    let waited = tokio::time::timeout(DEADLINE, async {
+        while let Some(message) = watcher.next().await {
+            if let Message::Update(Update::Status { peers, .. }) = message
+                && !peers.is_empty()
+                && peers.iter().all(|p| ids.contains(&p.to_string()))
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        waited,
+        Ok(true),
+        "the node never linked to the useless peers"
+    );
+}
+
+/// Peers that prove their ids, answer every keep-alive and relay nothing hold the one outbound
+/// slot of a node; a second honest node arriving later must still link with it (else each
+/// mines alone, a fork for ever). Each node rotates out a link that delivered no block for a
+/// period, one per period, so honest nodes find each other and keep that link: a purchase
+/// sent to the first reaches the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_relay_nothing_lose_their_slots_to_nodes_that_do() {
+    let tracker = Tracker::start().await;
+    let mut useless = Vec::new();
+    for i in 0..USELESS_PEERS {
+        let liar = Liar::start(&tracker.addr, [127, 0, 4, 2 + i].into(), Lie::Useless)
+            .await
+            .expect("a useless peer starts");
+        useless.push(liar);
+    }
+    let ids: Vec<String> = useless.iter().map(|l| l.id.to_string()).collect();
+    tracker.wait_active(&ids).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--max-peers",
+        "1",
+        "--peer-rotation-ms",
+        "1000",
+        "--report-interval-ms",
+        "200",
+    ];
+    let first = NodeProc::start_with(&tracker.addr, &dir.path().join("first"), &flags);
+    peers_only_among(&first, &ids).await;
+    let started = Instant::now();
+    let second = NodeProc::start_with(&tracker.addr, &dir.path().join("second"), &flags);
+    let mut everyone = ids.clone();
+    everyone.extend([first.id.clone(), second.id.clone()]);
+    tracker.wait_active(&everyone).await;
+    let took = join_reaches_all(&[&first, &second], 1, "ann").await;
+    println!(
+        "with {USELESS_PEERS} useless peers and one slot each, a join reached both honest \
+         nodes in {took:?}, {:?} after the second started",
+        started.elapsed()
+    );
+    for liar in useless {
+        liar.stop().await;
+    }
 }
