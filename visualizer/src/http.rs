@@ -3,7 +3,8 @@
 //! | request | answer |
 //! |---------|--------|
 //! | `GET /`, `GET /app.js`, ... | the embedded file ([`crate::assets`]) |
-//! | `GET /api/block/HASH` | [`crate::view::BlockDetails`] as JSON; 400 for a bad hash, 404 for an unknown block |
+//! | `GET /api/block/HASH` | [`crate::view::BlockDetails`] as JSON, from the window or the old blocks fetched ([`crate::history`]); 400 for a bad hash, 404 for an unknown block |
+//! | `GET /api/blocks?before=HASH&count=N` | [`crate::history::Page`]: the best-chain blocks just below `HASH`, from the window or fetched from a node and checked; 400, 404 (unknown block), 429 (too many pages), 503 (no node sent them) |
 //! | `GET /ws` (upgrade) | the browser protocol ([`crate::browser`]); 403 if the `Origin` is another site's |
 //! | anything else | 404 |
 //!
@@ -18,8 +19,10 @@
 //! takes one of the browser slots ([`daemon::slots`]: a cap per address, and past it or past the
 //! total, the longest-idle websocket of the address holding the most is closed to make room).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use daemon::slots::SlotTable;
@@ -35,6 +38,7 @@ use warp::reply::{Reply, Response};
 
 use crate::assets;
 use crate::browser;
+use crate::history::{DEFAULT_PAGE_BLOCKS, History, HistoryError};
 use crate::hub::Hub;
 
 /// The policy for every answer; `{connect}` becomes the websocket origins of the host asked.
@@ -110,7 +114,11 @@ fn asset(path: &str) -> Response {
     response
 }
 
-async fn block_details(hub: Hub, hash: String) -> Result<Response, Infallible> {
+async fn block_details(
+    hub: Hub,
+    history: Arc<History>,
+    hash: String,
+) -> Result<Response, Infallible> {
     let Ok(hash) = hash.parse::<BlockHash>() else {
         return Ok(text(
             StatusCode::BAD_REQUEST,
@@ -119,15 +127,70 @@ async fn block_details(hub: Hub, hash: String) -> Result<Response, Infallible> {
     };
     Ok(match hub.details(hash).await {
         Some(Some(details)) => warp::reply::json(&details).into_response(),
-        Some(None) => text(StatusCode::NOT_FOUND, "no such block\n"),
+        Some(None) => match history.details(&hash).await {
+            Some(details) => warp::reply::json(&details).into_response(),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no such block in the visualizer's window, nor among the old blocks fetched \
+                 (scroll back to it, or ask GET /api/blocks?before=HASH)\n",
+            ),
+        },
         None => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
     })
+}
+
+/// `GET /api/blocks?before=HASH&count=N`: a page of best-chain blocks below `HASH`.
+async fn older_blocks(
+    history: Arc<History>,
+    remote: Option<SocketAddr>,
+    query: HashMap<String, String>,
+) -> Result<Response, Infallible> {
+    let source = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if let Err(error) = history.admit(source) {
+        return Ok(problem(&error));
+    }
+    let Some(Ok(before)) = query.get("before").map(|h| h.parse::<BlockHash>()) else {
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "before= must be a block hash, 64 hex digits\n",
+        ));
+    };
+    let count = match query.get("count").map(|c| c.parse::<u64>()) {
+        None => DEFAULT_PAGE_BLOCKS,
+        Some(Ok(count)) => count,
+        Some(Err(_)) => {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                "count= must be a number of blocks\n",
+            ));
+        }
+    };
+    Ok(match history.page(before, count).await {
+        Ok(page) => warp::reply::json(&page).into_response(),
+        Err(error) => problem(&error),
+    })
+}
+
+/// A plain-text answer saying why a page of old blocks was not served.
+fn problem(error: &HistoryError) -> Response {
+    let status = match error {
+        HistoryError::Unknown => StatusCode::NOT_FOUND,
+        HistoryError::TooMany => StatusCode::TOO_MANY_REQUESTS,
+        HistoryError::Unavailable(_) | HistoryError::Gone => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut response = warp::reply::with_status(format!("{error}\n"), status).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// Every route, each answer with the security headers. `browsers` holds the open websockets'
 /// slots; a websocket silent for `idle_timeout` is closed.
 pub fn routes(
     hub: Hub,
+    history: Arc<History>,
     browsers: SlotTable,
     idle_timeout: Duration,
     shutdown: CancellationToken,
@@ -160,13 +223,21 @@ pub fn routes(
                 .into_response()
             },
         );
+    let details_history = Arc::clone(&history);
     let details = warp::path!("api" / "block" / String)
         .and(warp::get())
-        .and_then(move |hash| block_details(hub.clone(), hash));
+        .and_then(move |hash| block_details(hub.clone(), Arc::clone(&details_history), hash));
+    let older = warp::path!("api" / "blocks")
+        .and(warp::get())
+        .and(warp::addr::remote())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(move |remote, query| older_blocks(Arc::clone(&history), remote, query));
     let files = warp::get()
         .and(warp::path::full())
         .map(|path: warp::path::FullPath| asset(path.as_str()));
     ws.or(details)
+        .unify()
+        .or(older)
         .unify()
         .or(files)
         .unify()

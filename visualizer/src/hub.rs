@@ -108,6 +108,18 @@ pub enum Command {
     Subscribe(oneshot::Sender<mpsc::Receiver<Frame>>),
     /// One block's details.
     Details(BlockHash, oneshot::Sender<Option<BlockDetails>>),
+    /// Reads something from the state (for old blocks' pages, [`crate::history`]): the
+    /// function runs on the hub's thread and sends its answer itself.
+    Read(Reader),
+}
+
+/// A function that reads the state on the hub's thread, for [`Command::Read`].
+pub struct Reader(Box<dyn FnOnce(&State) + Send>);
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
 }
 
 /// A handle to the hub; cheap to clone. The hub stops when every handle is dropped.
@@ -158,6 +170,19 @@ impl Hub {
     /// Registers a browser: its queue starts with the snapshot, then every delta.
     pub async fn subscribe(&self) -> Option<mpsc::Receiver<Frame>> {
         self.ask(Command::Subscribe).await
+    }
+
+    /// `read` applied to the state on the hub's thread: keep it quick, every browser waits.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&State) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.ask(|reply: oneshot::Sender<T>| {
+            Command::Read(Reader(Box::new(move |state| {
+                let _ = reply.send(read(state));
+            })))
+        })
+        .await
     }
 
     /// One block's details; `None` inside when the tree does not hold it.
@@ -236,6 +261,10 @@ fn serve(mut state: State, mut commands: mpsc::Receiver<Command>) {
             }
             Command::Details(hash, reply) => {
                 let _ = reply.send(state.details(&hash));
+                continue;
+            }
+            Command::Read(Reader(read)) => {
+                read(&state);
                 continue;
             }
         };

@@ -18,6 +18,7 @@ pub mod assets;
 pub mod browser;
 mod config;
 pub mod follower;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod observed;
@@ -55,7 +56,8 @@ pub async fn run(
     let config = Arc::new(config);
     let params = protocol::Params::with_floor(config.difficulty_floor);
     let (hub, hub_thread) =
-        Hub::spawn(&config.tracker, params).context("cannot start the hub thread")?;
+        Hub::spawn(&config.tracker, params.clone()).context("cannot start the hub thread")?;
+    let history = Arc::new(history::History::new(hub.clone(), params));
     let tasks = TaskTracker::new();
     tasks.spawn(watcher::watch(
         Arc::clone(&config),
@@ -67,7 +69,13 @@ pub async fn run(
         tracing::info!(%addr, tracker = %config.tracker, "visualizer serving");
     }
     let browsers = SlotTable::new(config.max_browsers, config.max_browsers_per_address);
-    let routes = http::routes(hub, browsers, config.idle_timeout, shutdown.clone());
+    let routes = http::routes(
+        hub,
+        history,
+        browsers,
+        config.idle_timeout,
+        shutdown.clone(),
+    );
     warp::serve(routes)
         .incoming(listener)
         .graceful(shutdown.clone().cancelled_owned())

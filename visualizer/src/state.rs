@@ -19,7 +19,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use protocol::params::MAX_REPORTED_PENDING;
+use protocol::params::{
+    MAX_BLOCKS_PER_MESSAGE, MAX_REORG_DEPTH, MAX_REPORTED_PENDING, MEDIAN_TIME_SPAN,
+};
 use protocol::tracker::{NodeInfo, Topology};
 use protocol::wire::{LeftPool, PendingRecord};
 use protocol::{
@@ -34,6 +36,31 @@ use crate::view::{
     RecordSummary, RecordView, SUMMARY_RECORDS, Seen, ShopperRow, Snapshot, TipChange, ToBrowser,
     Totals, TrackerView,
 };
+
+/// Best-chain blocks the visualizer keeps in memory below its tip, with the side branches
+/// hanging from them: exactly what consensus at the tip reads (the deepest reorg a node accepts,
+/// plus the median-time span), so the visualizer follows every reorg a node would and no more.
+/// Older blocks leave memory ([`Chain::trim`]); what the page needs of them later is fetched
+/// from a node on demand ([`crate::history`]). In bytes this is at most this many times
+/// [`protocol::params::MAX_BLOCK_RECORDS_SIZE`] plus the side branches' own cap, the same bound
+/// a node's chain has; with the small blocks of a class, a few megabytes.
+pub const WINDOW_BLOCKS: usize = MAX_REORG_DEPTH + MEDIAN_TIME_SPAN;
+
+/// Best-chain blocks a new browser's snapshot carries, the tip's and those below it: a few
+/// screens of the chain strip, so the snapshot is small and quick whatever the chain's length.
+/// The page fetches older ones as it scrolls back (`GET /api/blocks`).
+pub const SNAPSHOT_BLOCKS: usize = 200;
+
+/// Side-branch blocks a snapshot carries at most, the highest first (forks near the tip are the
+/// ones a class watches); side branches may hold up to
+/// [`protocol::params::MAX_SIDE_BLOCKS`], which would make a snapshot as large as a chain.
+pub const SNAPSHOT_SIDE_BLOCKS: usize = 200;
+
+/// Every how many heights the visualizer remembers the best chain's hash below its window: the
+/// anchors that older blocks fetched from a node must link to ([`State::anchors`]). One `C`
+/// answer's worth, so a page of old blocks costs one `D`; 32 bytes per 500 blocks (64 KB at a
+/// million blocks) is the only memory that grows with the chain.
+pub const CHECKPOINT_SPACING: u64 = MAX_BLOCKS_PER_MESSAGE as u64;
 
 /// One node as the visualizer knows it.
 #[derive(Debug, Clone)]
@@ -91,6 +118,51 @@ pub struct State {
     /// The tracker's state and the node table as last sent, so an unchanged table is not sent
     /// again.
     sent_nodes: Option<(TrackerView, Vec<NodeView>)>,
+    /// What the best-chain blocks below the window (trimmed) add to the totals, so totals can
+    /// be recounted from the window alone.
+    below_totals: Totals,
+    /// The best chain's hash at every [`CHECKPOINT_SPACING`]th height below the window:
+    /// `checkpoints[k]` is the hash at height `k * CHECKPOINT_SPACING`.
+    checkpoints: Vec<BlockHash>,
+}
+
+/// Where the best-chain blocks of one stretch below the window are to be fetched from, and
+/// what they must link to: the hash at `from` (a checkpoint), and the hash at `to`, the last
+/// height of the stretch (a checkpoint, or the window's lowest block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchors {
+    /// The height the stretch starts after.
+    pub from: u64,
+    /// The best chain's hash at `from`.
+    pub from_hash: BlockHash,
+    /// The stretch's last height.
+    pub to: u64,
+    /// The best chain's hash at `to`.
+    pub to_hash: BlockHash,
+}
+
+/// Adds (`sign` 1) or removes (-1) a best-chain block's contribution to `totals`.
+fn count(totals: &mut Totals, block: &CheckedBlock, sign: i64) {
+    let add = |total: &mut u64, n: u64| {
+        *total = if sign > 0 {
+            total.saturating_add(n)
+        } else {
+            total.saturating_sub(n)
+        };
+    };
+    add(&mut totals.records, block.records.len() as u64);
+    let joins = block
+        .records
+        .iter()
+        .filter(|r| matches!(r.action, Action::Join { .. }))
+        .count() as u64;
+    let purchases = block
+        .records
+        .iter()
+        .filter(|r| matches!(r.action, Action::Purchase { .. }))
+        .count() as u64;
+    add(&mut totals.shoppers, joins);
+    add(&mut totals.monkeys_sold, purchases);
 }
 
 /// Milliseconds between `first` and `then`, zero if `then` is earlier (clocks differ).
@@ -116,7 +188,10 @@ impl State {
             },
             totals: Totals::default(),
             sent_nodes: None,
+            below_totals: Totals::default(),
+            checkpoints: Vec::new(),
         };
+        state.chain.keep_recent(WINDOW_BLOCKS);
         let genesis = Arc::clone(state.chain.tip());
         state.learn(&genesis);
         state
@@ -235,6 +310,8 @@ impl State {
                 arrivals.push((hash, received));
             }
         }
+        let out_of_window = self.chain.trim();
+        self.forget_trimmed(&out_of_window);
         self.forget_pruned();
         added.retain(|b| self.chain.contains(&b.hash));
         // Side blocks come and go without the tip moving; the count is sent with the next
@@ -284,6 +361,22 @@ impl State {
         });
     }
 
+    /// Forgets what this state keeps about best-chain blocks that left the window, keeping
+    /// what they add to the totals and the checkpoints among them.
+    fn forget_trimmed(&mut self, trimmed: &[Arc<CheckedBlock>]) {
+        for block in trimmed {
+            let hash = block.hash();
+            let height = block.header.height;
+            if height == self.checkpoints.len() as u64 * CHECKPOINT_SPACING {
+                self.checkpoints.push(hash);
+            }
+            count(&mut self.below_totals, block, 1);
+            self.summaries.remove(&hash);
+            self.seen.remove(&hash);
+            self.children.remove(&hash);
+        }
+    }
+
     /// Forgets what this state keeps beside the chain about blocks that left it (pruned side
     /// blocks, branches found invalid), so memory follows the chain's bounds.
     fn forget_pruned(&mut self) {
@@ -309,7 +402,21 @@ impl State {
             }
         }
         let header = &block.header;
-        let summary = BlockSummary {
+        let summary = self.summary(block);
+        if header.height > 0 {
+            self.children
+                .entry(header.prev_hash)
+                .or_default()
+                .push(block.hash());
+        }
+        self.summaries.insert(block.hash(), summary.clone());
+        summary
+    }
+
+    /// A block's summary for the page, its records described with the names known now.
+    pub fn summary(&self, block: &CheckedBlock) -> BlockSummary {
+        let header = &block.header;
+        BlockSummary {
             hash: block.hash(),
             prev: header.prev_hash,
             height: header.height,
@@ -324,15 +431,7 @@ impl State {
                 .take(SUMMARY_RECORDS)
                 .map(|r| self.describe(&r.account, &r.action))
                 .collect(),
-        };
-        if header.height > 0 {
-            self.children
-                .entry(header.prev_hash)
-                .or_default()
-                .push(block.hash());
         }
-        self.summaries.insert(block.hash(), summary.clone());
-        summary
     }
 
     /// An account's name, or its short key.
@@ -399,7 +498,7 @@ impl State {
         for (blocks, sign) in [(&disconnected, -1i64), (&connected, 1)] {
             for block in blocks.iter() {
                 accounts.insert(block.header.miner);
-                self.count(block, sign);
+                count(&mut self.totals, block, sign);
                 for record in &block.records {
                     accounts.insert(record.account);
                     match &record.action {
@@ -440,36 +539,13 @@ impl State {
         vec![ToBrowser::Tip(change), ToBrowser::Ledger(delta)]
     }
 
-    /// Adds (`sign` 1) or removes (-1) a best-chain block's contribution to the totals.
-    fn count(&mut self, block: &CheckedBlock, sign: i64) {
-        let add = |total: &mut u64, n: u64| {
-            *total = if sign > 0 {
-                total.saturating_add(n)
-            } else {
-                total.saturating_sub(n)
-            };
-        };
-        add(&mut self.totals.records, block.records.len() as u64);
-        let joins = block
-            .records
-            .iter()
-            .filter(|r| matches!(r.action, Action::Join { .. }))
-            .count() as u64;
-        let purchases = block
-            .records
-            .iter()
-            .filter(|r| matches!(r.action, Action::Purchase { .. }))
-            .count() as u64;
-        add(&mut self.totals.shoppers, joins);
-        add(&mut self.totals.monkeys_sold, purchases);
-    }
-
-    /// Recomputes the totals from the whole best chain (only after an untrackable change).
+    /// Recomputes the totals from the best chain in the window and what the blocks below it
+    /// added (only after an untrackable change).
     fn recount(&mut self) {
-        self.totals = Totals::default();
-        for height in 1..=self.chain.height() {
+        self.totals = self.below_totals;
+        for height in self.chain.base_height().max(1)..=self.chain.height() {
             if let Some(block) = self.chain.at_height(height).cloned() {
-                self.count(&block, 1);
+                count(&mut self.totals, &block, 1);
             }
         }
         self.totals.blocks = self.chain.height();
@@ -477,7 +553,7 @@ impl State {
     }
 
     fn side_blocks(&self) -> u64 {
-        (self.chain.len() as u64).saturating_sub(self.chain.height() + 1)
+        self.chain.side_len() as u64
     }
 
     fn shopper(&self, account: &AccountId) -> Option<ShopperRow> {
@@ -704,13 +780,27 @@ impl State {
         Some(ToBrowser::Nodes { tracker, nodes })
     }
 
-    /// Everything, for a browser that just connected: every block (parents first), the nodes,
-    /// the totals, every shopper and every poll.
+    /// Everything, for a browser that just connected: the last [`SNAPSHOT_BLOCKS`] of the best
+    /// chain and the highest [`SNAPSHOT_SIDE_BLOCKS`] side blocks above them (parents first),
+    /// the nodes, the totals, every shopper and every poll. Its size follows the state
+    /// (accounts, polls, nodes), never the chain's length.
     pub fn snapshot(&self) -> ToBrowser {
-        let mut blocks: Vec<&BlockSummary> = self
+        let height = self.chain.height();
+        let start = height
+            .saturating_sub(SNAPSHOT_BLOCKS as u64 - 1)
+            .max(self.chain.base_height());
+        let mut side: Vec<&BlockSummary> = self
             .chain
             .blocks()
+            .filter(|b| b.header.height >= start && !self.chain.is_on_best(&b.hash()))
             .filter_map(|b| self.summaries.get(&b.hash()))
+            .collect();
+        side.sort_by_key(|b| std::cmp::Reverse(b.height));
+        side.truncate(SNAPSHOT_SIDE_BLOCKS);
+        let mut blocks: Vec<&BlockSummary> = (start..=height)
+            .filter_map(|h| self.chain.at_height(h))
+            .filter_map(|b| self.summaries.get(&b.hash()))
+            .chain(side)
             .collect();
         blocks.sort_by_key(|b| b.height);
         let ledger = self.chain.ledger();
@@ -739,6 +829,19 @@ impl State {
     /// Everything about one block, or `None` if the tree does not hold it.
     pub fn details(&self, hash: &BlockHash) -> Option<BlockDetails> {
         let block = self.chain.get(hash)?;
+        let children = self.children.get(hash).cloned().unwrap_or_default();
+        Some(self.details_of(block, self.chain.is_on_best(hash), children))
+    }
+
+    /// Everything about `block`, held here or fetched from a node (an old one), on the best
+    /// chain or not (`best`), with the `children` known of it.
+    pub fn details_of(
+        &self,
+        block: &CheckedBlock,
+        best: bool,
+        children: Vec<BlockHash>,
+    ) -> BlockDetails {
+        let hash = &block.hash();
         let header = &block.header;
         let records = block
             .records
@@ -767,9 +870,9 @@ impl State {
                 delay_ms: delay(first, received_ms),
             })
             .collect();
-        Some(BlockDetails {
+        BlockDetails {
             hash: *hash,
-            best: self.chain.is_on_best(hash),
+            best,
             header: HeaderView {
                 version: header.version,
                 bits: header.bits,
@@ -785,7 +888,69 @@ impl State {
             miner_name: self.names.get(&header.miner).cloned(),
             records,
             seen,
-            children: self.children.get(hash).cloned().unwrap_or_default(),
+            children,
+        }
+    }
+
+    /// The lowest height whose block is in memory: the window's start.
+    pub fn base_height(&self) -> u64 {
+        self.chain.base_height()
+    }
+
+    /// The height of `hash` if it is on the best chain and in the window.
+    pub fn best_height_of(&self, hash: &BlockHash) -> Option<u64> {
+        self.chain
+            .is_on_best(hash)
+            .then(|| self.chain.get(hash).map(|b| b.header.height))
+            .flatten()
+    }
+
+    /// Summaries of the best chain's blocks at heights `from..=to` that are in the window,
+    /// oldest first.
+    pub fn best_summaries(&self, from: u64, to: u64) -> Vec<BlockSummary> {
+        (from.max(self.chain.base_height())..=to.min(self.chain.height()))
+            .filter_map(|h| self.chain.at_height(h))
+            .map(|b| {
+                self.summaries
+                    .get(&b.hash())
+                    .cloned()
+                    .unwrap_or_else(|| self.summary(b))
+            })
+            .collect()
+    }
+
+    /// What the best-chain block at `height`, below the window, must be fetched after and link
+    /// to: the stretch of [`CHECKPOINT_SPACING`] heights that holds it, between two hashes this
+    /// state checked itself when they were in its window. `None` for genesis (never fetched)
+    /// and for heights in the window.
+    pub fn anchors(&self, height: u64) -> Option<Anchors> {
+        let base = self.chain.base_height();
+        if height == 0 || height >= base {
+            return None;
+        }
+        let k = (height - 1) / CHECKPOINT_SPACING;
+        let from = k * CHECKPOINT_SPACING;
+        let from_hash = *self.checkpoints.get(usize::try_from(k).ok()?)?;
+        let to = (from + CHECKPOINT_SPACING).min(base);
+        let to_hash = if to == base {
+            self.chain.at_height(base)?.hash()
+        } else {
+            *self.checkpoints.get(usize::try_from(k + 1).ok()?)?
+        };
+        Some(Anchors {
+            from,
+            from_hash,
+            to,
+            to_hash,
         })
+    }
+
+    /// The addresses of the nodes followed now, up to date: the ones to ask for old blocks.
+    pub fn following(&self) -> Vec<String> {
+        self.nodes
+            .values()
+            .filter(|n| n.link == Link::Following)
+            .map(|n| n.addr.clone())
+            .collect()
     }
 }

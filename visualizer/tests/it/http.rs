@@ -75,7 +75,7 @@ pub async fn get_details(addr: &str, hash: &str) -> Option<BlockDetails> {
 }
 
 /// Joins a chunked body's chunks.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+pub fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else {

@@ -19,6 +19,7 @@ mod state;
 mod stream;
 mod survive;
 mod verify;
+mod window;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
