@@ -10,6 +10,8 @@
 // - Every delta costs work in proportion to what changed; a snapshot rebuilds everything; the
 //   views draw at most once a frame.
 // - The socket reconnects by itself with backoff and the fresh snapshot shows what was missed.
+// - The snapshot holds only recent blocks; older ones are fetched a page at a time
+//   (GET /api/blocks) when the strip is scrolled back to its left end, one page at a time.
 
 import { Model } from './model.js';
 import { Strip } from './strip.js';
@@ -21,7 +23,7 @@ import { Charts } from './charts.js';
 const model = new Model();
 /** What the page adds to the model: the selected block, the tampering, following the tip. */
 const view = { follow: true, selected: null, tampered: null, broken: new Set(), live: false };
-const strip = new Strip(model, view, (hash) => tamper.openDetails(hash));
+const strip = new Strip(model, view, (hash) => tamper.openDetails(hash), () => loadOlder());
 tamper.setup(model, view, strip);
 const graph = new Graph(model);
 const charts = new Charts(model);
@@ -83,6 +85,32 @@ function onMessage(msg) {
   timing.applied++;
   timing.applyMs += took;
   timing.maxApplyMs = Math.max(timing.maxApplyMs, took);
+}
+
+/** Pause before asking again for older blocks after a refusal (too many requests, no node). */
+const OLDER_RETRY_MS = 1000;
+
+/** Fetches the next page of older blocks, if the model wants one, and draws it. */
+async function loadOlder() {
+  const request = model.nextOlder();
+  if (!request) return;
+  let page = null;
+  try {
+    const answer = await fetch('/api/blocks?before=' + request.before + '&count=' + request.count);
+    if (answer.ok) page = await answer.json();
+  } catch (e) {
+    page = null;
+  }
+  if (!page) {
+    setTimeout(() => {
+      model.olderFailed();
+      strip.schedule();
+    }, OLDER_RETRY_MS);
+    return;
+  }
+  const out = model.applyOlder(request.before, page);
+  for (const line of out.log) panels.logEvent(line.text, line.kind);
+  if (out.chain) strip.schedule();
 }
 
 // Records leave pools with an animation that lasts a few seconds: redraw the pool panel while

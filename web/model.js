@@ -21,6 +21,13 @@ export const MAX_LEAVING = 64;
 export const LEAVING_MS = 8000;
 /** The window that block intervals and hash rates are computed over, in ms. */
 export const RATE_WINDOW_MS = 60000;
+/** Older blocks asked for in one page as the strip scrolls back (the visualizer serves at most
+ * 100 a page). */
+export const OLDER_PAGE = 100;
+/** Blocks the page holds at most: the snapshot's recent ones, what arrives, and the older ones
+ * paged in as the strip scrolls back. Past it, scrolling back stops with a message (a reload
+ * starts afresh at the tip). */
+export const MAX_HELD_BLOCKS = 20000;
 
 /** The first 8 hex digits of a hash or key, as the visualizer shortens them. */
 export function short(hash) {
@@ -83,6 +90,8 @@ export class Model {
     this.waves = new Map(); // block hash -> Map(node id -> received_ms), newest last
     this.leaving = []; // [{node, id, block, what, at}] records that just left a pool
     this.snapshotMs = 0;
+    this.low = 0; // the lowest best-chain height held: the visualizer serves older on demand
+    this.olderPending = null; // the `before` hash of the page of older blocks being fetched
   }
 
   /** Applies one websocket message at `now` (ms); returns what changed. */
@@ -113,6 +122,8 @@ export class Model {
     this.fresh.clear();
     this.waves.clear();
     this.leaving = [];
+    this.low = 0;
+    this.olderPending = null;
   }
 
   /** Adds a block summary to the tree; false if it was already there. */
@@ -128,16 +139,68 @@ export class Model {
     return true;
   }
 
-  /** The best chain from scratch: the tip, then parent links down to genesis. */
+  /** The best chain from scratch: the tip, then parent links down to the oldest block held
+   * (genesis, or the first of the visualizer's window); `low` is that block's height. */
   walkBest() {
     this.best = [];
     let cursor = this.blocks.get(this.tip);
+    this.low = this.height;
     while (cursor) {
       this.best[cursor.height] = cursor.hash;
+      this.low = cursor.height;
       if (cursor.height === 0) break;
       cursor = this.blocks.get(cursor.prev);
     }
     this.best.length = this.height + 1;
+  }
+
+  /** The page of older blocks to ask the visualizer for next (`GET /api/blocks?before=&count=`),
+   * or null when genesis is held, a page is on its way, or the page holds all it may. Marks it
+   * as on its way until `applyOlder` or `olderFailed`. */
+  nextOlder() {
+    const before = this.best[this.low];
+    if (this.low === 0 || !before || this.olderPending) return null;
+    if (this.blocks.size + OLDER_PAGE > MAX_HELD_BLOCKS) return null;
+    this.olderPending = before;
+    return { before, count: OLDER_PAGE };
+  }
+
+  /** The page asked for could not be fetched: it may be asked again. */
+  olderFailed() {
+    this.olderPending = null;
+  }
+
+  /** A page of older best-chain blocks (`{blocks, more}`, oldest first) for the request
+   * `before`. Taken only if it links, block to block, onto the oldest block held; returns what
+   * changed, with `older`: how many heights were added below the old `low`. */
+  applyOlder(before, page, out) {
+    out = out || changes();
+    out.older = 0;
+    if (before !== this.olderPending) return out;
+    this.olderPending = null;
+    const held = this.blocks.get(before);
+    const blocks = page && Array.isArray(page.blocks) ? page.blocks : [];
+    if (!held || this.best[this.low] !== before || blocks.length === 0) return out;
+    let expected = held.prev;
+    for (let i = blocks.length - 1; i >= 0; i--) {
+      const b = blocks[i];
+      if (!b || b.hash !== expected || b.height !== held.height - (blocks.length - i)) {
+        out.log.push({ text: 'Older blocks refused: they do not link to block #' + held.height,
+          kind: 'reorg' });
+        return out;
+      }
+      expected = b.prev;
+    }
+    const oldLow = this.low;
+    for (const b of blocks) {
+      this.addBlock(b);
+      this.best[b.height] = b.hash;
+    }
+    this.low = blocks[0].height;
+    this.layout(this.low, oldLow);
+    out.older = oldLow - this.low;
+    out.chain = true;
+    return out;
   }
 
   /** Lanes for heights from..to: the best block in lane 0, side blocks below, each preferring
@@ -172,7 +235,7 @@ export class Model {
     this.tip = s.tip;
     this.height = s.height;
     this.walkBest();
-    this.layout(0, this.byHeight.length - 1);
+    this.layout(this.low, this.byHeight.length - 1);
     this.shoppers.clear();
     this.polls.clear();
     this.applyLedger(s.ledger, true, out);
@@ -254,7 +317,7 @@ export class Model {
       out.banner = text;
       out.log.push({ text, kind: 'reorg' });
     }
-    this.layout(Number.isFinite(low) ? low : 0, this.byHeight.length - 1);
+    this.layout(Number.isFinite(low) ? low : this.low, this.byHeight.length - 1);
     this.recomputeTips();
     out.chain = true;
     out.nodes = true;
@@ -441,7 +504,7 @@ export class Model {
     }
     const intervals = [];
     const mined = new Map(); // miner short -> [{time, work}]
-    for (let h = this.best.length - 1; h >= 1; h--) {
+    for (let h = this.best.length - 1; h >= Math.max(1, this.low); h--) {
       const b = this.blocks.get(this.best[h]);
       if (!b) continue;
       if (b.time < from - RATE_WINDOW_MS) break;

@@ -1,6 +1,10 @@
 // The chain strip: the block tree as linked tiles, newest at the right, following the tip.
 // Virtualised: only the tiles of the heights on screen exist in the DOM, and links are drawn on a
 // canvas for the visible part only, so 10,000 blocks scroll as smoothly as 10.
+//
+// The strip starts at the oldest block the page holds (`model.low`): the visualizer sends only
+// the recent blocks, and when the strip is scrolled near its left end it asks for older ones
+// (`needOlder`), which then appear on the left while the blocks on screen stay put.
 
 import { $, el, clock } from './dom.js';
 import { short, describe } from './model.js';
@@ -16,10 +20,8 @@ const ROW = TILE_H + GAP_Y;
 const MAX_VISIBLE_LANES = 3;
 /** Node tips marked by name on one tile; more are counted. */
 const MAX_TIP_MARKS = 6;
-
-function x(height) {
-  return PAD + height * COL;
-}
+/** Heights from the strip's left end at which older blocks are asked for. */
+const LOAD_MARGIN = 20;
 
 function y(lane) {
   return PAD + lane * ROW;
@@ -27,9 +29,11 @@ function y(lane) {
 
 /** The strip over a model; `view` holds what the page adds (selection, tampering, following). */
 export class Strip {
-  constructor(model, view, open) {
+  constructor(model, view, open, needOlder) {
     this.model = model;
     this.view = view;
+    this.needOlder = needOlder;
+    this.origin = model.low; // the height drawn at the strip's left end
     this.scroller = $('chain-scroll');
     this.inner = $('chain-inner');
     this.canvas = $('links');
@@ -64,6 +68,11 @@ export class Strip {
     });
   }
 
+  /** The left edge of a tile at `height`. */
+  x(height) {
+    return PAD + (height - this.origin) * COL;
+  }
+
   /** Draws at the next frame, once however many changes come before it. */
   schedule() {
     if (this.queued) return;
@@ -79,7 +88,7 @@ export class Strip {
   reveal(hash, covered) {
     const b = this.model.blocks.get(hash);
     if (!b) return;
-    const left = x(b.height);
+    const left = this.x(b.height);
     const visible = this.scroller.clientWidth - covered;
     if (left < this.scroller.scrollLeft || left + TILE_W > this.scroller.scrollLeft + visible) {
       this.view.follow = false;
@@ -147,7 +156,14 @@ export class Strip {
     const viewHeight = PAD * 2 + lanes * ROW - GAP_Y + 16;
     if (this.box.style.height !== viewHeight + 'px') this.box.style.height = viewHeight + 'px';
     const top = Math.max(0, m.byHeight.length - 1);
-    const innerWidth = PAD * 2 + (top + 1) * COL - GAP_X;
+    // Older blocks arrived on the left: shift the view by as much so what is on screen stays.
+    if (m.low !== this.origin) {
+      if (!this.view.follow && m.low < this.origin) left += (this.origin - m.low) * COL;
+      this.origin = m.low;
+      for (const tile of this.tiles.values()) tile.node.remove();
+      this.tiles.clear();
+    }
+    const innerWidth = PAD * 2 + (top - this.origin + 1) * COL - GAP_X;
     inner.style.width = innerWidth + 'px';
     inner.style.height = (PAD * 2 + (m.maxLane + 1) * ROW - GAP_Y) + 'px';
     if (this.view.follow) {
@@ -156,9 +172,12 @@ export class Strip {
         scroller.scrollLeft = end;
         left = end;
       }
+    } else if (scroller.scrollLeft !== left) {
+      scroller.scrollLeft = left;
     }
-    const h0 = Math.max(0, Math.floor((left - PAD) / COL) - 1);
-    const h1 = Math.min(top, Math.ceil((left + width - PAD) / COL) + 1);
+    const h0 = Math.max(this.origin, this.origin + Math.floor((left - PAD) / COL) - 1);
+    const h1 = Math.min(top, this.origin + Math.ceil((left + width - PAD) / COL) + 1);
+    if (m.low > 0 && h0 - m.low < LOAD_MARGIN && this.needOlder) this.needOlder();
     const keep = new Set();
     const now = performance.now();
     for (let h = h0; h <= h1; h++) {
@@ -181,7 +200,7 @@ export class Strip {
         const cls = this.tileClass(b);
         const key = cls + '|' + this.tipKey(hash);
         const lane = m.lane.get(hash) || 0;
-        tile.node.style.left = x(h) + 'px';
+        tile.node.style.left = this.x(h) + 'px';
         tile.node.style.top = y(lane) + 'px';
         if (tile.key !== key) {
           const fresh = tile.node.classList.contains('fresh');
@@ -223,9 +242,9 @@ export class Strip {
         const b = m.blocks.get(hash);
         const parent = m.blocks.get(b.prev);
         if (!parent) continue;
-        const fromX = x(parent.height) + TILE_W + dx;
+        const fromX = this.x(parent.height) + TILE_W + dx;
         const fromY = y(m.lane.get(parent.hash) || 0) + TILE_H / 2 + dy;
-        const toX = x(b.height) + dx;
+        const toX = this.x(b.height) + dx;
         const toY = y(m.lane.get(hash) || 0) + TILE_H / 2 + dy;
         const broken = this.view.broken.has(hash);
         const onBest = m.best[b.height] === hash;

@@ -25,7 +25,7 @@ struct Pick {
 
 /// Every scenario, in order: its name, its default size in a full and in a quick run, and what
 /// the size counts.
-const SCENARIOS: [(&str, &str, &str, &str); 9] = [
+const SCENARIOS: [(&str, &str, &str, &str); 10] = [
     ("hashrate", "2", "0.5", "seconds per measurement"),
     (
         "propagation",
@@ -40,6 +40,7 @@ const SCENARIOS: [(&str, &str, &str, &str); 9] = [
     ("tracker", "1000", "100", "simulated nodes"),
     ("memory", "100000", "2000", "blocks"),
     ("shop", "100000", "2000", "blocks in the chain"),
+    ("visualizer", "20000", "2000", "empty blocks followed"),
 ];
 
 /// The default size of scenario `name`, full or quick.
@@ -157,6 +158,7 @@ async fn run(picks: &[Pick], quick: bool) -> anyhow::Result<Vec<Row>> {
             "tracker" => scenario::tracker::run(sizes(&size)?[0]).await?,
             "memory" => scenario::memory::run(sizes(&size)?[0], &mut chains).await?,
             "shop" => scenario::shop::run(sizes(&size)?[0]).await?,
+            "visualizer" => scenario::visualizer::run(sizes(&size)?[0]).await?,
             _ => Vec::new(),
         };
         if let Some(warning) = report::busy_warning(load, cores) {

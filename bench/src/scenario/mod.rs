@@ -9,3 +9,4 @@ pub mod shop;
 pub mod sync;
 pub mod throughput;
 pub mod tracker;
+pub mod visualizer;

@@ -1,0 +1,183 @@
+//! Scenario 10: the visualizer on a long chain. A node holds `n` empty blocks at the floor; the
+//! `monkey-visualizer` binary starts, follows it to the tip, and then new browsers connect. The
+//! figures: the visualizer's peak resident memory (reference: the blocks' binary size, what
+//! keeping every block would cost at the least), the time from a new browser's websocket
+//! handshake to its first frame, the snapshot, and its size (reference for the time: a
+//! loopback round trip).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use protocol::{Block, genesis};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::chains::{FLOOR, seed};
+use crate::net::{PATIENCE, loopback_round_trips, network};
+use crate::report::Row;
+
+/// New browsers timed; the median is reported.
+const BROWSERS: usize = 5;
+
+/// The visualizer binary, killed when dropped.
+struct Visualizer {
+    addr: String,
+    child: Child,
+}
+
+impl Visualizer {
+    fn start(tracker: &str, log: &std::path::Path) -> anyhow::Result<Visualizer> {
+        let mut child = Command::new(testkit::binary("monkey-visualizer"))
+            .args(["--tracker", tracker, "--listen", "127.0.0.1:0"])
+            .env("MONKEY_VISUALIZER_DIFFICULTY_FLOOR", FLOOR.to_string())
+            .env("MONKEY_VISUALIZER_TRACKER_INTERVAL_MS", "200")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .ok_or_else(|| anyhow::anyhow!("the visualizer printed {line:?}"))?
+            .to_string();
+        Ok(Visualizer { addr, child })
+    }
+
+    fn peak_mb(&self) -> anyhow::Result<f64> {
+        let (_, peak_kib) = testkit::memory_kib(self.child.id())
+            .ok_or_else(|| anyhow::anyhow!("cannot read /proc for the visualizer"))?;
+        Ok(peak_kib as f64 * 1024.0 / 1e6)
+    }
+}
+
+impl Drop for Visualizer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The HTTP status of `GET path`.
+async fn status(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = vec![0u8; 64];
+    let read = stream.read(&mut head).await.ok()?;
+    let line = String::from_utf8_lossy(&head[..read]).to_string();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A new browser: the time from opening its websocket to its first frame, and that frame's size.
+async fn first_snapshot(addr: &str) -> anyhow::Result<(f64, usize)> {
+    let started = Instant::now();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+    let frame = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no snapshot within {PATIENCE:?}"))?;
+    let elapsed = started.elapsed().as_secs_f64() * 1e3;
+    let size = match frame {
+        Some(Ok(WsMessage::Text(text))) => text.len(),
+        other => anyhow::bail!("the first frame was {other:?}"),
+    };
+    Ok((elapsed, size))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs the scenario with a chain of `n` empty blocks.
+pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
+    anyhow::ensure!(n > 0, "the visualizer scenario needs at least one block");
+    let started = Instant::now();
+    let chain =
+        tokio::task::spawn_blocking(move || testkit::mine_chain(&genesis(), n, FLOOR, 1000))
+            .await?;
+    println!(
+        "  mined {n} empty blocks in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let data_mb = chain
+        .iter()
+        .map(|b| Block::to_bytes(b).len())
+        .sum::<usize>() as f64
+        / 1e6;
+    let tip = chain[n - 1].header.hash();
+    let dir = tempfile::tempdir()?;
+    let floor = FLOOR.to_string();
+    let (tracker, nodes) = network(dir.path(), 1, &["--difficulty-floor", &floor]).await?;
+    seed(&nodes[0], &chain).await?;
+    drop(chain);
+    let started = Instant::now();
+    let vis = Visualizer::start(&tracker.addr, &dir.path().join("visualizer.log"))?;
+    let limit = PATIENCE + Duration::from_millis(n as u64 / 5);
+    loop {
+        if status(&vis.addr, &format!("/api/block/{tip}")).await == Some(200) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "the visualizer did not reach the tip of {n} blocks within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caught_up = started.elapsed().as_secs_f64();
+    println!("  the visualizer followed {n} blocks in {caught_up:.1} s");
+    let mut times = Vec::with_capacity(BROWSERS);
+    let mut size = 0;
+    for _ in 0..BROWSERS {
+        let (ms, bytes) = first_snapshot(&vis.addr).await?;
+        times.push(ms);
+        size = size.max(bytes);
+    }
+    println!("  first snapshots (ms): {times:?}, {size} bytes");
+    let peak = vis.peak_mb()?;
+    let round_trip = median(loopback_round_trips(50).await?);
+    let row = |figure: String, value: f64, unit, reference: &str, reference_value, target| Row {
+        scenario: "10 visualizer".into(),
+        figure,
+        value,
+        unit,
+        reference: reference.into(),
+        reference_value,
+        target,
+        noisy: None,
+    };
+    let snapshot_ms = median(times);
+    let snapshot_kb = size as f64 / 1e3;
+    Ok(vec![
+        row(
+            format!("peak RSS, following {n} blocks"),
+            peak,
+            "MB",
+            "the blocks' binary size",
+            data_mb,
+            Some(("< 150 MB".into(), peak < 150.0)),
+        ),
+        row(
+            format!("new browser's first snapshot, {n} blocks (median of {BROWSERS})"),
+            snapshot_ms,
+            "ms",
+            "loopback round trip",
+            round_trip,
+            Some(("< 1000 ms".into(), snapshot_ms < 1000.0)),
+        ),
+        row(
+            format!("snapshot size, {n} blocks"),
+            snapshot_kb,
+            "kB",
+            "the blocks' binary size",
+            data_mb * 1e3,
+            None,
+        ),
+    ])
+}
