@@ -11,6 +11,14 @@
 //! arrives), the names accounts joined with, when each node got each block, and a row per node
 //! merged from the tracker's topology and the node's own updates.
 //!
+//! Memory follows the state, not the chain's length: the chain keeps only the best chain's last
+//! [`WINDOW_BLOCKS`] blocks and the side branches near the tip ([`Chain::keep_recent`]); what
+//! leaves the window leaves every map here too, its contribution to the totals is kept, and one
+//! hash every [`CHECKPOINT_SPACING`] heights is kept so that older blocks fetched from a node
+//! later can be checked against them ([`State::anchors`], [`crate::history`]). The ledger and
+//! the names accounts joined with are state, kept whole. A snapshot carries only the last
+//! [`SNAPSHOT_BLOCKS`].
+//!
 //! Each method that changes something returns the [`ToBrowser`] deltas to send, in order, and
 //! costs work in proportion to what changed: a new block is summarised once; a tip move walks
 //! only the blocks that left and joined the best chain; the node table is small. Nothing here
@@ -230,7 +238,7 @@ impl State {
     }
 
     /// How many blocks this state keeps a summary of: as many as the tree holds, since what
-    /// the chain prunes is forgotten here too.
+    /// the chain prunes or trims out of the window is forgotten here too.
     pub fn summarised(&self) -> usize {
         self.summaries.len()
     }

@@ -9,8 +9,10 @@
 //! so in its row: [`Misbehaviour`]), [`ToBrowser::Ledger`] with the shoppers and
 //! polls the last tip move touched; [`ToBrowser::Load`], [`ToBrowser::Peers`] and
 //! [`ToBrowser::Pool`] with what a node says of itself, and [`ToBrowser::Arrivals`] for the
-//! relay wave of each block. Summaries carry at most [`SUMMARY_RECORDS`] records, so a
-//! 10,000-block snapshot stays small; a block's full details are fetched when it is clicked.
+//! relay wave of each block. Summaries carry at most [`SUMMARY_RECORDS`] records and a snapshot
+//! only the last [`crate::state::SNAPSHOT_BLOCKS`], so it stays small whatever the chain's
+//! length; older summaries come a page at a time ([`crate::history::Page`]) and a block's full
+//! details are fetched when it is clicked.
 
 use std::collections::BTreeMap;
 
@@ -154,7 +156,8 @@ pub struct Snapshot {
     pub tip: BlockHash,
     /// Its height.
     pub height: u64,
-    /// Every block in the tree, genesis and side branches included, parents before children.
+    /// The best chain's last [`crate::state::SNAPSHOT_BLOCKS`] blocks and the side blocks at
+    /// those heights (at most [`crate::state::SNAPSHOT_SIDE_BLOCKS`]), parents before children.
     pub blocks: Vec<BlockSummary>,
     /// Whether the tracker answers.
     pub tracker: TrackerView,
