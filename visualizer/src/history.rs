@@ -248,8 +248,7 @@ impl History {
                 }
                 Plan {
                     window: s.best_summaries(from, to),
-                    genesis: (from == 0 && base > 0)
-                        .then(|| s.summary(&CheckedBlock::genesis())),
+                    genesis: (from == 0 && base > 0).then(|| s.summary(&CheckedBlock::genesis())),
                     anchors,
                     nodes: s.following(),
                 }
@@ -302,7 +301,11 @@ impl History {
         if let Some(stretch) = cached() {
             return Ok(stretch);
         }
-        let _permit = self.fetches.acquire().await.map_err(|_| HistoryError::Gone)?;
+        let _permit = self
+            .fetches
+            .acquire()
+            .await
+            .map_err(|_| HistoryError::Gone)?;
         // Another request may have fetched it while this one waited.
         if let Some(stretch) = cached() {
             return Ok(stretch);

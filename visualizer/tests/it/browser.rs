@@ -452,12 +452,18 @@ async fn a_10000_block_chain_stays_light_and_scrolls_back_past_the_window_in_chr
             0 => genesis().header.hash(),
             h => chain[h - 1].header.hash(),
         };
-        assert_eq!(*hash, expected.to_string(), "the page's block at height {height}");
+        assert_eq!(
+            *hash,
+            expected.to_string(),
+            "the page's block at height {height}"
+        );
     }
     // The oldest tiles are drawn, at the strip's left end.
     let oldest = best[0].clone();
     chrome.eval("monkeyVisualizer.renderChain()").await;
-    chrome.wait_until("the oldest block's tile", &tile(&oldest)).await;
+    chrome
+        .wait_until("the oldest block's tile", &tile(&oldest))
+        .await;
     // Scroll across what the page holds, rendering each position at once.
     let report = chrome
         .eval(

@@ -130,7 +130,10 @@ fn a_snapshot_carries_only_the_side_blocks_nearest_the_tip() {
         .iter()
         .filter(|b| b.hash != best[1].header.hash() && b.height == 2)
         .count();
-    assert_eq!(side, SNAPSHOT_SIDE_BLOCKS, "side blocks in a snapshot are capped");
+    assert_eq!(
+        side, SNAPSHOT_SIDE_BLOCKS,
+        "side blocks in a snapshot are capped"
+    );
 }
 
 /// The state's anchors for the stretch holding `height`, checked against the chain itself.
