@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use protocol::{Block, genesis};
+use protocol::genesis;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::chains::{FLOOR, seed};
@@ -67,7 +67,10 @@ async fn snapshot_height(addr: &str) -> Option<u64> {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .ok()?;
-    let frame = tokio::time::timeout(PATIENCE, socket.next()).await.ok()??.ok()?;
+    let frame = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .ok()??
+        .ok()?;
     let WsMessage::Text(text) = frame else {
         return None;
     };
@@ -106,13 +109,9 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
         "  mined {n} empty blocks in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let data_mb = chain
-        .iter()
-        .map(|b| Block::to_bytes(b).len())
-        .sum::<usize>() as f64
-        / 1e6;
-    let dir = tempfile::tempdir()?;
+    let data_mb = chain.iter().map(|b| b.to_bytes().len() as f64).sum::<f64>() / 1e6;
     let floor = FLOOR.to_string();
+    let dir = tempfile::tempdir()?;
     let (tracker, nodes) = network(dir.path(), 1, &["--difficulty-floor", &floor]).await?;
     seed(&nodes[0], &chain).await?;
     drop(chain);
@@ -122,7 +121,10 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
     let limit = PATIENCE + Duration::from_millis(n as u64 / 5);
     loop {
         // The node may mine on past the chain handed to it: what counts is the height.
-        if snapshot_height(&vis.addr).await.is_some_and(|h| h >= n as u64) {
+        if snapshot_height(&vis.addr)
+            .await
+            .is_some_and(|h| h >= n as u64)
+        {
             break;
         }
         if started.elapsed() > limit {

@@ -186,43 +186,48 @@ async fn old_blocks_from_a_node_must_link_to_the_chain_the_visualizer_checked() 
     let anchors = anchors_of(&state, &chain, CHECKPOINT_SPACING + 1);
     let honest: Vec<Block> = chain[anchors.from as usize..anchors.to as usize].to_vec();
 
-    let addr = fake_node(honest.clone()).await;
-    let fetched = fetch_checked(&addr, &anchors, &params)
-        .await
-        .expect("the honest stretch is taken");
-    assert_eq!(fetched.len(), honest.len());
+    // What a node answering `blocks` gets: how many blocks were taken, or why none was.
+    let answer = |blocks: Vec<Block>| {
+        let (anchors, params) = (anchors, params.clone());
+        async move {
+            let addr = fake_node(blocks).await;
+            fetch_checked(&addr, &anchors, &params)
+                .await
+                .map(|taken| taken.len())
+        }
+    };
+    let taken = answer(honest.clone()).await;
+    assert_eq!(
+        taken.ok(),
+        Some(honest.len()),
+        "the honest stretch is taken"
+    );
 
     // Another branch from the same checkpoint, with valid proof of work, is not the chain.
     let start = &chain[anchors.from as usize - 1];
     let rival = mine_chain(start, honest.len(), 4, 1001);
-    let addr = fake_node(rival).await;
-    let refused = fetch_checked(&addr, &anchors, &params).await;
+    let refused = answer(rival).await;
     assert!(
         matches!(refused, Err(FetchError::Elsewhere(_))),
-        "{:?}",
-        refused.map(|blocks| blocks.len())
+        "{refused:?}"
     );
 
     // The right headers with a record the header does not commit to.
     let mut forged = honest.clone();
     forged[3].records = vec![join(&key(9), "mallory")];
-    let addr = fake_node(forged).await;
-    let refused = fetch_checked(&addr, &anchors, &params).await;
+    let refused = answer(forged).await;
     assert!(
         matches!(refused, Err(FetchError::Invalid(..))),
-        "{:?}",
-        refused.map(|blocks| blocks.len())
+        "{refused:?}"
     );
 
     // A stretch that skips a block.
     let mut gapped = honest;
     gapped.remove(10);
-    let addr = fake_node(gapped).await;
-    let refused = fetch_checked(&addr, &anchors, &params).await;
+    let refused = answer(gapped).await;
     assert!(
         matches!(refused, Err(FetchError::Unlinked(..))),
-        "{:?}",
-        refused.map(|blocks| blocks.len())
+        "{refused:?}"
     );
 }
 
