@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use protocol::params::{
-    MAX_BLOCKS_PER_MESSAGE, MAX_REORG_DEPTH, MAX_REPORTED_PENDING, MEDIAN_TIME_SPAN,
+    MAX_BLOCKS_PER_MESSAGE, MAX_LOCATOR, MAX_REORG_DEPTH, MAX_REPORTED_PENDING, MEDIAN_TIME_SPAN,
 };
 use protocol::tracker::{NodeInfo, Topology};
 use protocol::wire::{LeftPool, PendingRecord};
@@ -220,9 +220,22 @@ impl State {
         self.chain.contains(hash)
     }
 
-    /// A block locator for the best chain, for asking a node what we lack.
+    /// A block locator for the best chain, for asking a node what we lack: the window's hashes
+    /// as [`Chain::locator`] gives them, then checkpoints below the window at doubling
+    /// distances, then genesis. A node far behind (a fresh one syncing a long chain) finds a
+    /// checkpoint it holds and sends only what follows it, never its whole chain from genesis.
     pub fn locator(&self) -> Vec<BlockHash> {
-        self.chain.locator()
+        let mut locator = self.chain.locator();
+        let genesis = locator.pop();
+        let mut step = 1;
+        let mut index = self.checkpoints.len().saturating_sub(1);
+        while index > 0 && locator.len() < MAX_LOCATOR - 1 {
+            locator.push(self.checkpoints[index]);
+            index = index.saturating_sub(step);
+            step *= 2;
+        }
+        locator.extend(genesis);
+        locator
     }
 
     /// The network's parameters (its difficulty floor).

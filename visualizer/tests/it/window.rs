@@ -136,6 +136,31 @@ fn a_snapshot_carries_only_the_side_blocks_nearest_the_tip() {
     );
 }
 
+#[test]
+fn a_node_far_behind_is_asked_only_for_what_follows_its_last_checkpoint() {
+    let blocks = 2 * WINDOW_BLOCKS + 1000;
+    let chain = mine_chain(&genesis(), blocks, 4, 1000);
+    let mut state = State::new("tracker:1", Params::with_floor(4));
+    for segment in chain.chunks(500) {
+        state.insert(key(2).account(), segment.to_vec(), None, now_ms());
+    }
+    let locator = state.locator();
+    assert!(locator.len() <= protocol::params::MAX_LOCATOR);
+    // A node that holds only the first 1,700 blocks, all below the window.
+    let behind = 1_700;
+    let mut node = protocol::Chain::new(Params::with_floor(4));
+    for block in &chain[..behind] {
+        node.insert(block.clone(), now_ms()).expect("a valid block");
+    }
+    let (sent, _) = node.blocks_after(&locator, 500);
+    let last_checkpoint = (behind as u64 / CHECKPOINT_SPACING) * CHECKPOINT_SPACING;
+    assert_eq!(
+        sent.first().map(|b| b.header.height),
+        Some(last_checkpoint + 1),
+        "the node sends what follows its last checkpoint, not its chain from genesis"
+    );
+}
+
 /// The state's anchors for the stretch holding `height`, checked against the chain itself.
 fn anchors_of(state: &State, chain: &[Block], height: u64) -> Anchors {
     let anchors = state.anchors(height).expect("anchors below the window");
