@@ -2,7 +2,9 @@
 //! binary; the page loads, a shopper with HTML in its name buys a monkey, the block appears on
 //! the page, the name shows as text and no dialog opens; the tamper lesson recomputes hashes
 //! exactly as the Rust code does; the visualizer restarts and the page reconnects by itself and
-//! shows what it missed; a lying node's row says what it sent and why it was refused.
+//! shows what it missed; a lying node's row says what it sent and why it was refused; a
+//! 10,000-block chain opens with only its recent blocks and scrolls back past the visualizer's
+//! window, the older blocks paged in from the node and compared with its chain.
 //! Screenshots go to `target/visualizer-e2e.png` (the overview),
 //! `target/visualizer-e2e-tamper.png` (the tamper lesson) and `target/visualizer-e2e-liar.png`
 //! (the network panel with a liar).
