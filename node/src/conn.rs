@@ -24,14 +24,12 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::{
-    ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordOutcome, Answered,
-};
+use crate::actor::{ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
 use crate::archive;
 use crate::guard::{Guard, Slot};
 use crate::links::Links;
-use crate::store::Reader;
 use crate::session::{Action, Answer, Closing, LinkVerdict, Question, Session};
+use crate::store::Reader;
 use crate::verify::{self, SeenBlocks, Verified};
 
 pub use crate::session::IDLE_TIMEOUT;

@@ -81,7 +81,10 @@ async fn deep_locators_never_hold_up_an_honest_purchase() {
         took.get(took.len() / 2),
         took.last()
     );
-    assert!(took.len() >= 3, "the flood ended too soon to time purchases");
+    assert!(
+        took.len() >= 3,
+        "the flood ended too soon to time purchases"
+    );
     assert!(outcome.still_served && !outcome.banned, "{outcome:?}");
     let median = took.get(took.len() / 2).copied().unwrap_or_default();
     assert!(

@@ -131,11 +131,12 @@ fn paging_through_the_archive_then_memory_gets_the_whole_chain() {
         let locator: Vec<BlockHash> = got.last().map(|b| vec![b.hash()]).unwrap_or_default();
         let (blocks, more) = match recent.blocks_after_in_memory(&locator, 7) {
             Some(answer) => answer,
-            None => {
-                protocol::blocks_after_archived(&locator, 7, &shelf, recent.best_range())
-            }
+            None => protocol::blocks_after_archived(&locator, 7, &shelf, recent.best_range()),
         };
-        assert!(!blocks.is_empty() || !more, "an empty answer saying more follow");
+        assert!(
+            !blocks.is_empty() || !more,
+            "an empty answer saying more follow"
+        );
         got.extend(blocks);
         if !more {
             break;
