@@ -28,7 +28,7 @@ const MAX_PURCHASES: u64 = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_locators_never_hold_up_an_honest_purchase() {
     let net = network().await;
-    assert!(node::store::RECENT_BLOCKS < DEPTH);
+    const { assert!(node::store::RECENT_BLOCKS < DEPTH) };
     let chain = fetch_chain(&net.a.addr).await.expect("the chain");
     // A millisecond apart: the tip was mined just now, and blocks from the future are refused.
     let history = mine_chain(chain.last().expect("genesis"), DEPTH, FLOOR, 1);
