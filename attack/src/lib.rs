@@ -8,6 +8,7 @@
 
 mod blocks;
 mod conn;
+mod deep;
 mod floods;
 pub mod liar;
 mod lines;
@@ -88,11 +89,14 @@ pub enum Attack {
     Impostor,
     /// Made-up node ids registered with the tracker, advertising ports where nothing listens.
     FakeRegistrations,
+    /// `D`s naming only genesis, over and over on several connections: every answer is read
+    /// from the store, below the blocks a node keeps in memory.
+    DeepLocators,
 }
 
 impl Attack {
     /// Every attack, in the order `all` runs them.
-    pub const ALL: [Attack; 24] = [
+    pub const ALL: [Attack; 25] = [
         Attack::Garbage,
         Attack::EndlessLine,
         Attack::UnknownOpcode,
@@ -117,6 +121,7 @@ impl Attack {
         Attack::BigSideBlocks,
         Attack::Impostor,
         Attack::FakeRegistrations,
+        Attack::DeepLocators,
     ];
 
     /// The attack's name on the command line.
@@ -146,6 +151,7 @@ impl Attack {
             Attack::BigSideBlocks => "big-side-blocks",
             Attack::Impostor => "impostor",
             Attack::FakeRegistrations => "fake-registrations",
+            Attack::DeepLocators => "deep-locators",
         }
     }
 
@@ -218,6 +224,7 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
         Attack::BigSideBlocks => side::big_side_blocks(target).await?,
         Attack::Impostor => links::impostor(target).await?,
         Attack::FakeRegistrations => links::fake_registrations(target).await?,
+        Attack::DeepLocators => deep::deep_locators(target).await?,
     };
     outcome.banned = conn::is_banned(target).await;
     Ok(outcome)

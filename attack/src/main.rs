@@ -14,7 +14,8 @@ use clap::Parser;
 /// missed-difficulty, below-floor, wrong-prev, future-timestamp, bad-signature,
 /// replayed-signature, overspend, easier-chain, orphan-flood, idle-connections,
 /// duplicate-flood, huge-locator, nonsense-locator, hold-slots, unminable-flood,
-/// big-side-blocks, impostor, fake-registrations (these two need --tracker), or all.
+/// big-side-blocks, impostor, fake-registrations (these two need --tracker), deep-locators,
+/// or all.
 ///
 /// Or `liar`: a lying node that registers with the tracker and answers shops and visualizers
 /// with a lie (`--lie fake-mined`, `zero-work-flood`, `forged-pending` or `useless`) until

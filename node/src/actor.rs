@@ -73,8 +73,8 @@ pub enum Command {
         locator: Vec<BlockHash>,
         /// At most this many.
         max: usize,
-        /// The blocks and whether more follow.
-        reply: oneshot::Sender<(Vec<Arc<CheckedBlock>>, bool)>,
+        /// The blocks and whether more follow, or where the store must answer.
+        reply: oneshot::Sender<Answered>,
     },
     /// Our own locator, for a `D` we send.
     Locator {
@@ -103,6 +103,17 @@ pub enum Command {
     Mined(Mined),
     /// Stop the actor.
     Shutdown,
+}
+
+/// The chain thread's answer to a `D`.
+#[derive(Debug)]
+pub enum Answered {
+    /// From memory: the blocks and whether more follow.
+    Blocks(Vec<Arc<CheckedBlock>>, bool),
+    /// The answer starts below the blocks in memory: the connection reads it from the store
+    /// ([`crate::archive::blocks_after`]), so the chain thread never waits for the disk on a
+    /// request anyone may send. The best chain's range ([`Chain::best_range`]).
+    Deep((u64, u64)),
 }
 
 /// A block the miner found, checked on the mining thread.
@@ -462,11 +473,15 @@ impl Actor {
                 max,
                 reply,
             } => {
-                let deep = Deep::flushed(self.writer.reader(), &self.writer, self.chain.params());
-                let _ = reply.send(self.chain.blocks_after_in(&locator, max, &deep));
+                let served = match self.chain.blocks_after_in_memory(&locator, max) {
+                    Some((blocks, more)) => Answered::Blocks(blocks, more),
+                    None => Answered::Deep(self.chain.best_range()),
+                };
+                let _ = reply.send(served);
             }
             Command::Locator { reply } => {
-                let deep = Deep::flushed(self.writer.reader(), &self.writer, self.chain.params());
+                // A few hashes below the base, committed (see `Chain::trim_committed`).
+                let deep = Deep::committed(self.writer.reader(), self.chain.params());
                 let _ = reply.send(self.chain.locator_in(&deep));
             }
             Command::Unknown { hashes, reply } => {
@@ -515,7 +530,7 @@ impl Actor {
     /// Hands what the batch changed to the writer (which acknowledges its records once they are
     /// on disk), and re-aims the miner. The best chain's net change and, when due, a checkpoint
     /// of the ledger go in the same write as the blocks; then the blocks older than the chain
-    /// keeps in memory go (the writer has them).
+    /// keeps in memory go, if the writer has committed them (else a later batch lets them go).
     fn finish(&mut self, batch: Batch) {
         let Batch {
             blocks,
@@ -539,7 +554,7 @@ impl Actor {
             _ => (Vec::new(), None),
         };
         let checkpoint = Checkpoint::due(&self.chain, &mut self.last_checkpoint);
-        for block in self.chain.trim() {
+        for block in self.chain.trim_committed(self.writer.committed()) {
             for r in &block.records {
                 self.mined.remove(&r.id());
             }

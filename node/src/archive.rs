@@ -1,43 +1,38 @@
-//! The chain actor's view of the best-chain blocks it no longer keeps in memory: they are read
-//! from the store ([`crate::store::Snapshot`]) when a peer's or a subscriber's `D`, a locator,
-//! or a record resent long after it was mined asks for them. The chain itself stays free of
-//! I/O: it asks through [`protocol::Archive`], which [`Deep`] implements.
+//! The best-chain blocks the node no longer keeps in memory: they are read from the store
+//! ([`crate::store::Snapshot`]) when a peer's or a subscriber's `D` ([`blocks_after`], on the
+//! connection's task), our own locator, or a record resent long after it was mined asks for
+//! them. The chain itself stays free of I/O: it asks through [`protocol::Archive`], which
+//! [`Deep`] implements.
 
 use std::cell::OnceCell;
 use std::sync::Arc;
 
-use protocol::{Archive, BlockHash, CheckedBlock, Params, RecordId};
+use protocol::{Archive, BlockHash, CheckedBlock, Params, RecordId, blocks_after_archived};
+use tokio::sync::Semaphore;
 
 use crate::store::{Reader, Snapshot};
-use crate::writer::Writer;
 
-/// One look at the store for one command: the snapshot is taken on first use, after the writes
-/// queued so far are committed (blocks leave memory once handed to the writer, maybe before
-/// it wrote them), and not at all when the chain finds everything in memory.
+/// Most deep `D`s read from the store at once, node-wide: each holds a blocking thread and a
+/// read transaction while it reads and checks up to 500 blocks, and anyone may send them; past
+/// it they wait their turn, on their own connections' tasks, never on the chain thread.
+pub const MAX_DEEP_READS: usize = 2;
+
+/// One look at the store: the snapshot is taken on first use (not at all when the chain finds
+/// everything in memory). It sees what the writer committed, without waiting for what is
+/// queued: the chain lets only committed blocks leave memory ([`Chain::trim_committed`]).
+///
+/// [`Chain::trim_committed`]: protocol::Chain::trim_committed
 pub struct Deep<'a> {
     reader: &'a Reader,
-    writer: Option<&'a Writer>,
     params: &'a Params,
     snapshot: OnceCell<Option<Snapshot>>,
 }
 
 impl<'a> Deep<'a> {
-    /// A view that first waits for the writes queued so far.
-    pub fn flushed(reader: &'a Reader, writer: &'a Writer, params: &'a Params) -> Deep<'a> {
-        Deep {
-            reader,
-            writer: Some(writer),
-            params,
-            snapshot: OnceCell::new(),
-        }
-    }
-
-    /// A view of what is committed now, without waiting: for lookups anyone may trigger at
-    /// will (a resent record), which must never make the chain thread wait for the disk.
+    /// A view of what is committed now.
     pub fn committed(reader: &'a Reader, params: &'a Params) -> Deep<'a> {
         Deep {
             reader,
-            writer: None,
             params,
             snapshot: OnceCell::new(),
         }
@@ -45,12 +40,7 @@ impl<'a> Deep<'a> {
 
     fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot
-            .get_or_init(|| {
-                if let Some(writer) = self.writer {
-                    writer.flush();
-                }
-                self.reader.snapshot()
-            })
+            .get_or_init(|| self.reader.snapshot())
             .as_ref()
     }
 
@@ -72,4 +62,28 @@ impl Archive for Deep<'_> {
     fn block_at(&self, height: u64) -> Option<Arc<CheckedBlock>> {
         self.snapshot()?.block_at(height, self.params)
     }
+}
+
+/// Answers a `D` the chain thread left to the store ([`protocol::Chain::blocks_after_in_memory`]
+/// said `None`; `range` is its [`protocol::Chain::best_range`]) from the connection's task: the
+/// read runs on a blocking thread, at most [`MAX_DEEP_READS`] at once, so a flood of old
+/// locators costs the disk and those threads, not the chain thread honest records wait for.
+pub async fn blocks_after(
+    reader: Reader,
+    params: Params,
+    reads: &Semaphore,
+    locator: Vec<BlockHash>,
+    max: usize,
+    range: (u64, u64),
+) -> (Vec<Arc<CheckedBlock>>, bool) {
+    // Closed only if the node drops it, which it never does while connections run.
+    let Ok(_turn) = reads.acquire().await else {
+        return (Vec::new(), true);
+    };
+    tokio::task::spawn_blocking(move || {
+        let deep = Deep::committed(&reader, &params);
+        blocks_after_archived(&locator, max, &deep, range)
+    })
+    .await
+    .unwrap_or((Vec::new(), true))
 }

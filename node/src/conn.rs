@@ -20,14 +20,16 @@ use protocol::handshake::Identity;
 use protocol::wire::Message;
 use protocol::{AccountId, Block, Params, RecordId};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::{ACTOR_TIMEOUT, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
+use crate::actor::{ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
+use crate::archive;
 use crate::guard::{Guard, Slot};
 use crate::links::Links;
 use crate::session::{Action, Answer, Closing, LinkVerdict, Question, Session};
+use crate::store::Reader;
 use crate::verify::{self, SeenBlocks, Verified};
 
 pub use crate::session::IDLE_TIMEOUT;
@@ -57,6 +59,10 @@ pub struct Ctx {
     pub seen: SeenBlocks,
     /// The peers this node has links with.
     pub links: Links,
+    /// Reads the blocks no longer in memory, for a deep `D`.
+    pub reader: Reader,
+    /// Turns to read them: [`archive::MAX_DEEP_READS`] at once.
+    pub deep_reads: Arc<Semaphore>,
 }
 
 type Link = Framed<TcpStream, LineCodec<Message>>;
@@ -350,11 +356,19 @@ impl Conn {
             }
             Question::GetBlocks { locator, max } => {
                 let command = |reply| Command::GetBlocks {
-                    locator,
+                    locator: locator.clone(),
                     max,
                     reply,
                 };
-                let (blocks, more) = self.ask(command).await?;
+                let (blocks, more) = match self.ask(command).await? {
+                    Answered::Blocks(blocks, more) => (blocks, more),
+                    Answered::Deep(range) => {
+                        let reader = self.ctx.reader.clone();
+                        let params = self.ctx.params.clone();
+                        let reads = &self.ctx.deep_reads;
+                        archive::blocks_after(reader, params, reads, locator, max, range).await
+                    }
+                };
                 Answer::Blocks { blocks, more }
             }
             Question::Tip => Answer::Tip(self.ask(|reply| Command::Tip { reply }).await?),

@@ -280,10 +280,12 @@ impl Node {
         let verified = Verified::default();
         let seen = SeenBlocks::default();
         let load_for_status = load.clone();
+        let writer = Writer::spawn(store, chain.height())?;
+        let reader = writer.reader().clone();
         let actor = Actor::new(
             chain,
             pool,
-            Writer::spawn(store)?,
+            writer,
             events.clone(),
             status_tx.clone(),
             miner,
@@ -310,6 +312,8 @@ impl Node {
             verified,
             seen,
             links: Links::default(),
+            reader,
+            deep_reads: Arc::new(tokio::sync::Semaphore::new(archive::MAX_DEEP_READS)),
         };
         let tasks = TaskTracker::new();
         let reporter = Reporter {

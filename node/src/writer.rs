@@ -13,7 +13,7 @@
 //! holds the block that mined it, so no acknowledged record is lost either.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -77,25 +77,29 @@ pub struct Writer {
     thread: Option<JoinHandle<()>>,
     /// Reads what the thread committed.
     reader: Reader,
-    /// Whether writes were queued since the last [`Writer::flush`].
-    unflushed: AtomicBool,
+    /// The best tip's height as of the last write committed: best-chain blocks at or below it
+    /// (and deeper than any reorg) are readable through [`Writer::reader`].
+    committed: Arc<AtomicU64>,
 }
 
 impl Writer {
-    /// Starts the thread, which owns `store` from now on.
-    pub fn spawn(store: Store) -> std::io::Result<Writer> {
+    /// Starts the thread, which owns `store` from now on; `tip` is the best tip's height the
+    /// store holds already.
+    pub fn spawn(store: Store, tip: u64) -> std::io::Result<Writer> {
         let reader = store.reader();
         let (queue, writes) = sync_channel(MAX_QUEUED_WRITES);
+        let committed = Arc::new(AtomicU64::new(tip));
+        let told = Arc::clone(&committed);
         // What it logs belongs to the node that started it.
         let span = tracing::Span::current();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || span.in_scope(|| run(store, writes)))?;
+            .spawn(move || span.in_scope(|| run(store, writes, &told)))?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
             reader,
-            unflushed: AtomicBool::new(false),
+            committed,
         })
     }
 
@@ -113,7 +117,6 @@ impl Writer {
             return;
         }
         let Some(queue) = &self.queue else { return };
-        self.unflushed.store(true, Ordering::Relaxed);
         if let Err(failed) = queue.send(write) {
             // The thread is gone (it panicked): nothing more is durable.
             tracing::error!("the store writer stopped; records are not acknowledged");
@@ -125,23 +128,12 @@ impl Writer {
 }
 
 impl Writer {
-    /// Waits until every write queued so far is committed (visible to the store's readers),
-    /// for a read of blocks the chain no longer keeps in memory. False when the thread is gone.
-    pub fn flush(&self) -> bool {
-        if !self.unflushed.swap(false, Ordering::Relaxed) {
-            return true;
-        }
-        let (done, wait) = std::sync::mpsc::channel();
-        self.write(Write {
-            acks: vec![Box::new(move |_| {
-                let _ = done.send(());
-            })],
-            ..Write::default()
-        });
-        // The flush's own write set the flag again; it is done once this returns.
-        let done = wait.recv().is_ok();
-        self.unflushed.store(false, Ordering::Relaxed);
-        done
+    /// The best tip's height as of the last write committed (see [`Chain::trim_committed`]:
+    /// only blocks the store holds leave memory, so reading them never waits for this thread).
+    ///
+    /// [`Chain::trim_committed`]: protocol::Chain::trim_committed
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
     }
 
     /// A reader of what this writer committed.
@@ -161,7 +153,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut store: Store, writes: Receiver<Write>) {
+fn run(mut store: Store, writes: Receiver<Write>, committed: &AtomicU64) {
     let mut unsynced = false;
     loop {
         let next = if unsynced {
@@ -190,8 +182,10 @@ fn run(mut store: Store, writes: Receiver<Write>) {
             complete: false,
         };
         let written = store.write(&changes, durable);
-        if let Err(e) = &written {
-            tracing::error!(error = %e, "cannot write the store");
+        match (&written, write.tip) {
+            (Err(e), _) => tracing::error!(error = %e, "cannot write the store"),
+            (Ok(_), Some(tip)) => committed.store(tip, Ordering::Release),
+            (Ok(_), None) => {}
         }
         // A write of nothing (a flush: acks alone) leaves the sync owed as it was.
         let nothing = changes.only_pending() && write.add.is_empty() && write.forget.is_empty();

@@ -266,11 +266,18 @@ impl Chain {
     /// returns them, oldest first: from now on they are the [`Archive`]'s. The caller calls it
     /// once what it must do with the blocks (store them, compute what changed) is done.
     pub fn trim(&mut self) -> Vec<Arc<CheckedBlock>> {
+        self.trim_committed(u64::MAX)
+    }
+
+    /// [`Chain::trim`], but only of blocks at or below height `committed`: the ones the store
+    /// has committed. A block handed to a writer that has not written it yet stays in memory,
+    /// so a read of the archive never has to wait for the writer to catch up.
+    pub fn trim_committed(&mut self, committed: u64) -> Vec<Arc<CheckedBlock>> {
         let Some(keep) = self.keep else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        while self.best.len() > keep + 1 {
+        while self.best.len() > keep + 1 && self.base <= committed {
             let Some(hash) = self.best.pop_front() else {
                 break;
             };
@@ -952,6 +959,51 @@ impl Chain {
         (blocks, more)
     }
 
+    /// [`Chain::blocks_after`] when memory alone can answer: from the first locator hash on the
+    /// best chain in memory (hashes memory does not know are skipped, so a locator listed newest
+    /// first, as every honest one is, gets the answer [`Chain::blocks_after_in`] gives), or
+    /// from genesis when none is and genesis is in memory. `None` when the answer starts below
+    /// the base: [`blocks_after_archived`] gives it, on whatever thread may wait for the disk.
+    pub fn blocks_after_in_memory(
+        &self,
+        locator: &[BlockHash],
+        max: usize,
+    ) -> Option<(Vec<Arc<CheckedBlock>>, bool)> {
+        // The base's parent is where an answer read from the archive stopped: memory goes on.
+        let below_base = self
+            .best
+            .front()
+            .and_then(|h| self.entries.get(h))
+            .filter(|e| e.block.header.height > 0)
+            .map(|e| e.block.header.prev_hash);
+        let found = locator.iter().take(MAX_LOCATOR).find_map(|h| {
+            if Some(*h) == below_base {
+                return Some(self.base - 1);
+            }
+            self.is_on_best(h)
+                .then(|| self.entries.get(h).map(|e| e.block.header.height))
+                .flatten()
+        });
+        let start = match found {
+            Some(height) => height + 1,
+            None if self.base == 0 => 1,
+            None => return None,
+        };
+        let end = self.best_end().min(start.saturating_add(max as u64));
+        let blocks: Vec<_> = (start..end)
+            .filter_map(|height| self.best_at(height))
+            .map(|hash| Arc::clone(&self.entries[hash].block))
+            .collect();
+        let more = start + (blocks.len() as u64) < self.best_end();
+        Some((blocks, more))
+    }
+
+    /// The best chain's first height in memory and the height past its tip: what
+    /// [`blocks_after_archived`] needs to answer a locator memory could not.
+    pub fn best_range(&self) -> (u64, u64) {
+        (self.base, self.best_end())
+    }
+
     /// The height of `hash` if it is on the best chain, in memory or in the archive.
     fn height_on_best(&self, hash: &BlockHash, archive: &impl Archive) -> Option<u64> {
         if self.is_on_best(hash) {
@@ -979,4 +1031,38 @@ impl Chain {
         }
         Ok(ledger)
     }
+}
+
+/// The answer to a locator that [`Chain::blocks_after_in_memory`] left to the archive: the
+/// best-chain blocks after the first locator hash the archive holds below `base` (after genesis
+/// when none is), at most `max`, stopping at `base` or at the first block the archive lacks;
+/// and whether more follow before `end` (the best chain's end, [`Chain::best_range`]). The
+/// asker's next `D` starts where this one stopped, and memory serves the rest.
+pub fn blocks_after_archived(
+    locator: &[BlockHash],
+    max: usize,
+    archive: &impl Archive,
+    (base, end): (u64, u64),
+) -> (Vec<Arc<CheckedBlock>>, bool) {
+    let genesis = crate::genesis().header.hash();
+    let start = locator
+        .iter()
+        .take(MAX_LOCATOR)
+        .find_map(|h| {
+            if *h == genesis {
+                return Some(0);
+            }
+            archive.height_of(h).filter(|height| *height < base)
+        })
+        .map_or(1, |h| h + 1);
+    let stop = base.min(start.saturating_add(max as u64));
+    let mut blocks = Vec::new();
+    for height in start..stop {
+        let Some(block) = archive.block_at(height) else {
+            break;
+        };
+        blocks.push(block);
+    }
+    let more = start + (blocks.len() as u64) < end;
+    (blocks, more)
 }

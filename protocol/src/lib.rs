@@ -33,7 +33,7 @@ pub mod wire;
 
 pub use account::{AccountId, Keypair, Signature};
 pub use block::{Block, BlockError, CheckedBlock, genesis};
-pub use chain::{Archive, Chain, Imported, NoArchive};
+pub use chain::{Archive, Chain, Imported, NoArchive, blocks_after_archived};
 pub use hash::{BlockHash, Hash256};
 pub use header::Header;
 pub use ledger::{Ledger, LedgerError};

@@ -2,6 +2,7 @@
 //! answers as it should (an error, a closed connection, a ban only for provably invalid data),
 //! keeps its best chain, keeps its memory bounded, and goes on serving honest shops and peers.
 
+mod deep_locators;
 mod liar;
 mod links;
 mod side_blocks;

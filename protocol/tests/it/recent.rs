@@ -119,6 +119,32 @@ fn trimmed_blocks_are_served_through_the_archive_as_if_in_memory() {
     assert!(got.is_empty() && more);
 }
 
+/// A peer paging the whole chain the way a node answers it: from memory when memory can, else
+/// from the archive (which stops at the base); it gets every block once, in order, and an
+/// answer that stopped at the base goes on from memory.
+#[test]
+fn paging_through_the_archive_then_memory_gets_the_whole_chain() {
+    let (recent, full, shelf, _) = trimmed(5, 60);
+    let want = full.blocks_after(&[], 500).0;
+    let mut got: Vec<Arc<CheckedBlock>> = Vec::new();
+    for _ in 0..100 {
+        let locator: Vec<BlockHash> = got.last().map(|b| vec![b.hash()]).unwrap_or_default();
+        let (blocks, more) = match recent.blocks_after_in_memory(&locator, 7) {
+            Some(answer) => answer,
+            None => protocol::blocks_after_archived(&locator, 7, &shelf, recent.best_range()),
+        };
+        assert!(
+            !blocks.is_empty() || !more,
+            "an empty answer saying more follow"
+        );
+        got.extend(blocks);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(got, want);
+}
+
 /// Mines a branch forking `depth` blocks below the tip of `main`, at the same difficulty, one
 /// block longer: its last block makes it the heavier and reorganises onto it.
 fn heavier_branch(main: &[Block], depth: usize, stamp: u64) -> Vec<Block> {
