@@ -8,10 +8,12 @@ use protocol::clock::now_ms;
 use protocol::codec::LineCodec;
 use protocol::wire::Message;
 use protocol::{Block, Keypair, Record};
-use testkit::{NodeProc, Tracker};
+use testkit::{NodeProc, Tracker, start_network_with};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
+
+use crate::watch::Watch;
 
 /// A tracker and `n` nodes, each in a folder of `dir`, with `extra` flags; waits until the
 /// tracker lists them all.
@@ -21,12 +23,49 @@ pub async fn network(
     extra: &[&str],
 ) -> anyhow::Result<(Tracker, Vec<NodeProc>)> {
     let tracker = Tracker::start().await;
-    let nodes: Vec<NodeProc> = (0..n)
-        .map(|i| NodeProc::start_with(&tracker.addr, &dir.join(format!("n{i}")), extra))
-        .collect();
-    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-    tracker.wait_active(&ids).await;
+    let nodes = start_network_with(&tracker, dir, n, extra).await;
     Ok((tracker, nodes))
+}
+
+/// [`network`] at the difficulty floor `floor`, every other flag left at the tests' default.
+pub async fn network_at(
+    dir: &std::path::Path,
+    n: usize,
+    floor: u32,
+) -> anyhow::Result<(Tracker, Vec<NodeProc>)> {
+    network(dir, n, &["--difficulty-floor", &floor.to_string()]).await
+}
+
+/// A network of `n` nodes at one floor in a temporary folder, and a [`Watch`] on all of them:
+/// what the scenarios that time blocks and records run on. Dropping it stops everything.
+pub struct Watched {
+    /// The nodes' addresses, in the order they started.
+    pub addrs: Vec<String>,
+    /// Every node's subscription.
+    pub watch: Watch,
+    /// The nodes.
+    pub nodes: Vec<NodeProc>,
+    /// The tracker they report to, held until the network is dropped.
+    _tracker: Tracker,
+    /// Their folder, removed when the network is dropped.
+    _dir: tempfile::TempDir,
+}
+
+impl Watched {
+    /// Starts `n` nodes at `floor` ([`network_at`]) and subscribes to each.
+    pub async fn start(n: usize, floor: u32) -> anyhow::Result<Watched> {
+        let dir = tempfile::tempdir()?;
+        let (tracker, nodes) = network_at(dir.path(), n, floor).await?;
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        let watch = Watch::start(&addrs).await?;
+        Ok(Watched {
+            addrs,
+            watch,
+            nodes,
+            _tracker: tracker,
+            _dir: dir,
+        })
+    }
 }
 
 /// A solved block on `parent` holding `records`, at `bits`, stamped now.

@@ -5,11 +5,7 @@
 use std::path::Path;
 
 use protocol::codec::encode_line;
-use protocol::hash::Hash256;
 use protocol::tracker::{Leave, Report, TrackerMessage};
-use protocol::wire::{
-    Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Identify, Message, Update,
-};
 use protocol::{Action, Block, Keypair, Record, genesis};
 
 fn solve(parent: &Block, records: Vec<Record>, key: &Keypair) -> Block {
@@ -65,53 +61,7 @@ fn main() -> std::io::Result<()> {
         ],
         &bob,
     );
-    let messages: Vec<Message> = vec![
-        Message::Record(b2.records[0].clone()),
-        Message::Block(b1.clone()),
-        Message::Blocks(Blocks {
-            blocks: vec![b1.clone(), b2.clone()],
-            more: true,
-        }),
-        Message::GetBlocks(GetBlocks::default()),
-        Message::GetBlocks(GetBlocks {
-            locator: vec![b2.header.hash(), genesis().header.hash()],
-        }),
-        Message::Error(ErrorMessage::new(
-            ErrorCode::InvalidRecord,
-            "insufficient funds",
-        )),
-        Message::Ack(Ack {
-            id: Hash256([3; 32]),
-            status: AckStatus::Pending,
-        }),
-        Message::Identify(Identify {
-            id: bob.account(),
-            addr: "127.0.0.1:7001".into(),
-        }),
-        Message::Hello(protocol::handshake::Hello {
-            nonce: protocol::handshake::Nonce([5; 32]),
-            to: Some(bob.account()),
-            from: None,
-        }),
-        Message::Proof(protocol::handshake::Proof {
-            id: bob.account(),
-            addr: "127.0.0.1:7001".into(),
-            nonce: protocol::handshake::Nonce([6; 32]),
-            sig: bob.sign(b"seed"),
-        }),
-        Message::Subscribe,
-        Message::KeepAlive,
-        Message::Update(Update::Block {
-            block: b2.clone(),
-            received_ms: 1,
-        }),
-        Message::Update(Update::Tip {
-            hash: b2.header.hash(),
-            height: 2,
-            disconnected: vec![],
-            connected: vec![b1.header.hash(), b2.header.hash()],
-        }),
-    ];
+    let messages = protocol::fuzzing::every_message(&b2.records[0], &b1, &b2, &bob);
     let report = Report::sign(
         &alice,
         "127.0.0.1:7001".into(),

@@ -6,12 +6,18 @@
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
-use crate::block::{Block, GENESIS_TIMESTAMP};
+use crate::account::Keypair;
+use crate::block::{Block, GENESIS_TIMESTAMP, genesis};
 use crate::chain::Chain;
 use crate::codec::{LineCodec, WireMessage, encode_line, parse_line};
+use crate::handshake::{Hello, Nonce, Proof};
+use crate::hash::Hash256;
 use crate::params::Params;
+use crate::record::Record;
 use crate::tracker::TrackerMessage;
-use crate::wire::Message;
+use crate::wire::{
+    Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Identify, Message, Update,
+};
 
 /// The line codec: `data` fed in chunks of a size taken from its first byte, for node and
 /// tracker messages. Every message it yields encodes to a line that decodes to the same
@@ -68,4 +74,54 @@ pub fn block(data: &[u8]) {
         let replayed = chain.replay_ledger().expect("the best chain replays");
         assert_eq!(&replayed, chain.ledger(), "ledger differs from its replay");
     }
+}
+
+/// One valid example of every node message, made of `record`, two blocks `b1` and `b2` (its
+/// child) and `key`'s account: the seed corpus's examples (`examples/seed_corpus.rs`) and the
+/// codec test's round trips.
+pub fn every_message(record: &Record, b1: &Block, b2: &Block, key: &Keypair) -> Vec<Message> {
+    vec![
+        Message::Record(record.clone()),
+        Message::Block(b1.clone()),
+        Message::Blocks(Blocks {
+            blocks: vec![b1.clone(), b2.clone()],
+            more: true,
+        }),
+        Message::GetBlocks(GetBlocks::default()),
+        Message::GetBlocks(GetBlocks {
+            locator: vec![b2.header.hash(), genesis().header.hash()],
+        }),
+        Message::Error(ErrorMessage::new(ErrorCode::InvalidRecord, "bad signature")),
+        Message::Ack(Ack {
+            id: Hash256([2; 32]),
+            status: AckStatus::Pending,
+        }),
+        Message::Identify(Identify {
+            id: key.account(),
+            addr: "127.0.0.1:7001".into(),
+        }),
+        Message::Hello(Hello {
+            nonce: Nonce([5; 32]),
+            to: Some(key.account()),
+            from: Some(b1.header.miner),
+        }),
+        Message::Proof(Proof {
+            id: key.account(),
+            addr: "127.0.0.1:7001".into(),
+            nonce: Nonce([6; 32]),
+            sig: key.sign(b"any"),
+        }),
+        Message::Subscribe,
+        Message::KeepAlive,
+        Message::Update(Update::Block {
+            block: b2.clone(),
+            received_ms: 7,
+        }),
+        Message::Update(Update::Tip {
+            hash: b2.header.hash(),
+            height: 2,
+            disconnected: vec![Hash256([3; 32])],
+            connected: vec![b1.header.hash(), b2.header.hash()],
+        }),
+    ]
 }

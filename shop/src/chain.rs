@@ -11,7 +11,8 @@
 //! are checked, each as a node checks it ([`protocol::extend`]: proof of work at or above the
 //! network's floor, links, timestamps, signatures, every record against the ledger). A node
 //! whose chain does not hold the checkpoint (a reorg deeper than the tail, or another chain
-//! altogether) answers from genesis, and its chain is then checked whole from genesis.
+//! altogether) answers from genesis; its chain is checked whole from genesis only when no
+//! other node agrees with the checkpoint ([`OffBase`], `Network::read_chains`).
 //!
 //! The chain is fetched on a connection of its own, so that its `C` answers never mix with a
 //! purchase's `K` and `B` (a `D` does not make a connection a peer: only a proven `H`/`P`
@@ -71,6 +72,20 @@ pub enum ChainError {
         /// Why it is invalid.
         error: BlockError,
     },
+    /// The node's chain does not hold the checkpoint at this height that the read started
+    /// from, and the read was told not to check it from genesis ([`OffBase::Stop`]).
+    #[error("its chain does not hold the checkpoint at height {0}")]
+    LacksCheckpoint(u64),
+}
+
+/// What [`read`] does with a node whose chain does not hold the base's checkpoint (it answers
+/// from genesis): a node on another chain, one still syncing, or one that lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffBase {
+    /// Checks its chain whole, from genesis: every block's signatures, seconds on a long chain.
+    FromGenesis,
+    /// Stops at its first answer with [`ChainError::LacksCheckpoint`], having checked nothing.
+    Stop,
 }
 
 impl ChainError {
@@ -345,12 +360,14 @@ impl ChainState {
 
 /// Reads the best chain of the node at `addr` on top of `base` (a chain the shop verified:
 /// the cache, or genesis) and checks what is new at `params`; `timeout` bounds the connection
-/// and each answer. The checks run off the async threads.
+/// and each answer; `off_base` says what to do if the node's chain does not hold `base`'s
+/// checkpoint. The checks run off the async threads.
 pub async fn read(
     addr: &str,
     timeout: Duration,
     params: &Params,
     base: &ChainState,
+    off_base: OffBase,
 ) -> Result<ChainState, ChainError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
@@ -397,6 +414,9 @@ pub async fn read(
         let prev = first.header.prev_hash;
         let keep = match chain.position(&prev) {
             Some(keep) => keep,
+            None if prev == genesis && off_base == OffBase::Stop => {
+                return Err(ChainError::LacksCheckpoint(chain.base.height));
+            }
             None if prev == genesis => {
                 tracing::info!(node = %addr, checkpoint = chain.base.height, "the node's chain does not hold the checkpoint; checking it from genesis");
                 let received = chain.received;

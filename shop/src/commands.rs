@@ -10,7 +10,7 @@
 //! shoppers is kept but their keys and their pending records: balances, cages, names and
 //! tallies are read from the chain every time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use protocol::catalog::{CATALOG, MONKEY_OF_THE_MONTH, Monkey};
@@ -130,6 +130,9 @@ pub struct Shop {
     /// The chain every read starts from: the wallet's cache when the command starts, then the
     /// best chain read (`None` until first needed).
     known: Arc<Mutex<Option<ChainState>>>,
+    /// Nodes whose chain did not hold the checkpoint a read started from, this session: set
+    /// aside while another node agrees with it (see [`Network::read_chains`]).
+    off_base: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Looks a monkey up by catalog id or display name, ignoring case.
@@ -207,6 +210,7 @@ impl Shop {
                 memory: Some(config.wallet_dir.join("nodes.json")),
             },
             known: Arc::default(),
+            off_base: Arc::default(),
         }
     }
 
@@ -271,10 +275,16 @@ impl Shop {
         progress: &dyn Fn(Progress),
     ) -> Reading {
         let base = self.base().await;
+        let mut off_base = self
+            .off_base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let reading = self
             .network
-            .read_chains(candidates, max, progress, &base)
+            .read_chains(candidates, max, progress, &base, &mut off_base)
             .await;
+        *self.off_base.lock().unwrap_or_else(|e| e.into_inner()) = off_base;
         if let Some(best) = crate::trust::best(&reading.chains) {
             self.keep(best);
         }
@@ -763,7 +773,10 @@ impl Shop {
             return Checked::Lie(lie);
         }
         let base = self.base().await;
-        let own = match crate::chain::read(taker, self.network.answer_timeout, params, &base).await
+        // The taker's own chain is read whole even off the checkpoint: it must hold the block.
+        let whole = crate::chain::OffBase::FromGenesis;
+        let own = match crate::chain::read(taker, self.network.answer_timeout, params, &base, whole)
+            .await
         {
             Ok(chain) => Some(chain),
             Err(e) if e.is_lie() => return Checked::Lie(e.to_string()),

@@ -10,6 +10,7 @@ use protocol::record::RecordFormatError;
 
 use serde::Serialize;
 
+use crate::listing::listing;
 use crate::wallet::WalletError;
 
 /// A node that was tried and failed.
@@ -24,14 +25,8 @@ pub struct Attempt {
 impl Attempt {
     /// `node: error; node: error`, for messages.
     pub fn list(attempts: &[Attempt]) -> String {
-        if attempts.is_empty() {
-            return "no node to try".into();
-        }
-        attempts
-            .iter()
-            .map(|a| format!("{}: {}", a.node, a.error))
-            .collect::<Vec<_>>()
-            .join("; ")
+        let each = attempts.iter().map(|a| format!("{}: {}", a.node, a.error));
+        listing(each, "; ", "no node to try")
     }
 }
 

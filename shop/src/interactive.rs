@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use inquire::error::InquireError;
 use inquire::validator::Validation;
 use inquire::{CustomType, Select, Text};
-use protocol::catalog::{CATALOG, MONKEY_OF_THE_MONTH};
+use protocol::catalog::{CATALOG, MONKEY_OF_THE_MONTH, Monkey};
 use protocol::record::check_text;
 use tokio::runtime::Runtime;
 
@@ -340,18 +340,8 @@ fn buy(
             format!("{:<26} {:>4} coins{mark}", m.name, m.price)
         })
         .collect();
-    let choice = ask!(
-        Select::new(
-            &format!("Which monkey? ({} has {balance} coins)", shopper.name),
-            labels
-        )
-        .with_page_size(12)
-        .with_formatter(&|o| CATALOG
-            .get(o.index)
-            .map_or_else(String::new, |m| m.name.to_string()))
-        .raw_prompt()
-    );
-    let Some(monkey) = CATALOG.get(choice.index) else {
+    let question = format!("Which monkey? ({} has {balance} coins)", shopper.name);
+    let Some(monkey) = ask!(pick_monkey(&question, labels)) else {
         return Ok(Flow::Go(()));
     };
     report(spin(
@@ -359,6 +349,24 @@ fn buy(
         &format!("Buying {}", crate::outcome::a_monkey(monkey.id)),
         async |p| shop.buy(&shopper.name, monkey.id, true, p).await,
     ))
+}
+
+/// Asks for a monkey of the catalog, one line of `labels` per monkey in catalog order (the
+/// answer shows just its name); `None` for an answer outside the catalog.
+fn pick_monkey(
+    question: &str,
+    labels: Vec<String>,
+) -> Result<Option<&'static Monkey>, InquireError> {
+    let catalog: &'static [Monkey] = &CATALOG;
+    let choice = Select::new(question, labels)
+        .with_page_size(12)
+        .with_formatter(&|o| {
+            catalog
+                .get(o.index)
+                .map_or_else(String::new, |m| m.name.to_string())
+        })
+        .raw_prompt()?;
+    Ok(catalog.get(choice.index))
 }
 
 fn send(
@@ -434,15 +442,7 @@ fn vote(
             format!("{:<26} {votes} votes", m.name)
         })
         .collect();
-    let choice = ask!(
-        Select::new("Monkey of the month: vote for", labels)
-            .with_page_size(12)
-            .with_formatter(&|o| CATALOG
-                .get(o.index)
-                .map_or_else(String::new, |m| m.name.to_string()))
-            .raw_prompt()
-    );
-    let Some(monkey) = CATALOG.get(choice.index) else {
+    let Some(monkey) = ask!(pick_monkey("Monkey of the month: vote for", labels)) else {
         return Ok(Flow::Go(()));
     };
     report(spin(

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod interactive;
+pub mod listing;
 pub mod network;
 pub mod outbox;
 pub mod outcome;

@@ -10,7 +10,7 @@
 //! answer in time, or the connection drops, the same signed records go to the next node: a
 //! record has one id and one sequence number, so no retry can apply it twice.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
-use crate::chain::{self, ChainState};
+use crate::chain::{self, ChainError, ChainState, OffBase};
 use crate::error::{Attempt, ShopError};
 
 /// Most remembered nodes read back (the file is the shop's own, but it is still input).
@@ -49,6 +49,28 @@ pub struct Reading {
     pub liars: Vec<Attempt>,
     /// Nodes that could not be read.
     pub failed: Vec<Attempt>,
+}
+
+impl Reading {
+    /// Files what reading the chain of the node at `addr` came to.
+    fn take(&mut self, addr: &str, read: Result<ChainState, ChainError>) {
+        match read {
+            Ok(state) => self.chains.push(state),
+            Err(e) => {
+                let attempt = Attempt {
+                    node: addr.to_string(),
+                    error: e.to_string(),
+                };
+                if e.is_lie() {
+                    tracing::warn!(node = %addr, error = %e, "the node lied");
+                    self.liars.push(attempt);
+                } else {
+                    tracing::info!(node = %addr, error = %e, "cannot read the chain");
+                    self.failed.push(attempt);
+                }
+            }
+        }
+    }
 }
 
 /// Where a record stands.
@@ -261,37 +283,50 @@ impl Network {
         Ok(active)
     }
 
-    /// Reads and checks the chains of `candidates`, in order, until `max` have passed. A node
-    /// whose chain fails the checks is a liar; one that does not answer has only failed.
-    /// Each read starts from `base`, a chain the shop verified (see [`chain::read`]).
+    /// Reads and checks the chains of `candidates` in order on top of `base` (a chain the shop
+    /// verified, see [`chain::read`]), until `max` of them passed. A node whose chain fails the
+    /// checks is a liar; one that does not answer has only failed. A node whose chain does not hold `base`'s checkpoint is not checked from
+    /// genesis (seconds on a long chain, at every action) while another node agrees with
+    /// `base`: it is put in `off_base` (the caller keeps that set for its session, and such a
+    /// node is not asked again), and its chain is checked whole only when no other node's
+    /// passed, so a shop whose every node lost the checkpoint still reads a chain. No honest
+    /// node of the network lacks the checkpoint with more work: nodes never reorganise below
+    /// it (see [`chain::TAIL_BLOCKS`]).
     pub async fn read_chains(
         &self,
         candidates: &[String],
         max: usize,
         progress: &dyn Fn(Progress),
         base: &ChainState,
+        off_base: &mut HashSet<String>,
     ) -> Reading {
         let mut reading = Reading::default();
+        let mut set_aside = Vec::new();
         for addr in candidates {
             if reading.chains.len() >= max {
                 break;
             }
+            if off_base.contains(addr) {
+                set_aside.push(addr);
+                continue;
+            }
             progress(Progress::Reading(addr.clone()));
-            match chain::read(addr, self.answer_timeout, &self.params, base).await {
-                Ok(state) => reading.chains.push(state),
-                Err(e) => {
-                    let attempt = Attempt {
-                        node: addr.clone(),
-                        error: e.to_string(),
-                    };
-                    if e.is_lie() {
-                        tracing::warn!(node = %addr, error = %e, "the node lied");
-                        reading.liars.push(attempt);
-                    } else {
-                        tracing::info!(node = %addr, error = %e, "cannot read the chain");
-                        reading.failed.push(attempt);
-                    }
+            let read = chain::read(addr, self.answer_timeout, &self.params, base, OffBase::Stop);
+            match read.await {
+                Err(ChainError::LacksCheckpoint(height)) => {
+                    tracing::info!(node = %addr, checkpoint = height, "the node's chain does not hold the checkpoint: set aside");
+                    off_base.insert(addr.clone());
+                    set_aside.push(addr);
                 }
+                read => reading.take(addr, read),
+            }
+        }
+        if reading.chains.is_empty() {
+            for addr in set_aside.into_iter().take(max) {
+                progress(Progress::Reading(addr.clone()));
+                let whole = OffBase::FromGenesis;
+                let read = chain::read(addr, self.answer_timeout, &self.params, base, whole);
+                reading.take(addr, read.await);
             }
         }
         reading

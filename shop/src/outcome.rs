@@ -9,6 +9,7 @@ use protocol::{AccountId, Action, BlockHash, RecordId};
 use serde::Serialize;
 
 use crate::error::Attempt;
+use crate::listing::listing;
 use crate::network::Status;
 
 /// A record a command signed and sent: `join`, `buy`, `send`, `vote`.
@@ -231,31 +232,22 @@ pub fn a_monkey(id: &str) -> String {
 
 /// "1 Capuchin, 2 Pygmy marmoset", or "no monkeys".
 pub fn describe_cage(cage: &BTreeMap<String, u32>) -> String {
-    if cage.values().all(|n| *n == 0) {
-        return "no monkeys".into();
-    }
-    cage.iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(id, n)| {
-            format!(
-                "{n} {}",
-                catalog::monkey(id).map_or(id.as_str(), |m| m.name)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let held = cage.iter().filter(|(_, n)| **n > 0).map(|(id, n)| {
+        let name = catalog::monkey(id).map_or(id.as_str(), |m| m.name);
+        format!("{n} {name}")
+    });
+    listing(held, ", ", "no monkeys")
 }
 
 /// "capuchin 2, baboon 1", or "no votes yet".
 pub fn describe_tally(tally: &[TallyEntry]) -> String {
-    if tally.is_empty() {
-        return "no votes yet".into();
-    }
-    tally
-        .iter()
-        .map(|t| format!("{} {}", t.choice, t.votes))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let each = tally.iter().map(|t| format!("{} {}", t.choice, t.votes));
+    listing(each, ", ", "no votes yet")
+}
+
+/// Who a transfer went to: the name the caller knows `account` by (`to`), else its short id.
+fn recipient(account: &AccountId, to: Option<&str>) -> String {
+    to.map_or_else(|| account.short(), str::to_string)
 }
 
 /// What a record does, in the past tense: "alice bought a Capuchin for 200 coins".
@@ -269,10 +261,10 @@ pub fn done(shopper: &str, action: &Action, to: Option<&str>) -> String {
         Action::Transfer {
             amount,
             to: account,
-        } => {
-            let to = to.map_or_else(|| account.short(), str::to_string);
-            format!("{shopper} sent {amount} coins to {to}")
-        }
+        } => format!(
+            "{shopper} sent {amount} coins to {}",
+            recipient(account, to)
+        ),
         Action::Vote { poll, choice } => format!("{shopper} voted for {choice} in {poll}"),
     }
 }
@@ -285,10 +277,10 @@ pub fn doing(shopper: &str, action: &Action, to: Option<&str>) -> String {
         Action::Transfer {
             amount,
             to: account,
-        } => {
-            let to = to.map_or_else(|| account.short(), str::to_string);
-            format!("{shopper}'s transfer of {amount} coins to {to}")
-        }
+        } => format!(
+            "{shopper}'s transfer of {amount} coins to {}",
+            recipient(account, to)
+        ),
         Action::Vote { poll, choice } => format!("{shopper}'s vote for {choice} in {poll}"),
     }
 }

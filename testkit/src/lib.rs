@@ -1,7 +1,9 @@
 //! Test helpers every crate's integration tests share: a tracker and nodes started as real
 //! processes on loopback (port 0, temporary folders), a client that speaks the node's lines,
-//! the whole chain fetched from a node, waits with a deadline, and a [`Prover`] that answers the
-//! tracker's address checks for simulated nodes.
+//! the whole chain fetched from a node, waits with a deadline, a [`Prover`] that answers the
+//! tracker's address checks for simulated nodes, and [`InProcess`], a daemon library's `run`
+//! serving inside the test. With features: `Page` (`page`), a websocket client of the
+//! visualizer, and `Terminal` (`terminal`), a program in a pseudo-terminal.
 //!
 //! The binaries are found next to the test executable and built first with the same cargo and
 //! profile (`cargo build -p node --bin monkey-node`), so `cargo test -p shop` works without a
@@ -10,8 +12,13 @@
 
 mod bin;
 mod client;
+mod in_process;
+#[cfg(feature = "page")]
+mod page;
 mod proc;
 mod prover;
+#[cfg(feature = "terminal")]
+mod terminal;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,8 +28,15 @@ use protocol::{Block, BlockHash, Keypair, Record, RecordId};
 
 pub use bin::binary;
 pub use client::{Client, fetch_chain, submit_with_retry};
-pub use proc::{NodeProc, Tracker, memory_kib, start_network};
+pub use in_process::InProcess;
+#[cfg(feature = "page")]
+pub use page::Page;
+pub use proc::{
+    Network, NodeProc, OneNode, Tracker, memory_kib, start_network, start_network_with, start_pair,
+};
 pub use prover::Prover;
+#[cfg(feature = "terminal")]
+pub use terminal::Terminal;
 
 /// The difficulty floor nodes in tests run at: a block takes a few hundred hashes.
 pub const FLOOR: u32 = 8;

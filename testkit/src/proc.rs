@@ -260,10 +260,92 @@ impl Drop for NodeProc {
 
 /// Starts `n` nodes in folders of `dir` and waits until the tracker lists them all as active.
 pub async fn start_network(tracker: &Tracker, dir: &Path, n: usize) -> Vec<NodeProc> {
+    start_network_with(tracker, dir, n, &[]).await
+}
+
+/// [`start_network`], every node with `extra` flags ([`NodeProc::start_with`]).
+pub async fn start_network_with(
+    tracker: &Tracker,
+    dir: &Path,
+    n: usize,
+    extra: &[&str],
+) -> Vec<NodeProc> {
     let nodes: Vec<NodeProc> = (0..n)
-        .map(|i| NodeProc::start(&tracker.addr, &dir.join(format!("n{i}"))))
+        .map(|i| NodeProc::start_with(&tracker.addr, &dir.join(format!("n{i}")), extra))
         .collect();
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     tracker.wait_active(&ids).await;
     nodes
+}
+
+/// A tracker and `n` nodes it lists as active, in a temporary folder of their own: the setup
+/// of every test about a network. Dropping it stops the nodes, then the tracker, then removes
+/// the folder.
+pub struct Network {
+    /// The nodes, in folders `n0`, `n1`... of [`Network::dir`].
+    pub nodes: Vec<NodeProc>,
+    /// The tracker they report to.
+    pub tracker: Tracker,
+    /// The temporary folder; a test may keep more there (wallets, another node).
+    pub dir: tempfile::TempDir,
+}
+
+impl Network {
+    /// Starts a tracker and `n` nodes with the test defaults, and waits until it lists them.
+    pub async fn start(n: usize) -> Network {
+        Network::start_with(n, &[]).await
+    }
+
+    /// [`Network::start`], every node with `extra` flags ([`NodeProc::start_with`]).
+    pub async fn start_with(n: usize, extra: &[&str]) -> Network {
+        let tracker = Tracker::start().await;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let nodes = start_network_with(&tracker, dir.path(), n, extra).await;
+        Network {
+            nodes,
+            tracker,
+            dir,
+        }
+    }
+
+    /// The nodes' addresses.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+}
+
+/// Starts two nodes, in folders `a` and `b` of `dir`, and waits until the tracker lists both
+/// as active.
+pub async fn start_pair(tracker: &Tracker, dir: &Path) -> (NodeProc, NodeProc) {
+    let a = NodeProc::start(&tracker.addr, &dir.join("a"));
+    let b = NodeProc::start(&tracker.addr, &dir.join("b"));
+    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
+    (a, b)
+}
+
+/// A tracker and one node reporting to it, in a temporary folder of their own: the setup of
+/// every test about a single node. Dropping it stops the node, then the tracker, then removes
+/// the folder.
+pub struct OneNode {
+    /// The node (its folder is `a` in [`OneNode::dir`]).
+    pub node: NodeProc,
+    /// The tracker it reports to.
+    pub tracker: Tracker,
+    /// The temporary folder; a test may start more nodes in it.
+    pub dir: tempfile::TempDir,
+}
+
+impl OneNode {
+    /// Starts a tracker and a node with the test defaults ([`NodeProc::start`]).
+    pub async fn start() -> OneNode {
+        OneNode::start_with(&[]).await
+    }
+
+    /// Starts a tracker and a node with `extra` flags ([`NodeProc::start_with`]).
+    pub async fn start_with(extra: &[&str]) -> OneNode {
+        let tracker = Tracker::start().await;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let node = NodeProc::start_with(&tracker.addr, &dir.path().join("a"), extra);
+        OneNode { node, tracker, dir }
+    }
 }

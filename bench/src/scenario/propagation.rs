@@ -8,9 +8,8 @@ use std::time::Instant;
 use protocol::wire::Message;
 use protocol::{Block, Keypair, genesis};
 
-use crate::net::{PATIENCE, Peer, loopback_round_trips, mine_on, network};
+use crate::net::{PATIENCE, Peer, Watched, loopback_round_trips, mine_on};
 use crate::report::{Row, percentile};
-use crate::watch::Watch;
 
 /// The floor the network runs at: blocks are mined by the bench in microseconds.
 const FLOOR: u32 = 8;
@@ -21,12 +20,9 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
     let rtt_p99 = percentile(&rtt, 99.0);
     let mut rows = Vec::new();
     for &n in sizes {
-        let dir = tempfile::tempdir()?;
-        let floor = FLOOR.to_string();
-        let (_tracker, nodes) = network(dir.path(), n, &["--difficulty-floor", &floor]).await?;
-        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-        let watch = Watch::start(&addrs).await?;
-        let mut peer = Peer::connect(&addrs[0]).await?;
+        let net = Watched::start(n, FLOOR).await?;
+        let watch = &net.watch;
+        let mut peer = Peer::connect(&net.addrs[0]).await?;
         let key = Keypair::from_seed([9; 32]);
         let mut tip: Block = genesis();
         let mut samples = Vec::with_capacity(blocks);

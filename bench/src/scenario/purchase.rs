@@ -14,9 +14,8 @@ use testkit::{Client, buy, join};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use crate::net::{PATIENCE, mine_on, network};
+use crate::net::{PATIENCE, Watched, mine_on};
 use crate::report::{Row, percentile};
-use crate::watch::Watch;
 
 /// The floor: the original project's three hex zeros.
 const FLOOR: u32 = 12;
@@ -27,11 +26,8 @@ const PER_SHOPPER: usize = 19;
 
 /// Runs the scenario with `purchases` purchases, one after another.
 pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
-    let dir = tempfile::tempdir()?;
-    let floor = FLOOR.to_string();
-    let (_tracker, nodes) = network(dir.path(), NODES, &["--difficulty-floor", &floor]).await?;
-    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-    let watch = Watch::start(&addrs).await?;
+    let net = Watched::start(NODES, FLOOR).await?;
+    let (addrs, watch) = (&net.addrs, &net.watch);
     let shoppers: Vec<Keypair> = (0..purchases.div_ceil(PER_SHOPPER))
         .map(|i| Keypair::from_seed([100 + i as u8; 32]))
         .collect();

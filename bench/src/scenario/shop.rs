@@ -12,7 +12,7 @@ use protocol::genesis;
 use testkit::mine_chain;
 
 use crate::chains::seed;
-use crate::net::{PATIENCE, network};
+use crate::net::{PATIENCE, network_at};
 use crate::report::Row;
 use crate::watch::Watch;
 
@@ -28,8 +28,7 @@ const COLD_RUNS: usize = 3;
 /// Runs the scenario with a chain of `n` blocks.
 pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
-    let floor = FLOOR.to_string();
-    let (tracker, nodes) = network(dir.path(), NODES, &["--difficulty-floor", &floor]).await?;
+    let (tracker, nodes) = network_at(dir.path(), NODES, FLOOR).await?;
     let started = Instant::now();
     let chain = tokio::task::spawn_blocking(move || mine_chain(&genesis(), n, FLOOR, 1000)).await?;
     println!(
@@ -54,6 +53,7 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
     let shop = testkit::binary("monkey-shop");
     let wallet = dir.path().join("wallet");
     let cache = wallet.join("chain.cache");
+    let floor = FLOOR.to_string();
     let shop_run = |args: &[&str]| -> anyhow::Result<f64> {
         let started = Instant::now();
         let out = std::process::Command::new(&shop)
@@ -111,31 +111,37 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
         println!("  {what}: {} ms", list.join(", "));
     }
     let rows = vec![
-        Row {
-            scenario: "9 shop".into(),
-            figure: format!("`show` with a warm wallet, {n} blocks (median of {WARM_RUNS})"),
-            value: median(&warm_show),
-            unit: "ms",
-            reference: format!("cold wallet (median of {COLD_RUNS})"),
-            reference_value: median(&cold_show),
-            target: Some(("< 100 ms".into(), median(&warm_show) < 100.0)),
-            noisy: None,
-        },
-        Row {
-            scenario: "9 shop".into(),
-            figure: format!(
+        warm_against_cold(
+            format!("`show` with a warm wallet, {n} blocks (median of {WARM_RUNS})"),
+            &warm_show,
+            &cold_show,
+        ),
+        warm_against_cold(
+            format!(
                 "`buy` to mined with a warm wallet, {n} blocks, {FLOOR}-bit floor (median of {WARM_RUNS})"
             ),
-            value: median(&warm_buy),
-            unit: "ms",
-            reference: format!("cold wallet (median of {COLD_RUNS})"),
-            reference_value: median(&cold_buy),
-            target: Some(("< 100 ms".into(), median(&warm_buy) < 100.0)),
-            noisy: None,
-        },
+            &warm_buy,
+            &cold_buy,
+        ),
     ];
     drop(nodes);
     Ok(rows)
+}
+
+/// The row of a command timed with a warm wallet (`warm`, its target under 100 ms), beside
+/// the same command with a cold one (`cold`).
+fn warm_against_cold(figure: String, warm: &[f64], cold: &[f64]) -> Row {
+    let value = median(warm);
+    Row {
+        scenario: "9 shop".into(),
+        figure,
+        value,
+        unit: "ms",
+        reference: format!("cold wallet (median of {COLD_RUNS})"),
+        reference_value: median(cold),
+        target: Some(("< 100 ms".into(), value < 100.0)),
+        noisy: None,
+    }
 }
 
 /// Deletes `path` if it is there.

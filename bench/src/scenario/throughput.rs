@@ -15,9 +15,8 @@ use testkit::{buy, fetch_chain, join, record_counts};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use crate::net::{PATIENCE, network};
+use crate::net::{PATIENCE, Watched};
 use crate::report::Row;
-use crate::watch::Watch;
 
 const FLOOR: u32 = 12;
 const NODES: usize = 5;
@@ -67,11 +66,8 @@ impl Shop {
 
 /// Runs the scenario with `purchases` purchases.
 pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
-    let dir = tempfile::tempdir()?;
-    let floor = FLOOR.to_string();
-    let (_tracker, nodes) = network(dir.path(), NODES, &["--difficulty-floor", &floor]).await?;
-    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-    let watch = Watch::start(&addrs).await?;
+    let net = Watched::start(NODES, FLOOR).await?;
+    let (addrs, watch) = (&net.addrs, &net.watch);
 
     let shoppers: Vec<Keypair> = (0..purchases.div_ceil(PER_SHOPPER))
         .map(|i| {
@@ -131,7 +127,7 @@ pub async fn run(purchases: usize) -> anyhow::Result<Vec<Row>> {
     }
     anyhow::ensure!(committed, "not every purchase was committed on every node");
     anyhow::ensure!(refused == 0, "{refused} purchases were refused");
-    for node in &nodes {
+    for node in &net.nodes {
         let chain = fetch_chain(&node.addr)
             .await
             .ok_or_else(|| anyhow::anyhow!("cannot fetch the chain"))?;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use expectrl::process::unix::{Signal, WaitStatus};
+use expectrl::process::unix::WaitStatus;
 use protocol::{Action, Block};
 use testkit::{DEADLINE, fetch_chain, wait_for};
 use visualizer::view::{LedgerDelta, ToBrowser};
@@ -16,27 +16,29 @@ const STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// Makes the shopper `name` at the first menu; leaves the demo at that shopper's menu.
 fn create_shopper(demo: &mut Demo, name: &str) {
-    demo.expect("Who is shopping?");
-    demo.keys("Create");
-    demo.keys("\r");
-    demo.expect("Name of the new shopper");
-    demo.keys(name);
-    demo.keys("\r");
-    demo.expect(&format!("{name} joined: in block "));
-    demo.expect(&format!("{name}: 1000 coins, 0 monkeys. What next?"));
+    demo.terminal.expect("Who is shopping?");
+    demo.terminal.keys("Create");
+    demo.terminal.keys("\r");
+    demo.terminal.expect("Name of the new shopper");
+    demo.terminal.keys(name);
+    demo.terminal.keys("\r");
+    demo.terminal.expect(&format!("{name} joined: in block "));
+    demo.terminal
+        .expect(&format!("{name}: 1000 coins, 0 monkeys. What next?"));
 }
 
 /// Buys a Capuchin from the shopper's menu and waits for its block; returns to the menu.
 fn buy_capuchin(demo: &mut Demo, name: &str, coins: u64) {
-    demo.keys("Buy");
-    demo.keys("\r");
-    demo.expect(&format!("Which monkey? ({name} has {coins} coins)"));
-    demo.keys("Capuchin");
-    demo.keys("\r");
-    demo.expect(&format!(
+    demo.terminal.keys("Buy");
+    demo.terminal.keys("\r");
+    demo.terminal
+        .expect(&format!("Which monkey? ({name} has {coins} coins)"));
+    demo.terminal.keys("Capuchin");
+    demo.terminal.keys("\r");
+    demo.terminal.expect(&format!(
         "{name} bought a Capuchin for 200 coins: in block "
     ));
-    demo.expect("What next?");
+    demo.terminal.expect("What next?");
 }
 
 /// Whether a chain holds a purchase of `monkey`.
@@ -88,7 +90,7 @@ fn a_purchase_at_the_prompt_reaches_the_page_and_every_node_and_ctrl_c_stops_it_
     });
 
     // The demo runs everything in its own process: there is no child to leave behind.
-    let pid = demo.pid();
+    let pid = demo.terminal.pid();
     assert_eq!(
         children_of(pid),
         Vec::<i32>::new(),
@@ -99,12 +101,9 @@ fn a_purchase_at_the_prompt_reaches_the_page_and_every_node_and_ctrl_c_stops_it_
         .chain(demo.nodes.iter().cloned())
         .collect();
     let start = Instant::now();
-    demo.session
-        .get_process_mut()
-        .kill(Signal::SIGINT)
-        .expect("send Ctrl-C");
-    demo.expect("Stopped.");
-    let status = demo.exit_status();
+    demo.terminal.interrupt();
+    demo.terminal.expect("Stopped.");
+    let status = demo.terminal.exit_status();
     assert!(
         start.elapsed() < STOP_LIMIT,
         "stopping took {:?}",
@@ -152,10 +151,10 @@ fn the_same_folder_resumes_the_same_network_and_chain() {
         .await
     });
     // Quit from the menu this time.
-    demo.keys("Quit");
-    demo.keys("\r");
-    demo.expect("Bye.");
-    let status = demo.exit_status();
+    demo.terminal.keys("Quit");
+    demo.terminal.keys("\r");
+    demo.terminal.expect("Bye.");
+    let status = demo.terminal.exit_status();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
 
     // No floor given: the folder's own is used, so every stored block is taken back.
@@ -172,18 +171,19 @@ fn the_same_folder_resumes_the_same_network_and_chain() {
         }
     });
     // The wallet is back too, and the chain goes on from where it was.
-    demo.expect("bob (1000 coins, 0 monkeys)");
-    demo.keys("bob");
-    demo.keys("\r");
-    demo.expect("bob: 1000 coins, 0 monkeys. What next?");
+    demo.terminal.expect("bob (1000 coins, 0 monkeys)");
+    demo.terminal.keys("bob");
+    demo.terminal.keys("\r");
+    demo.terminal
+        .expect("bob: 1000 coins, 0 monkeys. What next?");
     buy_capuchin(&mut demo, "bob", 1000);
     runtime.block_on(async {
         let chain = fetch_chain(&demo.nodes[0]).await.expect("node 1 answers");
         assert!(holds_purchase(&chain, "capuchin"));
         assert_eq!(&chain[..before.len()], &before[..], "the old chain is kept");
     });
-    demo.keys("\x1b");
-    demo.expect("Bye.");
-    let status = demo.exit_status();
+    demo.terminal.keys("\x1b");
+    demo.terminal.expect("Bye.");
+    let status = demo.terminal.exit_status();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
 }

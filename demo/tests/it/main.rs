@@ -2,8 +2,8 @@
 //! would (keys in, screen text out), its network checked from outside over the same protocols
 //! the page and the tools use; and every binary's `--help` and `--version`.
 //!
-//! Helpers here: [`Demo`] (the demo in a pty, with the addresses its banner printed), and
-//! [`Page`] (a websocket client of the visualizer, as the page is).
+//! Helpers here: [`Demo`] (the demo in testkit's `Terminal`, with the addresses its banner
+//! printed); testkit's [`Page`] is the websocket client of the visualizer, as the page is.
 
 mod binaries;
 mod demo;
@@ -12,15 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession as Session;
-use expectrl::{Eof, Expect};
-use futures::StreamExt;
-use testkit::DEADLINE;
+pub use testkit::Page;
+use testkit::Terminal;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use visualizer::view::ToBrowser;
 
 /// The demo binary under test.
 pub const DEMO: &str = env!("CARGO_BIN_EXE_monkey-demo");
@@ -29,8 +23,8 @@ pub const FLOOR: u32 = testkit::FLOOR;
 
 /// The demo running in a pseudo-terminal, with what its banner said.
 pub struct Demo {
-    /// The terminal.
-    pub session: Session,
+    /// The terminal it runs in.
+    pub terminal: Terminal,
     /// The tracker's address.
     pub tracker: String,
     /// Each node's address, in order.
@@ -48,13 +42,7 @@ impl Demo {
     /// at [`FLOOR`] unless `floor` says otherwise, and reads the addresses off its banner.
     pub fn start(dir: &Path, nodes: usize, floor: Option<u32>) -> Demo {
         let mut cmd = Command::new(DEMO);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("MONKEY_") || key == "RUST_LOG" {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("TERM", "xterm-256color")
-            .args(["--no-browser", "--nodes", &nodes.to_string()])
+        cmd.args(["--no-browser", "--nodes", &nodes.to_string()])
             .args(["--tracker-listen", "127.0.0.1:0"])
             .args(["--visualizer-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -62,17 +50,9 @@ impl Demo {
         if let Some(floor) = floor {
             cmd.args(["--difficulty-floor", &floor.to_string()]);
         }
-        let mut session = Session::spawn(cmd).expect("start the demo in a pseudo-terminal");
-        session
-            .get_process_mut()
-            .set_window_size(120, 40)
-            .expect("size the terminal");
-        session.set_expect_timeout(Some(DEADLINE));
+        let mut terminal = Terminal::spawn(cmd, "the demo");
         // The banner ends with this line, before the shop draws anything.
-        let banner = match session.expect("to stop everything.") {
-            Ok(found) => String::from_utf8_lossy(found.before()).into_owned(),
-            Err(e) => panic!("waiting for the demo's banner: {e}"),
-        };
+        let banner = terminal.expect("to stop everything.");
         let field = |label: &str| -> Vec<String> {
             banner
                 .lines()
@@ -111,40 +91,13 @@ impl Demo {
             .to_string();
         let resumed = one("folder ").ends_with("(resumed)");
         Demo {
-            session,
+            terminal,
             tracker,
             nodes,
             ids,
             visualizer,
             resumed,
         }
-    }
-
-    /// Waits for `text` on the screen; fails the test with what was seen instead.
-    pub fn expect(&mut self, text: &str) {
-        if let Err(e) = self.session.expect(text) {
-            panic!("waiting for {text:?} in the terminal: {e}");
-        }
-    }
-
-    /// Types `keys` (letters filter a menu; `\r` is Enter). The prompt reads keys in order,
-    /// so they may arrive before it draws.
-    pub fn keys(&mut self, keys: &str) {
-        self.session.send(keys).expect("type into the terminal");
-    }
-
-    /// The demo's process id.
-    pub fn pid(&self) -> i32 {
-        self.session.get_process().pid().as_raw()
-    }
-
-    /// Waits for the end of the output (every process holding the terminal has closed it) and
-    /// the exit status.
-    pub fn exit_status(mut self) -> WaitStatus {
-        if let Err(e) = self.session.expect(Eof) {
-            panic!("waiting for the demo to end: {e}");
-        }
-        self.session.get_process().wait().expect("the exit status")
     }
 }
 
@@ -166,48 +119,6 @@ pub fn children_of(pid: i32) -> Vec<i32> {
                 == Some(pid)
         })
         .collect()
-}
-
-/// A websocket client of the visualizer, reading what the page reads.
-pub struct Page {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Page {
-    /// Connects to the visualizer at `addr`.
-    pub async fn connect(addr: &str) -> Page {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("websocket handshake");
-        Page { ws }
-    }
-
-    /// Reads messages until `check` returns `Some`, within [`DEADLINE`].
-    pub async fn wait<T>(
-        &mut self,
-        what: &str,
-        mut check: impl FnMut(&ToBrowser) -> Option<T>,
-    ) -> T {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-                .unwrap_or_else(|| panic!("the socket closed while waiting for {what}"));
-            let text = match frame {
-                Ok(WsMessage::Text(text)) => text,
-                Ok(WsMessage::Close(_)) | Err(_) => {
-                    panic!("the socket closed while waiting for {what}")
-                }
-                Ok(_) => continue,
-            };
-            let message: ToBrowser = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("a message that does not parse: {e}: {text}"));
-            if let Some(value) = check(&message) {
-                return value;
-            }
-        }
-    }
 }
 
 /// Whether a connection to `addr` is refused within a second: nothing listens there any more.

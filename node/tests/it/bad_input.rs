@@ -22,9 +22,8 @@ async fn send_raw(addr: &str, bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_oversize_and_unknown_opcodes_get_an_error_and_a_close() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let net = OneNode::start().await;
+    let node = &net.node;
     let mut bystander = Client::connect(&node.addr).await;
 
     let cases: Vec<(Vec<u8>, &str)> = vec![

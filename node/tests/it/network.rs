@@ -60,9 +60,7 @@ async fn fifty_concurrent_records_land_exactly_once_on_every_node() {
 async fn a_stopped_node_is_removed_at_once_and_exits_cleanly() {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let b = NodeProc::start(&tracker.addr, &dir.path().join("b"));
-    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
+    let (a, b) = start_pair(&tracker, dir.path()).await;
     let id = b.id.clone();
     let started = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || b.terminate())
@@ -84,11 +82,8 @@ async fn a_stopped_node_is_removed_at_once_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_tracker_has_the_whole_topology_again_and_nodes_relay_meanwhile() {
     let mut tracker = Tracker::start().await;
-    let addr = tracker.addr.clone();
     let dir = tempfile::tempdir().unwrap();
-    let a = NodeProc::start(&addr, &dir.path().join("a"));
-    let b = NodeProc::start(&addr, &dir.path().join("b"));
-    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
+    let (a, b) = start_pair(&tracker, dir.path()).await;
     // Give the nodes a moment to connect to each other: wait until a record relays.
     let mut client = Client::connect(&a.addr).await;
     let first = join(&key(1), "alice");

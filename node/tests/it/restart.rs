@@ -8,9 +8,7 @@ use testkit::*;
 async fn a_killed_node_comes_back_with_its_chain_and_catches_up() {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let b = NodeProc::start(&tracker.addr, &dir.path().join("b"));
-    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
+    let (a, b) = start_pair(&tracker, dir.path()).await;
     let mut client = Client::connect(&a.addr).await;
     let alice = key(1);
     let mut ids = vec![join(&alice, "alice").id()];
@@ -42,13 +40,12 @@ async fn a_killed_node_comes_back_with_its_chain_and_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_on_a_data_dir_in_use_is_refused() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let net = OneNode::start().await;
+    let a = &net.node;
     let out = Command::new(env!("CARGO_BIN_EXE_monkey-node"))
         .args([
             "--tracker",
-            &tracker.addr,
+            &net.tracker.addr,
             "--listen",
             "127.0.0.1:0",
             "--data-dir",

@@ -48,9 +48,8 @@ async fn subscribe(node: &str, from: IpAddr) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_subscribers_holding_every_slot_keep_no_newcomer_out() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let net = OneNode::start().await;
+    let node = &net.node;
     // Every slot, each address at its share: four addresses of 64.
     let holders: Vec<IpAddr> = (2..2 + (MAX_INBOUND / MAX_INBOUND_PER_IP) as u8)
         .map(loopback)
@@ -92,13 +91,8 @@ async fn silent_subscribers_holding_every_slot_keep_no_newcomer_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_subscriber_or_waiting_client_is_asked_then_closed() {
     const IDLE: Duration = Duration::from_millis(2000);
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start_with(
-        &tracker.addr,
-        &dir.path().join("a"),
-        &["--idle-timeout-ms", &IDLE.as_millis().to_string()],
-    );
+    let net = OneNode::start_with(&["--idle-timeout-ms", &IDLE.as_millis().to_string()]).await;
+    let node = &net.node;
     let started = Instant::now();
     let silent = subscribe(&node.addr, loopback(1)).await;
     let answering = subscribe(&node.addr, loopback(1)).await;

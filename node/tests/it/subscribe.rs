@@ -1,8 +1,8 @@
 //! `S`: a subscriber gets the tip at once, then every block that enters the tree and every move
 //! of the best tip, reorgs included.
 
-use protocol::genesis;
 use protocol::wire::{Blocks, Message, Update};
+use protocol::{Block, BlockHash, genesis};
 use testkit::*;
 
 /// The next `U` block or tip, skipping anything else (the node's load and pool, which have tests
@@ -18,42 +18,59 @@ async fn next_update(client: &mut Client) -> Update {
     }
 }
 
+/// A tip move as a subscriber hears it: the new tip, its height, and the best-chain blocks
+/// that left and joined (oldest first for `connected`, the old tip first for `disconnected`).
+struct TipMove {
+    hash: BlockHash,
+    height: u64,
+    disconnected: Vec<BlockHash>,
+    connected: Vec<BlockHash>,
+}
+
+/// The next update, which must be `block` entering the tree.
+async fn expect_block(sub: &mut Client, block: &Block) {
+    match next_update(sub).await {
+        Update::Block { block: got, .. } => assert_eq!(&got, block),
+        other => panic!("expected block {}, got {other:?}", block.header.hash()),
+    }
+}
+
+/// The next update, which must be a move of the best tip.
+async fn expect_tip(sub: &mut Client) -> TipMove {
+    match next_update(sub).await {
+        Update::Tip {
+            hash,
+            height,
+            disconnected,
+            connected,
+        } => TipMove {
+            hash,
+            height,
+            disconnected,
+            connected,
+        },
+        other => panic!("expected a tip move, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_sees_the_tip_new_blocks_and_a_reorg_as_such() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let mut sub = Client::connect(&node.addr).await;
+    let net = OneNode::start().await;
+    let mut sub = Client::connect(&net.node.addr).await;
     sub.send(Message::Subscribe).await;
-    match next_update(&mut sub).await {
-        Update::Tip { hash, height, .. } => {
-            assert_eq!((hash, height), (genesis().header.hash(), 0));
-        }
-        other => panic!("expected the tip first, got {other:?}"),
-    }
+    let first = expect_tip(&mut sub).await;
+    assert_eq!((first.hash, first.height), (genesis().header.hash(), 0));
 
     // Two blocks at the floor from a peer: each arrives as a block, then a tip move.
     let light = mine_chain(&genesis(), 2, FLOOR, 1000);
-    let mut peer = Client::connect(&node.addr).await;
+    let mut peer = Client::connect(&net.node.addr).await;
     for block in &light {
         peer.send(Message::Block(block.clone())).await;
-        match next_update(&mut sub).await {
-            Update::Block { block: got, .. } => assert_eq!(&got, block),
-            other => panic!("expected the block, got {other:?}"),
-        }
-        match next_update(&mut sub).await {
-            Update::Tip {
-                hash,
-                disconnected,
-                connected,
-                ..
-            } => {
-                assert_eq!(hash, block.header.hash());
-                assert!(disconnected.is_empty());
-                assert_eq!(connected, vec![block.header.hash()]);
-            }
-            other => panic!("expected a tip move, got {other:?}"),
-        }
+        expect_block(&mut sub, block).await;
+        let moved = expect_tip(&mut sub).await;
+        assert_eq!(moved.hash, block.header.hash());
+        assert!(moved.disconnected.is_empty());
+        assert_eq!(moved.connected, vec![block.header.hash()]);
     }
 
     // A heavier branch from genesis, sent as one sync segment: its blocks, then one reorg.
@@ -64,26 +81,14 @@ async fn a_subscriber_sees_the_tip_new_blocks_and_a_reorg_as_such() {
     }))
     .await;
     for block in &heavy {
-        match next_update(&mut sub).await {
-            Update::Block { block: got, .. } => assert_eq!(&got, block),
-            other => panic!("expected a block of the heavy branch, got {other:?}"),
-        }
+        expect_block(&mut sub, block).await;
     }
-    match next_update(&mut sub).await {
-        Update::Tip {
-            hash,
-            height,
-            disconnected,
-            connected,
-        } => {
-            assert_eq!((hash, height), (heavy[1].header.hash(), 2));
-            let gone: Vec<_> = light.iter().rev().map(|b| b.header.hash()).collect();
-            assert_eq!(disconnected, gone, "the old tip first");
-            let joined: Vec<_> = heavy.iter().map(|b| b.header.hash()).collect();
-            assert_eq!(connected, joined);
-        }
-        other => panic!("expected the reorg, got {other:?}"),
-    }
+    let reorg = expect_tip(&mut sub).await;
+    assert_eq!((reorg.hash, reorg.height), (heavy[1].header.hash(), 2));
+    let gone: Vec<_> = light.iter().rev().map(|b| b.header.hash()).collect();
+    assert_eq!(reorg.disconnected, gone, "the old tip first");
+    let joined: Vec<_> = heavy.iter().map(|b| b.header.hash()).collect();
+    assert_eq!(reorg.connected, joined);
 }
 
 /// The next `U status` or `U pool` that `check` accepts, within [`DEADLINE`] and at most 200

@@ -8,6 +8,13 @@ use protocol::{BlockError, Chain, Imported, genesis};
 
 use super::*;
 
+/// Inserts `blocks` in order into `chain`; none may be refused.
+fn insert_all(chain: &mut Chain, blocks: &[Block]) {
+    for b in blocks {
+        chain.insert(b.clone(), NOW).unwrap();
+    }
+}
+
 fn hashes(blocks: &[std::sync::Arc<protocol::CheckedBlock>]) -> Vec<Hash256> {
     blocks.iter().map(|b| b.hash()).collect()
 }
@@ -115,17 +122,13 @@ fn only_the_holder_or_miner_of_the_lowest_tied_tip_breaks_the_tie() {
 fn changes_since_an_old_tip_are_the_net_reorg() {
     let mut chain = Chain::new(params());
     let easy = mine_chain(&genesis(), 3, 1);
-    for b in &easy {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &easy);
     let old_tip = easy[2].header.hash();
     let (gone, joined) = chain.changes_since(&old_tip).unwrap();
     assert!(gone.is_empty() && joined.is_empty(), "nothing changed");
 
     let hard = mine_chain(&easy[0], 2, 3);
-    for b in &hard {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &hard);
     let (gone, joined) = chain.changes_since(&old_tip).unwrap();
     let hashes = |v: &[std::sync::Arc<protocol::CheckedBlock>]| -> Vec<Hash256> {
         v.iter().map(|b| b.hash()).collect()
@@ -146,19 +149,13 @@ fn changes_since_an_old_tip_are_the_net_reorg() {
 fn side_branches_are_capped_and_the_least_work_goes_first() {
     let mut chain = Chain::new(params());
     let best = mine_chain(&genesis(), 4, 4);
-    for b in &best {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &best);
     chain.set_max_side_blocks(5);
     // A short branch with more work per block, then a long easy one.
     let heavier = mine_chain(&genesis(), 3, 3);
-    for b in &heavier {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &heavier);
     let easy = mine_chain(&genesis(), 8, 1);
-    for b in &easy {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &easy);
     assert_eq!(chain.side_len(), 5, "capped");
     assert_eq!(
         chain.tip().hash(),
@@ -183,9 +180,7 @@ fn side_branches_are_capped_and_the_least_work_goes_first() {
 fn fewer_harder_blocks_beat_more_easier_ones() {
     let mut chain = Chain::new(params());
     let easy = mine_chain(&genesis(), 3, 1); // work 3 * 2 = 6
-    for b in &easy {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &easy);
     assert_eq!(chain.height(), 3);
     let hard = mine_on_at(&genesis(), vec![], 4, GENESIS_TIMESTAMP + 500); // work 16
     let got = chain.insert(hard.clone(), NOW).unwrap();
@@ -242,9 +237,7 @@ fn deep_fork(chain: &mut Chain) -> (Vec<Block>, Vec<Block>) {
     let a2 = mine_on(&a1, vec![buy(&alice, 1, "mandrill")], 1);
     let mut main = vec![a1.clone(), a2.clone()];
     main.extend(mine_chain(&a2, 2, 1));
-    for b in &main {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(chain, &main);
     let b2 = mine_on_at(
         &a1,
         vec![buy(&alice, 1, "marmoset"), join(&key(2), "bob")],
@@ -290,9 +283,7 @@ fn a_failed_reorg_deeper_than_the_undo_depth_restores_the_old_chain() {
         vec![buy(&key(2), 1, "snub-nosed"), buy(&key(2), 2, "snub-nosed")],
         1,
     );
-    for b in &side {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &side);
     assert!(matches!(
         chain.insert(bad, NOW),
         Err(BlockError::Ledger { index: 1, .. })
@@ -416,9 +407,7 @@ fn a_heavier_side_branch_with_a_bad_block_is_cut_at_that_block() {
     let mut chain = Chain::new(params());
     let alice = key(1);
     let main = mine_chain(&genesis(), 2, 1);
-    for b in &main {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &main);
     // Side branch: a good block (work 2, a side branch), then a bad one that would make it heavier.
     let side1 = mine_on_at(&genesis(), vec![], 1, GENESIS_TIMESTAMP + 1);
     assert!(matches!(
@@ -466,9 +455,7 @@ fn the_locator_is_dense_near_the_tip_then_exponential() {
 fn blocks_after_sends_only_what_the_other_side_lacks() {
     let mut chain = Chain::new(params());
     let blocks = mine_chain(&genesis(), 700, FLOOR);
-    for b in &blocks {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &blocks);
     // A peer that has the first 100 blocks.
     let mut peer = Chain::new(params());
     for b in &blocks[..100] {
@@ -541,15 +528,11 @@ fn side_branches_are_capped_in_bytes_and_pruned_blocks_are_reported() {
     let mut chain = Chain::new(params());
     chain.log_removed();
     let best = mine_chain(&genesis(), 3, 4);
-    for b in &best {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &best);
     let siblings = big_siblings(&best[0], 20, 10, FLOOR);
     let cost = side_block_cost(siblings[0].header.records_size);
     chain.set_max_side_bytes(5 * cost);
-    for b in &siblings {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &siblings);
     // The byte cap, not the count cap (10,000), is what held them.
     assert_eq!(chain.side_len(), 5);
     assert!(chain.side_bytes() <= 5 * cost, "{}", chain.side_bytes());
@@ -574,9 +557,7 @@ fn a_block_forking_deeper_than_the_deepest_reorg_is_not_kept() {
     chain.log_removed();
     chain.set_max_reorg_depth(3);
     let best = mine_chain(&genesis(), 6, 4);
-    for b in &best {
-        chain.insert(b.clone(), NOW).unwrap();
-    }
+    insert_all(&mut chain, &best);
     // Tip at height 6: a sibling of block 2 forks at 1, five below it.
     let deep = big_siblings(&best[0], 1, 1, 8).remove(0);
     assert_eq!(chain.insert(deep.clone(), NOW), Ok(Imported::TooDeep));

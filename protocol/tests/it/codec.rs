@@ -6,60 +6,16 @@ use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::genesis;
 use protocol::hash::Hash256;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
-use protocol::wire::{
-    Ack, AckStatus, Blocks, ErrorCode, ErrorMessage, GetBlocks, Identify, Message, Update,
-};
+use protocol::wire::{ErrorCode, ErrorMessage, GetBlocks, Message};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::*;
 
+/// One of every node message ([`protocol::fuzzing::every_message`]).
 fn every_message() -> Vec<Message> {
     let b1 = mine_on(&genesis(), vec![join(&key(1), "alice")], FLOOR);
     let b2 = mine_on(&b1, vec![buy(&key(1), 1, "baboon")], FLOOR);
-    vec![
-        Message::Record(buy(&key(1), 1, "baboon")),
-        Message::Block(b1.clone()),
-        Message::Blocks(Blocks {
-            blocks: vec![b1, b2.clone()],
-            more: true,
-        }),
-        Message::GetBlocks(GetBlocks::default()),
-        Message::GetBlocks(GetBlocks {
-            locator: vec![Hash256([1; 32]), genesis().header.hash()],
-        }),
-        Message::Error(ErrorMessage::new(ErrorCode::InvalidRecord, "bad signature")),
-        Message::Ack(Ack {
-            id: Hash256([2; 32]),
-            status: AckStatus::Pending,
-        }),
-        Message::Identify(Identify {
-            id: key(4).account(),
-            addr: "127.0.0.1:7001".into(),
-        }),
-        Message::Hello(protocol::handshake::Hello {
-            nonce: protocol::handshake::Nonce([5; 32]),
-            to: Some(key(4).account()),
-            from: Some(key(5).account()),
-        }),
-        Message::Proof(protocol::handshake::Proof {
-            id: key(4).account(),
-            addr: "127.0.0.1:7001".into(),
-            nonce: protocol::handshake::Nonce([6; 32]),
-            sig: key(4).sign(b"any"),
-        }),
-        Message::Subscribe,
-        Message::KeepAlive,
-        Message::Update(Update::Block {
-            block: b2.clone(),
-            received_ms: 7,
-        }),
-        Message::Update(Update::Tip {
-            hash: b2.header.hash(),
-            height: 2,
-            disconnected: vec![Hash256([3; 32])],
-            connected: vec![b2.header.prev_hash, b2.header.hash()],
-        }),
-    ]
+    protocol::fuzzing::every_message(&b2.records[0], &b1, &b2, &key(4))
 }
 
 fn every_tracker_message() -> Vec<TrackerMessage> {

@@ -28,6 +28,18 @@ fn setup_with(limits: PoolLimits) -> (Chain, Pool) {
     (chain, Pool::new(limits))
 }
 
+/// Adds each record to `pool` over `chain`'s ledger, in order; each must get its answer.
+fn add_each(pool: &mut Pool, chain: &Chain, cases: Vec<(Record, Result<Admitted, PoolError>)>) {
+    for (record, answer) in cases {
+        let seq = record.seq;
+        assert_eq!(
+            pool.add(chain.ledger(), record),
+            answer,
+            "the record of seq {seq}"
+        );
+    }
+}
+
 /// Inserts a block and moves the pool along, as a node does.
 fn apply(chain: &mut Chain, pool: &mut Pool, block: Block) -> Imported {
     let got = chain.insert(block, NOW).unwrap();
@@ -47,25 +59,23 @@ fn apply(chain: &mut Chain, pool: &mut Pool, block: Block) -> Imported {
 fn a_double_spend_across_two_pending_purchases_admits_only_the_one_that_fits() {
     let (chain, mut pool, _) = setup();
     let alice = key(1);
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 1, "snub-nosed")),
-        Ok(Admitted::Ready)
-    );
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 2, "mandrill")),
-        Err(PoolError::Ledger(LedgerError::InsufficientFunds {
-            balance: 100,
-            needed: 800
-        }))
-    );
-    // The same sequence number twice: the second is a conflict, whatever it buys.
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 1, "marmoset")),
-        Err(PoolError::Conflict(1))
-    );
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 2, "marmoset")),
-        Ok(Admitted::Ready)
+    let insufficient = LedgerError::InsufficientFunds {
+        balance: 100,
+        needed: 800,
+    };
+    add_each(
+        &mut pool,
+        &chain,
+        vec![
+            (buy(&alice, 1, "snub-nosed"), Ok(Admitted::Ready)),
+            (
+                buy(&alice, 2, "mandrill"),
+                Err(PoolError::Ledger(insufficient)),
+            ),
+            // The same sequence number twice: the second is a conflict, whatever it buys.
+            (buy(&alice, 1, "marmoset"), Err(PoolError::Conflict(1))),
+            (buy(&alice, 2, "marmoset"), Ok(Admitted::Ready)),
+        ],
     );
     assert_eq!(pool.template(100, 1 << 20).len(), 2);
 }
@@ -104,19 +114,14 @@ fn duplicates_replays_and_forgeries_are_refused() {
 fn records_out_of_order_wait_for_the_gap() {
     let (chain, mut pool, _) = setup();
     let alice = key(1);
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 3, "tamarin")),
-        Ok(Admitted::Waiting)
-    );
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 2, "tamarin")),
-        Ok(Admitted::Waiting)
-    );
+    let waiting = vec![
+        (buy(&alice, 3, "tamarin"), Ok(Admitted::Waiting)),
+        (buy(&alice, 2, "tamarin"), Ok(Admitted::Waiting)),
+    ];
+    add_each(&mut pool, &chain, waiting);
     assert_eq!(pool.ready_len(), 0);
-    assert_eq!(
-        pool.add(chain.ledger(), buy(&alice, 1, "tamarin")),
-        Ok(Admitted::Ready)
-    );
+    let gap = buy(&alice, 1, "tamarin");
+    add_each(&mut pool, &chain, vec![(gap, Ok(Admitted::Ready))]);
     let seqs: Vec<u64> = pool.template(10, 1 << 20).iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     assert_eq!(

@@ -4,7 +4,9 @@
 //! from genesis. Chains are mined here at the nodes' floor and handed to a node, so each test
 //! knows exactly how many blocks a read should bring.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use protocol::params::MAX_BLOCKS_PER_MESSAGE;
 use protocol::wire::{Blocks, Message};
@@ -34,6 +36,18 @@ async fn give(addr: &str, blocks: &[Block]) {
     .await;
 }
 
+/// A network of one node holding `n` blocks mined here (each test knows what a read brings), and
+/// a wallet `w` that has read nothing yet: the network, the node's address, the wallet, the
+/// blocks.
+async fn one_node_holding(n: usize) -> (Net, String, PathBuf, Vec<Block>) {
+    let net = Net::start(1).await;
+    let node = net.addrs()[0].clone();
+    let w = net.wallet("w");
+    let blocks = mine_chain(&genesis(), n, FLOOR, 1000);
+    give(&node, &blocks).await;
+    (net, node, w, blocks)
+}
+
 /// `show --json` through `node` first: the chain read, as (height, tip, blocks received).
 async fn show(tracker: &str, wallet: &Path, node: &str) -> (u64, String, u64) {
     let out = ok(tracker, wallet, &["--node", node, "show"]).await;
@@ -51,11 +65,8 @@ fn chain_of(out: &Value) -> (u64, String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_cache_asks_only_for_new_blocks_and_follows_a_reorg_below_its_tip() {
-    let net = Net::start(1).await;
-    let (t, node) = (&net.tracker.addr, net.addrs()[0].clone());
-    let w = net.wallet("w");
-    let a = mine_chain(&genesis(), 40, FLOOR, 1000);
-    give(&node, &a).await;
+    let (net, node, w, a) = one_node_holding(40).await;
+    let t = &net.tracker.addr;
 
     // Cold: the whole chain comes.
     let (height, tip, received) = show(t, &w, &node).await;
@@ -83,11 +94,8 @@ async fn a_warm_cache_asks_only_for_new_blocks_and_follows_a_reorg_below_its_tip
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_cache_is_rebuilt_from_genesis_and_said_once() {
-    let net = Net::start(1).await;
-    let (t, node) = (&net.tracker.addr, net.addrs()[0].clone());
-    let w = net.wallet("w");
-    let a = mine_chain(&genesis(), 30, FLOOR, 1000);
-    give(&node, &a).await;
+    let (net, node, w, _) = one_node_holding(30).await;
+    let t = &net.tracker.addr;
     assert_eq!(show(t, &w, &node).await.2, 30);
 
     let file = w.join(shop::cache::CACHE_FILE);
@@ -115,11 +123,8 @@ async fn a_damaged_cache_is_rebuilt_from_genesis_and_said_once() {
 async fn a_cache_whose_checkpoint_no_node_holds_is_read_again_from_genesis() {
     // A chain longer than the tail, so the cache's checkpoint is above genesis.
     let tail = shop::chain::TAIL_BLOCKS;
-    let net = Net::start(1).await;
-    let w = net.wallet("w");
-    let a = mine_chain(&genesis(), tail + 10, FLOOR, 1000);
-    give(&net.addrs()[0], &a).await;
-    let (height, _, received) = show(&net.tracker.addr, &w, &net.addrs()[0]).await;
+    let (net, node, w, a) = one_node_holding(tail + 10).await;
+    let (height, _, received) = show(&net.tracker.addr, &w, &node).await;
     assert_eq!((height, received), (a.len() as u64, a.len() as u64));
 
     // Another network, whose chain shares only genesis: its node answers the locator from
@@ -134,22 +139,26 @@ async fn a_cache_whose_checkpoint_no_node_holds_is_read_again_from_genesis() {
     assert_eq!((height, received), (b.len() as u64, b.len() as u64));
 }
 
-/// A node that answers every `D` with `blocks`, whatever the locator: a liar that extends the
-/// honest tip with a block of its own.
-async fn lying_node(blocks: Vec<Block>) -> (String, tokio::task::JoinHandle<()>) {
+/// A node that answers every `D` with `blocks`, whatever the locator (a liar that extends the
+/// honest tip with a block of its own, or a node on a chain of its own); it counts the `D`s it
+/// was sent.
+async fn lying_node(blocks: Vec<Block>) -> (String, tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
     use futures::{SinkExt, StreamExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("an address").to_string();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
     let server = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let blocks = blocks.clone();
+            let (blocks, counter) = (blocks.clone(), Arc::clone(&counter));
             tokio::spawn(async move {
                 let codec = protocol::codec::LineCodec::<Message>::new();
                 let mut link = tokio_util::codec::Framed::new(stream, codec);
                 while let Some(Ok(message)) = link.next().await {
                     if matches!(message, Message::GetBlocks(_)) {
+                        counter.fetch_add(1, Ordering::Relaxed);
                         let answer = Message::Blocks(Blocks {
                             blocks: blocks.clone(),
                             more: false,
@@ -162,27 +171,43 @@ async fn lying_node(blocks: Vec<Block>) -> (String, tokio::task::JoinHandle<()>)
             });
         }
     });
-    (addr, server)
+    (addr, server, asked)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_extends_the_cached_tip_with_an_invalid_block_is_named_a_liar() {
+/// Two honest nodes holding `n` blocks mined here, and a wallet `w` where ann joined through
+/// the first, so its cache is warm: the network, the nodes' addresses, the wallet.
+async fn ann_joined(n: usize) -> (Net, Vec<String>, PathBuf) {
     let net = Net::start(2).await;
-    let t = &net.tracker.addr;
     let honest = net.addrs();
     let w = net.wallet("w");
-    ok(t, &w, &["--node", &honest[0], "join", "ann"]).await;
+    let blocks = mine_chain(&genesis(), n, FLOOR, 1000);
+    for node in &honest {
+        give(node, &blocks).await;
+    }
+    ok(
+        &net.tracker.addr,
+        &w,
+        &["--node", &honest[0], "join", "ann"],
+    )
+    .await;
     assert!(
         w.join(shop::cache::CACHE_FILE).is_file(),
         "the cache is warm"
     );
+    (net, honest, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_extends_the_cached_tip_with_an_invalid_block_is_named_a_liar() {
+    let (net, honest, w) = ann_joined(0).await;
+    let t = &net.tracker.addr;
 
     // The honest tip, re-sent as an up-to-date node would, then a block of no work on it: only
     // checking what comes on top of the cache tells the lie.
     let chain = fetch_chain(&honest[0]).await.expect("the honest chain");
     let tip = chain.last().expect("a block").clone();
     let bad = testkit::mine_block(&tip, Vec::new(), 0, 1);
-    let (liar, server) = lying_node(vec![tip, bad]).await;
+    let (liar, server, _) = lying_node(vec![tip, bad]).await;
     let out = ok(t, &w, &["--node", &liar, "buy", "ann", "capuchin"]).await;
     server.abort();
     assert_eq!(out["status"], "mined", "{out}");
@@ -194,4 +219,32 @@ async fn a_node_that_extends_the_cached_tip_with_an_invalid_block_is_named_a_lia
             .any(|l| l["node"] == liar.as_str() && text(l, "error").contains("below the floor")),
         "the liar is not named: {out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_off_the_cached_checkpoint_is_set_aside_while_another_agrees_with_the_cache() {
+    // A chain longer than the tail: the cache's checkpoint, written by the join, is above
+    // genesis.
+    let (net, honest, w) = ann_joined(shop::chain::TAIL_BLOCKS + 10).await;
+    let t = &net.tracker.addr;
+
+    // A node whose chain shares only genesis with the cache's, and ends with a block of no
+    // work: checking its chain from genesis would name it a liar.
+    let mut own = mine_chain(&genesis(), 5, FLOOR, 1001);
+    let last = own.last().expect("a block").clone();
+    own.push(testkit::mine_block(&last, Vec::new(), 0, 1));
+    let (off, server, asked) = lying_node(own).await;
+    let args = ["--node", off.as_str(), "--answer-timeout", "3"];
+    let out = ok(t, &w, &[&args[..], &["buy", "ann", "capuchin"]].concat()).await;
+    server.abort();
+    assert_eq!(out["status"], "mined", "{out}");
+    assert!(honest.contains(&text(&out, "node")), "{out}");
+    // Set aside unchecked, since the honest nodes agree with the cache...
+    let named = out["liars"].as_array().expect("a list of liars");
+    assert!(
+        named.iter().all(|l| l["node"] != off.as_str()),
+        "its chain was checked from genesis: {out}"
+    );
+    // ...and remembered: asked once, though the purchase read the chains again to follow it.
+    assert_eq!(asked.load(Ordering::Relaxed), 1, "{out}");
 }

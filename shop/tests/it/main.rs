@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use testkit::{DEADLINE, NodeProc, Tracker, start_network};
+use testkit::{DEADLINE, Network, NodeProc, Tracker};
 
 /// The shop binary under test.
 pub const SHOP: &str = env!("CARGO_BIN_EXE_monkey-shop");
@@ -35,9 +35,11 @@ pub struct Net {
 impl Net {
     /// Starts a tracker and `n` nodes, and waits until the tracker lists them all.
     pub async fn start(n: usize) -> Net {
-        let tracker = Tracker::start().await;
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let nodes = start_network(&tracker, dir.path(), n).await;
+        let Network {
+            nodes,
+            tracker,
+            dir,
+        } = Network::start(n).await;
         Net {
             tracker,
             nodes,

@@ -346,6 +346,13 @@ async fn shop(ns: &str, tracker: &str, wallet: &Path, args: &[&str]) -> Value {
     json_of(&out, &all)
 }
 
+/// Runs a record command on host namespace `ns` (as [`shop`]); the record must be mined.
+async fn mined(ns: &str, tracker: &str, wallet: &Path, args: &[&str]) -> Value {
+    let out = shop(ns, tracker, wallet, args).await;
+    assert_eq!(out["status"], "mined", "{out}");
+    out
+}
+
 /// The record id a record command printed.
 fn record(out: &Value) -> RecordId {
     text(out, "record").parse().expect("a record id")
@@ -487,14 +494,13 @@ async fn nodes_on_three_hosts_trade_then_converge_after_one_is_cut_off_and_plugg
 
     // A purchase from the shop's host lands on every node.
     let alice_join = record(&shop(&shop_ns, &tracker, &alice_wallet, &["join", "alice"]).await);
-    let capuchin = shop(
+    let capuchin = mined(
         &shop_ns,
         &tracker,
         &alice_wallet,
         &["buy", "alice", "capuchin"],
     )
     .await;
-    assert_eq!(capuchin["status"], "mined", "{capuchin}");
     assert!(addrs.contains(&text(&capuchin, "node").as_str()));
     let capuchin = record(&capuchin);
     let bob_join = record(&shop(&n2_ns, &tracker, &bob_wallet, &bob(&["join", "bob"])).await);
@@ -523,24 +529,22 @@ async fn nodes_on_three_hosts_trade_then_converge_after_one_is_cut_off_and_plugg
     // A purchase on each side: alice's through the tracker's active nodes, bob's through n2
     // alone (its shop cannot reach the tracker and falls back on the nodes it last saw, n2
     // first).
-    let tamarin = shop(
+    let tamarin = mined(
         &shop_ns,
         &tracker,
         &alice_wallet,
         &["buy", "alice", "tamarin"],
     )
     .await;
-    assert_eq!(tamarin["status"], "mined", "{tamarin}");
     assert_ne!(tamarin["node"], cut.addr.as_str(), "{tamarin}");
     let tamarin = record(&tamarin);
-    let marmoset = shop(
+    let marmoset = mined(
         &n2_ns,
         &tracker,
         &bob_wallet,
         &bob(&["buy", "bob", "marmoset"]),
     )
     .await;
-    assert_eq!(marmoset["status"], "mined", "{marmoset}");
     assert_eq!(marmoset["node"], cut.addr.as_str(), "{marmoset}");
     assert_eq!(marmoset["block"]["miner"], cut.id.as_str(), "{marmoset}");
     let marmoset = record(&marmoset);

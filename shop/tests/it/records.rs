@@ -1,6 +1,8 @@
 //! Join, buy, send, vote, show, catalog and status through the subcommands, their `--json`
 //! checked field by field against each other and against the chain the nodes hold.
 
+use std::path::Path;
+
 use protocol::{Block, RecordId};
 use serde_json::{Value, json};
 use testkit::{DEADLINE, fetch_chain, record_counts, wait_all_agree, wait_for};
@@ -53,22 +55,31 @@ async fn check_record(net: &Net, out: &Value, command: &str, shopper: &str, seq:
     id
 }
 
+/// The poll the tests vote in.
+const POLL: &str = "monkey-of-the-month";
+
+/// Runs the record command `args` (`[command, shopper, ...]`) with `wallet`, checks what it
+/// prints with [`check_record`] (`seq`: the shopper's sequence number the record must have),
+/// and returns that.
+async fn record(net: &Net, wallet: &Path, args: &[&str], seq: u64) -> Value {
+    let out = ok(&net.tracker.addr, wallet, args).await;
+    check_record(net, &out, args[0], args[1], seq).await;
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_buy_send_vote_and_show_through_the_subcommands() {
     let net = Net::start(2).await;
     let t = &net.tracker.addr;
     let wallet = net.wallet("w");
 
-    let alice = ok(t, &wallet, &["join", "alice"]).await;
-    check_record(&net, &alice, "join", "alice", 0).await;
+    let alice = record(&net, &wallet, &["join", "alice"], 0).await;
     assert_eq!(alice["action"], json!({"kind": "join", "name": "alice"}));
     assert_eq!(num(&alice, "balance"), 1000);
     assert_eq!(alice["cage"], json!({}));
-    let bob = ok(t, &wallet, &["join", "bob"]).await;
-    check_record(&net, &bob, "join", "bob", 0).await;
+    let bob = record(&net, &wallet, &["join", "bob"], 0).await;
 
-    let buy = ok(t, &wallet, &["buy", "alice", "capuchin"]).await;
-    check_record(&net, &buy, "buy", "alice", 1).await;
+    let buy = record(&net, &wallet, &["buy", "alice", "capuchin"], 1).await;
     assert_eq!(
         buy["action"],
         json!({"kind": "purchase", "monkey": "capuchin"})
@@ -80,8 +91,7 @@ async fn join_buy_send_vote_and_show_through_the_subcommands() {
     assert_eq!(num(&buy, "balance"), 800);
     assert_eq!(buy["cage"], json!({"capuchin": 1}));
 
-    let send = ok(t, &wallet, &["send", "alice", "bob", "50"]).await;
-    check_record(&net, &send, "send", "alice", 2).await;
+    let send = record(&net, &wallet, &["send", "alice", "bob", "50"], 2).await;
     assert_eq!(
         send["action"],
         json!({"kind": "transfer", "to": text(&bob, "account"), "amount": 50})
@@ -90,26 +100,14 @@ async fn join_buy_send_vote_and_show_through_the_subcommands() {
     assert_eq!(num(&send, "amount"), 50);
     assert_eq!(num(&send, "balance"), 750);
 
-    let vote = ok(
-        t,
-        &wallet,
-        &["vote", "alice", "monkey-of-the-month", "capuchin"],
-    )
-    .await;
-    check_record(&net, &vote, "vote", "alice", 3).await;
+    let vote = record(&net, &wallet, &["vote", "alice", POLL, "capuchin"], 3).await;
     assert_eq!(
         vote["action"],
         json!({"kind": "vote", "poll": "monkey-of-the-month", "choice": "capuchin"})
     );
     assert_eq!(vote["tally"], json!([{"choice": "capuchin", "votes": 1}]));
     // Display names work too, and the tally counts both votes.
-    let vote = ok(
-        t,
-        &wallet,
-        &["vote", "bob", "monkey-of-the-month", "Baboon"],
-    )
-    .await;
-    check_record(&net, &vote, "vote", "bob", 1).await;
+    let vote = record(&net, &wallet, &["vote", "bob", POLL, "Baboon"], 1).await;
     assert_eq!(
         vote["tally"],
         json!([{"choice": "baboon", "votes": 1}, {"choice": "capuchin", "votes": 1}])

@@ -10,11 +10,10 @@ use protocol::hash::BlockHash;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
 use protocol::wire::ErrorCode;
 use protocol::{AccountId, Keypair};
+use testkit::InProcess;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
-use tokio_util::sync::CancellationToken;
 use tracker::Config;
 
 /// How long any single wait in a test may take before the test fails.
@@ -53,44 +52,28 @@ pub fn steady_config() -> Config {
 pub struct Tracker {
     /// Where it listens, `127.0.0.1:PORT`.
     pub addr: String,
-    shutdown: CancellationToken,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    server: InProcess,
 }
 
 impl Tracker {
     /// Binds port 0 and starts `tracker::run` on it.
     pub async fn start(config: Config) -> Tracker {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let addr = listener.local_addr().expect("bound address").to_string();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(tracker::run(config, listener, shutdown.clone()));
+        let server =
+            InProcess::start(|listener, shutdown| tracker::run(config, listener, shutdown)).await;
         Tracker {
-            addr,
-            shutdown,
-            handle: Some(handle),
+            addr: server.addr.clone(),
+            server,
         }
     }
 
     /// Cancels the tracker and checks that `run` returns `Ok` within 2 s.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        let handle = self.handle.take().expect("started");
-        let result = tokio::time::timeout(Duration::from_secs(2), handle)
-            .await
-            .expect("run returns within 2 s of cancellation")
-            .expect("run does not panic");
-        result.expect("run returns Ok");
+    pub async fn stop(self) {
+        self.server.stop(Duration::from_secs(2)).await;
     }
 
     /// A new connection to it.
     pub async fn connect(&self) -> Conn {
         Conn::connect(&self.addr).await
-    }
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

@@ -6,7 +6,14 @@ use std::time::{Duration, Instant};
 use protocol::wire::ErrorCode;
 use tracker::Config;
 
-use crate::support::{Tracker, assert_single_error, fast_config};
+use crate::support::{Conn, Tracker, assert_single_error, fast_config};
+
+/// Reads until the tracker closes `conn`, which it must do with a single `E timeout`, and not
+/// before `limit` (the `what`) has passed since `since`.
+async fn closed_for_timeout(conn: &mut Conn, since: Instant, limit: Duration, what: &str) {
+    assert_single_error(&conn.read_until_closed().await, ErrorCode::Timeout);
+    assert!(since.elapsed() >= limit, "closed before the {what}");
+}
 
 #[tokio::test]
 async fn a_silent_client_blocks_nobody_and_is_closed_after_the_first_message_timeout() {
@@ -25,11 +32,8 @@ async fn a_silent_client_blocks_nobody_and_is_closed_after_the_first_message_tim
         "the silent client was answered or closed before the query was served"
     );
 
-    assert_single_error(&silent.read_until_closed().await, ErrorCode::Timeout);
-    assert!(
-        connected.elapsed() >= config.first_message_timeout,
-        "closed before the first-message timeout"
-    );
+    let limit = config.first_message_timeout;
+    closed_for_timeout(&mut silent, connected, limit, "first-message timeout").await;
 }
 
 #[tokio::test]
@@ -42,11 +46,7 @@ async fn a_client_that_stops_talking_is_closed_after_the_idle_timeout() {
     let mut conn = tracker.connect().await;
     conn.topology().await;
     let answered = Instant::now();
-    assert_single_error(&conn.read_until_closed().await, ErrorCode::Timeout);
-    assert!(
-        answered.elapsed() >= config.idle_timeout,
-        "closed before the idle timeout"
-    );
+    closed_for_timeout(&mut conn, answered, config.idle_timeout, "idle timeout").await;
 }
 
 #[tokio::test]

@@ -37,13 +37,18 @@ pub(crate) fn did_not_run(what: &str, why: &str) {
     );
 }
 
-/// Says loudly that the browser test did not run; under CI that is a failure.
-pub(crate) fn no_browser() {
-    did_not_run(
-        "a missing browser",
-        "NO CHROMIUM FOUND: the visualizer's browser test did NOT run. Install it \
-         (apt-get install chromium) or set CHROMIUM=/path.",
-    );
+/// The Chromium to test with; without one, says loudly that the browser test did not run
+/// (under CI that is a failure) and gives `None`.
+pub(crate) fn browser() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
+        did_not_run(
+            "a missing browser",
+            "NO CHROMIUM FOUND: the visualizer's browser test did NOT run. Install it \
+             (apt-get install chromium) or set CHROMIUM=/path.",
+        );
+    }
+    found
 }
 
 /// `target/NAME`, where the screenshots go.
@@ -129,15 +134,11 @@ fn tile(hash: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purchase_appears_live_in_chromium_and_the_tamper_lesson_holds() {
-    let Some(chromium) = find_chromium() else {
-        no_browser();
-        return;
-    };
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = start_network(&tracker, dir.path(), 2).await;
+    let Some(chromium) = browser() else { return };
+    let net = Network::start(2).await;
+    let nodes = &net.nodes;
     let all: Vec<&NodeProc> = nodes.iter().collect();
-    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
+    let vis = VisProc::start(&net.tracker.addr, "127.0.0.1:0");
     let alice = key(1);
     let mut shop = Client::connect(&nodes[0].addr).await;
     let alice_join = join(&alice, "alice");
@@ -353,7 +354,7 @@ async fn a_purchase_appears_live_in_chromium_and_the_tamper_lesson_holds() {
     shop.submit_and_wait(missed.clone()).await;
     let chain = wait_all_agree(&all, &[missed.id()]).await;
     let missed_hash = holding(&chain, missed.id()).header.hash().to_string();
-    let _vis = VisProc::start(&tracker.addr, &addr);
+    let _vis = VisProc::start(&net.tracker.addr, &addr);
     chrome
         .wait_until(
             "the page back live with the block it missed",
@@ -382,10 +383,7 @@ async fn a_purchase_appears_live_in_chromium_and_the_tamper_lesson_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_10000_block_chain_stays_light_and_scrolls_back_past_the_window_in_chromium() {
-    let Some(chromium) = find_chromium() else {
-        no_browser();
-        return;
-    };
+    let Some(chromium) = browser() else { return };
     const BLOCKS: usize = 10_000;
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -498,10 +496,7 @@ async fn a_10000_block_chain_stays_light_and_scrolls_back_past_the_window_in_chr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_node_is_shown_in_chromium_with_what_it_sent() {
-    let Some(chromium) = find_chromium() else {
-        no_browser();
-        return;
-    };
+    let Some(chromium) = browser() else { return };
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tracker.addr, &dir.path().join("honest"));

@@ -13,39 +13,24 @@ use serde_json::Value;
 use testkit::*;
 
 use crate::VisProc;
-use crate::browser::{did_not_run, js, no_browser, output};
-use crate::cdp::{Chrome, find_chromium};
+use crate::browser::{browser, did_not_run, js, output};
+use crate::cdp::Chrome;
 
 /// How often the nodes here sample their load and tell subscribers: often, so tests wait less.
 const INTERVAL_MS: &str = "250";
 
-/// Starts `n` nodes sampling every [`INTERVAL_MS`] and waits until the tracker lists them.
-async fn fast_network(tracker: &Tracker, dir: &std::path::Path, n: usize) -> Vec<NodeProc> {
-    let nodes: Vec<NodeProc> = (0..n)
-        .map(|i| {
-            NodeProc::start_with(
-                &tracker.addr,
-                &dir.join(format!("n{i}")),
-                &["--report-interval-ms", INTERVAL_MS],
-            )
-        })
-        .collect();
-    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-    tracker.wait_active(&ids).await;
-    nodes
+/// A tracker and `n` nodes sampling every [`INTERVAL_MS`], listed as active.
+async fn fast_network(n: usize) -> Network {
+    Network::start_with(n, &["--report-interval-ms", INTERVAL_MS]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_waits_in_the_pool_then_leaves_for_its_block_and_the_graph_shows_links_and_relay_times()
  {
-    let Some(chromium) = find_chromium() else {
-        no_browser();
-        return;
-    };
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = fast_network(&tracker, dir.path(), 3).await;
-    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
+    let Some(chromium) = browser() else { return };
+    let net = fast_network(3).await;
+    let nodes = &net.nodes;
+    let vis = VisProc::start(&net.tracker.addr, "127.0.0.1:0");
     let mut chrome = Chrome::launch(&chromium, 1440, 2600).await;
     chrome.navigate(&format!("http://{}/", vis.addr)).await;
     chrome
@@ -74,8 +59,8 @@ async fn a_record_waits_in_the_pool_then_leaves_for_its_block_and_the_graph_show
     pairs.sort();
     pairs.dedup();
     assert_eq!(pairs.len(), 3, "one edge per pair, none twice: {edges}");
-    for a in &nodes {
-        for b in &nodes {
+    for a in nodes {
+        for b in nodes {
             if a.id < b.id {
                 assert!(
                     pairs.contains(&format!("{},{}", a.id, b.id)),
@@ -219,15 +204,10 @@ impl Drop for Busy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_difficulty_line_rises_while_a_busy_process_runs_beside_it() {
-    let Some(chromium) = find_chromium() else {
-        no_browser();
-        return;
-    };
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = fast_network(&tracker, dir.path(), 1).await;
-    let short = &nodes[0].id[..8];
-    let vis = VisProc::start(&tracker.addr, "127.0.0.1:0");
+    let Some(chromium) = browser() else { return };
+    let net = fast_network(1).await;
+    let short = &net.nodes[0].id[..8];
+    let vis = VisProc::start(&net.tracker.addr, "127.0.0.1:0");
     let mut chrome = Chrome::launch(&chromium, 1440, 2600).await;
     chrome.navigate(&format!("http://{}/", vis.addr)).await;
     let values = format!(
@@ -353,10 +333,7 @@ fn simulated_second(ids: &[String], s: u64, t0: u64) -> Vec<Value> {
 async fn thirty_nodes_and_a_block_a_second_stay_smooth_in_chromium() {
     const NODES: usize = 30;
     const SECONDS: u64 = 120;
-    let Some(chromium) = find_chromium() else {
-        no_browser();
-        return;
-    };
+    let Some(chromium) = browser() else { return };
     // No tracker: the page gets only the simulated messages (and the first snapshot).
     let vis = VisProc::start("127.0.0.1:1", "127.0.0.1:0");
     let mut chrome = Chrome::launch(&chromium, 1440, 2600).await;

@@ -3,7 +3,7 @@
 //! client reading what a browser would. The end-to-end test drives headless Chromium.
 //!
 //! Helpers here: [`Visualizer`] (runs `visualizer::run` and stops it on drop), [`VisProc`] (the
-//! binary, for a test that measures its memory or its command line), [`Page`] (a
+//! binary, for a test that measures its memory or its command line), [`Page`] (testkit's
 //! websocket client that waits for messages with a deadline), [`mine_chain`] (test blocks at a
 //! low difficulty, fed to a node as a peer would).
 
@@ -25,14 +25,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use futures::StreamExt;
 pub use protocol::clock::now_ms;
 use protocol::{Block, BlockHash};
-use testkit::{DEADLINE, FLOOR};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
+pub use testkit::Page;
+use testkit::{FLOOR, InProcess};
 use visualizer::view::{BlockSummary, NodeView, Snapshot, ToBrowser};
 
 /// How often the visualizer asks the tracker in tests: often, so tests wait less.
@@ -42,8 +38,7 @@ pub const TRACKER_INTERVAL: Duration = Duration::from_millis(200);
 pub struct Visualizer {
     /// Where it serves, `127.0.0.1:PORT`.
     pub addr: String,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: InProcess,
 }
 
 impl Visualizer {
@@ -60,32 +55,18 @@ impl Visualizer {
 
     /// Starts one with `config`, on a free loopback port.
     pub async fn start_with(config: visualizer::Config) -> Visualizer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local address").to_string();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(visualizer::run(config, listener, shutdown.clone()));
+        let server =
+            InProcess::start(|listener, shutdown| visualizer::run(config, listener, shutdown))
+                .await;
         Visualizer {
-            addr,
-            shutdown,
-            task: Some(task),
+            addr: server.addr.clone(),
+            server,
         }
     }
 
     /// Stops it and checks that it stopped cleanly and promptly.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("the visualizer stops within 10 s");
-            result.expect("the run task").expect("run returns Ok");
-        }
-    }
-}
-
-impl Drop for Visualizer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.server.stop(Duration::from_secs(10)).await;
     }
 }
 
@@ -143,77 +124,6 @@ impl Drop for VisProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A websocket client reading what a browser reads.
-pub struct Page {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Page {
-    /// Connects to the visualizer at `addr`.
-    pub async fn connect(addr: &str) -> Page {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("websocket handshake");
-        Page { ws }
-    }
-
-    /// The next message; `None` when the socket closes. Fails the test after [`DEADLINE`].
-    pub async fn next(&mut self) -> Option<ToBrowser> {
-        loop {
-            let frame = tokio::time::timeout(DEADLINE, self.ws.next())
-                .await
-                .expect("a message from the visualizer in time")?;
-            match frame {
-                Ok(WsMessage::Text(text)) => {
-                    return Some(
-                        serde_json::from_str(&text).unwrap_or_else(|e| {
-                            panic!("a message that does not parse: {e}: {text}")
-                        }),
-                    );
-                }
-                Ok(WsMessage::Close(_)) | Err(_) => return None,
-                Ok(_) => continue,
-            }
-        }
-    }
-
-    /// The snapshot, which must come first.
-    pub async fn snapshot(&mut self) -> Snapshot {
-        match self.next().await {
-            Some(ToBrowser::Snapshot(s)) => s,
-            other => panic!("expected the snapshot first, got {other:?}"),
-        }
-    }
-
-    /// Reads messages until `check` returns `Some`, within [`DEADLINE`].
-    pub async fn wait<T>(
-        &mut self,
-        what: &str,
-        mut check: impl FnMut(&ToBrowser) -> Option<T>,
-    ) -> T {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let message = tokio::time::timeout(left, self.next())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-                .unwrap_or_else(|| panic!("the socket closed while waiting for {what}"));
-            if let Some(value) = check(&message) {
-                return value;
-            }
-        }
-    }
-
-    /// Waits for the node table to satisfy `check`.
-    pub async fn wait_nodes(&mut self, what: &str, check: impl Fn(&[NodeView]) -> bool) {
-        self.wait(what, |m| match m {
-            ToBrowser::Nodes { nodes, .. } if check(nodes) => Some(()),
-            _ => None,
-        })
-        .await
     }
 }
 

@@ -6,7 +6,7 @@ use protocol::tracker::{NodeInfo, NodeStatus, Topology};
 use protocol::{AccountId, Block, Params, Record, genesis};
 use testkit::{buy, join, key, mine_block, mine_chain};
 use visualizer::state::State;
-use visualizer::view::{Link, NodeView, ToBrowser};
+use visualizer::view::{LedgerDelta, Link, NodeView, ToBrowser};
 
 use crate::hashes;
 use protocol::clock::now_ms;
@@ -14,6 +14,25 @@ use protocol::clock::now_ms;
 /// One block on `parent` holding `records`, at 4 bits, mined by key 7.
 fn mine_with(parent: &Block, records: Vec<Record>) -> Block {
     mine_block(parent, records, 4, 1000)
+}
+
+/// A state at the floor of 4 bits that follows `nodes` (each an id and its address).
+fn following(nodes: &[(AccountId, &str)]) -> State {
+    let mut state = State::new("tracker:1", Params::with_floor(4));
+    for (id, addr) in nodes {
+        state.link(*id, addr, 1, Link::Following);
+    }
+    state
+}
+
+/// The ledger delta among `out`, which must hold one.
+fn ledger_delta(out: &[ToBrowser]) -> LedgerDelta {
+    out.iter()
+        .find_map(|m| match m {
+            ToBrowser::Ledger(l) => Some(l.clone()),
+            _ => None,
+        })
+        .expect("a ledger delta")
 }
 
 fn kinds(out: &[ToBrowser]) -> Vec<&'static str> {
@@ -55,9 +74,7 @@ fn info(id: AccountId, addr: &str, status: NodeStatus) -> NodeInfo {
 #[test]
 fn a_block_gives_one_summary_then_the_tip_then_the_ledger_and_delays_per_node() {
     let (a, b) = (key(1).account(), key(2).account());
-    let mut state = State::new("tracker:1", Params::with_floor(4));
-    state.link(a, "a:1", 1, Link::Following);
-    state.link(b, "b:1", 1, Link::Following);
+    let mut state = following(&[(a, "a:1"), (b, "b:1")]);
     let block = mine_chain(&genesis(), 1, 4, 1000);
     let first = state.insert(a, block.clone(), Some(5_000), now_ms());
     assert_eq!(
@@ -92,13 +109,7 @@ fn a_ledger_delta_carries_only_the_rows_a_tip_move_touched() {
     state.insert(node, vec![one.clone(), two.clone()], None, now_ms());
     let three = mine_with(&two, vec![buy(&alice, 1, "marmoset")]);
     let out = state.insert(node, vec![three], None, now_ms());
-    let ledger = out
-        .iter()
-        .find_map(|m| match m {
-            ToBrowser::Ledger(l) => Some(l.clone()),
-            _ => None,
-        })
-        .expect("a ledger delta");
+    let ledger = ledger_delta(&out);
     let names: Vec<&str> = ledger.shoppers.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["alice"], "bob's row did not change");
     assert!(
@@ -127,13 +138,7 @@ fn a_ledger_delta_carries_only_the_rows_a_tip_move_touched() {
         .expect("a tip delta");
     assert_eq!(tip.disconnected.len(), 2, "a reorg of depth 2");
     assert_eq!(tip.connected, hashes(&branch));
-    let ledger = out
-        .iter()
-        .find_map(|m| match m {
-            ToBrowser::Ledger(l) => Some(l.clone()),
-            _ => None,
-        })
-        .expect("a ledger delta");
+    let ledger = ledger_delta(&out);
     assert_eq!(ledger.gone, [bob.account()]);
     assert_eq!((ledger.totals.shoppers, ledger.totals.monkeys_sold), (1, 0));
     assert_eq!(ledger.totals.side_blocks, 2);
@@ -193,9 +198,7 @@ fn row_of(out: &[ToBrowser], node: AccountId) -> NodeView {
 #[test]
 fn a_node_that_sends_an_invalid_block_is_shown_as_misbehaving() {
     let (liar, honest) = (key(1).account(), key(2).account());
-    let mut state = State::new("tracker:1", Params::with_floor(4));
-    state.link(liar, "liar:1", 1, Link::Following);
-    state.link(honest, "honest:1", 1, Link::Following);
+    let mut state = following(&[(liar, "liar:1"), (honest, "honest:1")]);
 
     // Below the floor: refused on its own, before the chain sees it.
     let mut easy = Block::template(
@@ -292,8 +295,7 @@ fn a_nodes_load_peers_and_pool_are_passed_on_bounded_and_in_the_snapshot() {
     use protocol::wire::{LeftPool, PendingRecord};
 
     let (a, stranger) = (key(1).account(), key(9).account());
-    let mut state = State::new("tracker:1", Params::with_floor(4));
-    state.link(a, "a:1", 1, Link::Following);
+    let mut state = following(&[(a, "a:1")]);
     // A node nobody follows is not listened to.
     assert!(state.status(stranger, 1_000, 500, 9, vec![a]).is_empty());
 

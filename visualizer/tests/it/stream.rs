@@ -38,16 +38,26 @@ async fn wait_following(page: &mut Page, node: &str) {
     .await;
 }
 
+/// A tracker, a node, a visualizer, and a page that took its snapshot and sees the node
+/// followed.
+async fn watched() -> (OneNode, Visualizer, Page) {
+    let net = OneNode::start().await;
+    let vis = Visualizer::start(&net.tracker.addr).await;
+    let mut page = Page::connect(&vis.addr).await;
+    page.snapshot().await;
+    wait_following(&mut page, &net.node.id).await;
+    (net, vis, page)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_gets_a_snapshot_then_a_delta_per_block_and_a_reorg_as_such() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let net = OneNode::start().await;
+    let node = &net.node;
     // Blocks the node has before the visualizer starts: it pages them in with `D`.
     let early = mine_chain(&genesis(), 2, FLOOR, 1000);
     feed(&node.addr, &early).await;
 
-    let vis = Visualizer::start(&tracker.addr).await;
+    let vis = Visualizer::start(&net.tracker.addr).await;
     let mut page = Page::connect(&vis.addr).await;
     let snapshot = page.snapshot().await;
     assert_eq!(snapshot.blocks[0].height, 0, "genesis comes first");
@@ -117,10 +127,9 @@ async fn a_browser_gets_a_snapshot_then_a_delta_per_block_and_a_reorg_as_such() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_browser_gets_a_fresh_snapshot_with_what_it_missed() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let vis = Visualizer::start(&tracker.addr).await;
+    let net = OneNode::start().await;
+    let node = &net.node;
+    let vis = Visualizer::start(&net.tracker.addr).await;
     let mut first = Page::connect(&vis.addr).await;
     let before = first.snapshot().await;
     wait_following(&mut first, &node.id).await;
@@ -148,13 +157,8 @@ async fn a_reconnecting_browser_gets_a_fresh_snapshot_with_what_it_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_show_up_in_summaries_the_ledger_and_the_tally() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let vis = Visualizer::start(&tracker.addr).await;
-    let mut page = Page::connect(&vis.addr).await;
-    page.snapshot().await;
-    wait_following(&mut page, &node.id).await;
+    let (net, vis, mut page) = watched().await;
+    let node = &net.node;
 
     let (alice, bob) = (key(1), key(2));
     let mut shop = Client::connect(&node.addr).await;
@@ -247,13 +251,8 @@ async fn records_show_up_in_summaries_the_ledger_and_the_tally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_block_reaches_the_browser_within_200_ms_of_reaching_the_node() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    let vis = Visualizer::start(&tracker.addr).await;
-    let mut page = Page::connect(&vis.addr).await;
-    page.snapshot().await;
-    wait_following(&mut page, &node.id).await;
+    let (net, vis, mut page) = watched().await;
+    let node = &net.node;
 
     let blocks = mine_chain(&genesis(), 5, FLOOR, 1000);
     let mut peer = Client::connect(&node.addr).await;
