@@ -9,7 +9,7 @@ use protocol::block::GENESIS_TIMESTAMP;
 use protocol::params::MAX_BLOCKS_PER_MESSAGE;
 use protocol::pow::{Midstate, state_meets};
 use protocol::wire::{Blocks, Message};
-use protocol::{Action, Block, Keypair, Record, genesis};
+use protocol::{Block, Keypair, Record, genesis};
 use testkit::NodeProc;
 
 use crate::net::Peer;
@@ -42,19 +42,7 @@ fn build(n: usize) -> Vec<Block> {
                 let key = &key;
                 s.spawn(move || {
                     (t * per..((t + 1) * per).min(n))
-                        .map(|i| {
-                            let action = if i == 0 {
-                                Action::Join {
-                                    name: "bencher".into(),
-                                }
-                            } else {
-                                Action::Vote {
-                                    poll: format!("p{i}"),
-                                    choice: "yes".into(),
-                                }
-                            };
-                            Record::sign(key, i as u64, action)
-                        })
+                        .map(|i| testkit::voter_record(key, i as u64))
                         .collect::<Vec<_>>()
                 })
             })

@@ -24,6 +24,38 @@ pub struct Row {
 }
 
 impl Row {
+    /// `value` (in `unit`) of `figure` in `scenario`, beside `reference` measured in the same
+    /// run (`reference_value`, same unit); no target, not marked noisy.
+    pub fn new(
+        scenario: &str,
+        figure: String,
+        (value, unit): (f64, &'static str),
+        (reference, reference_value): (&str, f64),
+    ) -> Row {
+        Row {
+            scenario: scenario.into(),
+            figure,
+            value,
+            unit,
+            reference: reference.into(),
+            reference_value,
+            target: None,
+            noisy: None,
+        }
+    }
+
+    /// The row with the target `text`, and whether the value meets it.
+    pub fn target(mut self, text: &str, met: bool) -> Row {
+        self.target = Some((text.into(), met));
+        self
+    }
+
+    /// The row marked as possibly off, for `why`, if there is a reason.
+    pub fn noisy(mut self, why: Option<String>) -> Row {
+        self.noisy = why;
+        self
+    }
+
     /// value / reference.
     pub fn ratio(&self) -> f64 {
         if self.reference_value == 0.0 {

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use protocol::{Block, BlockHash, Keypair, Record, RecordId};
+use protocol::{Action, Block, BlockHash, Keypair, Record, RecordId};
 
 pub use bin::binary;
 pub use client::{Client, fetch_chain, submit_with_retry};
@@ -151,4 +151,20 @@ pub fn join(k: &Keypair, name: &str) -> Record {
 /// A signed purchase.
 pub fn buy(k: &Keypair, seq: u64, monkey: &str) -> Record {
     Record::purchase(k, seq, monkey)
+}
+
+/// Record `seq` of a long test chain's one shopper, `voter`: its join first, then a vote in a
+/// poll of its own (`p1`, `p2`, ...), so every block carries a signed record unlike the others.
+pub fn voter_record(k: &Keypair, seq: u64) -> Record {
+    let action = if seq == 0 {
+        Action::Join {
+            name: "voter".into(),
+        }
+    } else {
+        Action::Vote {
+            poll: format!("p{seq}"),
+            choice: "yes".into(),
+        }
+    };
+    Record::sign(k, seq, action)
 }

@@ -161,9 +161,7 @@ impl Follower {
             received_ms,
             verdict,
         };
-        if !self.hub.send(command).await {
-            return Err(SessionError::HubGone);
-        }
+        self.tell(command).await?;
         match refused.await {
             Ok(None) => Ok(()),
             Ok(Some(offence)) => Err(SessionError::Misbehaved(offence)),
@@ -177,10 +175,19 @@ impl Follower {
             node: self.node,
             offence: offence.clone(),
         };
-        if !self.hub.send(command).await {
-            return SessionError::HubGone;
+        match self.tell(command).await {
+            Ok(()) => SessionError::Misbehaved(offence),
+            Err(gone) => gone,
         }
-        SessionError::Misbehaved(offence)
+    }
+
+    /// Gives the hub `command`; an error when the hub is gone (the visualizer is stopping).
+    async fn tell(&self, command: Command) -> Result<(), SessionError> {
+        if self.hub.send(command).await {
+            Ok(())
+        } else {
+            Err(SessionError::HubGone)
+        }
     }
 
     /// Asks the node for the blocks after the hub's best chain.
@@ -228,9 +235,7 @@ impl Follower {
                         hash,
                         height,
                     };
-                    if !self.hub.send(command).await {
-                        return Err(SessionError::HubGone);
-                    }
+                    self.tell(command).await?;
                     let known = self.hub.contains(hash).await.ok_or(SessionError::HubGone)?;
                     if !known && !paging {
                         tracing::debug!(node = %self.node.short(), tip = %hash.short(), "missing the node's tip; paging");
@@ -251,9 +256,7 @@ impl Follower {
                         difficulty,
                         peers,
                     };
-                    if !self.hub.send(command).await {
-                        return Err(SessionError::HubGone);
-                    }
+                    self.tell(command).await?;
                 }
                 Message::Update(Update::Pool {
                     full,
@@ -273,9 +276,7 @@ impl Follower {
                         removed,
                         counts: (ready, waiting),
                     };
-                    if !self.hub.send(command).await {
-                        return Err(SessionError::HubGone);
-                    }
+                    self.tell(command).await?;
                 }
                 Message::Blocks(segment) => {
                     let last = segment.blocks.last().map(|b| b.header.hash());

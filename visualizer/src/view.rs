@@ -378,6 +378,13 @@ pub struct LedgerDelta {
     pub polls: Vec<PollView>,
 }
 
+impl LedgerDelta {
+    /// The row of the shopper who joined as `name`, if it is in this message.
+    pub fn shopper(&self, name: &str) -> Option<&ShopperRow> {
+        self.shoppers.iter().find(|row| row.name == name)
+    }
+}
+
 /// `GET /api/block/HASH`: everything about one block, for its details and the tamper lesson.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockDetails {

@@ -66,19 +66,14 @@ pub fn run(seconds: f64, cores: usize) -> Vec<Row> {
         let raw = (raw_rate(threads, time / 2) + raw_rate(threads, time / 2)) / 2.0;
         let miner = (miner_rate(threads, time / 2) + miner_rate(threads, time / 2)) / 2.0;
         let ratio = miner / raw;
-        rows.push(Row {
-            scenario: "1 hashrate".into(),
-            figure: format!(
-                "miner, {threads} core{}",
-                if threads == 1 { "" } else { "s" }
-            ),
-            value: miner / 1e6,
-            unit: "MH/s",
-            reference: "raw SHA-256 midstate".into(),
-            reference_value: raw / 1e6,
-            target: Some(("ratio >= 0.9".into(), ratio >= 0.9)),
-            noisy: None,
-        });
+        let cores = if threads == 1 { "core" } else { "cores" };
+        let row = Row::new(
+            "1 hashrate",
+            format!("miner, {threads} {cores}"),
+            (miner / 1e6, "MH/s"),
+            ("raw SHA-256 midstate", raw / 1e6),
+        );
+        rows.push(row.target("ratio >= 0.9", ratio >= 0.9));
     }
     rows
 }

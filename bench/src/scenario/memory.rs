@@ -30,15 +30,14 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
     })
     .await?;
     let restarted = peak_mb(&node)?;
-    let row = |figure: &str, value: f64| Row {
-        scenario: "8 memory".into(),
-        figure: format!("peak RSS, {n} blocks, {figure}"),
-        value,
-        unit: "MB",
-        reference: "the blocks' binary size".into(),
-        reference_value: data_mb,
-        target: Some(("< 64 MB".into(), value < 64.0)),
-        noisy: None,
+    let row = |figure: &str, value: f64| {
+        Row::new(
+            "8 memory",
+            format!("peak RSS, {n} blocks, {figure}"),
+            (value, "MB"),
+            ("the blocks' binary size", data_mb),
+        )
+        .target("< 64 MB", value < 64.0)
     };
     Ok(vec![
         row("after sync", synced),

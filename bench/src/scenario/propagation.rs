@@ -43,16 +43,17 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
         }
         for (p, target) in [(50.0, None), (99.0, target_for(n))] {
             let value = percentile(&samples, p);
-            rows.push(Row {
-                scenario: "2 propagation".into(),
-                figure: format!("p{p:.0}, {n} nodes"),
-                value,
-                unit: "ms",
-                reference: "loopback TCP round trip p99".into(),
-                reference_value: rtt_p99,
-                target: target.map(|t| (format!("< {t} ms"), value < t)),
-                noisy: (samples.len() < 50).then(|| format!("only {} blocks", samples.len())),
-            });
+            let mut row = Row::new(
+                "2 propagation",
+                format!("p{p:.0}, {n} nodes"),
+                (value, "ms"),
+                ("loopback TCP round trip p99", rtt_p99),
+            )
+            .noisy((samples.len() < 50).then(|| format!("only {} blocks", samples.len())));
+            if let Some(t) = target {
+                row = row.target(&format!("< {t} ms"), value < t);
+            }
+            rows.push(row);
         }
     }
     Ok(rows)

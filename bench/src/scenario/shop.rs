@@ -132,16 +132,9 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
 /// the same command with a cold one (`cold`).
 fn warm_against_cold(figure: String, warm: &[f64], cold: &[f64]) -> Row {
     let value = median(warm);
-    Row {
-        scenario: "9 shop".into(),
-        figure,
-        value,
-        unit: "ms",
-        reference: format!("cold wallet (median of {COLD_RUNS})"),
-        reference_value: median(cold),
-        target: Some(("< 100 ms".into(), value < 100.0)),
-        noisy: None,
-    }
+    let reference = format!("cold wallet (median of {COLD_RUNS})");
+    Row::new("9 shop", figure, (value, "ms"), (&reference, median(cold)))
+        .target("< 100 ms", value < 100.0)
 }
 
 /// Deletes `path` if it is there.

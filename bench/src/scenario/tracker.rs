@@ -204,26 +204,20 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
     );
     let rtt = percentile(&loopback_round_trips(1000).await?, 99.0);
     let p99 = percentile(&waits, 99.0);
-    Ok(vec![
-        Row {
-            scenario: "7 tracker".into(),
-            figure: format!("CPU share, {n} nodes reporting every second"),
-            value: tracker_cpu,
-            unit: "% of a core",
-            reference: "the bench signing and sending the reports".into(),
-            reference_value: own_cpu,
-            target: Some(("< 10%".into(), tracker_cpu < 10.0)),
-            noisy: None,
-        },
-        Row {
-            scenario: "7 tracker".into(),
-            figure: format!("topology request p99, {n} nodes"),
-            value: p99,
-            unit: "ms",
-            reference: "loopback TCP round trip p99".into(),
-            reference_value: rtt,
-            target: Some(("< 5 ms".into(), p99 < 5.0)),
-            noisy: (waits.len() < 100).then(|| format!("only {} requests", waits.len())),
-        },
-    ])
+    let cpu = Row::new(
+        "7 tracker",
+        format!("CPU share, {n} nodes reporting every second"),
+        (tracker_cpu, "% of a core"),
+        ("the bench signing and sending the reports", own_cpu),
+    )
+    .target("< 10%", tracker_cpu < 10.0);
+    let topology = Row::new(
+        "7 tracker",
+        format!("topology request p99, {n} nodes"),
+        (p99, "ms"),
+        ("loopback TCP round trip p99", rtt),
+    )
+    .target("< 5 ms", p99 < 5.0)
+    .noisy((waits.len() < 100).then(|| format!("only {} requests", waits.len())));
+    Ok(vec![cpu, topology])
 }

@@ -149,42 +149,28 @@ pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
     println!("  first snapshots (ms): {times:?}, {size} bytes");
     let peak = vis.peak_mb()?;
     let round_trip = median(loopback_round_trips(50).await?);
-    let row = |figure: String, value: f64, unit, reference: &str, reference_value, target| Row {
-        scenario: "10 visualizer".into(),
-        figure,
-        value,
-        unit,
-        reference: reference.into(),
-        reference_value,
-        target,
-        noisy: None,
-    };
     let snapshot_ms = median(times);
     let snapshot_kb = size as f64 / 1e3;
     Ok(vec![
-        row(
+        Row::new(
+            "10 visualizer",
             format!("peak RSS, following {n} blocks"),
-            peak,
-            "MB",
-            "the blocks' binary size",
-            data_mb,
-            Some(("< 150 MB".into(), peak < 150.0)),
-        ),
-        row(
+            (peak, "MB"),
+            ("the blocks' binary size", data_mb),
+        )
+        .target("< 150 MB", peak < 150.0),
+        Row::new(
+            "10 visualizer",
             format!("new browser's first snapshot, {n} blocks (median of {BROWSERS})"),
-            snapshot_ms,
-            "ms",
-            "loopback round trip",
-            round_trip,
-            Some(("< 1000 ms".into(), snapshot_ms < 1000.0)),
-        ),
-        row(
+            (snapshot_ms, "ms"),
+            ("loopback round trip", round_trip),
+        )
+        .target("< 1000 ms", snapshot_ms < 1000.0),
+        Row::new(
+            "10 visualizer",
             format!("snapshot size, {n} blocks"),
-            snapshot_kb,
-            "kB",
-            "the blocks' binary size",
-            data_mb * 1e3,
-            None,
+            (snapshot_kb, "kB"),
+            ("the blocks' binary size", data_mb * 1e3),
         ),
     ])
 }

@@ -52,9 +52,8 @@ fn holds_purchase(chain: &[Block], monkey: &str) -> bool {
 /// Whether the shopper `name` has `count` of `monkey` in a ledger message.
 fn cage_has(ledger: &LedgerDelta, name: &str, monkey: &str, count: u32) -> bool {
     ledger
-        .shoppers
-        .iter()
-        .any(|s| s.name == name && s.cage.get(monkey) == Some(&count))
+        .shopper(name)
+        .is_some_and(|s| s.cage.get(monkey) == Some(&count))
 }
 
 #[test]

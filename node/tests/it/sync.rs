@@ -1,7 +1,7 @@
 //! Catching up: a node that starts late gets the whole chain, in segments of 500.
 
 use protocol::wire::{Blocks, Message};
-use protocol::{Action, Block, Record, genesis};
+use protocol::{Block, genesis};
 
 use testkit::*;
 
@@ -11,17 +11,7 @@ pub fn chain_of(n: usize) -> Vec<Block> {
     let mut out: Vec<Block> = Vec::with_capacity(n);
     let mut parent = genesis();
     for i in 0..n {
-        let action = if i == 0 {
-            Action::Join {
-                name: "voter".into(),
-            }
-        } else {
-            Action::Vote {
-                poll: format!("p{i}"),
-                choice: "yes".into(),
-            }
-        };
-        let record = Record::sign(&k, i as u64, action);
+        let record = voter_record(&k, i as u64);
         let template = Block::template(
             &parent.header,
             vec![record],

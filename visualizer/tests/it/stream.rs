@@ -236,15 +236,10 @@ async fn records_show_up_in_summaries_the_ledger_and_the_tally() {
         (totals.shoppers, totals.monkeys_sold, totals.records),
         (2, 1, 5)
     );
-    let alice_row = snapshot
-        .ledger
-        .shoppers
-        .iter()
-        .find(|r| r.name == "alice")
-        .expect("alice's row");
+    let alice_row = snapshot.ledger.shopper("alice").expect("alice's row");
     assert_eq!(alice_row.balance, 1000 - 200 - 100);
     assert_eq!(alice_row.cage.get("capuchin"), Some(&1));
-    let bob_row = snapshot.ledger.shoppers.iter().find(|r| r.name == "bob");
+    let bob_row = snapshot.ledger.shopper("bob");
     assert_eq!(bob_row.map(|r| r.balance), Some(1100));
     vis.stop().await;
 }

@@ -69,9 +69,7 @@ fn a_long_chain_keeps_a_bounded_window_and_the_state_and_a_small_snapshot() {
     // The state outlives the blocks: ada's join and purchase left the window long ago.
     let ada = snapshot
         .ledger
-        .shoppers
-        .iter()
-        .find(|s| s.name == "ada")
+        .shopper("ada")
         .expect("ada's row, from a block far below the window");
     assert_eq!(ada.cage.get("capuchin"), Some(&1));
     assert_eq!(snapshot.ledger.totals.blocks, BLOCKS as u64);
