@@ -56,6 +56,22 @@ impl Row {
         self
     }
 
+    /// The median and the p99 of `samples` (ms), as rows named `figure("p50")` and
+    /// `figure("p99")`, each beside `reference`; marked noisy below 50 samples of `what`.
+    pub fn percentiles(
+        scenario: &str,
+        samples: &[f64],
+        figure: impl Fn(&str) -> String,
+        (reference, reference_value): (&str, f64),
+        what: &str,
+    ) -> [Row; 2] {
+        let few = (samples.len() < MIN_SAMPLES).then(|| format!("only {} {what}", samples.len()));
+        [("p50", 50.0), ("p99", 99.0)].map(|(name, p)| {
+            let value = (percentile(samples, p), "ms");
+            Row::new(scenario, figure(name), value, (reference, reference_value)).noisy(few.clone())
+        })
+    }
+
     /// value / reference.
     pub fn ratio(&self) -> f64 {
         if self.reference_value == 0.0 {
@@ -65,6 +81,9 @@ impl Row {
         }
     }
 }
+
+/// Fewer samples than this and a percentile is marked as possibly off.
+const MIN_SAMPLES: usize = 50;
 
 /// Formats a value with a sensible number of digits.
 pub fn num(value: f64) -> String {

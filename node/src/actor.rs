@@ -271,6 +271,22 @@ struct Batch {
     start_tip: Option<BlockHash>,
 }
 
+/// What the chain thread shares with the rest of the node: where it tells what happened, what
+/// sets its difficulty, and the caches connections consult so that they need not ask it.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Every change of the chain and the pool, for connections and subscribers.
+    pub events: broadcast::Sender<Event>,
+    /// The tip, load and difficulty, for tracker reports and logs.
+    pub status: watch::Sender<Status>,
+    /// The host's CPU load, which sets the difficulty mined at.
+    pub load: Load,
+    /// Records whose signatures this node verified (the pool verifies what it admits).
+    pub verified: Verified,
+    /// Blocks that entered the tree lately, so connections drop relayed copies themselves.
+    pub seen: SeenBlocks,
+}
+
 /// The actor's state.
 pub struct Actor {
     chain: Chain,
@@ -355,20 +371,22 @@ impl SideBudget {
 }
 
 impl Actor {
-    /// Builds the actor from a loaded chain and pool.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the actor from a loaded chain and pool, mining for `account`.
     pub fn new(
         chain: Chain,
         pool: Pool,
         writer: Writer,
-        events: broadcast::Sender<Event>,
-        status: watch::Sender<Status>,
         miner: Miner,
         account: AccountId,
-        load: Load,
-        verified: Verified,
-        seen: SeenBlocks,
+        shared: Shared,
     ) -> Actor {
+        let Shared {
+            events,
+            status,
+            load,
+            verified,
+            seen,
+        } = shared;
         let mut mined = HashMap::new();
         for height in chain.base_height().max(1)..=chain.height() {
             if let Some(block) = chain.at_height(height) {

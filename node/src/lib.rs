@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::actor::{Actor, Command, Mined, Status};
+use crate::actor::{Actor, Command, Mined, Shared, Status};
 use crate::conn::Ctx;
 use crate::guard::{Guard, Refusal};
 use crate::links::Links;
@@ -282,18 +282,14 @@ impl Node {
         let load_for_status = load.clone();
         let writer = Writer::spawn(store, chain.height())?;
         let reader = writer.reader().clone();
-        let actor = Actor::new(
-            chain,
-            pool,
-            writer,
-            events.clone(),
-            status_tx.clone(),
-            miner,
-            key.account(),
+        let shared = Shared {
+            events: events.clone(),
+            status: status_tx.clone(),
             load,
-            verified.clone(),
-            seen.clone(),
-        );
+            verified: verified.clone(),
+            seen: seen.clone(),
+        };
+        let actor = Actor::new(chain, pool, writer, miner, key.account(), shared);
         let span = tracing::Span::current();
         let actor_thread = std::thread::Builder::new()
             .name("chain".into())

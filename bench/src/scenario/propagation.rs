@@ -41,20 +41,21 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
             }
             tip = block;
         }
-        for (p, target) in [(50.0, None), (99.0, target_for(n))] {
-            let value = percentile(&samples, p);
-            let mut row = Row::new(
-                "2 propagation",
-                format!("p{p:.0}, {n} nodes"),
-                (value, "ms"),
-                ("loopback TCP round trip p99", rtt_p99),
-            )
-            .noisy((samples.len() < 50).then(|| format!("only {} blocks", samples.len())));
-            if let Some(t) = target {
-                row = row.target(&format!("< {t} ms"), value < t);
+        let [p50, p99] = Row::percentiles(
+            "2 propagation",
+            &samples,
+            |p| format!("{p}, {n} nodes"),
+            ("loopback TCP round trip p99", rtt_p99),
+            "blocks",
+        );
+        rows.push(p50);
+        rows.push(match target_for(n) {
+            Some(t) => {
+                let met = p99.value < t;
+                p99.target(&format!("< {t} ms"), met)
             }
-            rows.push(row);
-        }
+            None => p99,
+        });
     }
     Ok(rows)
 }
