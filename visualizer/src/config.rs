@@ -89,39 +89,25 @@ mod tests {
     #[test]
     fn the_default_is_valid_and_nonsense_is_not() {
         assert_eq!(Config::default().validate(), Ok(()));
-        let default = Config::default;
-        let nonsense = [
-            (
-                Config {
-                    tracker_interval: Duration::ZERO,
-                    ..default()
-                },
-                ConfigError::Zero("tracker_interval"),
-            ),
-            (
-                Config {
-                    max_browsers: 0,
-                    ..default()
-                },
-                ConfigError::Zero("max_browsers"),
-            ),
-            (
-                Config {
-                    tracker: " ".into(),
-                    ..default()
-                },
-                ConfigError::NoTracker,
-            ),
-            (
-                Config {
-                    difficulty_floor: 97,
-                    ..default()
-                },
-                ConfigError::FloorTooHigh(97),
-            ),
-        ];
-        for (config, error) in nonsense {
-            assert_eq!(config.validate(), Err(error));
-        }
+        let zero = Config {
+            tracker_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(zero.validate(), Err(ConfigError::Zero("tracker_interval")));
+        let none = Config {
+            max_browsers: 0,
+            ..Config::default()
+        };
+        assert_eq!(none.validate(), Err(ConfigError::Zero("max_browsers")));
+        let nowhere = Config {
+            tracker: " ".into(),
+            ..Config::default()
+        };
+        assert_eq!(nowhere.validate(), Err(ConfigError::NoTracker));
+        let impossible = Config {
+            difficulty_floor: 97,
+            ..Config::default()
+        };
+        assert_eq!(impossible.validate(), Err(ConfigError::FloorTooHigh(97)));
     }
 }
