@@ -41,13 +41,9 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
             }
             tip = block;
         }
-        let [p50, p99] = Row::percentiles(
-            "2 propagation",
-            &samples,
-            |p| format!("{p}, {n} nodes"),
-            ("loopback TCP round trip p99", rtt_p99),
-            "blocks",
-        );
+        let figure = |p: &str| format!("{p}, {n} nodes");
+        let reference = ("loopback TCP round trip p99", rtt_p99);
+        let [p50, p99] = Row::percentiles("2 propagation", &samples, figure, reference, "blocks");
         rows.push(p50);
         rows.push(match target_for(n) {
             Some(t) => {
