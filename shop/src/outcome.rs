@@ -285,10 +285,12 @@ pub fn doing(shopper: &str, action: &Action, to: Option<&str>) -> String {
     }
 }
 
-/// Columns padded to their widest cell; numbers right-aligned.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+/// `items` as a table, a row each (`row` gives its cells): columns padded to their widest
+/// cell, numbers right-aligned.
+pub fn table<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -457,22 +459,16 @@ impl fmt::Display for ShoppersView {
         if self.shoppers.is_empty() {
             write!(f, "no shopper has joined yet")?;
         } else {
-            let rows: Vec<Vec<String>> = self
-                .shoppers
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.name.clone(),
-                        s.balance.to_string(),
-                        if s.monkeys == 0 {
-                            "-".into()
-                        } else {
-                            describe_cage(&s.cage)
-                        },
-                    ]
-                })
-                .collect();
-            write!(f, "{}", table(&["NAME", "BALANCE", "MONKEYS"], &rows))?;
+            let headers = ["NAME", "BALANCE", "MONKEYS"];
+            let shoppers = table(&headers, &self.shoppers, |s| {
+                let cage = if s.monkeys == 0 {
+                    "-".into()
+                } else {
+                    describe_cage(&s.cage)
+                };
+                vec![s.name.clone(), s.balance.to_string(), cage]
+            });
+            write!(f, "{shoppers}")?;
         }
         for (poll, tally) in &self.polls {
             write!(f, "\n{poll}: {}", describe_tally(tally))?;
@@ -492,12 +488,10 @@ impl fmt::Display for ShowOutcome {
 
 impl fmt::Display for CatalogOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: Vec<Vec<String>> = self
-            .monkeys
-            .iter()
-            .map(|m| vec![m.id.to_string(), m.name.to_string(), m.price.to_string()])
-            .collect();
-        write!(f, "{}", table(&["MONKEY", "NAME", "PRICE"], &rows))
+        let monkeys = table(&["MONKEY", "NAME", "PRICE"], &self.monkeys, |m| {
+            vec![m.id.to_string(), m.name.to_string(), m.price.to_string()]
+        });
+        write!(f, "{monkeys}")
     }
 }
 
@@ -511,22 +505,18 @@ impl fmt::Display for StatusOutcome {
             if self.active == 1 { "" } else { "s" }
         )?;
         if !self.nodes.is_empty() {
-            let rows: Vec<Vec<String>> = self
-                .nodes
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.id.short(),
-                        n.addr.clone(),
-                        n.status.to_string(),
-                        n.tip_height.to_string(),
-                        n.difficulty.to_string(),
-                        format!("{:.2}", n.load),
-                    ]
-                })
-                .collect();
             let headers = ["NODE", "ADDRESS", "STATUS", "TIP", "BITS", "LOAD"];
-            writeln!(f, "{}", table(&headers, &rows))?;
+            let nodes = table(&headers, &self.nodes, |n| {
+                vec![
+                    n.id.short(),
+                    n.addr.clone(),
+                    n.status.to_string(),
+                    n.tip_height.to_string(),
+                    n.difficulty.to_string(),
+                    format!("{:.2}", n.load),
+                ]
+            });
+            writeln!(f, "{nodes}")?;
         }
         match &self.chain {
             Some(c) => write!(
@@ -553,7 +543,7 @@ mod tests {
             vec!["bo".to_string(), "1000".to_string()],
         ];
         assert_eq!(
-            table(&["NAME", "BALANCE"], &rows),
+            table(&["NAME", "BALANCE"], &rows, Vec::clone),
             "NAME   BALANCE\nalice      800\nbo        1000"
         );
     }
