@@ -12,7 +12,10 @@ use protocol::params::MAX_BLOCKS_PER_MESSAGE;
 use protocol::wire::{Blocks, Message};
 use protocol::{Block, genesis};
 use serde_json::Value;
-use testkit::{Client, DEADLINE, FLOOR, Tracker, fetch_chain, mine_chain, start_network, wait_for};
+use testkit::{
+    Client, DEADLINE, FLOOR, NodeProc, Tracker, fetch_chain, mine_chain, start_network,
+    wait_all_agree, wait_for,
+};
 
 use crate::{Net, json_of, num, ok, run, text};
 
@@ -194,6 +197,12 @@ async fn ann_joined(n: usize) -> (Net, Vec<String>, PathBuf) {
         w.join(shop::cache::CACHE_FILE).is_file(),
         "the cache is warm"
     );
+    // Both nodes may have mined the join, each in a block of its own, and then one breaks the
+    // tie with an empty block: once they agree nothing more is mined, and the cache is brought
+    // to that tip, so what a test builds on the tip is built on the cache's.
+    let nodes: Vec<&NodeProc> = net.nodes.iter().collect();
+    wait_all_agree(&nodes, &[]).await;
+    ok(&net.tracker.addr, &w, &["show", "ann"]).await;
     (net, honest, w)
 }
 
