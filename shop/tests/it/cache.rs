@@ -197,12 +197,6 @@ async fn ann_joined(n: usize) -> (Net, Vec<String>, PathBuf) {
         w.join(shop::cache::CACHE_FILE).is_file(),
         "the cache is warm"
     );
-    // Both nodes may have mined the join, each in a block of its own, and then one breaks the
-    // tie with an empty block: once they agree nothing more is mined, and the cache is brought
-    // to that tip, so what a test builds on the tip is built on the cache's.
-    let nodes: Vec<&NodeProc> = net.nodes.iter().collect();
-    wait_all_agree(&nodes, &[]).await;
-    ok(&net.tracker.addr, &w, &["show", "ann"]).await;
     (net, honest, w)
 }
 
@@ -210,6 +204,12 @@ async fn ann_joined(n: usize) -> (Net, Vec<String>, PathBuf) {
 async fn a_node_that_extends_the_cached_tip_with_an_invalid_block_is_named_a_liar() {
     let (net, honest, w) = ann_joined(0).await;
     let t = &net.tracker.addr;
+    // Both nodes may have mined the join, each in a block of its own, and then one breaks the
+    // tie with an empty block: once they agree nothing more is mined, and the cache is brought
+    // to that tip, so the lie below is built on the cache's tip.
+    let nodes: Vec<&NodeProc> = net.nodes.iter().collect();
+    wait_all_agree(&nodes, &[]).await;
+    ok(t, &w, &["show", "ann"]).await;
 
     // The honest tip, re-sent as an up-to-date node would, then a block of no work on it: only
     // checking what comes on top of the cache tells the lie.
