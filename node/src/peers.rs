@@ -96,6 +96,11 @@ impl Tried {
     }
 }
 
+/// Whether a peer may be dialed at `now`: never tried, or its pause is over.
+fn dialable(tried: Option<&Tried>, now: Instant) -> bool {
+    tried.is_none_or(|t| t.retry_at <= now)
+}
+
 /// Picks up to `slots` peers to dial among `candidates`: none waiting out a backoff; peers whose
 /// last link delivered blocks first, then peers never tried, then the rest (failed, or proven
 /// but useless); at random within each group.
@@ -105,7 +110,7 @@ pub fn choose(
     now: Instant,
     slots: usize,
 ) -> Vec<AccountId> {
-    candidates.retain(|id| tried.get(id).is_none_or(|t| t.retry_at <= now));
+    candidates.retain(|id| dialable(tried.get(id), now));
     candidates.shuffle(&mut rand::rng());
     // Stable: the order within a group stays random.
     candidates.sort_by_key(|id| match tried.get(id) {
@@ -187,7 +192,7 @@ pub async fn run(
         let now = Instant::now();
         let slots = max_peers.saturating_sub(outbound.len());
         // Every slot taken and a candidate waiting: a useless link may give its slot up.
-        let waiting = slots == 0 && !choose(candidates.clone(), &tried, now, 1).is_empty();
+        let waiting = slots == 0 && candidates.iter().any(|id| dialable(tried.get(id), now));
         if waiting
             && now >= next_rotation
             && let Some(id) = rotate(outbound, now, rotation)
