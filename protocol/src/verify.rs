@@ -100,14 +100,24 @@ pub fn check_batch(
     (out, failure)
 }
 
+/// The cores this process may use, read once: `available_parallelism` reads the cgroup files
+/// on every call (tens of microseconds), and a node checks a relayed block on every hop.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Splits `items` into one chunk per core, runs `work` on each on its own thread, and returns
 /// the results in order (`None` for a chunk whose thread panicked: a bug, not bad input).
 pub fn in_parallel<T: Send, R: Send>(
     items: Vec<T>,
     work: impl Fn(Vec<T>) -> R + Sync,
 ) -> Vec<Option<R>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if items.len() < PARALLEL_FROM || threads == 1 {
+    if items.len() < PARALLEL_FROM {
+        return vec![Some(work(items))];
+    }
+    let threads = cores();
+    if threads == 1 {
         return vec![Some(work(items))];
     }
     let chunk = items.len().div_ceil(threads);
