@@ -286,7 +286,10 @@ impl Session {
     fn handle(&mut self, message: Message, now: Instant) -> Vec<Action> {
         match message {
             Message::Record(record) => self.on_record(record),
-            Message::Block(block) => self.on_blocks(vec![block], true, None),
+            Message::Block(block) => {
+                self.sent_us(block.header.hash());
+                self.on_blocks(vec![block], true, None)
+            }
             Message::Blocks(Blocks { blocks, more }) => self.on_chain(blocks, more),
             Message::GetBlocks(GetBlocks { locator }) => self.ask(
                 Pending::GetBlocks,

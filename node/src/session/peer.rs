@@ -3,17 +3,25 @@
 //! connection does with them: answer an `H` with our proof, close on a failed or out-of-turn
 //! step, give the handshake [`HANDSHAKE_TIMEOUT`] from its first message, and once the other
 //! end proved its id, ask whether the link is the one to keep. A peer is relayed every new
-//! block and record, never back to the connection that sent it.
+//! block and record, never back to the connection that sent it, nor a block it sent us itself
+//! (a copy that crossed ours: relay floods every block over every link, and on a 2-core host of
+//! 30 nodes the copies were most of the CPU a block cost).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use protocol::AccountId;
+use protocol::{AccountId, BlockHash};
 use protocol::handshake::{Hello, Identity, Proof};
 use protocol::wire::{ErrorCode, ErrorMessage, Message};
 
 use super::{Action, Closing, LinkVerdict, Pending, Question, Role, Session};
 use crate::actor::{ConnId, Event};
 use crate::handshake::{HANDSHAKE_TIMEOUT, Shake, ShakeError};
+
+/// Most hashes of blocks a connection sent us that it remembers ([`Peer`]'s `sent_us`): far
+/// more than the blocks relayed while one is on its way (a block every few seconds; a sync
+/// comes by `C`, which is not remembered), at 32 bytes each, per connection.
+pub const MAX_SENT_US: usize = 32;
 
 /// A connection's side of the handshake, and the peer it proved.
 #[derive(Debug, Default)]
@@ -27,6 +35,9 @@ pub struct Peer {
     /// For a link the peer opened and we kept, its id as registered in
     /// [`crate::links::Links`], to be given back when the link closes.
     inbound: Option<AccountId>,
+    /// The last [`MAX_SENT_US`] blocks this connection sent us in `B`: it has them, so they
+    /// are not relayed back to it (the chain thread names only the first sender).
+    sent_us: VecDeque<BlockHash>,
 }
 
 impl Session {
@@ -134,6 +145,18 @@ impl Session {
         ]
     }
 
+    /// Notes a `B` this connection sent: it has that block.
+    pub(super) fn sent_us(&mut self, hash: BlockHash) {
+        let sent = &mut self.peer.sent_us;
+        if sent.contains(&hash) {
+            return;
+        }
+        if sent.len() == MAX_SENT_US {
+            sent.pop_front();
+        }
+        sent.push_back(hash);
+    }
+
     /// An event, for a peer: new blocks from `B` (and our own) and new records, except those
     /// it sent us. Sync batches are not relayed: peers sync on their own.
     pub(super) fn relay(&self, event: Event) -> Vec<Action> {
@@ -143,7 +166,13 @@ impl Session {
                 from,
                 relay: true,
                 ..
-            } if from != self.id => vec![Action::RelayBlocks(blocks)],
+            } if from != self.id
+                && !blocks
+                    .iter()
+                    .all(|b| self.peer.sent_us.contains(&b.block.hash())) =>
+            {
+                vec![Action::RelayBlocks(blocks)]
+            }
             Event::Record { record, from } if from != self.id => {
                 vec![Action::RelayRecord(record)]
             }

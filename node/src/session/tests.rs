@@ -424,6 +424,35 @@ fn b_new_and_valid_is_relayed_to_peers_but_never_back_to_its_sender() {
 }
 
 #[test]
+fn b_a_peer_sent_us_itself_is_not_relayed_back_to_it_even_if_another_sent_it_first() {
+    let now = Instant::now();
+    let (block, other) = (block_with(Vec::new()), block_with(vec![record(0)]));
+    let mut s = peer(now);
+    // Its copy crossed the one another peer sent first (the event names that one).
+    s.on_message(Message::Block(block.block().clone()), now);
+    assert!(
+        s.on_event(blocks_event(&[Arc::clone(&block)], OTHER, true), now)
+            .is_empty()
+    );
+    // A batch it lacks part of goes out whole.
+    let both = [Arc::clone(&block), Arc::clone(&other)];
+    assert_eq!(
+        describe(&s.on_event(blocks_event(&both, OTHER, true), now)),
+        ["relay 2 blocks"]
+    );
+    // It remembers the last few only, so that a peer's many blocks cost it a bounded list.
+    for n in 0..peer::MAX_SENT_US {
+        let mut filler = block.block().clone();
+        filler.header.nonce = u64::MAX - n as u64;
+        s.on_message(Message::Block(filler), now);
+    }
+    assert_eq!(
+        describe(&s.on_event(blocks_event(&[block], OTHER, true), now)),
+        ["relay 1 blocks"]
+    );
+}
+
+#[test]
 fn b_whose_parent_is_unknown_gets_d_with_our_locator() {
     let now = Instant::now();
     let mut s = client(now);
