@@ -38,6 +38,11 @@ pub use crate::session::IDLE_TIMEOUT;
 /// buffers, and is closed rather than allowed to park its task and hold its slot.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most events a connection takes from the channel per wake-up before it looks at its socket
+/// and timers again: a burst (a sync's batches) is written out in a few writes, and the
+/// connection still reads and answers in between.
+pub const EVENTS_PER_WAKE: usize = 16;
+
 /// What every connection shares.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -233,7 +238,7 @@ impl Conn {
                         return Ended::Refused;
                     }
                     match event {
-                        Ok(event) => self.session.on_event(event, Instant::now()),
+                        Ok(event) => self.on_events(event, &mut events),
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             self.session.on_lagged(missed, Instant::now())
                         }
@@ -248,6 +253,31 @@ impl Conn {
                 return Ended::Refused;
             }
         }
+    }
+
+    /// `first` and the events queued behind it (at most [`EVENTS_PER_WAKE`] in all), fed to the
+    /// session in order: their actions are performed together, so what they make goes out in
+    /// one write. The chain thread sends a block's events back to back (the block, then the
+    /// tip it moved): one wake-up and one write for both, not two, on every connection.
+    fn on_events(&mut self, first: Event, events: &mut broadcast::Receiver<Event>) -> Vec<Action> {
+        let now = Instant::now();
+        let mut actions = self.session.on_event(first, now);
+        for _ in 1..EVENTS_PER_WAKE {
+            match events.try_recv() {
+                Ok(event) => actions.extend(self.session.on_event(event, now)),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    actions.extend(self.session.on_lagged(missed, now));
+                    break;
+                }
+                // Nothing more for now; a closed channel is seen by the next `recv`.
+                Err(_) => break,
+            }
+            // What follows an `Ask` waits for its answer: the next events go after it.
+            if matches!(actions.last(), Some(Action::Ask(_) | Action::Close(_))) {
+                break;
+            }
+        }
+        actions
     }
 
     /// Whether the peer on this link is one this node refuses (the test-only split).
