@@ -31,7 +31,7 @@ const SCENARIOS: [(&str, &str, &str, &str); 10] = [
         "propagation",
         "3,10,30",
         "3",
-        "network sizes (50 blocks each)",
+        "network sizes (500 blocks each)",
     ),
     ("purchase", "60", "10", "purchases"),
     ("throughput", "6000", "600", "purchases"),
@@ -150,7 +150,9 @@ async fn run(picks: &[Pick], quick: bool) -> anyhow::Result<Vec<Row>> {
         println!("running {} ({size}) ...", pick.name);
         let mut got = match pick.name.as_str() {
             "hashrate" => scenario::hashrate::run(size.parse()?, cores),
-            "propagation" => scenario::propagation::run(&sizes(&size)?, 50).await?,
+            "propagation" => {
+                scenario::propagation::run(&sizes(&size)?, scenario::propagation::BLOCKS).await?
+            }
             "purchase" => scenario::purchase::run(sizes(&size)?[0]).await?,
             "throughput" => scenario::throughput::run(sizes(&size)?[0]).await?,
             "sync" => scenario::sync::run(&sizes(&size)?, &mut chains).await?,

@@ -34,7 +34,12 @@ const WINDOW: Duration = Duration::from_secs(5);
 
 /// CPU seconds (user and system) a process has used, from `/proc/PID/stat`.
 fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds (user and system) in the text of a `/proc/.../stat` file (a process's or a
+/// thread's).
+pub(crate) fn stat_cpu_seconds(stat: &str) -> f64 {
     // The fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
