@@ -10,9 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use protocol::{AccountId, BlockHash};
 use protocol::handshake::{Hello, Identity, Proof};
 use protocol::wire::{ErrorCode, ErrorMessage, Message};
+use protocol::{AccountId, BlockHash};
 
 use super::{Action, Closing, LinkVerdict, Pending, Question, Role, Session};
 use crate::actor::{ConnId, Event};
