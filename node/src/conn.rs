@@ -263,6 +263,11 @@ impl Conn {
         let now = Instant::now();
         let mut actions = self.session.on_event(first, now);
         for _ in 1..EVENTS_PER_WAKE {
+            // What follows an `Ask` waits for its answer, and nothing follows a `Close`: the
+            // next events are taken after them.
+            if matches!(actions.last(), Some(Action::Ask(_) | Action::Close(_))) {
+                break;
+            }
             match events.try_recv() {
                 Ok(event) => actions.extend(self.session.on_event(event, now)),
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
@@ -271,10 +276,6 @@ impl Conn {
                 }
                 // Nothing more for now; a closed channel is seen by the next `recv`.
                 Err(_) => break,
-            }
-            // What follows an `Ask` waits for its answer: the next events go after it.
-            if matches!(actions.last(), Some(Action::Ask(_) | Action::Close(_))) {
-                break;
             }
         }
         actions
