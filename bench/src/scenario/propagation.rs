@@ -5,7 +5,7 @@
 //!
 //! The p99 of [`BLOCKS`] samples is their fifth worst, not their worst: 50 blocks made the p99
 //! the one block that met a compiler's or a store writer's burst, and it moved from 3 to 25 ms
-//! between runs of the same build. Blocks go back to back, as soon as the last node reported
+//! from run to run. Blocks go back to back, as soon as the last node reported
 //! the one before (a pause between them measured wake-ups from idle instead, and was slower).
 
 use std::collections::BTreeMap;
@@ -73,7 +73,8 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
             (used - before.get(name).copied().unwrap_or(0.0)) * 1e3 / samples.len() as f64
         };
         // Where a block's time goes on a shared host: the CPU every node spends on it, which
-        // the cores serve one slice at a time (see README, "Performance notes").
+        // the cores serve one slice at a time (README, "Performance": where propagation's
+        // time goes).
         println!(
             "  {n} nodes: {:.1} ms of CPU per block in all (async workers {:.1}, chain threads \
              {:.1}, store writers {:.1}); block to every node p10 {:.1}, p90 {:.1}, max {:.1} ms",
