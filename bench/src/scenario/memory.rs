@@ -1,6 +1,8 @@
-//! Scenario 8: a node's peak resident memory holding a long chain: once after taking the chain
-//! from a peer, once after restarting on it. The reference is the size of the blocks
-//! themselves in their binary form.
+//! Scenario 8: a node's peak resident memory holding a long chain of purchases and transfers
+//! among 1,000 shoppers ([`crate::chains::Kind::Shoppers`]): once after taking the chain from a
+//! peer, once after restarting on it. The reference is the size of the blocks themselves in
+//! their binary form. The target is the issue's: under 64 MB at 100,000 blocks, under 100 MB
+//! from a million.
 
 use protocol::Block;
 use testkit::NodeProc;
@@ -30,14 +32,15 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
     })
     .await?;
     let restarted = peak_mb(&node)?;
+    let target = if n >= 1_000_000 { 100.0 } else { 64.0 };
     let row = |figure: &str, value: f64| {
         Row::new(
             "8 memory",
-            format!("peak RSS, {n} blocks, {figure}"),
+            format!("peak RSS, {n} blocks of purchases and transfers, {figure}"),
             (value, "MB"),
             ("the blocks' binary size", data_mb),
         )
-        .target("< 64 MB", value < 64.0)
+        .target(&format!("< {target} MB"), value < target)
     };
     Ok(vec![
         row("after sync", synced),

@@ -1,4 +1,5 @@
-//! Scenario 6: a node restarting with a long chain in its store, until it serves again (its
+//! Scenario 6: a node restarting with a long chain (the shoppers' purchases and transfers) in its
+//! store, until it serves again (its
 //! `listening on` line, printed once the store is loaded and the listener bound). The reference
 //! is rebuilding the same chain in the bench's own process the way the node does it: decoding
 //! the stored bytes, checking all but the signatures, inserting.
