@@ -186,6 +186,26 @@ pub async fn seed(node: &NodeProc, chain: &[Block]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a node that took a chain of `n` blocks may take to stop: it finishes its queue of
+/// store writes first, which at a million blocks takes more than the tests' 10 s.
+pub fn stop_limit(n: usize) -> Duration {
+    Duration::from_secs(10) + Duration::from_micros(100 * n as u64)
+}
+
+/// Fails unless `node` (restarted on its store) holds all `n` blocks: a figure measured on a
+/// node that lost part of the chain would measure less than it says.
+pub async fn ensure_holds(node: &NodeProc, n: usize) -> anyhow::Result<()> {
+    let watch = Watch::start(std::slice::from_ref(&node.addr)).await?;
+    let n = n as u64;
+    anyhow::ensure!(
+        watch
+            .until(Duration::from_secs(30), |s| s.heights[0] >= n)
+            .await,
+        "the restarted node does not hold the whole chain of {n} blocks"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use protocol::{Chain, Params};

@@ -7,7 +7,7 @@
 use protocol::Block;
 use testkit::NodeProc;
 
-use crate::chains::{Chains, FLOOR, seed};
+use crate::chains::{Chains, FLOOR, ensure_holds, seed, stop_limit};
 use crate::net::network;
 use crate::report::Row;
 
@@ -26,11 +26,12 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
     let synced = peak_mb(&nodes[0])?;
     let node = nodes.remove(0);
     let data = node.dir.clone();
-    tokio::task::spawn_blocking(move || node.terminate()).await?;
+    tokio::task::spawn_blocking(move || node.terminate_within(stop_limit(n))).await?;
     let node = tokio::task::spawn_blocking(move || {
         NodeProc::start_with(&tracker.addr, &data, &["--difficulty-floor", &floor])
     })
     .await?;
+    ensure_holds(&node, n).await?;
     let restarted = peak_mb(&node)?;
     let target = if n >= 1_000_000 { 100.0 } else { 64.0 };
     let row = |figure: &str, value: f64| {
