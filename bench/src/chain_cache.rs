@@ -34,7 +34,10 @@ pub fn dir() -> PathBuf {
         return dir.into();
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
     target.join("bench-chains")
 }
 
@@ -57,7 +60,11 @@ pub fn find(dir: &Path, kind: &str, floor: u32, n: usize) -> Option<PathBuf> {
         .ok()?
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
-            let len: usize = name.strip_prefix(&prefix)?.strip_suffix(&suffix)?.parse().ok()?;
+            let len: usize = name
+                .strip_prefix(&prefix)?
+                .strip_suffix(&suffix)?
+                .parse()
+                .ok()?;
             (len > n).then_some((len, name))
         })
         .min()
@@ -151,7 +158,9 @@ fn write(path: &Path, chain: &[Block]) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, &file);
     out.write_all(MAGIC)?;
     out.write_all(&(chain.len() as u64).to_le_bytes())?;
-    let tip = chain.last().map_or(genesis().header.hash(), |b| b.header.hash());
+    let tip = chain
+        .last()
+        .map_or(genesis().header.hash(), |b| b.header.hash());
     out.write_all(&tip.0)?;
     for block in chain {
         let bytes = block.to_bytes();

@@ -88,7 +88,10 @@ fn load_or_build(kind: Kind, floor: u32, n: usize) -> Vec<Block> {
                 return chain;
             }
             Err(e) => {
-                println!("  {name}: {} is damaged ({e:#}); rebuilding", file.display());
+                println!(
+                    "  {name}: {} is damaged ({e:#}); rebuilding",
+                    file.display()
+                );
                 if let Err(e) = chain_cache::remove(&file) {
                     println!("  cannot delete {}: {e:#}", file.display());
                 }

@@ -38,7 +38,8 @@ pub use proc::{
 };
 pub use prover::Prover;
 pub use shoppers::{
-    SHOPPER_MONKEY, SHOPPERS, shopper_key, shopper_miner, shopper_name, shopper_plan, shopper_record,
+    SHOPPER_MONKEY, SHOPPERS, shopper_key, shopper_miner, shopper_name, shopper_plan,
+    shopper_record,
 };
 #[cfg(feature = "terminal")]
 pub use terminal::Terminal;

@@ -83,7 +83,10 @@ fn terminate_within(child: &mut Child, limit: Duration) -> ExitStatus {
         }
         std::thread::sleep(step);
     }
-    panic!("process {} did not stop within {limit:?} of SIGTERM", child.id());
+    panic!(
+        "process {} did not stop within {limit:?} of SIGTERM",
+        child.id()
+    );
 }
 
 /// A `monkey-tracker` process.
