@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use protocol::block::GENESIS_TIMESTAMP;
 use protocol::params::MAX_BLOCKS_PER_MESSAGE;
-use protocol::pow::{Midstate, state_meets};
 use protocol::wire::{Blocks, Message};
 use protocol::{Block, Keypair, Record, genesis};
 use testkit::{NodeProc, SHOPPERS, shopper_key, shopper_miner, shopper_record};
@@ -136,12 +135,8 @@ fn build(kind: Kind, floor: u32, n: usize) -> Vec<Block> {
         };
         let timestamp = GENESIS_TIMESTAMP + SPACING_MS * height;
         let records = record.into_iter().collect();
-        let mut block = Block::template(&parent, records, miner.account(), floor, timestamp);
-        let midstate = Midstate::new(&block.header);
-        let nonce = (0u64..)
-            .find(|nonce| state_meets(&midstate.state_for(*nonce), floor))
-            .unwrap_or_default();
-        block.header.nonce = nonce;
+        let template = Block::template(&parent, records, miner.account(), floor, timestamp);
+        let block = testkit::solve_here(template);
         parent = block.header.clone();
         out.push(block);
     }

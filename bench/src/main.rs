@@ -165,7 +165,7 @@ async fn run(picks: &[Pick], quick: bool) -> anyhow::Result<Vec<Row>> {
             "tracker" => scenario::tracker::run(sizes(&size)?[0]).await?,
             "memory" => scenario::memory::run(sizes(&size)?[0], &mut chains).await?,
             "shop" => scenario::shop::run(sizes(&size)?[0], &mut chains).await?,
-            "visualizer" => scenario::visualizer::run(sizes(&size)?[0]).await?,
+            "visualizer" => scenario::visualizer::run(sizes(&size)?[0], &mut chains).await?,
             _ => Vec::new(),
         };
         if let Some(warning) = report::busy_warning(load, cores) {
