@@ -7,6 +7,7 @@
 //! `--help` lists the scenarios with their sizes (see [`SCENARIOS`]); no scenario named runs
 //! them all; `--quick` makes every default small.
 
+mod chain_cache;
 mod chains;
 mod net;
 mod report;
@@ -61,7 +62,13 @@ fn usage() -> String {
     for (name, full, _, counts) in SCENARIOS {
         out.push_str(&format!("  {:<26}{counts}\n", format!("{name}={full}")));
     }
-    out.push_str("  --quick                   small default sizes for every scenario");
+    out.push_str("  --quick                   small default sizes for every scenario\n\n");
+    out.push_str(
+        "The million-block rows (minutes each; not in the default run):\n  \
+         cargo run --release -p bench -- memory=1000000 restart=1000000 sync=1000000 shop=1000000\n\n\
+         Long chains are built once and kept in target/bench-chains (or $BENCH_CHAINS_DIR);\n\
+         a damaged file there is rebuilt.",
+    );
     out
 }
 
@@ -159,8 +166,8 @@ async fn run(picks: &[Pick], quick: bool) -> anyhow::Result<Vec<Row>> {
             "restart" => scenario::restart::run(sizes(&size)?[0], &mut chains).await?,
             "tracker" => scenario::tracker::run(sizes(&size)?[0]).await?,
             "memory" => scenario::memory::run(sizes(&size)?[0], &mut chains).await?,
-            "shop" => scenario::shop::run(sizes(&size)?[0]).await?,
-            "visualizer" => scenario::visualizer::run(sizes(&size)?[0]).await?,
+            "shop" => scenario::shop::run(sizes(&size)?[0], &mut chains).await?,
+            "visualizer" => scenario::visualizer::run(sizes(&size)?[0], &mut chains).await?,
             _ => Vec::new(),
         };
         if let Some(warning) = report::busy_warning(load, cores) {

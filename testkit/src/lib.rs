@@ -1,8 +1,9 @@
 //! Test helpers every crate's integration tests share: a tracker and nodes started as real
 //! processes on loopback (port 0, temporary folders), a client that speaks the node's lines,
 //! the whole chain fetched from a node, waits with a deadline, a [`Prover`] that answers the
-//! tracker's address checks for simulated nodes, and [`InProcess`], a daemon library's `run`
-//! serving inside the test. With features: `Page` (`page`), a websocket client of the
+//! tracker's address checks for simulated nodes, [`InProcess`], a daemon library's `run`
+//! serving inside the test, and the plan of the bench's chain of purchases and transfers among
+//! [`SHOPPERS`] shoppers ([`shopper_plan`]). With features: `Page` (`page`), a websocket client of the
 //! visualizer, and `Terminal` (`terminal`), a program in a pseudo-terminal.
 //!
 //! The binaries are found next to the test executable and built first with the same cargo and
@@ -17,6 +18,7 @@ mod in_process;
 mod page;
 mod proc;
 mod prover;
+mod shoppers;
 #[cfg(feature = "terminal")]
 mod terminal;
 
@@ -35,6 +37,10 @@ pub use proc::{
     Network, NodeProc, OneNode, Tracker, memory_kib, start_network, start_network_with, start_pair,
 };
 pub use prover::Prover;
+pub use shoppers::{
+    SHOPPER_MONKEY, SHOPPERS, shopper_key, shopper_miner, shopper_name, shopper_plan,
+    shopper_record,
+};
 #[cfg(feature = "terminal")]
 pub use terminal::Terminal;
 
@@ -135,7 +141,21 @@ pub fn mine_block(parent: &Block, records: Vec<Record>, bits: u32, offset: u64) 
         bits,
         parent.header.timestamp + offset,
     );
-    protocol::block::solve(template)
+    solve_here(template)
+}
+
+/// Solves `block` on this thread with the header's midstate: the same nonce
+/// [`protocol::block::solve`] finds, without starting a thread per block, which cost more than
+/// the search itself at a test's low floors (a million blocks at 8 bits took 270 s that way).
+pub fn solve_here(mut block: Block) -> Block {
+    let midstate = protocol::pow::Midstate::new(&block.header);
+    let bits = block.header.bits;
+    if let Some(nonce) =
+        (0..=u64::MAX).find(|nonce| protocol::pow::state_meets(&midstate.state_for(*nonce), bits))
+    {
+        block.header.nonce = nonce;
+    }
+    block
 }
 
 /// A deterministic key.

@@ -61,20 +61,32 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Sends SIGTERM and waits up to 10 s for the exit status.
+/// How long a process may take to stop after SIGTERM.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Sends SIGTERM and waits up to [`STOP_WITHIN`] for the exit status.
 fn terminate(child: &mut Child) -> ExitStatus {
+    terminate_within(child, STOP_WITHIN)
+}
+
+/// Sends SIGTERM and waits up to `limit` for the exit status.
+fn terminate_within(child: &mut Child, limit: Duration) -> ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -TERM failed");
-    for _ in 0..500 {
+    let step = Duration::from_millis(20);
+    for _ in 0..=limit.as_millis() / step.as_millis() {
         if let Some(status) = child.try_wait().expect("wait for the child") {
             return status;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(step);
     }
-    panic!("process {} did not stop within 10 s of SIGTERM", child.id());
+    panic!(
+        "process {} did not stop within {limit:?} of SIGTERM",
+        child.id()
+    );
 }
 
 /// A `monkey-tracker` process.
@@ -239,6 +251,12 @@ impl NodeProc {
     /// Sends SIGTERM and waits (at most 10 s) for the exit status.
     pub fn terminate(mut self) -> ExitStatus {
         terminate(&mut self.child)
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the exit status: for a node that may
+    /// have a long queue of writes to finish first (the bench's million-block chains).
+    pub fn terminate_within(mut self, limit: Duration) -> ExitStatus {
+        terminate_within(&mut self.child, limit)
     }
 }
 

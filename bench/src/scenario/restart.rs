@@ -1,4 +1,5 @@
-//! Scenario 6: a node restarting with a long chain in its store, until it serves again (its
+//! Scenario 6: a node restarting with a long chain (the shoppers' purchases and transfers) in its
+//! store, until it serves again (its
 //! `listening on` line, printed once the store is loaded and the listener bound). The reference
 //! is rebuilding the same chain in the bench's own process the way the node does it: decoding
 //! the stored bytes, checking all but the signatures, inserting.
@@ -8,7 +9,7 @@ use std::time::Instant;
 use protocol::{Block, Chain, Params};
 use testkit::NodeProc;
 
-use crate::chains::{Chains, FLOOR, seed};
+use crate::chains::{Chains, FLOOR, ensure_holds, seed, stop_limit};
 use crate::net::network;
 use crate::report::Row;
 
@@ -22,7 +23,7 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
     seed(&nodes[0], &chain).await?;
     let node = nodes.remove(0);
     let data = node.dir.clone();
-    let status = tokio::task::spawn_blocking(move || node.terminate()).await?;
+    let status = tokio::task::spawn_blocking(move || node.terminate_within(stop_limit(n))).await?;
     anyhow::ensure!(
         status.success(),
         "the node did not stop cleanly: {status:?}"
@@ -35,6 +36,7 @@ pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
     })
     .await?;
     let took = started.elapsed().as_secs_f64();
+    ensure_holds(&node, n).await?;
     drop(node);
 
     let reference = {

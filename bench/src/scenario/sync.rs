@@ -1,7 +1,9 @@
 //! Scenario 5: a fresh node joining a network whose chain is long, until it has the tip. The
 //! time runs from starting the new node's process to its subscription reporting the tip height.
 //! The reference is the same blocks checked (signatures included) and inserted into a chain in
-//! the bench's own process, on one thread: the work a sync cannot avoid.
+//! the bench's own process, on one thread: the work a sync cannot avoid. The chain is the
+//! shoppers' purchases and transfers ([`crate::chains::Kind::Shoppers`]). Targets: under 1 s
+//! at 10,000 blocks; from a million, under 60 s and faster than the reference.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +54,10 @@ pub async fn run(lengths: &[usize], chains: &mut Chains) -> anyhow::Result<Vec<R
         );
         if n == 10_000 {
             row = row.target("< 1 s", took < 1.0);
+        }
+        if n >= 1_000_000 {
+            let met = took < 60.0 && took < reference;
+            row = row.target("< 60 s and < the reference", met);
         }
         rows.push(row);
     }

@@ -1,4 +1,5 @@
-//! Scenario 10: the visualizer on a long chain. A node holds `n` empty blocks at the floor; the
+//! Scenario 10: the visualizer on a long chain. A node holds `n` empty blocks at the floor (from
+//! the bench's disk cache of chains); the
 //! `monkey-visualizer` binary starts, follows it to the tip, and then new browsers connect. The
 //! figures: the visualizer's peak resident memory (reference: the blocks' binary size, what
 //! keeping every block would cost at the least), the time from a new browser's websocket
@@ -10,10 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use protocol::genesis;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::chains::{FLOOR, seed};
+use crate::chains::{Chains, FLOOR, Kind, seed};
 use crate::net::{PATIENCE, loopback_round_trips, network};
 use crate::report::Row;
 
@@ -99,16 +99,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// Runs the scenario with a chain of `n` empty blocks.
-pub async fn run(n: usize) -> anyhow::Result<Vec<Row>> {
+pub async fn run(n: usize, chains: &mut Chains) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(n > 0, "the visualizer scenario needs at least one block");
-    let started = Instant::now();
-    let chain =
-        tokio::task::spawn_blocking(move || testkit::mine_chain(&genesis(), n, FLOOR, 1000))
-            .await?;
-    println!(
-        "  mined {n} empty blocks in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let chain = chains.kind(Kind::Empty, FLOOR, n);
     let data_mb = chain.iter().map(|b| b.to_bytes().len() as f64).sum::<f64>() / 1e6;
     let floor = FLOOR.to_string();
     let dir = tempfile::tempdir()?;
