@@ -10,9 +10,10 @@
 //! same transaction as the blocks they describe: the best chain by height ([`BEST`]), each of
 //! its blocks' height by hash ([`HEIGHTS`]), the block holding each of its records
 //! ([`RECORDS`]), and every [`CHECKPOINT_EVERY`] blocks (more for a large ledger:
-//! [`checkpoint_interval`]) the ledger at the tip ([`CHECKPOINTS`]). A restart resumes from a checkpoint at least a reorg's depth below the tip
-//! and inserts only the blocks after it, instead of replaying the whole chain; a node that keeps
-//! only its recent blocks in memory reads older ones here ([`Reader`]).
+//! [`checkpoint_interval`]) the ledger at the tip ([`CHECKPOINTS`]). A restart resumes from a
+//! checkpoint at least a reorg's depth below the tip and inserts only the blocks after it,
+//! instead of replaying the whole chain; a node that keeps only its recent blocks in memory
+//! reads older ones here ([`Reader`]).
 
 use std::collections::HashMap;
 use std::path::Path;
