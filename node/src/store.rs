@@ -434,6 +434,57 @@ impl Store {
     /// (a sync); otherwise with the next durable write or [`Store::sync`], and a crash before
     /// that loses the batch but leaves the store as it was before it.
     pub fn write(&mut self, changes: &Changes<'_>, durable: bool) -> Result<(), StoreError> {
+        self.write_all(std::slice::from_ref(changes), durable)
+    }
+
+    /// Writes several batches, in order, in one transaction ([`Store::write`] of each, but one
+    /// commit): a writer that fell behind catches up with one commit instead of one per batch,
+    /// and a commit rewrites every index page its batch touched (hash-keyed, so all over the
+    /// tables). All or nothing: on an error, nothing of any of them is written.
+    pub fn write_all(&mut self, all: &[Changes<'_>], durable: bool) -> Result<(), StoreError> {
+        let nothing = all.iter().all(|changes| {
+            changes.only_pending()
+                && changes
+                    .add_pending
+                    .iter()
+                    .all(|r| self.pending_keys.contains_key(&r.id()))
+                && !changes
+                    .forget
+                    .iter()
+                    .any(|id| self.pending_keys.contains_key(id))
+        });
+        if nothing {
+            return Ok(());
+        }
+        // The pending keys as they were, should the transaction fail.
+        let before = (self.next_pending, self.pending_keys.clone());
+        let written = self.write_in_one(all, durable);
+        if written.is_err() {
+            (self.next_pending, self.pending_keys) = before;
+        }
+        written
+    }
+
+    fn write_in_one(&mut self, all: &[Changes<'_>], durable: bool) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.into()))?;
+        }
+        for changes in all {
+            self.apply(&txn, changes)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// One batch's changes, in `txn`; the pending keys follow (the caller restores them if the
+    /// transaction fails).
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        changes: &Changes<'_>,
+    ) -> Result<(), StoreError> {
         let forget: Vec<(RecordId, u64)> = changes
             .forget
             .iter()
@@ -444,14 +495,6 @@ impl Store {
             .iter()
             .filter(|r| !self.pending_keys.contains_key(&r.id()))
             .collect();
-        if changes.only_pending() && add.is_empty() && forget.is_empty() {
-            return Ok(());
-        }
-        let mut txn = self.db.begin_write()?;
-        if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Db(e.into()))?;
-        }
         let mut next_pending = self.next_pending;
         let mut new_keys = Vec::new();
         {
@@ -504,7 +547,6 @@ impl Store {
                 table.remove(key)?;
             }
         }
-        txn.commit()?;
         self.next_pending = next_pending;
         self.pending_keys.extend(new_keys);
         for (id, _) in forget {

@@ -287,37 +287,56 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         before();
-        let durable = !write.add.is_empty() || !write.acks.is_empty();
-        let changes = Changes {
-            blocks: write.blocks.iter().map(|b| b.block()).collect(),
-            remove_blocks: &write.remove_blocks,
-            connected: write.connected.iter().map(|b| b.block()).collect(),
-            tip: write.tip,
-            checkpoint: write.checkpoint.as_ref(),
-            add_pending: write.add.iter().collect(),
-            forget: &write.forget,
-            complete: false,
-        };
-        let written = store.write(&changes, durable);
-        match (&written, write.tip) {
+        // What queued up behind it goes in the same transaction: a writer that fell behind (a
+        // sync) catches up with one commit instead of one per batch. At most what is queued:
+        // [`MAX_QUEUED_WRITES`] writes, [`MAX_UNWRITTEN_BYTES`].
+        let mut group = vec![(write, cost)];
+        while let Ok(next) = writes.try_recv() {
+            group.push(next);
+        }
+        let durable = group
+            .iter()
+            .any(|(w, _)| !w.add.is_empty() || !w.acks.is_empty());
+        let changes: Vec<Changes> = group
+            .iter()
+            .map(|(write, _)| Changes {
+                blocks: write.blocks.iter().map(|b| b.block()).collect(),
+                remove_blocks: &write.remove_blocks,
+                connected: write.connected.iter().map(|b| b.block()).collect(),
+                tip: write.tip,
+                checkpoint: write.checkpoint.as_ref(),
+                add_pending: write.add.iter().collect(),
+                forget: &write.forget,
+                complete: false,
+            })
+            .collect();
+        let written = store.write_all(&changes, durable);
+        let tip = group.iter().rev().find_map(|(w, _)| w.tip);
+        match (&written, tip) {
             (Err(e), _) => tracing::error!(error = %e, "cannot write the store"),
             (Ok(_), Some(tip)) => committed.store(tip, Ordering::Release),
             (Ok(_), None) => {}
         }
         // A write of nothing (a flush: acks alone) leaves the sync owed as it was.
-        let nothing = changes.only_pending() && write.add.is_empty() && write.forget.is_empty();
-        // Committed (or failed): the chain may let its blocks go, and hand over more.
+        let nothing = changes.iter().all(|c| c.only_pending())
+            && group
+                .iter()
+                .all(|(w, _)| w.add.is_empty() && w.forget.is_empty());
         drop(changes);
-        drop(write.blocks);
-        drop(write.connected);
-        drop(write.checkpoint);
-        unwritten.release(cost);
         if !nothing {
             unsynced = !durable || (unsynced && written.is_err());
         }
-        for ack in write.acks {
-            // Acknowledged only once durable: an acknowledged record survives a crash.
-            ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        for (write, cost) in group {
+            // Committed (or failed): the chain may let its blocks go, and hand over more.
+            let acks = write.acks;
+            drop(write.blocks);
+            drop(write.connected);
+            drop(write.checkpoint);
+            unwritten.release(cost);
+            for ack in acks {
+                // Acknowledged only once durable: an acknowledged record survives a crash.
+                ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            }
         }
     }
     if unsynced {
