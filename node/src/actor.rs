@@ -26,7 +26,7 @@ use crate::archive::Deep;
 use crate::load::Load;
 use crate::miner::Miner;
 use crate::pool_report::PoolReport;
-use crate::store::Checkpoint;
+use crate::store::{Checkpoint, LastCheckpoint};
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::{Ack, Write, Writer};
 
@@ -296,8 +296,8 @@ pub struct Actor {
     /// Record id to the best-chain block holding it, for the blocks in memory (the store
     /// indexes the others).
     mined: HashMap<RecordId, BlockHash>,
-    /// The height of the newest ledger checkpoint written (see [`Checkpoint::due`]).
-    last_checkpoint: u64,
+    /// The newest ledger checkpoint written (see [`Checkpoint::due`]).
+    last_checkpoint: LastCheckpoint,
     events: broadcast::Sender<Event>,
     status: watch::Sender<Status>,
     miner: Miner,
@@ -396,12 +396,17 @@ impl Actor {
             }
         }
         // Counted from the newest stored checkpoint, not from the tip: a node restarted more
-        // often than every interval would otherwise never write one, and replay ever more.
-        let last_checkpoint = writer
-            .reader()
-            .snapshot()
-            .and_then(|s| s.newest_checkpoint())
-            .unwrap_or(0);
+        // often than every interval would otherwise never write one, and replay ever more. Its
+        // size is not read back (that would read the whole ledger): the next one is due after
+        // the shortest interval, and spaced by its own size from then on.
+        let last_checkpoint = LastCheckpoint {
+            height: writer
+                .reader()
+                .snapshot()
+                .and_then(|s| s.newest_checkpoint())
+                .unwrap_or(0),
+            bytes: 0,
+        };
         let mut actor = Actor {
             chain,
             pool,

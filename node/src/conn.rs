@@ -220,6 +220,23 @@ impl Conn {
                     self.session.on_outcome(id, outcome)
                 }
                 _ = tokio::time::sleep_until(deadline) => self.session.on_timer(Instant::now()),
+                // Events before the next frame: an event stays in the channel, with its blocks,
+                // until every connection has taken it, and a peer that floods sync batches kept
+                // this very connection reading frames while the events of every batch it brought
+                // piled up (the whole chain, during a sync). What the node has to tell goes out
+                // before more work is taken from the peer.
+                event = events.recv() => {
+                    if self.is_refused() {
+                        return Ended::Refused;
+                    }
+                    match event {
+                        Ok(event) => self.on_events(event, &mut events),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            self.session.on_lagged(missed, Instant::now())
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return Ended::Stopping,
+                    }
+                }
                 frame = self.link.next(), if reading => match frame {
                     None => return Ended::Hangup,
                     Some(Err(e)) => self.session.on_bad_line(&e),
@@ -233,18 +250,6 @@ impl Conn {
                         self.session.on_message(message, Instant::now())
                     }
                 },
-                event = events.recv() => {
-                    if self.is_refused() {
-                        return Ended::Refused;
-                    }
-                    match event {
-                        Ok(event) => self.on_events(event, &mut events),
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            self.session.on_lagged(missed, Instant::now())
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return Ended::Stopping,
-                    }
-                }
             };
             if let Err(ended) = self.perform(actions).await {
                 return ended;

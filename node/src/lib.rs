@@ -46,7 +46,7 @@ use crate::guard::{Guard, Refusal};
 use crate::links::Links;
 use crate::miner::Miner;
 use crate::reporter::Reporter;
-use crate::store::{Changes, Checkpoint, RECENT_BLOCKS, Store};
+use crate::store::{Changes, Checkpoint, LastCheckpoint, RECENT_BLOCKS, Store};
 use crate::verify::{SeenBlocks, Verified};
 use crate::writer::Writer;
 use protocol::clock::now_ms;
@@ -120,7 +120,10 @@ impl Node {
         let (mut inserted, mut refused, mut damaged) = (0, 0, 0);
         // Checkpoints are due again counting from where the load starts: after a rebuild (a
         // damaged checkpoint, an older store) the load writes sound ones on its way.
-        let mut last_checkpoint = resumed_at;
+        let mut last_checkpoint = LastCheckpoint {
+            height: resumed_at,
+            bytes: 0,
+        };
         let mut next = Some((resumed_at + 1, protocol::Hash256::ZERO));
         // Our own store: checked again but for the signatures, on every core, a chunk at a time.
         while let Some(from) = next {

@@ -9,10 +9,11 @@
 //! table in key order still gives every parent before its children. Beside them, written in the
 //! same transaction as the blocks they describe: the best chain by height ([`BEST`]), each of
 //! its blocks' height by hash ([`HEIGHTS`]), the block holding each of its records
-//! ([`RECORDS`]), and every [`CHECKPOINT_EVERY`] blocks the ledger at the tip
-//! ([`CHECKPOINTS`]). A restart resumes from a checkpoint at least a reorg's depth below the tip
-//! and inserts only the blocks after it, instead of replaying the whole chain; a node that keeps
-//! only its recent blocks in memory reads older ones here ([`Reader`]).
+//! ([`RECORDS`]), and every [`CHECKPOINT_EVERY`] blocks (more for a large ledger:
+//! [`checkpoint_interval`]) the ledger at the tip ([`CHECKPOINTS`]). A restart resumes from a
+//! checkpoint at least a reorg's depth below the tip and inserts only the blocks after it,
+//! instead of replaying the whole chain; a node that keeps only its recent blocks in memory
+//! reads older ones here ([`Reader`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,11 +57,20 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 const FORMAT_KEY: &str = "format";
 /// The format this code writes: blocks, the best-chain index and ledger checkpoints.
 const FORMAT: u64 = 4;
-/// A checkpoint of the ledger is written once the tip is this many blocks above the last one.
-/// A restart inserts the blocks after the newest checkpoint a reorg cannot reach, at most this
-/// plus [`MAX_REORG_DEPTH`] of them (a few tens of milliseconds); each checkpoint costs one
-/// encoding of the whole ledger on the chain thread, so not more often.
+/// A checkpoint of the ledger is written once the tip is at least this many blocks above the
+/// last one (more for a large ledger: [`checkpoint_interval`]). A restart inserts the blocks
+/// after the newest checkpoint a reorg cannot reach, at most the interval plus
+/// [`MAX_REORG_DEPTH`] of them (a few tens of milliseconds); each checkpoint costs one encoding
+/// of the whole ledger on the chain thread, so not more often.
 pub const CHECKPOINT_EVERY: u64 = 2000;
+/// Ledger bytes a checkpoint may cost per block since the last one: past [`CHECKPOINT_EVERY`]
+/// blocks, the interval grows with the ledger ([`checkpoint_interval`]). A ledger of 100,000
+/// polls is about 10 MB, and a checkpoint of it every 2,000 blocks made a 100,000-block sync
+/// encode and write half a gigabyte (most of the writer's time, and a tenth of the chain
+/// thread's). At 1 KiB a block, a checkpoint costs about as much as the blocks it follows, and
+/// a restart replays at most about a thousandth of the ledger's size in blocks: 10,000 blocks
+/// (a tenth of a second) for that 10 MB ledger.
+pub const CHECKPOINT_BYTES_PER_BLOCK: u64 = 1024;
 /// Checkpoints kept: the newest ones, so that one a reorg cannot reach is always among them
 /// (a reorg that disconnects a checkpoint's block makes it useless, never wrong: it is checked
 /// against [`BEST`]).
@@ -127,6 +137,21 @@ pub struct Resume {
     pub tip: u64,
 }
 
+/// How many blocks after a checkpoint of `last_bytes` the next one is due: [`CHECKPOINT_EVERY`],
+/// or more for a large ledger ([`CHECKPOINT_BYTES_PER_BLOCK`]).
+pub fn checkpoint_interval(last_bytes: usize) -> u64 {
+    CHECKPOINT_EVERY.max(last_bytes as u64 / CHECKPOINT_BYTES_PER_BLOCK)
+}
+
+/// The newest checkpoint written, for [`Checkpoint::due`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastCheckpoint {
+    /// Its height.
+    pub height: u64,
+    /// Its ledger's size in bytes (0 when unknown: the interval is then [`CHECKPOINT_EVERY`]).
+    pub bytes: usize,
+}
+
 /// A ledger checkpoint to write: the ledger after block `hash` at `height`.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -141,19 +166,23 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// A checkpoint of `chain`'s ledger at its tip, when the tip is [`CHECKPOINT_EVERY`] blocks
-    /// above the `last` one (which it then becomes).
-    pub fn due(chain: &protocol::Chain, last: &mut u64) -> Option<Checkpoint> {
+    /// A checkpoint of `chain`'s ledger at its tip, when the tip is [`checkpoint_interval`]
+    /// blocks above the `last` one (which it then becomes).
+    pub fn due(chain: &protocol::Chain, last: &mut LastCheckpoint) -> Option<Checkpoint> {
         let height = chain.height();
-        if height < last.saturating_add(CHECKPOINT_EVERY) {
+        if height < last.height.saturating_add(checkpoint_interval(last.bytes)) {
             return None;
         }
-        *last = height;
+        let ledger = chain.ledger().to_bytes();
+        *last = LastCheckpoint {
+            height,
+            bytes: ledger.len(),
+        };
         Some(Checkpoint {
             height,
             hash: chain.tip().hash(),
             work: chain.tip_work(),
-            ledger: chain.ledger().to_bytes(),
+            ledger,
         })
     }
 
@@ -405,6 +434,57 @@ impl Store {
     /// (a sync); otherwise with the next durable write or [`Store::sync`], and a crash before
     /// that loses the batch but leaves the store as it was before it.
     pub fn write(&mut self, changes: &Changes<'_>, durable: bool) -> Result<(), StoreError> {
+        self.write_all(std::slice::from_ref(changes), durable)
+    }
+
+    /// Writes several batches, in order, in one transaction ([`Store::write`] of each, but one
+    /// commit): a writer that fell behind catches up with one commit instead of one per batch,
+    /// and a commit rewrites every index page its batch touched (hash-keyed, so all over the
+    /// tables). All or nothing: on an error, nothing of any of them is written.
+    pub fn write_all(&mut self, all: &[Changes<'_>], durable: bool) -> Result<(), StoreError> {
+        let nothing = all.iter().all(|changes| {
+            changes.only_pending()
+                && changes
+                    .add_pending
+                    .iter()
+                    .all(|r| self.pending_keys.contains_key(&r.id()))
+                && !changes
+                    .forget
+                    .iter()
+                    .any(|id| self.pending_keys.contains_key(id))
+        });
+        if nothing {
+            return Ok(());
+        }
+        // The pending keys as they were, should the transaction fail.
+        let before = (self.next_pending, self.pending_keys.clone());
+        let written = self.write_in_one(all, durable);
+        if written.is_err() {
+            (self.next_pending, self.pending_keys) = before;
+        }
+        written
+    }
+
+    fn write_in_one(&mut self, all: &[Changes<'_>], durable: bool) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.into()))?;
+        }
+        for changes in all {
+            self.apply(&txn, changes)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// One batch's changes, in `txn`; the pending keys follow (the caller restores them if the
+    /// transaction fails).
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        changes: &Changes<'_>,
+    ) -> Result<(), StoreError> {
         let forget: Vec<(RecordId, u64)> = changes
             .forget
             .iter()
@@ -415,14 +495,6 @@ impl Store {
             .iter()
             .filter(|r| !self.pending_keys.contains_key(&r.id()))
             .collect();
-        if changes.only_pending() && add.is_empty() && forget.is_empty() {
-            return Ok(());
-        }
-        let mut txn = self.db.begin_write()?;
-        if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Db(e.into()))?;
-        }
         let mut next_pending = self.next_pending;
         let mut new_keys = Vec::new();
         {
@@ -475,7 +547,6 @@ impl Store {
                 table.remove(key)?;
             }
         }
-        txn.commit()?;
         self.next_pending = next_pending;
         self.pending_keys.extend(new_keys);
         for (id, _) in forget {
@@ -692,6 +763,18 @@ mod tests {
         drop(store);
         let (_, loaded, _) = load(dir.path());
         assert!(loaded.rebuild, "blocks without a complete index");
+    }
+
+    #[test]
+    fn a_large_ledger_is_checkpointed_less_often_and_a_small_one_every_interval() {
+        assert_eq!(checkpoint_interval(0), CHECKPOINT_EVERY);
+        // The 1,000 accounts of a class: a few hundred kilobytes.
+        assert_eq!(checkpoint_interval(300_000), CHECKPOINT_EVERY);
+        // 100,000 polls: about ten megabytes, checkpointed every ~10,000 blocks, not 2,000.
+        let polls = 10 * 1024 * 1024;
+        assert_eq!(checkpoint_interval(polls), 10_240);
+        // The restart after it replays a tenth of a second's worth, not the chain.
+        assert!(checkpoint_interval(polls) + (MAX_REORG_DEPTH as u64) < 20_000);
     }
 
     #[test]

@@ -12,12 +12,13 @@
 //! any block it missed; a record it acknowledged is durable as pending until a synced write
 //! holds the block that mined it, so no acknowledged record is lost either.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use protocol::params::side_block_cost;
 use protocol::{BlockHash, CheckedBlock, Record, RecordId};
 
 use crate::store::{Changes, Checkpoint, Reader, Store};
@@ -25,6 +26,18 @@ use crate::store::{Changes, Checkpoint, Reader, Store};
 /// Writes handed over and not yet done, at most: past it the chain thread waits for the disk,
 /// so a disk slower than the traffic slows the node down rather than filling its memory.
 pub const MAX_QUEUED_WRITES: usize = 64;
+
+/// Most bytes (counted by [`Write::cost`]) handed to the writer and not yet committed. The chain
+/// keeps in memory every block the store has not committed (see
+/// [`protocol::Chain::trim_committed`]), and a count of writes alone bounds nothing: during a
+/// sync each write holds up to [`crate::actor::MAX_BATCH`] commands of hundreds of blocks, and
+/// a node that synced 100,000 blocks held nearly all of them at once, waiting for the disk.
+/// Past this the chain thread waits for the writer: it stops taking commands, the connection
+/// that brings the blocks stops reading, and TCP slows the peer down. 8 MiB is a few thousand
+/// blocks, dozens of sync batches: enough to keep the disk busy while the next batch is checked.
+/// A single write larger than this (a big ledger checkpoint) still goes, once the writer has
+/// caught up with everything before it.
+pub const MAX_UNWRITTEN_BYTES: usize = 8 * 1024 * 1024;
 
 /// Longest a write of blocks alone stays unsynced.
 pub const SYNC_WITHIN: Duration = Duration::from_millis(250);
@@ -54,6 +67,85 @@ pub struct Write {
     pub acks: Vec<Ack>,
 }
 
+impl Write {
+    /// What this write holds in memory until it is committed, for [`MAX_UNWRITTEN_BYTES`]: each
+    /// new block as the chain counts it ([`side_block_cost`]: records plus the block's overhead),
+    /// the checkpoint's encoded ledger, and the pending records. Blocks that joined the best
+    /// chain are counted once, with the write that brought them; pending records as a block's
+    /// overhead each.
+    pub fn cost(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| side_block_cost(b.header.records_size))
+            .sum();
+        let checkpoint = self.checkpoint.as_ref().map_or(0, |c| c.ledger.len());
+        // A pending record is a few hundred bytes: counted like a block's overhead.
+        blocks + checkpoint + self.add.len() * side_block_cost(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+            && self.remove_blocks.is_empty()
+            && self.connected.is_empty()
+            && self.tip.is_none()
+            && self.checkpoint.is_none()
+            && self.add.is_empty()
+            && self.forget.is_empty()
+            && self.acks.is_empty()
+    }
+}
+
+/// The bytes handed to the writer and not yet committed ([`MAX_UNWRITTEN_BYTES`]), shared by
+/// the chain thread, which waits on it, and the writer thread, which releases it.
+#[derive(Debug)]
+struct Unwritten {
+    /// The budget: [`MAX_UNWRITTEN_BYTES`], but in tests.
+    max: usize,
+    bytes: Mutex<usize>,
+    released: Condvar,
+    /// How many times a write had to wait for the writer (for tests and logs).
+    waits: AtomicU64,
+}
+
+impl Unwritten {
+    fn new(max: usize) -> Unwritten {
+        Unwritten {
+            max,
+            bytes: Mutex::new(0),
+            released: Condvar::new(),
+            waits: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until `cost` more bytes fit the budget (or nothing is held: one write larger than
+    /// the budget still goes, alone), then counts them.
+    fn reserve(&self, cost: usize) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        if *bytes > 0 && *bytes + cost > self.max {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            while *bytes > 0 && *bytes + cost > self.max {
+                bytes = self
+                    .released
+                    .wait(bytes)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        *bytes += cost;
+    }
+
+    /// The writer is done with `cost` bytes.
+    fn release(&self, cost: usize) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        *bytes = bytes.saturating_sub(cost);
+        self.released.notify_all();
+    }
+
+    fn held(&self) -> usize {
+        *self.bytes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl std::fmt::Debug for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Write")
@@ -73,8 +165,10 @@ impl std::fmt::Debug for Write {
 /// thread.
 #[derive(Debug)]
 pub struct Writer {
-    queue: Option<SyncSender<Write>>,
+    queue: Option<SyncSender<(Write, usize)>>,
     thread: Option<JoinHandle<()>>,
+    /// What the queue holds, in bytes.
+    unwritten: Arc<Unwritten>,
     /// Reads what the thread committed.
     reader: Reader,
     /// The best tip's height as of the last write committed: best-chain blocks at or below it
@@ -86,44 +180,60 @@ impl Writer {
     /// Starts the thread, which owns `store` from now on; `tip` is the best tip's height the
     /// store holds already.
     pub fn spawn(store: Store, tip: u64) -> std::io::Result<Writer> {
+        Writer::spawn_with(store, tip, MAX_UNWRITTEN_BYTES, Box::new(|| {}))
+    }
+
+    /// [`Writer::spawn`] with another budget, and `before` called on the writer thread before
+    /// each write (a test holds the writer back with it).
+    fn spawn_with(
+        store: Store,
+        tip: u64,
+        max_unwritten: usize,
+        before: Box<dyn FnMut() + Send>,
+    ) -> std::io::Result<Writer> {
         let reader = store.reader();
         let (queue, writes) = sync_channel(MAX_QUEUED_WRITES);
         let committed = Arc::new(AtomicU64::new(tip));
+        let unwritten = Arc::new(Unwritten::new(max_unwritten));
         let told = Arc::clone(&committed);
+        let released = Arc::clone(&unwritten);
         // What it logs belongs to the node that started it.
         let span = tracing::Span::current();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || span.in_scope(|| run(store, writes, &told)))?;
+            .spawn(move || span.in_scope(|| run(store, writes, &told, &released, before)))?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
+            unwritten,
             reader,
             committed,
         })
     }
 
-    /// Queues a write; waits only when [`MAX_QUEUED_WRITES`] are queued already.
+    /// Queues a write; waits while [`MAX_UNWRITTEN_BYTES`] are handed over and not committed,
+    /// or [`MAX_QUEUED_WRITES`] are queued already.
     pub fn write(&self, write: Write) {
-        if write.blocks.is_empty()
-            && write.remove_blocks.is_empty()
-            && write.connected.is_empty()
-            && write.tip.is_none()
-            && write.checkpoint.is_none()
-            && write.add.is_empty()
-            && write.forget.is_empty()
-            && write.acks.is_empty()
-        {
+        if write.is_empty() {
             return;
         }
         let Some(queue) = &self.queue else { return };
-        if let Err(failed) = queue.send(write) {
+        let cost = write.cost();
+        self.unwritten.reserve(cost);
+        if let Err(failed) = queue.send((write, cost)) {
             // The thread is gone (it panicked): nothing more is durable.
             tracing::error!("the store writer stopped; records are not acknowledged");
-            for ack in failed.0.acks {
+            self.unwritten.release(cost);
+            for ack in (failed.0).0.acks {
                 ack(Err("the store writer stopped".into()));
             }
         }
+    }
+
+    /// Bytes handed over and not yet committed (at most [`MAX_UNWRITTEN_BYTES`], but for one
+    /// larger write alone).
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.held()
     }
 }
 
@@ -153,7 +263,13 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut store: Store, writes: Receiver<Write>, committed: &AtomicU64) {
+fn run(
+    mut store: Store,
+    writes: Receiver<(Write, usize)>,
+    committed: &AtomicU64,
+    unwritten: &Unwritten,
+    mut before: Box<dyn FnMut() + Send>,
+) {
     let mut unsynced = false;
     loop {
         let next = if unsynced {
@@ -161,8 +277,8 @@ fn run(mut store: Store, writes: Receiver<Write>, committed: &AtomicU64) {
         } else {
             writes.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
-        let write = match next {
-            Ok(write) => write,
+        let (write, cost) = match next {
+            Ok(next) => next,
             Err(RecvTimeoutError::Timeout) => {
                 sync(&mut store);
                 unsynced = false;
@@ -170,31 +286,57 @@ fn run(mut store: Store, writes: Receiver<Write>, committed: &AtomicU64) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let durable = !write.add.is_empty() || !write.acks.is_empty();
-        let changes = Changes {
-            blocks: write.blocks.iter().map(|b| b.block()).collect(),
-            remove_blocks: &write.remove_blocks,
-            connected: write.connected.iter().map(|b| b.block()).collect(),
-            tip: write.tip,
-            checkpoint: write.checkpoint.as_ref(),
-            add_pending: write.add.iter().collect(),
-            forget: &write.forget,
-            complete: false,
-        };
-        let written = store.write(&changes, durable);
-        match (&written, write.tip) {
+        before();
+        // What queued up behind it goes in the same transaction: a writer that fell behind (a
+        // sync) catches up with one commit instead of one per batch. At most what is queued:
+        // [`MAX_QUEUED_WRITES`] writes, [`MAX_UNWRITTEN_BYTES`].
+        let mut group = vec![(write, cost)];
+        while let Ok(next) = writes.try_recv() {
+            group.push(next);
+        }
+        let durable = group
+            .iter()
+            .any(|(w, _)| !w.add.is_empty() || !w.acks.is_empty());
+        let changes: Vec<Changes> = group
+            .iter()
+            .map(|(write, _)| Changes {
+                blocks: write.blocks.iter().map(|b| b.block()).collect(),
+                remove_blocks: &write.remove_blocks,
+                connected: write.connected.iter().map(|b| b.block()).collect(),
+                tip: write.tip,
+                checkpoint: write.checkpoint.as_ref(),
+                add_pending: write.add.iter().collect(),
+                forget: &write.forget,
+                complete: false,
+            })
+            .collect();
+        let written = store.write_all(&changes, durable);
+        let tip = group.iter().rev().find_map(|(w, _)| w.tip);
+        match (&written, tip) {
             (Err(e), _) => tracing::error!(error = %e, "cannot write the store"),
             (Ok(_), Some(tip)) => committed.store(tip, Ordering::Release),
             (Ok(_), None) => {}
         }
         // A write of nothing (a flush: acks alone) leaves the sync owed as it was.
-        let nothing = changes.only_pending() && write.add.is_empty() && write.forget.is_empty();
+        let nothing = changes.iter().all(|c| c.only_pending())
+            && group
+                .iter()
+                .all(|(w, _)| w.add.is_empty() && w.forget.is_empty());
+        drop(changes);
         if !nothing {
             unsynced = !durable || (unsynced && written.is_err());
         }
-        for ack in write.acks {
-            // Acknowledged only once durable: an acknowledged record survives a crash.
-            ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        for (write, cost) in group {
+            // Committed (or failed): the chain may let its blocks go, and hand over more.
+            let acks = write.acks;
+            drop(write.blocks);
+            drop(write.connected);
+            drop(write.checkpoint);
+            unwritten.release(cost);
+            for ack in acks {
+                // Acknowledged only once durable: an acknowledged record survives a crash.
+                ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            }
         }
     }
     if unsynced {
@@ -205,5 +347,87 @@ fn run(mut store: Store, writes: Receiver<Write>, committed: &AtomicU64) {
 fn sync(store: &mut Store) {
     if let Err(e) = store.sync() {
         tracing::error!(error = %e, "cannot sync the store");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    use protocol::{Params, genesis};
+
+    use super::*;
+
+    #[test]
+    fn the_chain_thread_waits_for_a_slow_writer_past_the_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let params = Params::with_floor(1);
+        let blocks: Vec<Arc<CheckedBlock>> = testkit::mine_chain(&genesis(), 20, 1, 1000)
+            .into_iter()
+            .map(|b| Arc::new(b.check_own(&params).unwrap()))
+            .collect();
+        let one = Write {
+            blocks: vec![Arc::clone(&blocks[0])],
+            ..Write::default()
+        }
+        .cost();
+        let budget = 3 * one;
+        // The writer thread waits for the test before each write: a disk as slow as we like.
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let writer = Writer::spawn_with(
+            store,
+            0,
+            budget,
+            Box::new(move || {
+                let _ = gate.recv();
+            }),
+        )
+        .unwrap();
+        // Declared after the writer, so dropped first: a failed assertion lets the writer go
+        // (its gate closes) instead of joining a thread that waits for it.
+        let open = open;
+        let sent = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for block in &blocks {
+                    writer.write(Write {
+                        blocks: vec![Arc::clone(block)],
+                        connected: vec![Arc::clone(block)],
+                        tip: Some(block.header.height),
+                        ..Write::default()
+                    });
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            // The chain thread hands over what fits, then waits (or, without the budget, hands
+            // over everything).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while writer.unwritten.waits.load(Ordering::SeqCst) == 0
+                && sent.load(Ordering::SeqCst) < blocks.len()
+            {
+                assert!(Instant::now() < deadline, "the writer never waited");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                writer.unwritten() <= budget,
+                "{} bytes held past a budget of {budget}",
+                writer.unwritten()
+            );
+            assert_eq!(sent.load(Ordering::SeqCst), 3, "three blocks fit");
+            // The writer goes on, one write at a time: never more than the budget held.
+            for _ in 0..blocks.len() {
+                open.send(()).unwrap();
+                assert!(writer.unwritten() <= budget);
+            }
+        });
+        let reader = writer.reader().clone();
+        drop(writer);
+        // Everything was written, in order.
+        let snapshot = reader.snapshot().unwrap();
+        for block in &blocks {
+            assert_eq!(snapshot.hash_at(block.header.height), Some(block.hash()));
+        }
     }
 }
