@@ -279,8 +279,10 @@ impl Follower {
                     self.tell(command).await?;
                 }
                 Message::Blocks(segment) => {
+                    // The next page is asked for before this one is checked, so the node reads
+                    // and sends it meanwhile (a million blocks are 2,000 pages). An empty page
+                    // that says more follow asks again from the hub's own chain.
                     let last = segment.blocks.last().map(|b| b.header.hash());
-                    self.deliver(segment.blocks, None).await?;
                     match (segment.more, last) {
                         (true, Some(last)) => {
                             let next = GetBlocks {
@@ -288,14 +290,17 @@ impl Follower {
                             };
                             link.send(Message::GetBlocks(next)).await?;
                         }
-                        _ => {
-                            paging = false;
-                            if !*followed {
-                                tracing::info!(node = %self.node.short(), addr = %self.addr, "following");
-                            }
-                            *followed = true;
-                            self.report(Link::Following).await;
+                        (true, None) => self.page_from_hub(&mut link).await?,
+                        (false, _) => {}
+                    }
+                    self.deliver(segment.blocks, None).await?;
+                    if !segment.more {
+                        paging = false;
+                        if !*followed {
+                            tracing::info!(node = %self.node.short(), addr = %self.addr, "following");
                         }
+                        *followed = true;
+                        self.report(Link::Following).await;
                     }
                 }
                 Message::Error(e) => {

@@ -196,8 +196,8 @@ pub enum Closing {
 /// What the session waits to hear from [`Session::on_answer`], and what it keeps meanwhile.
 #[derive(Debug)]
 enum Pending {
-    /// Our locator, for a `D` that starts at `after` when given.
-    Locator { after: Option<BlockHash> },
+    /// Our locator, for a `D`.
+    Locator,
     /// Blocks to answer a `D` with.
     GetBlocks,
     /// The tip, for a new subscriber.
@@ -206,8 +206,8 @@ enum Pending {
     Pool,
     /// Awaited records found in blocks, for a client that fell behind on events.
     Locate,
-    /// What became of blocks; `more_after` is the last block of a `C` that said more follow.
-    Import { more_after: Option<BlockHash> },
+    /// What became of blocks.
+    Import,
     /// A proven peer's fate; `ours` is our own proof, on a link we dialed.
     Link {
         peer: AccountId,
@@ -288,9 +288,9 @@ impl Session {
             Message::Record(record) => self.on_record(record),
             Message::Block(block) => {
                 self.sent_us(block.header.hash());
-                self.on_blocks(vec![block], true, None)
+                self.on_blocks(vec![block], true)
             }
-            Message::Blocks(Blocks { blocks, more }) => self.on_chain(blocks, more),
+            Message::Blocks(Blocks { blocks, more }) => self.on_chain(blocks, more, now),
             Message::GetBlocks(GetBlocks { locator }) => self.ask(
                 Pending::GetBlocks,
                 Question::GetBlocks {
@@ -363,7 +363,7 @@ impl Session {
         tracing::debug!(conn = self.id, missed, "fell behind on events");
         let actions = match self.role {
             // A peer catches up by asking for what it lacks.
-            Role::Peer => self.ask_locator(None, now),
+            Role::Peer => self.ask_locator(now),
             // A client may have missed the block of a record it waits for.
             Role::Client => self.catch_up(),
             // A subscriber cannot tell what it missed: it reconnects and resyncs.
@@ -383,9 +383,7 @@ impl Session {
             return Vec::new();
         };
         match (pending, answer) {
-            (Pending::Locator { after }, Answer::Locator(locator)) => {
-                self.locator_answered(after, locator)
-            }
+            (Pending::Locator, Answer::Locator(locator)) => self.locator_answered(locator),
             (Pending::GetBlocks, Answer::Blocks { blocks, more }) => {
                 self.chain_answered(&blocks, more, now)
             }
@@ -397,9 +395,7 @@ impl Session {
             }
             (Pending::Pool, Answer::Pool(listing)) => vec![Action::Send(Message::Update(listing))],
             (Pending::Locate, Answer::Located(found)) => self.located(found),
-            (Pending::Import { more_after }, Answer::Imported(outcome)) => {
-                self.imported(outcome, more_after, now)
-            }
+            (Pending::Import, Answer::Imported(outcome)) => self.imported(outcome, now),
             (Pending::Link { peer, ours }, Answer::Link(verdict)) => {
                 self.linked(peer, ours, verdict, now)
             }

@@ -124,7 +124,7 @@ impl Session {
         match ours {
             Some(ours) => {
                 let mut actions = vec![Action::Send(ours)];
-                actions.extend(self.ask_locator(None, now));
+                actions.extend(self.ask_locator(now));
                 actions
             }
             None => {

@@ -24,39 +24,48 @@ pub const C_LINE_BUDGET: usize = MAX_LINE / 2;
 pub struct Requests {
     /// When our last unanswered `D` went out.
     pending: Option<Instant>,
-    /// Whether we ever sent a `D` on this connection.
-    sent_locator: bool,
+    /// The locator the chain actor gave for our last `D` from its own tip, `None` before the
+    /// first: a sync's next `D` starts at the last block received and falls back on it.
+    base: Option<Vec<BlockHash>>,
 }
 
 impl Session {
-    /// `B` (`relay`) or `C`: imported; `more_after` is the last block of a `C` that said more
-    /// follow.
-    pub(super) fn on_blocks(
-        &mut self,
-        blocks: Vec<Block>,
-        relay: bool,
-        more_after: Option<BlockHash>,
-    ) -> Vec<Action> {
-        self.ask(
-            Pending::Import { more_after },
-            Question::Import { blocks, relay },
-        )
+    /// `B` (`relay`) or `C`: imported.
+    pub(super) fn on_blocks(&mut self, blocks: Vec<Block>, relay: bool) -> Vec<Action> {
+        self.ask(Pending::Import, Question::Import { blocks, relay })
     }
 
-    /// `C`: the answer to our `D`, so another may go out.
-    pub(super) fn on_chain(&mut self, blocks: Vec<Block>, more: bool) -> Vec<Action> {
+    /// `C`: the answer to our `D`. When more follow, the next `D` goes out before this batch
+    /// is imported: the peer reads and sends the next batch while this one is checked, instead
+    /// of both sides taking turns (a sync of a million blocks is 2,000 batches). At most one
+    /// batch waits unread meanwhile, since the next `D` is sent only when a `C` is read.
+    pub(super) fn on_chain(&mut self, blocks: Vec<Block>, more: bool, now: Instant) -> Vec<Action> {
         self.sync.pending = None;
-        let last = blocks.last().map(|b| b.header.hash());
-        self.on_blocks(blocks, false, last.filter(|_| more))
+        if blocks.is_empty() {
+            // Nothing to import; an empty batch that says more follow is asked again from our
+            // own locator rather than taken for the end.
+            return if more {
+                self.ask_locator(now)
+            } else {
+                Vec::new()
+            };
+        }
+        let mut actions = Vec::new();
+        if more && let Some(last) = blocks.last() {
+            let mut locator = vec![last.header.hash()];
+            // The last block first, so the answer continues right after it whichever branch it
+            // was on; should the peer have dropped that branch, our own locator finds the fork.
+            locator.extend(self.sync.base.iter().flatten().copied());
+            locator.truncate(MAX_LOCATOR);
+            self.sync.pending = Some(now);
+            actions.push(Action::Send(Message::GetBlocks(GetBlocks { locator })));
+        }
+        actions.extend(self.on_blocks(blocks, false));
+        actions
     }
 
     /// What became of blocks a connection sent.
-    pub(super) fn imported(
-        &mut self,
-        outcome: BlocksOutcome,
-        more_after: Option<BlockHash>,
-        now: Instant,
-    ) -> Vec<Action> {
+    pub(super) fn imported(&mut self, outcome: BlocksOutcome, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(invalid) = outcome.invalid {
             actions.push(error(ErrorCode::InvalidBlock, &invalid));
@@ -69,9 +78,7 @@ impl Session {
             tracing::debug!(conn = self.id, error = %invalid, "block from the future");
         }
         if outcome.orphan.is_some() {
-            actions.extend(self.ask_locator(None, now));
-        } else if more_after.is_some() {
-            actions.extend(self.ask_locator(more_after, now));
+            actions.extend(self.ask_locator(now));
         }
         actions
     }
@@ -84,48 +91,38 @@ impl Session {
         now: Instant,
     ) -> Vec<Action> {
         let mut actions = vec![Action::Send(blocks_message(blocks, more))];
-        if self.role == Role::Peer && !self.sync.sent_locator {
+        if self.role == Role::Peer && self.sync.base.is_none() {
             // Each side of a new link asks for what it lacks.
-            actions.extend(self.ask_locator(None, now));
+            actions.extend(self.ask_locator(now));
         }
         actions
     }
 
-    /// Asks for our locator, to send a `D`; after a `C` with more to come, the last block
-    /// received goes first (`after`), so the answer continues right after it whichever branch
-    /// it was on. Nothing when a `D` is unanswered since less than [`SYNC_RETRY`].
-    pub(super) fn ask_locator(&mut self, after: Option<BlockHash>, now: Instant) -> Vec<Action> {
-        if after.is_none()
-            && self
-                .sync
-                .pending
-                .is_some_and(|sent| now.saturating_duration_since(sent) < SYNC_RETRY)
+    /// Asks for our locator, to send a `D`. Nothing when a `D` is unanswered since less than
+    /// [`SYNC_RETRY`].
+    pub(super) fn ask_locator(&mut self, now: Instant) -> Vec<Action> {
+        if self
+            .sync
+            .pending
+            .is_some_and(|sent| now.saturating_duration_since(sent) < SYNC_RETRY)
         {
             // The answer to the last one is on its way; it will say if more is needed.
             return Vec::new();
         }
         self.sync.pending = Some(now);
-        self.ask(Pending::Locator { after }, Question::Locator)
+        self.ask(Pending::Locator, Question::Locator)
     }
 
     /// Our locator: the `D` to send.
-    pub(super) fn locator_answered(
-        &mut self,
-        after: Option<BlockHash>,
-        mut locator: Vec<BlockHash>,
-    ) -> Vec<Action> {
-        if let Some(hash) = after {
-            locator.insert(0, hash);
-            locator.truncate(MAX_LOCATOR);
-        }
-        self.sync.sent_locator = true;
+    pub(super) fn locator_answered(&mut self, locator: Vec<BlockHash>) -> Vec<Action> {
+        self.sync.base = Some(locator.clone());
         vec![Action::Send(Message::GetBlocks(GetBlocks { locator }))]
     }
 
     /// A periodic `D` on a quiet peer link: it forgets any unanswered one first.
     pub(super) fn sync_due(&mut self, now: Instant) -> Vec<Action> {
         self.sync.pending = None;
-        self.ask_locator(None, now)
+        self.ask_locator(now)
     }
 }
 

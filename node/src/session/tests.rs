@@ -517,24 +517,57 @@ fn b_only_too_far_in_the_future_gets_e_invalid_block_and_the_connection_stays() 
 // How a node answers: `C`.
 
 #[test]
-fn c_with_more_gets_d_with_a_locator_that_starts_at_the_last_block_received() {
+fn c_with_more_gets_d_at_once_starting_at_the_last_block_received_then_our_own_locator() {
     let now = Instant::now();
     let mut s = client(now);
+    // Our own locator, from a first `D`.
+    assert_eq!(describe(&s.sync_due(now)), ["ask Locator"]);
+    let out = s.on_answer(Answer::Locator(vec![hash(5), hash(0)]), now);
+    assert_eq!(locator_sent(&out), [hash(5), hash(0)]);
     let (first, last) = (block_with(Vec::new()), block_with(vec![record(0)]));
     let c = Blocks {
         blocks: vec![first.block().clone(), last.block().clone()],
         more: true,
     };
+    // The next `D` goes out before the batch is imported, so the peer sends while we check.
     let out = s.on_message(Message::Blocks(c), now);
+    assert_eq!(locator_sent(&out[..1]), [last.hash(), hash(5), hash(0)]);
     assert!(
-        matches!(&out[..], [Action::Ask(Question::Import { blocks, relay: false })] if blocks.len() == 2),
+        matches!(&out[1..], [Action::Ask(Question::Import { blocks, relay: false })] if blocks.len() == 2),
         "{:?}",
         describe(&out)
     );
-    let out = s.on_answer(imported(None, None), now);
+    // Imported, even with an orphan among them: nothing more to ask, the `D` is out already.
+    assert!(s.on_answer(imported(Some(hash(1)), None), now).is_empty());
+    // The last batch: an orphan in it asks for our locator again.
+    let c = Blocks {
+        blocks: vec![block_with(Vec::new()).block().clone()],
+        more: false,
+    };
+    s.on_message(Message::Blocks(c), now);
+    let out = s.on_answer(imported(Some(hash(1)), None), now);
     assert_eq!(describe(&out), ["ask Locator"]);
+}
+
+#[test]
+fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
+    let now = Instant::now();
+    let mut s = client(now);
+    let c = Blocks {
+        blocks: Vec::new(),
+        more: true,
+    };
+    assert_eq!(
+        describe(&s.on_message(Message::Blocks(c), now)),
+        ["ask Locator"]
+    );
     let out = s.on_answer(Answer::Locator(vec![hash(5)]), now);
-    assert_eq!(locator_sent(&out), [last.hash(), hash(5)]);
+    assert_eq!(locator_sent(&out), [hash(5)]);
+    let c = Blocks {
+        blocks: Vec::new(),
+        more: false,
+    };
+    assert!(s.on_message(Message::Blocks(c), now).is_empty());
 }
 
 #[test]
