@@ -6,6 +6,7 @@
 //! caller's choice.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::block::{Block, BlockError, CheckedBlock};
@@ -107,8 +108,14 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Splits `items` into one chunk per core, runs `work` on each on its own thread, and returns
-/// the results in order (`None` for a chunk whose thread panicked: a bug, not bad input).
+/// Chunks per thread [`in_parallel`] cuts a long batch into: threads take the next chunk when
+/// done with one, so a thread that loses its core for a while (the store's writer, another
+/// connection) holds back only its current chunk, not half the batch.
+const CHUNKS_PER_THREAD: usize = 8;
+
+/// Splits `items` into chunks, runs `work` on each from one thread per core (each thread takes
+/// the next chunk not yet taken), and returns the results in the chunks' order (`None` for a
+/// chunk whose thread panicked: a bug, not bad input).
 pub fn in_parallel<T: Send, R: Send>(
     items: Vec<T>,
     work: impl Fn(Vec<T>) -> R + Sync,
@@ -120,23 +127,48 @@ pub fn in_parallel<T: Send, R: Send>(
     if threads == 1 {
         return vec![Some(work(items))];
     }
-    let chunk = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let chunk = items
+        .len()
+        .div_ceil(threads * CHUNKS_PER_THREAD)
+        .max(PARALLEL_FROM);
+    let mut chunks: Vec<Mutex<Option<Vec<T>>>> = Vec::new();
     let mut rest = items;
     while rest.len() > chunk {
         let tail = rest.split_off(chunk);
-        chunks.push(rest);
+        chunks.push(Mutex::new(Some(rest)));
         rest = tail;
     }
-    chunks.push(rest);
-    let work = &work;
+    chunks.push(Mutex::new(Some(rest)));
+    let results: Vec<Mutex<Option<R>>> = chunks.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let (work, chunks, results, next) = (&work, &chunks, &results, &next);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || work(chunk)))
+        let handles: Vec<_> = (0..threads.min(chunks.len()))
+            .map(|_| {
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(slot) = chunks.get(i) else { break };
+                        let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                        if let Some(items) = taken {
+                            let result = work(items);
+                            *results[i].lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some(result);
+                        }
+                    }
+                })
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().ok()).collect()
-    })
+        // Joined here, so a panic (a bug) is not raised again by the scope: the chunk it was
+        // on stays `None`, and the other threads take the chunks after it.
+        for handle in handles {
+            let _ = handle.join();
+        }
+    });
+    results
+        .iter()
+        .map(|r| r.lock().unwrap_or_else(PoisonError::into_inner).take())
+        .collect()
 }
 
 fn check_prefix(
