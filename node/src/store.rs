@@ -31,9 +31,11 @@ const BLOCKS: TableDefinition<(u64, [u8; 32]), &[u8]> = TableDefinition::new("bl
 /// [`BLOCKS`] once, the first time a store is opened.
 const BLOCKS_V2: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks_v2");
 /// redb's page cache. Its default, a gibibyte, let a full read of the chain at start stay
-/// resident (tens of megabytes at 100,000 blocks); the store is appended to and read once at
-/// start, so a small cache for the B-tree's inner pages costs nothing in speed.
-const CACHE_BYTES: usize = 2 * 1024 * 1024;
+/// resident (tens of megabytes at 100,000 blocks). 16 MiB holds the hash-keyed indexes' inner
+/// pages and the leaves a sync's commits rewrite: with 2 MiB the writer read those back from
+/// the OS on every commit, and a 100,000-block sync took about 10% longer. The cost is flat in
+/// the chain's length (RSS after that sync: 27 MB with 2 MiB, 38 MB with 16).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Pending records in the order they were admitted, in their canonical encoding.
 const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v2");
 /// The best chain: the hash of its block at each height, genesis included, none above the tip.

@@ -263,6 +263,31 @@ impl Drop for Writer {
     }
 }
 
+/// How long a write that no one waits on (no record to acknowledge) may wait for more to
+/// join its transaction. A commit rewrites every index page its blocks touched (hash-keyed, so
+/// spread all over the tables): a sync's batches committed one by one cost the writer about as
+/// much CPU as checking their signatures. A block is in memory and served meanwhile; only its
+/// place on disk waits.
+pub const LINGER: Duration = Duration::from_millis(50);
+
+/// Bytes a lingering group may gather before it is committed anyway: half the budget, so the
+/// chain thread never waits on a writer that is only lingering.
+pub const LINGER_BYTES: usize = MAX_UNWRITTEN_BYTES / 2;
+
+/// Adds to `group` what arrives within [`LINGER`], while nothing in it is waited on and it
+/// holds less than [`LINGER_BYTES`].
+fn linger(group: &mut Vec<(Write, usize)>, writes: &Receiver<(Write, usize)>) {
+    let waited_on = |group: &[(Write, usize)]| group.iter().any(|(w, _)| !w.acks.is_empty());
+    let deadline = std::time::Instant::now() + LINGER;
+    while !waited_on(group) && group.iter().map(|(_, cost)| cost).sum::<usize>() < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match writes.recv_timeout(left) {
+            Ok(next) => group.push(next),
+            Err(_) => break,
+        }
+    }
+}
+
 fn run(
     mut store: Store,
     writes: Receiver<(Write, usize)>,
@@ -294,6 +319,7 @@ fn run(
         while let Ok(next) = writes.try_recv() {
             group.push(next);
         }
+        linger(&mut group, &writes);
         let durable = group
             .iter()
             .any(|(w, _)| !w.add.is_empty() || !w.acks.is_empty());
