@@ -265,25 +265,44 @@ impl Drop for Writer {
 
 /// How long a write that no one waits on (no record to acknowledge) may wait for more to
 /// join its transaction. A commit rewrites every index page its blocks touched (hash-keyed, so
-/// spread all over the tables): a sync's batches committed one by one cost the writer about as
-/// much CPU as checking their signatures. A block is in memory and served meanwhile; only its
-/// place on disk waits.
+/// spread all over the tables): relayed blocks committed one by one, and a sync's batches,
+/// cost the writer more CPU than anything else a node does for them. A block is in memory and
+/// served meanwhile; only its place on disk waits.
 pub const LINGER: Duration = Duration::from_millis(50);
+
+/// How long a group holding a sync's batch ([`SYNC_BATCH_BLOCKS`] blocks in one write) waits
+/// for more. Past a hundred thousand blocks the hash-keyed tables have tens of thousands of
+/// leaf pages, and a commit of a few batches rewrote a leaf for nearly every block it held: at
+/// a million blocks the writer spent more CPU than the signature checks. Half a second of a
+/// sync is a few dozen batches, still within [`LINGER_BYTES`].
+pub const SYNC_LINGER: Duration = Duration::from_millis(500);
+
+/// Blocks in one write that make it a sync's batch (a relayed or mined block comes alone; a
+/// `C` answer holds up to 500).
+pub const SYNC_BATCH_BLOCKS: usize = 100;
 
 /// Bytes a lingering group may gather before it is committed anyway: half the budget, so the
 /// chain thread never waits on a writer that is only lingering.
 pub const LINGER_BYTES: usize = MAX_UNWRITTEN_BYTES / 2;
 
-/// Adds to `group` what arrives within [`LINGER`], while nothing in it is waited on and it
-/// holds less than [`LINGER_BYTES`].
+/// Adds to `group` what arrives within [`LINGER`] ([`SYNC_LINGER`] once it holds a sync's
+/// batch), while nothing in it is waited on and it holds less than [`LINGER_BYTES`].
 fn linger(group: &mut Vec<(Write, usize)>, writes: &Receiver<(Write, usize)>) {
-    let waited_on = |group: &[(Write, usize)]| group.iter().any(|(w, _)| !w.acks.is_empty());
-    let deadline = std::time::Instant::now() + LINGER;
-    while !waited_on(group) && group.iter().map(|(_, cost)| cost).sum::<usize>() < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let started = std::time::Instant::now();
+    loop {
+        let waited_on = group.iter().any(|(w, _)| !w.acks.is_empty());
+        let bytes: usize = group.iter().map(|(_, cost)| cost).sum();
+        if waited_on || bytes >= LINGER_BYTES {
+            return;
+        }
+        let syncing = group
+            .iter()
+            .any(|(w, _)| w.blocks.len() >= SYNC_BATCH_BLOCKS);
+        let limit = if syncing { SYNC_LINGER } else { LINGER };
+        let left = limit.saturating_sub(started.elapsed());
         match writes.recv_timeout(left) {
             Ok(next) => group.push(next),
-            Err(_) => break,
+            Err(_) => return,
         }
     }
 }
