@@ -40,13 +40,22 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v2");
 /// The best chain: the hash of its block at each height, genesis included, none above the tip.
 const BEST: TableDefinition<u64, [u8; 32]> = TableDefinition::new("best_v1");
-/// The height of every block that was on the best chain, by hash. An entry is believed only
-/// when [`BEST`] holds the same hash at that height: a block that left the best chain keeps a
-/// stale entry, which costs less than finding and deleting it.
-const HEIGHTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("heights_v1");
-/// The best-chain block (height, hash) that holds each record, checked against [`BEST`] like
-/// [`HEIGHTS`]: how a record resent long after it was mined is still answered "mined".
-const RECORDS: TableDefinition<[u8; 32], (u64, [u8; 32])> = TableDefinition::new("records_v1");
+/// The height of every block that was on the best chain, by its hash's [`short_key`]. An entry
+/// is believed only when [`BEST`] holds the same hash at that height: a block that left the
+/// best chain keeps a stale entry, which costs less than finding and deleting it, and two
+/// best-chain hashes that share a short key (one chance in 2^64 for a pair) leave the older one
+/// unfound, as if it were not stored. Short keys because the table is keyed by hash, so every
+/// block lands on a random leaf: with whole hashes (format 4) a sync of a million blocks
+/// rewrote a leaf per block and the writer spent a third of the node's CPU.
+const HEIGHTS: TableDefinition<u64, u64> = TableDefinition::new("heights_v2");
+/// The height of the best-chain block that holds each record, by the record id's
+/// [`short_key`]; believed once that block is read and holds the record. How a record resent
+/// long after it was mined is still answered "mined".
+const RECORDS: TableDefinition<u64, u64> = TableDefinition::new("records_v2");
+/// Format 4's index tables, keyed by whole hashes: dropped when a store is opened, and rebuilt
+/// as [`HEIGHTS`] and [`RECORDS`] (the format changed, so the node rebuilds its index once).
+const OLD_HEIGHTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("heights_v1");
+const OLD_RECORDS: TableDefinition<[u8; 32], (u64, [u8; 32])> = TableDefinition::new("records_v1");
 /// Ledger checkpoints by height: the block's hash, the cumulative work through it, the ledger
 /// after it ([`Ledger::to_bytes`]), then the SHA-256 of all that, so damaged bytes are found
 /// before they are believed.
@@ -57,8 +66,9 @@ const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoin
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 /// The key of the format in [`META`].
 const FORMAT_KEY: &str = "format";
-/// The format this code writes: blocks, the best-chain index and ledger checkpoints.
-const FORMAT: u64 = 4;
+/// The format this code writes: blocks, the best-chain index (short keys since 5) and ledger
+/// checkpoints.
+const FORMAT: u64 = 5;
 /// A checkpoint of the ledger is written once the tip is at least this many blocks above the
 /// last one (more for a large ledger: [`checkpoint_interval`]). A restart inserts the blocks
 /// after the newest checkpoint a reorg cannot reach, at most the interval plus
@@ -290,6 +300,8 @@ impl Store {
         txn.open_table(RECORDS)?;
         txn.open_table(CHECKPOINTS)?;
         txn.open_table(META)?;
+        txn.delete_table(OLD_HEIGHTS)?;
+        txn.delete_table(OLD_RECORDS)?;
         txn.commit()?;
         migrate(&db)?;
         let txn = db.begin_write()?;
@@ -515,9 +527,9 @@ impl Store {
             for block in &changes.connected {
                 let (height, hash) = (block.header.height, block.header.hash().0);
                 best.insert(height, hash)?;
-                heights.insert(hash, height)?;
+                heights.insert(short_key(&Hash256(hash)), height)?;
                 for record in &block.records {
-                    records.insert(record.id().0, (height, hash))?;
+                    records.insert(short_key(&record.id()), height)?;
                 }
             }
             if let Some(tip) = changes.tip {
@@ -613,7 +625,7 @@ impl Snapshot {
             .txn
             .open_table(HEIGHTS)
             .ok()?
-            .get(hash.0)
+            .get(short_key(hash))
             .ok()??
             .value();
         (self.hash_at(height)? == *hash).then_some(height)
@@ -642,12 +654,24 @@ impl Snapshot {
 
     /// The best-chain block that holds record `id`.
     pub fn block_with(&self, id: &RecordId, params: &Params) -> Option<Arc<CheckedBlock>> {
-        let (height, hash) = self.txn.open_table(RECORDS).ok()?.get(id.0).ok()??.value();
-        if self.hash_at(height)? != Hash256(hash) {
-            return None;
-        }
-        self.block_at(height, params)
+        let height = self
+            .txn
+            .open_table(RECORDS)
+            .ok()?
+            .get(short_key(id))
+            .ok()??
+            .value();
+        let block = self.block_at(height, params)?;
+        block.records.iter().any(|r| r.id() == *id).then_some(block)
     }
+}
+
+/// The key of `hash` in the hash-keyed indexes: its last 8 bytes (the first ones of a block's
+/// hash are the proof of work's zeros). Entries are checked against what they point at.
+fn short_key(hash: &Hash256) -> u64 {
+    let mut tail = [0; 8];
+    tail.copy_from_slice(&hash.0[24..]);
+    u64::from_le_bytes(tail)
 }
 
 /// Moves the blocks of a store written before blocks were keyed by height and hash into
@@ -747,6 +771,78 @@ mod tests {
         let (_, loaded, again) = load(dir.path());
         assert_eq!(again, chain);
         assert!(!loaded.rebuild, "rebuilt once");
+    }
+
+    #[test]
+    fn a_format_4_store_drops_its_whole_hash_indexes_and_is_rebuilt_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = testkit::mine_chain(&genesis(), 3, 1, 1000);
+        {
+            let (mut store, _, _) = load(dir.path());
+            write_blocks(&mut store, &chain, None);
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(FORMAT_KEY, 4).unwrap();
+            txn.open_table(OLD_HEIGHTS)
+                .unwrap()
+                .insert(chain[0].header.hash().0, 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let (mut store, loaded, blocks) = load(dir.path());
+        assert_eq!(blocks, chain);
+        assert!(loaded.rebuild, "format 4's index is not format 5's");
+        let read = store.db.begin_read().unwrap();
+        assert!(matches!(
+            read.open_table(OLD_HEIGHTS),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        drop(read);
+        let complete = Changes {
+            complete: true,
+            ..Changes::default()
+        };
+        store.write(&complete, true).unwrap();
+        drop(store);
+        assert!(!load(dir.path()).1.rebuild, "rebuilt once");
+    }
+
+    #[test]
+    fn the_short_key_indexes_find_best_chain_blocks_and_records_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = protocol::Keypair::from_seed([7; 32]);
+        let join = Record::sign(&key, 0, protocol::Action::Join { name: "al".into() });
+        let miner = protocol::Keypair::from_seed([1; 32]).account();
+        let t = Block::template(
+            &genesis().header,
+            vec![join.clone()],
+            miner,
+            1,
+            genesis().header.timestamp + 1,
+        );
+        let mined = protocol::pow::mine(
+            &t.header,
+            1,
+            &std::sync::atomic::AtomicBool::new(false),
+            None,
+        );
+        let block = Block {
+            header: mined.header.unwrap(),
+            ..t
+        };
+        let (mut store, _, _) = load(dir.path());
+        write_blocks(&mut store, std::slice::from_ref(&block), None);
+        let params = Params::with_floor(1);
+        let view = store.reader().snapshot().unwrap();
+        assert_eq!(view.height_of(&block.header.hash()), Some(1));
+        assert_eq!(view.height_of(&Hash256([9; 32])), None, "an unknown hash");
+        let found = view
+            .block_with(&join.id(), &params)
+            .expect("the block holding it");
+        assert_eq!(found.hash(), block.header.hash());
+        // Another id with the same short key: the entry points at a block that does not hold it.
+        let mut alias = join.id();
+        alias.0[0] ^= 1;
+        assert!(view.block_with(&alias, &params).is_none());
     }
 
     #[test]
