@@ -14,7 +14,7 @@
 //! fork point. A `U tip` naming a block the hub does not hold (an update missed while paging, or
 //! a block whose parent never came) starts another round of paging.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use protocol::codec::LineCodec;
@@ -28,6 +28,8 @@ use crate::hub::{Command, Hub};
 use crate::verify::Offence;
 use crate::view::Link;
 
+/// How often an empty page that says more follow may make the follower page again.
+const REPAGE_EVERY: Duration = Duration::from_secs(1);
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -220,6 +222,8 @@ impl Follower {
         self.report(Link::Syncing).await;
         self.page_from_hub(&mut link).await?;
         let mut paging = true;
+        // When an empty page that said more follow last made us page again.
+        let mut repaged: Option<Instant> = None;
         loop {
             let message = tokio::select! {
                 () = cancel.cancelled() => return Ok(Ended::Cancelled),
@@ -281,8 +285,12 @@ impl Follower {
                 Message::Blocks(segment) => {
                     // The next page is asked for before this one is checked, so the node reads
                     // and sends it meanwhile (a million blocks are 2,000 pages). An empty page
-                    // that says more follow asks again from the hub's own chain.
+                    // that says more follow asks again from the hub's own chain, at most once
+                    // per REPAGE_EVERY (a node flooding empty pages would otherwise keep the
+                    // hub computing locators); past that it ends the paging, and the next tip
+                    // the hub lacks starts it again.
                     let last = segment.blocks.last().map(|b| b.header.hash());
+                    let mut done = !segment.more;
                     match (segment.more, last) {
                         (true, Some(last)) => {
                             let next = GetBlocks {
@@ -290,11 +298,19 @@ impl Follower {
                             };
                             link.send(Message::GetBlocks(next)).await?;
                         }
-                        (true, None) => self.page_from_hub(&mut link).await?,
+                        (true, None) => {
+                            let now = Instant::now();
+                            if repaged.is_none_or(|at| now.duration_since(at) >= REPAGE_EVERY) {
+                                repaged = Some(now);
+                                self.page_from_hub(&mut link).await?;
+                            } else {
+                                done = true;
+                            }
+                        }
                         (false, _) => {}
                     }
                     self.deliver(segment.blocks, None).await?;
-                    if !segment.more {
+                    if done {
                         paging = false;
                         if !*followed {
                             tracing::info!(node = %self.node.short(), addr = %self.addr, "following");

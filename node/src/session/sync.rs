@@ -40,16 +40,17 @@ impl Session {
     /// of both sides taking turns (a sync of a million blocks is 2,000 batches). At most one
     /// batch waits unread meanwhile, since the next `D` is sent only when a `C` is read.
     pub(super) fn on_chain(&mut self, blocks: Vec<Block>, more: bool, now: Instant) -> Vec<Action> {
-        self.sync.pending = None;
         if blocks.is_empty() {
-            // Nothing to import; an empty batch that says more follow is asked again from our
-            // own locator rather than taken for the end.
+            // Nothing to import. An empty batch that says more follow is asked again from our
+            // own locator rather than taken for the end, once per [`SYNC_RETRY`]: a flood of
+            // empty `C`s costs one locator per period, not one per line.
             return if more {
                 self.ask_locator(now)
             } else {
                 Vec::new()
             };
         }
+        self.sync.pending = None;
         let mut actions = Vec::new();
         if more && let Some(last) = blocks.last() {
             let mut locator = vec![last.header.hash()];

@@ -21,6 +21,7 @@ use protocol::{
     PoolError, Record,
 };
 
+use super::timers::SYNC_RETRY;
 use super::*;
 use crate::actor::{Event, Line, NewBlock, NewRecord, RecordOutcome};
 use crate::guard::{GETBLOCKS_BURST, MESSAGE_BURST};
@@ -558,16 +559,24 @@ fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
         more: true,
     };
     assert_eq!(
-        describe(&s.on_message(Message::Blocks(c), now)),
+        describe(&s.on_message(Message::Blocks(c.clone()), now)),
         ["ask Locator"]
     );
     let out = s.on_answer(Answer::Locator(vec![hash(5)]), now);
     assert_eq!(locator_sent(&out), [hash(5)]);
+    // Another at once: no second locator until SYNC_RETRY has passed.
+    assert!(s.on_message(Message::Blocks(c.clone()), now).is_empty());
+    let later = now + SYNC_RETRY;
+    assert_eq!(
+        describe(&s.on_message(Message::Blocks(c), later)),
+        ["ask Locator"]
+    );
+    s.on_answer(Answer::Locator(vec![hash(5)]), later);
     let c = Blocks {
         blocks: Vec::new(),
         more: false,
     };
-    assert!(s.on_message(Message::Blocks(c), now).is_empty());
+    assert!(s.on_message(Message::Blocks(c), later).is_empty());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use protocol::genesis;
 use protocol::handshake::{Accept, Identity, Nonce};
 use protocol::hash::Hash256;
 use protocol::tracker::{Report, TrackerMessage};
-use protocol::wire::Message;
+use protocol::wire::{Blocks, Message};
 use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,30 +88,51 @@ async fn garbage_from_browsers_is_refused_and_the_page_serves_on() {
     vis.stop().await;
 }
 
-/// Answers the tracker's address check (an `H` in the first read) with `me`'s proof; false
-/// when the connection said something else first.
-async fn prove_if_asked(conn: &mut TcpStream, me: &Identity) -> bool {
+/// Answers the tracker's address check (an `H` in the first read) with `me`'s proof: `None`;
+/// otherwise the bytes the connection sent first.
+async fn prove_if_asked(conn: &mut TcpStream, me: &Identity) -> Option<Vec<u8>> {
     let mut first = [0u8; 1024];
     let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut first)).await
     else {
-        return false;
+        return Some(Vec::new());
     };
     let line = first[..n].strip_suffix(b"\n").unwrap_or(&first[..n]);
     let Ok(Message::Hello(hello)) = parse_line::<Message>(line) else {
-        return false;
+        return Some(first[..n].to_vec());
     };
     let Ok((proof, _)) = Accept::on_hello(me, &hello, Nonce([7; 32])) else {
-        return true;
+        return None;
     };
     if let Ok(line) = encode_line(&Message::Proof(proof)) {
         let _ = conn.write_all(line.as_bytes()).await;
     }
-    true
+    None
 }
 
 /// A "node" that reports to the tracker like a real one, proves its id to the tracker's check,
 /// then answers every other connection with `garbage`.
 async fn liar(tracker: &str, seed: u8, garbage: &'static [u8]) -> tokio::task::JoinHandle<()> {
+    fake_node(tracker, seed, move |mut conn, _| async move {
+        let _ = conn.write_all(garbage).await;
+        let mut sink = [0u8; 4096];
+        // Read until the visualizer gives up on us.
+        for _ in 0..1000 {
+            match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+    })
+    .await
+}
+
+/// A "node" that reports to the tracker like a real one, proves its id to the tracker's check,
+/// and hands every other connection, with the bytes it sent first, to `serve`.
+async fn fake_node<F, Fut>(tracker: &str, seed: u8, serve: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(TcpStream, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address").to_string();
     let key = key(seed);
@@ -128,20 +149,10 @@ async fn liar(tracker: &str, seed: u8, garbage: &'static [u8]) -> tokio::task::J
                     return;
                 };
                 let me = me.clone();
+                let serve = serve.clone();
                 tokio::spawn(async move {
-                    if prove_if_asked(&mut conn, &me).await {
-                        return;
-                    }
-                    let _ = conn.write_all(garbage).await;
-                    let mut sink = [0u8; 4096];
-                    // Read until the visualizer gives up on us.
-                    for _ in 0..1000 {
-                        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut sink))
-                            .await
-                        {
-                            Ok(Ok(n)) if n > 0 => {}
-                            _ => return,
-                        }
+                    if let Some(first) = prove_if_asked(&mut conn, &me).await {
+                        serve(conn, first).await;
                     }
                 });
             }
@@ -226,5 +237,59 @@ async fn nodes_that_speak_garbage_are_dropped_and_the_real_one_is_followed() {
     for liar in liars {
         liar.abort();
     }
+    vis.stop().await;
+}
+
+/// A node whose first answer to the visualizer's `D` is an empty `C` that says more follow, and
+/// whose next answers hold its chain: the follower must ask again, not take the empty page for
+/// the end (it used to, and then showed the node's chain only once a new tip came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_that_says_more_follow_is_asked_again_and_the_chain_arrives() {
+    let tracker = Tracker::start().await;
+    let chain = mine_chain(&genesis(), 3, FLOOR, 1000);
+    let tip = chain[2].header.hash();
+    let stutterer = fake_node(&tracker.addr, 94, move |mut conn, first| {
+        let chain = chain.clone();
+        async move {
+            let mut pending = first;
+            let mut asked = 0;
+            let mut read = [0u8; 4096];
+            for _ in 0..1000 {
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if !line.starts_with(b"D") {
+                        continue;
+                    }
+                    asked += 1;
+                    let answer = if asked == 1 {
+                        "C {\"blocks\":[],\"more\":true}\n".to_string()
+                    } else {
+                        let blocks = Blocks {
+                            blocks: chain.clone(),
+                            more: false,
+                        };
+                        encode_line(&Message::Blocks(blocks)).expect("a C line")
+                    };
+                    if conn.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut read)).await {
+                    Ok(Ok(n)) if n > 0 => pending.extend_from_slice(&read[..n]),
+                    _ => return,
+                }
+            }
+        }
+    })
+    .await;
+    let vis = Visualizer::start(&tracker.addr).await;
+    let mut page = Page::connect(&vis.addr).await;
+    page.snapshot().await;
+    page.wait("the node's chain on the page", |m| match m {
+        ToBrowser::Tip(t) if t.connected.contains(&tip) => Some(()),
+        _ => None,
+    })
+    .await;
+    stutterer.abort();
     vis.stop().await;
 }
