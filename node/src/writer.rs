@@ -12,7 +12,7 @@
 //! any block it missed; a record it acknowledged is durable as pending until a synced write
 //! holds the block that mined it, so no acknowledged record is lost either.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -106,6 +106,11 @@ struct Unwritten {
     released: Condvar,
     /// How many times a write had to wait for the writer (for tests and logs).
     waits: AtomicU64,
+    /// Whether a write is waiting for room now: a lingering writer commits at once.
+    waiting: AtomicBool,
+    /// Set when the writer thread ends, however it ends (a panic too): nothing will be
+    /// released any more, so no write waits for room; it finds the queue closed instead.
+    closed: AtomicBool,
 }
 
 impl Unwritten {
@@ -115,23 +120,38 @@ impl Unwritten {
             bytes: Mutex::new(0),
             released: Condvar::new(),
             waits: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    fn full(&self, bytes: usize, cost: usize) -> bool {
+        bytes > 0 && bytes + cost > self.max && !self.closed.load(Ordering::Acquire)
     }
 
     /// Waits until `cost` more bytes fit the budget (or nothing is held: one write larger than
     /// the budget still goes, alone), then counts them.
     fn reserve(&self, cost: usize) {
         let mut bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
-        if *bytes > 0 && *bytes + cost > self.max {
+        if self.full(*bytes, cost) {
             self.waits.fetch_add(1, Ordering::Relaxed);
-            while *bytes > 0 && *bytes + cost > self.max {
+            self.waiting.store(true, Ordering::Release);
+            while self.full(*bytes, cost) {
                 bytes = self
                     .released
                     .wait(bytes)
                     .unwrap_or_else(PoisonError::into_inner);
             }
+            self.waiting.store(false, Ordering::Release);
         }
         *bytes += cost;
+    }
+
+    /// The writer thread is gone: wakes any write waiting for room.
+    fn close(&self) {
+        let _bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        self.closed.store(true, Ordering::Release);
+        self.released.notify_all();
     }
 
     /// The writer is done with `cost` bytes.
@@ -201,7 +221,10 @@ impl Writer {
         let span = tracing::Span::current();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || span.in_scope(|| run(store, writes, &told, &released, before)))?;
+            .spawn(move || {
+                let _closing = Closing(Arc::clone(&released));
+                span.in_scope(|| run(store, writes, &told, &released, before))
+            })?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
@@ -263,6 +286,15 @@ impl Drop for Writer {
     }
 }
 
+/// Closes [`Unwritten`] when the writer thread ends, by returning or by unwinding.
+struct Closing(Arc<Unwritten>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// How long a write that no one waits on (no record to acknowledge) may wait for more to
 /// join its transaction. A commit rewrites every index page its blocks touched (hash-keyed, so
 /// spread all over the tables): relayed blocks committed one by one, and a sync's batches,
@@ -281,18 +313,23 @@ pub const SYNC_LINGER: Duration = Duration::from_millis(500);
 /// `C` answer holds up to 500).
 pub const SYNC_BATCH_BLOCKS: usize = 100;
 
-/// Bytes a lingering group may gather before it is committed anyway: half the budget, so the
-/// chain thread never waits on a writer that is only lingering.
+/// Bytes a lingering group may gather before it is committed anyway: half the budget. A write
+/// that does not fit beside it (a large checkpoint) ends the linger (`Unwritten::waiting`).
 pub const LINGER_BYTES: usize = MAX_UNWRITTEN_BYTES / 2;
 
 /// Adds to `group` what arrives within [`LINGER`] ([`SYNC_LINGER`] once it holds a sync's
-/// batch), while nothing in it is waited on and it holds less than [`LINGER_BYTES`].
-fn linger(group: &mut Vec<(Write, usize)>, writes: &Receiver<(Write, usize)>) {
+/// batch), while nothing in it is waited on, it holds less than [`LINGER_BYTES`], and no write
+/// is waiting for room in the budget (checked every [`LINGER_POLL`]).
+fn linger(
+    group: &mut Vec<(Write, usize)>,
+    writes: &Receiver<(Write, usize)>,
+    unwritten: &Unwritten,
+) {
     let started = std::time::Instant::now();
     loop {
         let waited_on = group.iter().any(|(w, _)| !w.acks.is_empty());
         let bytes: usize = group.iter().map(|(_, cost)| cost).sum();
-        if waited_on || bytes >= LINGER_BYTES {
+        if waited_on || bytes >= LINGER_BYTES || unwritten.waiting.load(Ordering::Acquire) {
             return;
         }
         let syncing = group
@@ -300,12 +337,19 @@ fn linger(group: &mut Vec<(Write, usize)>, writes: &Receiver<(Write, usize)>) {
             .any(|(w, _)| w.blocks.len() >= SYNC_BATCH_BLOCKS);
         let limit = if syncing { SYNC_LINGER } else { LINGER };
         let left = limit.saturating_sub(started.elapsed());
-        match writes.recv_timeout(left) {
+        if left.is_zero() {
+            return;
+        }
+        match writes.recv_timeout(left.min(LINGER_POLL)) {
             Ok(next) => group.push(next),
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
+
+/// How often a lingering writer looks whether a write waits for room.
+const LINGER_POLL: Duration = Duration::from_millis(10);
 
 fn run(
     mut store: Store,
@@ -338,7 +382,7 @@ fn run(
         while let Ok(next) = writes.try_recv() {
             group.push(next);
         }
-        linger(&mut group, &writes);
+        linger(&mut group, &writes, unwritten);
         let durable = group
             .iter()
             .any(|(w, _)| !w.add.is_empty() || !w.acks.is_empty());
@@ -403,6 +447,48 @@ mod tests {
     use protocol::{Params, genesis};
 
     use super::*;
+
+    #[test]
+    fn no_write_waits_for_room_once_the_writer_thread_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let params = Params::with_floor(1);
+        let blocks: Vec<Arc<CheckedBlock>> = testkit::mine_chain(&genesis(), 20, 1, 1000)
+            .into_iter()
+            .map(|b| Arc::new(b.check_own(&params).unwrap()))
+            .collect();
+        let one = Write {
+            blocks: vec![Arc::clone(&blocks[0])],
+            ..Write::default()
+        }
+        .cost();
+        // A writer whose disk fails at the first write: its thread panics, holding that
+        // write's bytes, and never releases any more.
+        let writer = Writer::spawn_with(
+            store,
+            0,
+            3 * one,
+            Box::new(|| panic!("the disk failed (a test)")),
+        )
+        .unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        // Not a scoped thread: should a write hang, the test fails instead of hanging too.
+        std::thread::spawn(move || {
+            for block in &blocks {
+                writer.write(Write {
+                    blocks: vec![Arc::clone(block)],
+                    connected: vec![Arc::clone(block)],
+                    tip: Some(block.header.height),
+                    ..Write::default()
+                });
+            }
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "a write waited for room a dead writer will never release"
+        );
+    }
 
     #[test]
     fn the_chain_thread_waits_for_a_slow_writer_past_the_byte_budget() {

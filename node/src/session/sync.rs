@@ -19,14 +19,23 @@ use crate::actor::BlocksOutcome;
 /// Most bytes of block JSON in one `C` line: half of [`MAX_LINE`], so any answer fits.
 pub const C_LINE_BUDGET: usize = MAX_LINE / 2;
 
+/// Batch ends a sync's next `D` names after the last block received: a peer that reorged
+/// away the last batch's branch finds the fork among them (a reorg is at most
+/// `MAX_REORG_DEPTH` blocks, two batches of 500), not at our tip from before the sync.
+const RECENT_BATCH_ENDS: usize = 4;
+
 /// Where our own chain requests stand.
 #[derive(Debug, Default)]
 pub struct Requests {
     /// When our last unanswered `D` went out.
     pending: Option<Instant>,
     /// The locator the chain actor gave for our last `D` from its own tip, `None` before the
-    /// first: a sync's next `D` starts at the last block received and falls back on it.
+    /// first: a sync's next `D` falls back on it after the batch ends below.
     base: Option<Vec<BlockHash>>,
+    /// The last blocks of the latest batches with more to follow, newest first.
+    batch_ends: std::collections::VecDeque<BlockHash>,
+    /// When an empty `C` that said more follow last made us ask again.
+    empty_retry: Option<Instant>,
 }
 
 impl Session {
@@ -40,26 +49,33 @@ impl Session {
     /// of both sides taking turns (a sync of a million blocks is 2,000 batches). At most one
     /// batch waits unread meanwhile, since the next `D` is sent only when a `C` is read.
     pub(super) fn on_chain(&mut self, blocks: Vec<Block>, more: bool, now: Instant) -> Vec<Action> {
-        if blocks.is_empty() {
+        self.sync.pending = None;
+        let Some(last) = blocks.last().map(|b| b.header.hash()) else {
             // Nothing to import. An empty batch that says more follow is asked again from our
             // own locator rather than taken for the end, once per [`SYNC_RETRY`]: a flood of
             // empty `C`s costs one locator per period, not one per line.
-            return if more {
-                self.ask_locator(now)
-            } else {
-                Vec::new()
-            };
-        }
-        self.sync.pending = None;
+            let due = |at: Instant| now.saturating_duration_since(at) >= SYNC_RETRY;
+            if !more || !self.sync.empty_retry.is_none_or(due) {
+                return Vec::new();
+            }
+            self.sync.empty_retry = Some(now);
+            return self.ask_locator(now);
+        };
         let mut actions = Vec::new();
-        if more && let Some(last) = blocks.last() {
-            let mut locator = vec![last.header.hash()];
+        if more {
             // The last block first, so the answer continues right after it whichever branch it
-            // was on; should the peer have dropped that branch, our own locator finds the fork.
+            // was on; should the peer have dropped that branch, the batch ends before it and
+            // then our own locator find the fork.
+            let mut locator = vec![last];
+            locator.extend(self.sync.batch_ends.iter().copied());
             locator.extend(self.sync.base.iter().flatten().copied());
             locator.truncate(MAX_LOCATOR);
+            self.sync.batch_ends.push_front(last);
+            self.sync.batch_ends.truncate(RECENT_BATCH_ENDS);
             self.sync.pending = Some(now);
             actions.push(Action::Send(Message::GetBlocks(GetBlocks { locator })));
+        } else {
+            self.sync.batch_ends.clear();
         }
         actions.extend(self.on_blocks(blocks, false));
         actions
@@ -117,6 +133,7 @@ impl Session {
     /// Our locator: the `D` to send.
     pub(super) fn locator_answered(&mut self, locator: Vec<BlockHash>) -> Vec<Action> {
         self.sync.base = Some(locator.clone());
+        self.sync.batch_ends.clear();
         vec![Action::Send(Message::GetBlocks(GetBlocks { locator }))]
     }
 

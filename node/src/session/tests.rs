@@ -540,6 +540,19 @@ fn c_with_more_gets_d_at_once_starting_at_the_last_block_received_then_our_own_l
     );
     // Imported, even with an orphan among them: nothing more to ask, the `D` is out already.
     assert!(s.on_answer(imported(Some(hash(1)), None), now).is_empty());
+    // The next batch's `D` names the batch ends before our own locator: a peer that reorged
+    // away the last one finds the fork there, not at our tip from before the sync.
+    let next = block_with(vec![record(1)]);
+    let c = Blocks {
+        blocks: vec![next.block().clone()],
+        more: true,
+    };
+    let out = s.on_message(Message::Blocks(c), now);
+    assert_eq!(
+        locator_sent(&out[..1]),
+        [next.hash(), last.hash(), hash(5), hash(0)]
+    );
+    s.on_answer(imported(None, None), now);
     // The last batch: an orphan in it asks for our locator again.
     let c = Blocks {
         blocks: vec![block_with(Vec::new()).block().clone()],
@@ -554,6 +567,9 @@ fn c_with_more_gets_d_at_once_starting_at_the_last_block_received_then_our_own_l
 fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
     let now = Instant::now();
     let mut s = client(now);
+    // Our `D` is out, and its answer is an empty page that says more follow.
+    assert_eq!(describe(&s.sync_due(now)), ["ask Locator"]);
+    s.on_answer(Answer::Locator(vec![hash(5)]), now);
     let c = Blocks {
         blocks: Vec::new(),
         more: true,
@@ -572,11 +588,19 @@ fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
         ["ask Locator"]
     );
     s.on_answer(Answer::Locator(vec![hash(5)]), later);
+    // An empty page that says nothing more follows (a peer level with us) ends the request:
+    // an orphan right after it asks again at once.
     let c = Blocks {
         blocks: Vec::new(),
         more: false,
     };
     assert!(s.on_message(Message::Blocks(c), later).is_empty());
+    s.on_message(
+        Message::Block(block_with(Vec::new()).block().clone()),
+        later,
+    );
+    let out = s.on_answer(imported(Some(hash(1)), None), later);
+    assert_eq!(describe(&out), ["ask Locator"]);
 }
 
 #[test]
