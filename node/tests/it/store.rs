@@ -163,8 +163,8 @@ async fn a_store_of_the_older_format_is_rebuilt_once_and_serves_every_block() {
         let txn = db.begin_write().unwrap();
         for table in [
             "best_v1",
-            "heights_v1",
-            "records_v1",
+            "heights_v2",
+            "records_v2",
             "checkpoints_v1",
             "meta_v1",
         ] {
