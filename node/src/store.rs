@@ -737,6 +737,32 @@ mod tests {
         store.write(&changes, true).unwrap();
     }
 
+    /// Whether `store` holds `table`.
+    fn has_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        store: &Store,
+        table: TableDefinition<K, V>,
+    ) -> bool {
+        let read = store.db.begin_read().unwrap();
+        !matches!(
+            read.open_table(table),
+            Err(redb::TableError::TableDoesNotExist(_))
+        )
+    }
+
+    /// What the node does once it rebuilt `store`'s index: says the format is complete. Opened
+    /// again, the store needs no rebuild; its blocks are returned.
+    fn rebuilt(mut store: Store, dir: &Path) -> Vec<Block> {
+        let complete = Changes {
+            complete: true,
+            ..Changes::default()
+        };
+        store.write(&complete, true).unwrap();
+        drop(store);
+        let (_, loaded, blocks) = load(dir);
+        assert!(!loaded.rebuild, "rebuilt once");
+        blocks
+    }
+
     #[test]
     fn a_store_of_the_old_layout_is_migrated_once_and_its_index_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
@@ -752,25 +778,12 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        let (mut store, loaded, blocks) = load(dir.path());
+        let (store, loaded, blocks) = load(dir.path());
         assert_eq!(blocks, chain, "every block, parents first");
         assert!(loaded.rebuild, "no best-chain index yet");
-        let read = store.db.begin_read().unwrap();
-        assert!(matches!(
-            read.open_table(BLOCKS_V2),
-            Err(redb::TableError::TableDoesNotExist(_))
-        ));
-        drop(read);
-        // The node rebuilds, then says so.
-        let complete = Changes {
-            complete: true,
-            ..Changes::default()
-        };
-        store.write(&complete, true).unwrap();
-        drop(store);
-        let (_, loaded, again) = load(dir.path());
+        assert!(!has_table(&store, BLOCKS_V2), "moved and dropped");
+        let again = rebuilt(store, dir.path());
         assert_eq!(again, chain);
-        assert!(!loaded.rebuild, "rebuilt once");
     }
 
     #[test]
@@ -788,22 +801,11 @@ mod tests {
                 .unwrap();
             txn.commit().unwrap();
         }
-        let (mut store, loaded, blocks) = load(dir.path());
+        let (store, loaded, blocks) = load(dir.path());
         assert_eq!(blocks, chain);
         assert!(loaded.rebuild, "format 4's index is not format 5's");
-        let read = store.db.begin_read().unwrap();
-        assert!(matches!(
-            read.open_table(OLD_HEIGHTS),
-            Err(redb::TableError::TableDoesNotExist(_))
-        ));
-        drop(read);
-        let complete = Changes {
-            complete: true,
-            ..Changes::default()
-        };
-        store.write(&complete, true).unwrap();
-        drop(store);
-        assert!(!load(dir.path()).1.rebuild, "rebuilt once");
+        assert!(!has_table(&store, OLD_HEIGHTS), "dropped");
+        assert_eq!(rebuilt(store, dir.path()), chain);
     }
 
     #[test]

@@ -448,10 +448,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn no_write_waits_for_room_once_the_writer_thread_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+    /// A store in `dir`, 20 checked blocks to write, and what one block's write costs.
+    fn twenty_blocks(dir: &std::path::Path) -> (Store, Vec<Arc<CheckedBlock>>, usize) {
+        let (store, _) = Store::open(dir).unwrap();
         let params = Params::with_floor(1);
         let blocks: Vec<Arc<CheckedBlock>> = testkit::mine_chain(&genesis(), 20, 1, 1000)
             .into_iter()
@@ -462,6 +461,23 @@ mod tests {
             ..Write::default()
         }
         .cost();
+        (store, blocks, one)
+    }
+
+    /// `block` entering the tree and the best chain, as the chain thread hands it over.
+    fn block_write(block: &Arc<CheckedBlock>) -> Write {
+        Write {
+            blocks: vec![Arc::clone(block)],
+            connected: vec![Arc::clone(block)],
+            tip: Some(block.header.height),
+            ..Write::default()
+        }
+    }
+
+    #[test]
+    fn no_write_waits_for_room_once_the_writer_thread_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, blocks, one) = twenty_blocks(dir.path());
         // A writer whose disk fails at the first write: its thread panics, holding that
         // write's bytes, and never releases any more.
         let writer = Writer::spawn_with(
@@ -475,12 +491,7 @@ mod tests {
         // Not a scoped thread: should a write hang, the test fails instead of hanging too.
         std::thread::spawn(move || {
             for block in &blocks {
-                writer.write(Write {
-                    blocks: vec![Arc::clone(block)],
-                    connected: vec![Arc::clone(block)],
-                    tip: Some(block.header.height),
-                    ..Write::default()
-                });
+                writer.write(block_write(block));
             }
             let _ = done.send(());
         });
@@ -493,17 +504,7 @@ mod tests {
     #[test]
     fn the_chain_thread_waits_for_a_slow_writer_past_the_byte_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let params = Params::with_floor(1);
-        let blocks: Vec<Arc<CheckedBlock>> = testkit::mine_chain(&genesis(), 20, 1, 1000)
-            .into_iter()
-            .map(|b| Arc::new(b.check_own(&params).unwrap()))
-            .collect();
-        let one = Write {
-            blocks: vec![Arc::clone(&blocks[0])],
-            ..Write::default()
-        }
-        .cost();
+        let (store, blocks, one) = twenty_blocks(dir.path());
         let budget = 3 * one;
         // The writer thread waits for the test before each write: a disk as slow as we like.
         let (open, gate) = std::sync::mpsc::channel::<()>();
@@ -523,12 +524,7 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 for block in &blocks {
-                    writer.write(Write {
-                        blocks: vec![Arc::clone(block)],
-                        connected: vec![Arc::clone(block)],
-                        tip: Some(block.header.height),
-                        ..Write::default()
-                    });
+                    writer.write(block_write(block));
                     sent.fetch_add(1, Ordering::SeqCst);
                 }
             });
