@@ -470,34 +470,47 @@ impl Store {
         if nothing {
             return Ok(());
         }
-        // The pending keys as they were, should the transaction fail.
-        let before = (self.next_pending, self.pending_keys.clone());
-        let written = self.write_in_one(all, durable);
+        // What the pending keys were before each change, undone should the transaction fail.
+        let next_pending = self.next_pending;
+        let mut undo = Vec::new();
+        let written = self.write_in_one(all, durable, &mut undo);
         if written.is_err() {
-            (self.next_pending, self.pending_keys) = before;
+            self.next_pending = next_pending;
+            for (id, key) in undo.into_iter().rev() {
+                match key {
+                    Some(key) => self.pending_keys.insert(id, key),
+                    None => self.pending_keys.remove(&id),
+                };
+            }
         }
         written
     }
 
-    fn write_in_one(&mut self, all: &[Changes<'_>], durable: bool) -> Result<(), StoreError> {
+    fn write_in_one(
+        &mut self,
+        all: &[Changes<'_>],
+        durable: bool,
+        undo: &mut Vec<(RecordId, Option<u64>)>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Db(e.into()))?;
         }
         for changes in all {
-            self.apply(&txn, changes)?;
+            self.apply(&txn, changes, undo)?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    /// One batch's changes, in `txn`; the pending keys follow (the caller restores them if the
-    /// transaction fails).
+    /// One batch's changes, in `txn`; the pending keys follow, each key's value before it
+    /// changed going to `undo` (the caller restores them if the transaction fails).
     fn apply(
         &mut self,
         txn: &redb::WriteTransaction,
         changes: &Changes<'_>,
+        undo: &mut Vec<(RecordId, Option<u64>)>,
     ) -> Result<(), StoreError> {
         let forget: Vec<(RecordId, u64)> = changes
             .forget
@@ -525,9 +538,9 @@ impl Store {
             let mut heights = txn.open_table(HEIGHTS)?;
             let mut records = txn.open_table(RECORDS)?;
             for block in &changes.connected {
-                let (height, hash) = (block.header.height, block.header.hash().0);
-                best.insert(height, hash)?;
-                heights.insert(short_key(&Hash256(hash)), height)?;
+                let (height, hash) = (block.header.height, block.header.hash());
+                best.insert(height, hash.0)?;
+                heights.insert(short_key(&hash), height)?;
                 for record in &block.records {
                     records.insert(short_key(&record.id()), height)?;
                 }
@@ -562,9 +575,12 @@ impl Store {
             }
         }
         self.next_pending = next_pending;
-        self.pending_keys.extend(new_keys);
-        for (id, _) in forget {
+        for (id, key) in new_keys {
+            undo.push((id, self.pending_keys.insert(id, key)));
+        }
+        for (id, key) in forget {
             self.pending_keys.remove(&id);
+            undo.push((id, Some(key)));
         }
         Ok(())
     }

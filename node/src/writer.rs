@@ -106,8 +106,6 @@ struct Unwritten {
     released: Condvar,
     /// How many times a write had to wait for the writer (for tests and logs).
     waits: AtomicU64,
-    /// Whether a write is waiting for room now: a lingering writer commits at once.
-    waiting: AtomicBool,
     /// Set when the writer thread ends, however it ends (a panic too): nothing will be
     /// released any more, so no write waits for room; it finds the queue closed instead.
     closed: AtomicBool,
@@ -120,7 +118,6 @@ impl Unwritten {
             bytes: Mutex::new(0),
             released: Condvar::new(),
             waits: AtomicU64::new(0),
-            waiting: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
     }
@@ -129,20 +126,26 @@ impl Unwritten {
         bytes > 0 && bytes + cost > self.max && !self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether `cost` more bytes fit the budget now.
+    fn fits(&self, cost: usize) -> bool {
+        !self.full(
+            *self.bytes.lock().unwrap_or_else(PoisonError::into_inner),
+            cost,
+        )
+    }
+
     /// Waits until `cost` more bytes fit the budget (or nothing is held: one write larger than
     /// the budget still goes, alone), then counts them.
     fn reserve(&self, cost: usize) {
         let mut bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
         if self.full(*bytes, cost) {
             self.waits.fetch_add(1, Ordering::Relaxed);
-            self.waiting.store(true, Ordering::Release);
             while self.full(*bytes, cost) {
                 bytes = self
                     .released
                     .wait(bytes)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            self.waiting.store(false, Ordering::Release);
         }
         *bytes += cost;
     }
@@ -242,6 +245,11 @@ impl Writer {
         }
         let Some(queue) = &self.queue else { return };
         let cost = write.cost();
+        if !self.unwritten.fits(cost) {
+            // No room: an empty write tells a lingering writer to commit now rather than wait
+            // out its linger while this one waits for it (a full queue means it is not).
+            let _ = queue.try_send((Write::default(), 0));
+        }
         self.unwritten.reserve(cost);
         if let Err(failed) = queue.send((write, cost)) {
             // The thread is gone (it panicked): nothing more is durable.
@@ -314,42 +322,33 @@ pub const SYNC_LINGER: Duration = Duration::from_millis(500);
 pub const SYNC_BATCH_BLOCKS: usize = 100;
 
 /// Bytes a lingering group may gather before it is committed anyway: half the budget. A write
-/// that does not fit beside it (a large checkpoint) ends the linger (`Unwritten::waiting`).
+/// that does not fit beside it (a large checkpoint) ends the linger: [`Writer::write`] sends an
+/// empty write ahead of it.
 pub const LINGER_BYTES: usize = MAX_UNWRITTEN_BYTES / 2;
 
 /// Adds to `group` what arrives within [`LINGER`] ([`SYNC_LINGER`] once it holds a sync's
-/// batch), while nothing in it is waited on, it holds less than [`LINGER_BYTES`], and no write
-/// is waiting for room in the budget (checked every [`LINGER_POLL`]).
-fn linger(
-    group: &mut Vec<(Write, usize)>,
-    writes: &Receiver<(Write, usize)>,
-    unwritten: &Unwritten,
-) {
+/// batch), while nothing in it is waited on (a record to acknowledge, or the empty write of a
+/// write waiting for room) and it holds less than [`LINGER_BYTES`].
+fn linger(group: &mut Vec<(Write, usize)>, writes: &Receiver<(Write, usize)>) {
     let started = std::time::Instant::now();
     loop {
-        let waited_on = group.iter().any(|(w, _)| !w.acks.is_empty());
+        let waited_on = group
+            .iter()
+            .any(|(w, _)| !w.acks.is_empty() || w.is_empty());
         let bytes: usize = group.iter().map(|(_, cost)| cost).sum();
-        if waited_on || bytes >= LINGER_BYTES || unwritten.waiting.load(Ordering::Acquire) {
+        if waited_on || bytes >= LINGER_BYTES {
             return;
         }
         let syncing = group
             .iter()
             .any(|(w, _)| w.blocks.len() >= SYNC_BATCH_BLOCKS);
         let limit = if syncing { SYNC_LINGER } else { LINGER };
-        let left = limit.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return;
-        }
-        match writes.recv_timeout(left.min(LINGER_POLL)) {
+        match writes.recv_timeout(limit.saturating_sub(started.elapsed())) {
             Ok(next) => group.push(next),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(_) => return,
         }
     }
 }
-
-/// How often a lingering writer looks whether a write waits for room.
-const LINGER_POLL: Duration = Duration::from_millis(10);
 
 fn run(
     mut store: Store,
@@ -374,6 +373,10 @@ fn run(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        if write.is_empty() {
+            // A write waiting for room, and this writer was not lingering: nothing to do.
+            continue;
+        }
         before();
         // What queued up behind it goes in the same transaction: a writer that fell behind (a
         // sync) catches up with one commit instead of one per batch. At most what is queued:
@@ -382,7 +385,9 @@ fn run(
         while let Ok(next) = writes.try_recv() {
             group.push(next);
         }
-        linger(&mut group, &writes, unwritten);
+        linger(&mut group, &writes);
+        // The empty writes that ended a linger have done their part.
+        group.retain(|(w, _)| !w.is_empty());
         let durable = group
             .iter()
             .any(|(w, _)| !w.add.is_empty() || !w.acks.is_empty());
