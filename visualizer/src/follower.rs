@@ -28,8 +28,20 @@ use crate::hub::{Command, Hub};
 use crate::verify::Offence;
 use crate::view::Link;
 
-/// How often an empty page that says more follow may make the follower page again.
+/// How often the follower may page again from the hub after its first paging: for a tip it
+/// lacks, or an empty page that says more follow. A node that alternates empty pages and
+/// unknown tips would otherwise keep the hub computing locators.
 const REPAGE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether paging again is due ([`REPAGE_EVERY`] since `last`); notes it in `last` if so.
+fn repage_due(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    let due = last.is_none_or(|at| now.duration_since(at) >= REPAGE_EVERY);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -222,7 +234,7 @@ impl Follower {
         self.report(Link::Syncing).await;
         self.page_from_hub(&mut link).await?;
         let mut paging = true;
-        // When an empty page that said more follow last made us page again.
+        // When we last paged again from the hub after the first time.
         let mut repaged: Option<Instant> = None;
         loop {
             let message = tokio::select! {
@@ -241,7 +253,7 @@ impl Follower {
                     };
                     self.tell(command).await?;
                     let known = self.hub.contains(hash).await.ok_or(SessionError::HubGone)?;
-                    if !known && !paging {
+                    if !known && !paging && repage_due(&mut repaged) {
                         tracing::debug!(node = %self.node.short(), tip = %hash.short(), "missing the node's tip; paging");
                         paging = true;
                         self.report(Link::Syncing).await;
@@ -298,15 +310,10 @@ impl Follower {
                             };
                             link.send(Message::GetBlocks(next)).await?;
                         }
-                        (true, None) => {
-                            let now = Instant::now();
-                            if repaged.is_none_or(|at| now.duration_since(at) >= REPAGE_EVERY) {
-                                repaged = Some(now);
-                                self.page_from_hub(&mut link).await?;
-                            } else {
-                                done = true;
-                            }
+                        (true, None) if repage_due(&mut repaged) => {
+                            self.page_from_hub(&mut link).await?;
                         }
+                        (true, None) => done = true,
                         (false, _) => {}
                     }
                     self.deliver(segment.blocks, None).await?;

@@ -580,7 +580,15 @@ fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
     );
     let out = s.on_answer(Answer::Locator(vec![hash(5)]), now);
     assert_eq!(locator_sent(&out), [hash(5)]);
-    // Another at once: no second locator until SYNC_RETRY has passed.
+    // Another at once: no second locator until SYNC_RETRY has passed, even with a batch of
+    // blocks in between (it clears the unanswered `D`, not the retry's clock).
+    assert!(s.on_message(Message::Blocks(c.clone()), now).is_empty());
+    let batch = Blocks {
+        blocks: vec![block_with(Vec::new()).block().clone()],
+        more: false,
+    };
+    s.on_message(Message::Blocks(batch), now);
+    s.on_answer(imported(None, None), now);
     assert!(s.on_message(Message::Blocks(c.clone()), now).is_empty());
     let later = now + SYNC_RETRY;
     assert_eq!(

@@ -11,7 +11,7 @@ use protocol::genesis;
 use protocol::handshake::{Accept, Identity, Nonce};
 use protocol::hash::Hash256;
 use protocol::tracker::{Report, TrackerMessage};
-use protocol::wire::{Blocks, Message};
+use protocol::wire::{Blocks, Message, Update};
 use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -291,5 +291,84 @@ async fn an_empty_page_that_says_more_follow_is_asked_again_and_the_chain_arrive
     })
     .await;
     stutterer.abort();
+    vis.stop().await;
+}
+
+/// A node that floods empty pages that say more follow, each followed by a tip the visualizer
+/// lacks: each of those used to make the follower page again from the hub (a locator computed
+/// on the hub, a `D` to the node), hundreds a second. It pages again at most once a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_pages_and_unknown_tips_do_not_make_the_follower_page_at_their_pace() {
+    const ROUNDS: u64 = 300;
+    let tracker = Tracker::start().await;
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (flooded, flood_done) = tokio::sync::mpsc::channel::<()>(1);
+    let counter = std::sync::Arc::clone(&asked);
+    let flooder = fake_node(&tracker.addr, 95, move |conn, first| {
+        let asked = std::sync::Arc::clone(&counter);
+        let flooded = flooded.clone();
+        async move {
+            let count = |bytes: &[u8]| {
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.starts_with(b"D"))
+                    .count()
+            };
+            asked.fetch_add(count(&first), std::sync::atomic::Ordering::SeqCst);
+            let (mut read, mut write) = conn.into_split();
+            let reading = {
+                let asked = std::sync::Arc::clone(&asked);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    for _ in 0..100_000 {
+                        match read.read(&mut buf).await {
+                            Ok(n) if n > 0 => {
+                                asked.fetch_add(
+                                    count(&buf[..n]),
+                                    std::sync::atomic::Ordering::SeqCst,
+                                );
+                            }
+                            _ => return,
+                        }
+                    }
+                })
+            };
+            for round in 0..ROUNDS {
+                let mut hash = [0xee; 32];
+                hash[..8].copy_from_slice(&round.to_le_bytes());
+                let tip = Update::Tip {
+                    hash: Hash256(hash),
+                    height: 1_000 + round,
+                    disconnected: Vec::new(),
+                    connected: Vec::new(),
+                };
+                let lines = format!(
+                    "C {{\"blocks\":[],\"more\":true}}\n{}",
+                    encode_line(&Message::Update(tip)).expect("a U line")
+                );
+                if write.write_all(lines.as_bytes()).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            reading.abort();
+            let _ = flooded.send(()).await;
+        }
+    })
+    .await;
+    let vis = Visualizer::start(&tracker.addr).await;
+    let mut flood_done = flood_done;
+    tokio::time::timeout(Duration::from_secs(60), flood_done.recv())
+        .await
+        .expect("the flood ends");
+    let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+    // The first page, then at most one more a second over the flood's 3 s or so (sleeps run
+    // long on a busy host: counted generously).
+    assert!(asked >= 2, "the follower paged the node ({asked})");
+    assert!(
+        asked <= 12,
+        "{asked} pages asked in {ROUNDS} rounds of empty pages and unknown tips"
+    );
+    flooder.abort();
     vis.stop().await;
 }
