@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::{HexVisitor, hex_fmt, parse_hex_array, with_hex};
@@ -19,12 +19,13 @@ impl AccountId {
     }
 
     /// Checks `signature` over `message` against this key.
+    /// The rule is [`crate::signature`]'s, the same one a batch check applies.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
-        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify(message, &sig).is_ok()
+        crate::signature::verify(&crate::signature::Item {
+            account: self,
+            message,
+            signature,
+        })
     }
 }
 

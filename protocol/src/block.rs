@@ -292,7 +292,8 @@ impl Block {
     /// signatures, which the node did when the block or the records first came in and which are
     /// by far the slowest part. Proof of work and the commitment are still checked (a few
     /// hashes), so a damaged store entry is caught. Anything from elsewhere goes through
-    /// [`Block::check`].
+    /// [`Block::check`], or through this and then a batch check of its signatures
+    /// ([`crate::verify::check_batch`]).
     pub fn check_own(self, params: &Params) -> Result<CheckedBlock, BlockError> {
         self.check_with(params, &|_| true)
     }

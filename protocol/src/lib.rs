@@ -27,6 +27,7 @@ pub mod params;
 pub mod pool;
 pub mod pow;
 pub mod record;
+pub mod signature;
 pub mod tracker;
 pub mod verify;
 pub mod wire;

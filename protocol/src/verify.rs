@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::block::{Block, BlockError, CheckedBlock};
 use crate::hash::Hash256;
 use crate::params::Params;
+use crate::record::{Record, RecordFormatError};
+use crate::signature;
 
 /// Most record ids remembered as verified. A record relayed on its own is verified when a
 /// node's pool admits it, then arrives again in every block that holds it (several, when miners
@@ -171,19 +173,66 @@ pub fn in_parallel<T: Send, R: Send>(
         .collect()
 }
 
+/// Checks `blocks` in order, up to the first failure: first everything but the signatures,
+/// then the signatures not `verified` before, all in one batch ([`signature::verify_batch`],
+/// about twice as fast as one at a time); should the batch fail, one at a time, to find the
+/// first block with a bad one. The prefix that passes is the one [`Block::check_known`] block
+/// by block would pass, and so is the failure, except in a block with two faults: a cheap one
+/// after a bad signature is the one reported.
 fn check_prefix(
     blocks: Vec<Block>,
     params: &Params,
     verified: &Verified,
 ) -> (Vec<CheckedBlock>, Option<BlockError>) {
     let mut out = Vec::with_capacity(blocks.len());
+    let mut failure = None;
     for block in blocks {
-        match block.check_known(params, &|id| verified.contains(id)) {
+        // Everything but the signatures, verified below.
+        match block.check_own(params) {
             Ok(checked) => out.push(checked),
-            Err(error) => return (out, Some(error)),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
         }
     }
-    (out, None)
+    // The records to verify, by block and place in it.
+    let unverified: Vec<(usize, usize, &Record, Vec<u8>)> = out
+        .iter()
+        .enumerate()
+        .flat_map(|(at, block)| {
+            block
+                .records
+                .iter()
+                .enumerate()
+                .map(move |(index, record)| (at, index, record))
+        })
+        .filter(|(_, _, record)| !verified.contains(&record.id()))
+        .map(|(at, index, record)| (at, index, record, record.signing_bytes()))
+        .collect();
+    let items: Vec<signature::Item> = unverified
+        .iter()
+        .map(|(_, _, record, message)| signature::Item {
+            account: &record.account,
+            message,
+            signature: &record.sig,
+        })
+        .collect();
+    if signature::verify_batch(&items) {
+        return (out, failure);
+    }
+    let bad = unverified
+        .iter()
+        .zip(&items)
+        .find(|(_, item)| !signature::verify(item))
+        .map(|((at, index, _, _), _)| (*at, *index));
+    // A batch fails only when one of its signatures does.
+    let Some((at, index)) = bad else {
+        return (out, failure);
+    };
+    out.truncate(at);
+    let error = RecordFormatError::BadSignature;
+    (out, Some(BlockError::BadRecord { index, error }))
 }
 
 #[cfg(test)]
@@ -231,6 +280,40 @@ mod tests {
         let (checked, error) = check_batch(blocks, &params, &Verified::default());
         assert_eq!(checked.len(), 25, "the prefix before the bad block");
         assert!(matches!(error, Some(BlockError::BelowFloor { .. })));
+    }
+
+    #[test]
+    fn a_bad_signature_in_a_batch_stops_it_at_that_block() {
+        let alice = Keypair::from_seed([4; 32]);
+        let alice = &alice;
+        let records = |forge: Option<usize>| {
+            move |i: usize| {
+                let name = format!("a{i}");
+                let mut record = Record::sign(alice, i as u64, Action::Join { name });
+                if forge == Some(i) {
+                    record.sig.0[40] ^= 1;
+                }
+                vec![record]
+            }
+        };
+        let params = Params::with_floor(4);
+        let blocks = chain(40, records(None));
+        let (checked, error) = check_batch(blocks, &params, &Verified::default());
+        assert_eq!((checked.len(), error), (40, None));
+
+        // A forged signature in block 25 (committed to by its header): its block and
+        // everything after it is refused, and the error names the record, as a block-by-block
+        // check would.
+        let forged = chain(40, records(Some(25)));
+        let one_by_one = forged[25].clone().check(&params);
+        let (checked, error) = check_batch(forged, &params, &Verified::default());
+        assert_eq!(checked.len(), 25);
+        let bad = BlockError::BadRecord {
+            index: 0,
+            error: RecordFormatError::BadSignature,
+        };
+        assert_eq!(error, Some(bad.clone()));
+        assert_eq!(one_by_one.err(), Some(bad));
     }
 
     #[test]
