@@ -222,9 +222,23 @@ pub enum Event {
         disconnected: Arc<[Arc<CheckedBlock>]>,
         /// Blocks that joined it, oldest first.
         connected: Arc<[Arc<CheckedBlock>]>,
+        /// The new tip, for peers other than `from`, when sync blocks moved it: peers are not
+        /// relayed sync batches, so without this a node that took a long chain from one peer
+        /// left its other peers behind until the next block was mined. A peer that lacks the
+        /// tip's parents asks for them (an orphan); one that has it drops the copy.
+        announce: Option<Announce>,
     },
     /// Something only subscribers are told: the node's load and peers, its pool's changes.
     Notice(Arc<Update>),
+}
+
+/// A tip to relay to every peer but the one whose sync batch made it ([`Event::Tip`]).
+#[derive(Debug, Clone)]
+pub struct Announce {
+    /// The connection the batch came from.
+    pub from: ConnId,
+    /// The tip, with its `B` line.
+    pub tip: Arc<[NewBlock]>,
 }
 
 impl Event {
@@ -766,10 +780,19 @@ impl Actor {
             }
         }
         self.pool_changes(batch);
+        let tip = self.chain.tip();
+        let announce = (!relay).then(|| Announce {
+            from,
+            tip: Arc::new([NewBlock {
+                block: Arc::clone(tip),
+                relay: Line::default(),
+            }]),
+        });
         self.emit(Event::Tip {
-            tip: Arc::clone(self.chain.tip()),
+            tip: Arc::clone(tip),
             disconnected: disconnected.into(),
             connected: connected.into(),
+            announce,
         });
         self.publish_status();
         batch.remine = true;

@@ -158,7 +158,8 @@ impl Session {
     }
 
     /// An event, for a peer: new blocks from `B` (and our own) and new records, except those
-    /// it sent us. Sync batches are not relayed: peers sync on their own.
+    /// it sent us. Sync batches are not relayed, only the tip they lead to
+    /// ([`crate::actor::Announce`]): a peer that lacks it asks for what it is missing.
     pub(super) fn relay(&self, event: Event) -> Vec<Action> {
         match event {
             Event::Blocks {
@@ -176,6 +177,10 @@ impl Session {
             Event::Record { record, from } if from != self.id => {
                 vec![Action::RelayRecord(record)]
             }
+            Event::Tip {
+                announce: Some(announce),
+                ..
+            } if announce.from != self.id => vec![Action::RelayBlocks(announce.tip)],
             _ => Vec::new(),
         }
     }

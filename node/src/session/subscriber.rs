@@ -46,6 +46,7 @@ pub fn updates(event: &Event) -> Vec<Update> {
             tip,
             disconnected,
             connected,
+            ..
         } => vec![Update::Tip {
             hash: tip.hash(),
             height: tip.header.height,

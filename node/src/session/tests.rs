@@ -23,7 +23,7 @@ use protocol::{
 
 use super::timers::SYNC_RETRY;
 use super::*;
-use crate::actor::{Event, Line, NewBlock, NewRecord, RecordOutcome};
+use crate::actor::{Announce, Event, Line, NewBlock, NewRecord, RecordOutcome};
 use crate::guard::{GETBLOCKS_BURST, MESSAGE_BURST};
 use crate::handshake::HANDSHAKE_TIMEOUT;
 
@@ -81,6 +81,7 @@ fn tip_event(block: &Arc<CheckedBlock>) -> Event {
         tip: Arc::clone(block),
         disconnected: Arc::new([]),
         connected: Arc::new([Arc::clone(block)]),
+        announce: None,
     }
 }
 
@@ -422,6 +423,44 @@ fn b_new_and_valid_is_relayed_to_peers_but_never_back_to_its_sender() {
     };
     assert_eq!(describe(&s.on_event(event(OTHER), now)), ["relay record"]);
     assert!(s.on_event(event(ME), now).is_empty());
+}
+
+#[test]
+fn the_tip_a_sync_batch_led_to_is_announced_to_every_peer_but_the_batch_s_sender() {
+    let now = Instant::now();
+    let block = block_with(Vec::new());
+    let announced = |from| Event::Tip {
+        tip: Arc::clone(&block),
+        disconnected: Arc::new([]),
+        connected: Arc::new([Arc::clone(&block)]),
+        announce: Some(Announce {
+            from,
+            tip: Arc::new([NewBlock {
+                block: Arc::clone(&block),
+                relay: Line::default(),
+            }]),
+        }),
+    };
+    let mut s = peer(now);
+    assert_eq!(
+        describe(&s.on_event(announced(OTHER), now)),
+        ["relay 1 blocks"]
+    );
+    assert!(
+        s.on_event(announced(ME), now).is_empty(),
+        "not to its sender"
+    );
+    assert!(
+        s.on_event(tip_event(&block), now).is_empty(),
+        "a relayed block's tip is not sent twice"
+    );
+    let mut shop = client(now);
+    assert!(
+        !describe(&shop.on_event(announced(OTHER), now))
+            .iter()
+            .any(|a| a.starts_with("relay")),
+        "clients get no relays"
+    );
 }
 
 #[test]

@@ -193,3 +193,44 @@ async fn a_subscriber_hears_the_load_and_peers_every_interval_and_records_enter_
         holder.header.hash()
     );
 }
+
+/// A node that takes a long chain in sync batches (which are not relayed) announces the tip
+/// they led to, so its other peers catch up at once. Before, they stayed behind until a new
+/// block was mined or their link's quiet-time `D` ([`node::session::timers::SYNC_INTERVAL`],
+/// 30 s) asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_taken_in_sync_batches_reaches_the_node_s_other_peers_at_once() {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fast = ["--report-interval-ms", "200"];
+    let a = NodeProc::start_with(&tracker.addr, &dir.path().join("a"), &fast);
+    let b = NodeProc::start_with(&tracker.addr, &dir.path().join("b"), &fast);
+    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
+    let mut sub = Client::connect(&a.addr).await;
+    sub.send(Message::Subscribe).await;
+    next_notice(&mut sub, "a status naming b", |u| match u {
+        Update::Status { peers, .. } => peers.iter().any(|p| p.to_string() == b.id).then_some(()),
+        _ => None,
+    })
+    .await;
+
+    // A client (not a peer) hands node a the chain, as sync batches.
+    let blocks = super::sync::chain_of(600);
+    let want = tip(&blocks);
+    let started = std::time::Instant::now();
+    super::sync::hand_over(&a.addr, &blocks).await;
+    // Well before the 30 s quiet-link `D` could have fetched it.
+    wait_for(
+        "node b to hold a's new chain",
+        std::time::Duration::from_secs(15),
+        || async {
+            let chain = fetch_chain(&b.addr).await?;
+            (tip(&chain) == want).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "b caught up {:?} after the hand-over began",
+        started.elapsed()
+    );
+}
