@@ -85,7 +85,7 @@ pub fn check_batch(
     params: &Params,
     verified: &Verified,
 ) -> (Vec<CheckedBlock>, Option<BlockError>) {
-    let results = in_parallel(blocks, |chunk| check_prefix(chunk, params, verified));
+    let results = in_parallel(blocks, |chunk| check_in_order(chunk, params, verified));
     let mut out = Vec::new();
     let mut failure = None;
     for result in results {
@@ -173,13 +173,14 @@ pub fn in_parallel<T: Send, R: Send>(
         .collect()
 }
 
-/// Checks `blocks` in order, up to the first failure: first everything but the signatures,
-/// then the signatures not `verified` before, all in one batch ([`signature::verify_batch`],
-/// about twice as fast as one at a time); should the batch fail, one at a time, to find the
-/// first block with a bad one. The prefix that passes is the one [`Block::check_known`] block
-/// by block would pass, and so is the failure, except in a block with two faults: a cheap one
-/// after a bad signature is the one reported.
-fn check_prefix(
+/// Checks `blocks` in order on the calling thread, up to the first failure: first everything
+/// but the signatures, then the signatures not `verified` before, all in one batch
+/// ([`signature::verify_batch`], about twice as fast as one at a time); should the batch fail,
+/// one at a time, to find the first block with a bad one. The prefix that passes is the one
+/// [`Block::check_known`] block by block would pass, and so is the failure, except in a block
+/// with two faults: a cheap one after a bad signature is the one reported. [`check_batch`]
+/// runs this on every core, a chunk at a time, and remembers the records that passed.
+pub fn check_in_order(
     blocks: Vec<Block>,
     params: &Params,
     verified: &Verified,
