@@ -175,8 +175,8 @@ pub fn in_parallel<T: Send, R: Send>(
 
 /// Checks `blocks` in order on the calling thread, up to the first failure: first everything
 /// but the signatures, then the signatures not `verified` before, all in one batch
-/// ([`signature::verify_batch`], about twice as fast as one at a time); should the batch fail,
-/// one at a time, to find the first block with a bad one. The prefix that passes is the one
+/// ([`signature::first_failure`]: about twice as fast as one at a time; should the batch fail,
+/// its halves, to find the first block with a bad one). The prefix that passes is the one
 /// [`Block::check_known`] block by block would pass, and so is the failure, except in a block
 /// with two faults: a cheap one after a bad signature is the one reported. [`check_batch`]
 /// runs this on every core, a chunk at a time, and remembers the records that passed.
@@ -219,16 +219,8 @@ pub fn check_in_order(
             signature: &record.sig,
         })
         .collect();
-    if signature::verify_batch(&items) {
-        return (out, failure);
-    }
-    let bad = unverified
-        .iter()
-        .zip(&items)
-        .find(|(_, item)| !signature::verify(item))
-        .map(|((at, index, _, _), _)| (*at, *index));
-    // A batch fails only when one of its signatures does.
-    let Some((at, index)) = bad else {
+    let bad = signature::first_failure(&items).and_then(|i| unverified.get(i));
+    let Some(&(at, index, _, _)) = bad else {
         return (out, failure);
     };
     out.truncate(at);
