@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use futures::{SinkExt, StreamExt};
-use protocol::codec::{LineCodec, WireError};
+use protocol::codec::WireError;
 use protocol::handshake::Identity;
 use protocol::wire::Message;
 use protocol::{AccountId, Block, Params, RecordId};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::{ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
@@ -29,6 +28,7 @@ use crate::archive;
 use crate::guard::{Guard, Slot};
 use crate::links::Links;
 use crate::session::{Action, Answer, Closing, LinkVerdict, Question, Session};
+use crate::socket::Socket;
 use crate::store::Reader;
 use crate::verify::{self, SeenBlocks, Verified};
 
@@ -70,8 +70,6 @@ pub struct Ctx {
     pub deep_reads: Arc<Semaphore>,
 }
 
-type Link = Framed<TcpStream, LineCodec<Message>>;
-
 /// A record's outcome on its way back from the chain thread.
 type PendingOutcome =
     Pin<Box<dyn Future<Output = (RecordId, Option<RecordOutcome>)> + Send + Sync>>;
@@ -103,7 +101,7 @@ enum Ended {
 struct Conn {
     id: ConnId,
     ctx: Ctx,
-    link: Link,
+    socket: Socket,
     session: Session,
     /// Outcomes of this connection's records, in the order the records came.
     outcomes: FuturesOrdered<PendingOutcome>,
@@ -156,7 +154,7 @@ async fn serve_with(
     let mut conn = Conn {
         id,
         ctx,
-        link: Framed::new(stream, LineCodec::<Message>::new()),
+        socket: Socket::new(stream),
         session,
         outcomes: FuturesOrdered::new(),
         ip: peer_addr.map(|a| a.ip()),
@@ -237,7 +235,7 @@ impl Conn {
                         Err(broadcast::error::RecvError::Closed) => return Ended::Stopping,
                     }
                 }
-                frame = self.link.next(), if reading => match frame {
+                frame = self.socket.next(), if reading => match frame {
                     None => return Ended::Hangup,
                     Some(Err(e)) => self.session.on_bad_line(&e),
                     Some(Ok(message)) => {
@@ -303,12 +301,12 @@ impl Conn {
                 Action::RelayBlocks(blocks) => {
                     for b in blocks.iter() {
                         let line = b.relay.get(|| Message::Block(b.block.block().clone()));
-                        self.link.write_buffer_mut().extend_from_slice(line);
+                        self.socket.write_buffer_mut().extend_from_slice(line);
                     }
                 }
                 Action::RelayRecord(record) => {
                     let line = record.relay.get(|| Message::Record(record.record.clone()));
-                    self.link.write_buffer_mut().extend_from_slice(line);
+                    self.socket.write_buffer_mut().extend_from_slice(line);
                 }
                 Action::Pause(wait) => {
                     self.flush().await?;
@@ -337,14 +335,13 @@ impl Conn {
     /// Queues one message for writing (a full buffer is written out first), giving up after
     /// [`SEND_TIMEOUT`].
     async fn write(&mut self, message: Message) -> Result<(), Ended> {
-        let fed = tokio::time::timeout(SEND_TIMEOUT, self.link.feed(message)).await;
+        let fed = tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(message)).await;
         written(fed)
     }
 
     /// Writes out what is queued, giving up after [`SEND_TIMEOUT`].
     async fn flush(&mut self) -> Result<(), Ended> {
-        let flush = SinkExt::<Message>::flush(&mut self.link);
-        written(tokio::time::timeout(SEND_TIMEOUT, flush).await)
+        written(tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await)
     }
 
     /// Bans this connection's address for sending provably invalid data; logged once per ban.

@@ -20,6 +20,7 @@ pub mod peers;
 pub mod pool_report;
 pub mod reporter;
 pub mod session;
+pub mod socket;
 pub mod store;
 pub mod verify;
 pub mod writer;
