@@ -66,6 +66,20 @@ impl Watched {
             _dir: dir,
         })
     }
+
+    /// Copies every node's log to `bench-logs/<what>/node-<i>.log` beside the chain cache
+    /// (`target/bench-logs`) and returns the folder: for a scenario that fails, since the
+    /// network's own folder goes with it.
+    pub fn keep_logs(&self, what: &str) -> std::path::PathBuf {
+        let dir = crate::chain_cache::dir()
+            .with_file_name("bench-logs")
+            .join(what);
+        let _ = std::fs::create_dir_all(&dir);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let _ = std::fs::write(dir.join(format!("node-{i}.log")), node.log());
+        }
+        dir
+    }
 }
 
 /// A solved block on `parent` holding `records`, at `bits`, stamped now.

@@ -59,7 +59,13 @@ pub async fn run(sizes: &[usize], blocks: usize) -> anyhow::Result<Vec<Row>> {
             let sent = Instant::now();
             peer.send(Message::Block(block.clone())).await?;
             let everywhere = watch.until(PATIENCE, |s| s.block_everywhere(n, hash)).await;
-            anyhow::ensure!(everywhere, "block {i} never reached every node of {n}");
+            if !everywhere {
+                let logs = net.keep_logs(&format!("propagation-{n}"));
+                anyhow::bail!(
+                    "block {i} never reached every node of {n} (their logs: {})",
+                    logs.display()
+                );
+            }
             if !warming && let Some(last) = watch.with(|s| s.block_last(n, hash)) {
                 samples.push(last.duration_since(sent).as_secs_f64() * 1e3);
             }
