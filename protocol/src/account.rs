@@ -17,16 +17,6 @@ impl AccountId {
     pub fn short(&self) -> String {
         hex::encode(&self.0[..4])
     }
-
-    /// Checks `signature` over `message` against this key.
-    /// The rule is [`crate::signature`]'s, the same one a batch check applies.
-    pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        crate::signature::verify(&crate::signature::Item {
-            account: self,
-            message,
-            signature,
-        })
-    }
 }
 
 /// An ed25519 signature.

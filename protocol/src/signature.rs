@@ -39,6 +39,18 @@ pub struct Item<'a> {
     pub signature: &'a Signature,
 }
 
+impl AccountId {
+    /// Checks `signature` over `message` against this key, by this module's rule (the one a
+    /// batch check applies too).
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
+        verify(&Item {
+            account: self,
+            message,
+            signature,
+        })
+    }
+}
+
 /// A signature decoded for the equation: `R`'s encoding, `A`, `s` and `k`.
 struct Parts {
     r: [u8; 32],

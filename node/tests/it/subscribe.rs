@@ -113,9 +113,9 @@ async fn next_notice<T>(client: &mut Client, what: &str, check: impl Fn(Update) 
     panic!("no {what} in 200 lines");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_hears_the_load_and_peers_every_interval_and_records_enter_and_leave_the_pool()
-{
+/// Nodes a and b reporting every 200 ms, both active, and a subscriber to a; the tracker and
+/// the data dirs are held by the caller.
+async fn two_nodes_and_a_subscriber() -> (Tracker, tempfile::TempDir, NodeProc, NodeProc, Client) {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let fast = ["--report-interval-ms", "200"];
@@ -124,6 +124,13 @@ async fn a_subscriber_hears_the_load_and_peers_every_interval_and_records_enter_
     tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
     let mut sub = Client::connect(&a.addr).await;
     sub.send(Message::Subscribe).await;
+    (tracker, dir, a, b, sub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_hears_the_load_and_peers_every_interval_and_records_enter_and_leave_the_pool()
+{
+    let (_tracker, _dir, a, b, mut sub) = two_nodes_and_a_subscriber().await;
     // Right after the tip: the whole pool, empty.
     let (full, added) = next_notice(&mut sub, "the pool listing", |u| match u {
         Update::Pool { full, added, .. } => Some((full, added.len())),
@@ -200,14 +207,7 @@ async fn a_subscriber_hears_the_load_and_peers_every_interval_and_records_enter_
 /// 30 s) asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_taken_in_sync_batches_reaches_the_node_s_other_peers_at_once() {
-    let tracker = Tracker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let fast = ["--report-interval-ms", "200"];
-    let a = NodeProc::start_with(&tracker.addr, &dir.path().join("a"), &fast);
-    let b = NodeProc::start_with(&tracker.addr, &dir.path().join("b"), &fast);
-    tracker.wait_active(&[a.id.clone(), b.id.clone()]).await;
-    let mut sub = Client::connect(&a.addr).await;
-    sub.send(Message::Subscribe).await;
+    let (_tracker, _dir, a, b, mut sub) = two_nodes_and_a_subscriber().await;
     next_notice(&mut sub, "a status naming b", |u| match u {
         Update::Status { peers, .. } => peers.iter().any(|p| p.to_string() == b.id).then_some(()),
         _ => None,
