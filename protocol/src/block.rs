@@ -273,7 +273,7 @@ impl Block {
     /// proof of work, size caps, the commitment, and every record's format and signature.
     /// Cheap checks come first, so junk costs little.
     pub fn check(self, params: &Params) -> Result<CheckedBlock, BlockError> {
-        self.check_with(params, &|_| false)
+        self.check_with(params, &|_| false, None)
     }
 
     /// [`Block::check`], except that the signatures of records `verified` says were verified
@@ -284,7 +284,20 @@ impl Block {
         params: &Params,
         verified: &dyn Fn(&RecordId) -> bool,
     ) -> Result<CheckedBlock, BlockError> {
-        self.check_with(params, verified)
+        self.check_with(params, verified, None)
+    }
+
+    /// [`Block::check_known`], except that the signatures it would verify are left to the
+    /// caller: their records' places in the block are returned, for a check of many at once
+    /// ([`crate::verify::check_in_order`]).
+    pub fn check_deferring(
+        self,
+        params: &Params,
+        verified: &dyn Fn(&RecordId) -> bool,
+    ) -> Result<(CheckedBlock, Vec<usize>), BlockError> {
+        let mut deferred = Vec::new();
+        let checked = self.check_with(params, verified, Some(&mut deferred))?;
+        Ok((checked, deferred))
     }
 
     /// Checks a block of this node's own: read back from its store, or mined from records its
@@ -292,10 +305,10 @@ impl Block {
     /// signatures, which the node did when the block or the records first came in and which are
     /// by far the slowest part. Proof of work and the commitment are still checked (a few
     /// hashes), so a damaged store entry is caught. Anything from elsewhere goes through
-    /// [`Block::check`], or through this and then a batch check of its signatures
-    /// ([`crate::verify::check_batch`]).
+    /// [`Block::check`] or [`Block::check_known`] (or [`Block::check_deferring`], which
+    /// leaves the signatures to a batch check).
     pub fn check_own(self, params: &Params) -> Result<CheckedBlock, BlockError> {
-        self.check_with(params, &|_| true)
+        self.check_with(params, &|_| true, None)
     }
 
     /// The cheap first part of [`Block::check`], from the header and the record count alone:
@@ -338,11 +351,13 @@ impl Block {
         Ok(hash)
     }
 
-    /// Checks everything; a record's signature only when `verified` does not vouch for it.
+    /// Checks everything; a record's signature only when `verified` does not vouch for it, and
+    /// then not here but by the caller when it gives `deferred` (the record's place goes there).
     fn check_with(
         self,
         params: &Params,
         verified: &dyn Fn(&RecordId) -> bool,
+        mut deferred: Option<&mut Vec<usize>>,
     ) -> Result<CheckedBlock, BlockError> {
         let hash = self.check_header(params)?;
         if self.header.height == 0 {
@@ -368,6 +383,9 @@ impl Block {
         }
         for (index, (record, id)) in self.records.iter().zip(&ids).enumerate() {
             let checked = if verified(id) {
+                record.check_format()
+            } else if let Some(deferred) = deferred.as_deref_mut() {
+                deferred.push(index);
                 record.check_format()
             } else {
                 record.check()

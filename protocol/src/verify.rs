@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::block::{Block, BlockError, CheckedBlock};
 use crate::hash::Hash256;
 use crate::params::Params;
-use crate::record::{Record, RecordFormatError};
+use crate::record::RecordFormatError;
 use crate::signature;
 
 /// Most record ids remembered as verified. A record relayed on its own is verified when a
@@ -186,41 +186,39 @@ pub fn check_in_order(
     verified: &Verified,
 ) -> (Vec<CheckedBlock>, Option<BlockError>) {
     let mut out = Vec::with_capacity(blocks.len());
+    // The records whose signatures are left to the batch: by block and place in it.
+    let mut unverified: Vec<(usize, usize)> = Vec::new();
     let mut failure = None;
     for block in blocks {
-        // Everything but the signatures, verified below.
-        match block.check_own(params) {
-            Ok(checked) => out.push(checked),
+        match block.check_deferring(params, &|id| verified.contains(id)) {
+            Ok((checked, deferred)) => {
+                unverified.extend(deferred.into_iter().map(|index| (out.len(), index)));
+                out.push(checked);
+            }
             Err(error) => {
                 failure = Some(error);
                 break;
             }
         }
     }
-    // The records to verify, by block and place in it.
-    let unverified: Vec<(usize, usize, &Record, Vec<u8>)> = out
+    let messages: Vec<Vec<u8>> = unverified
         .iter()
-        .enumerate()
-        .flat_map(|(at, block)| {
-            block
-                .records
-                .iter()
-                .enumerate()
-                .map(move |(index, record)| (at, index, record))
-        })
-        .filter(|(_, _, record)| !verified.contains(&record.id()))
-        .map(|(at, index, record)| (at, index, record, record.signing_bytes()))
+        .map(|&(at, index)| out[at].records[index].signing_bytes())
         .collect();
     let items: Vec<signature::Item> = unverified
         .iter()
-        .map(|(_, _, record, message)| signature::Item {
-            account: &record.account,
-            message,
-            signature: &record.sig,
+        .zip(&messages)
+        .map(|(&(at, index), message)| {
+            let record = &out[at].records[index];
+            signature::Item {
+                account: &record.account,
+                message,
+                signature: &record.sig,
+            }
         })
         .collect();
-    let bad = signature::first_failure(&items).and_then(|i| unverified.get(i));
-    let Some(&(at, index, _, _)) = bad else {
+    let bad = signature::first_failure(&items).and_then(|i| unverified.get(i).copied());
+    let Some((at, index)) = bad else {
         return (out, failure);
     };
     out.truncate(at);

@@ -42,6 +42,7 @@ fn repage_due(last: &mut Option<Instant>) -> bool {
     }
     due
 }
+
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
