@@ -60,55 +60,73 @@ async fn a_node_started_after_1000_blocks_catches_up() {
     .await;
 }
 
-/// A connection whose two ends write at once is still read: the node reads on while its own
-/// write waits. The client here asks for the chain again and again, then writes blocks back
-/// without reading, on a socket with small buffers; before, the node stopped reading while its
-/// answers waited, the client's writes stopped too, and the node closed the link after its send
-/// timeout (two nodes relaying big blocks to each other did the same).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_writing_while_the_node_writes_to_it_is_still_read() {
-    use futures::{SinkExt, StreamExt};
-    use protocol::codec::LineCodec;
-    use protocol::wire::GetBlocks;
-    use tokio_util::codec::Framed;
+/// Answers asked for by [`ask_then_write_copies`]: 24 chains of 500 blocks, about 8 MB, more
+/// than the node's socket buffers hold.
+const ASKS: usize = 24;
 
-    const ASKS: usize = 24;
-    let blocks = chain_of(600);
+/// A node holding `blocks`, with its tracker and data dir.
+async fn node_holding(blocks: &[Block]) -> (Tracker, tempfile::TempDir, NodeProc) {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
-    hand_over(&node.addr, &blocks).await;
-    let want = tip(&blocks);
+    hand_over(&node.addr, blocks).await;
+    let want = tip(blocks);
     wait_for("the node to hold the chain", DEADLINE, || async {
         (tip(&fetch_chain(&node.addr).await?) == want).then_some(())
     })
     .await;
+    (tracker, dir, node)
+}
 
+type Lines = tokio_util::codec::Framed<tokio::net::TcpStream, protocol::codec::LineCodec<Message>>;
+
+/// A client of `addr` on 4 KiB socket buffers that asks for the chain [`ASKS`] times, then
+/// writes `copies` copies of `blocks` back without reading; what the writing came to, and the
+/// connection.
+async fn ask_then_write_copies(
+    addr: &str,
+    blocks: &[Block],
+    copies: usize,
+) -> (Result<(), protocol::codec::WireError>, Lines) {
+    use futures::SinkExt;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.set_send_buffer_size(4096).unwrap();
-    let stream = socket.connect(node.addr.parse().unwrap()).await.unwrap();
-    let (mut sink, mut lines) = Framed::new(stream, LineCodec::<Message>::new()).split();
-    // About 8 MB of answers (500 blocks each), more than the node's socket buffers hold...
-    let ask = Message::GetBlocks(GetBlocks {
+    let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let mut lines = Lines::new(stream, protocol::codec::LineCodec::new());
+    let ask = Message::GetBlocks(protocol::wire::GetBlocks {
         locator: Vec::new(),
     });
-    // ...and about 4 MB of blocks back (copies the node has), more than ours hold.
-    let copies: Vec<Message> = (0..6000)
-        .map(|i| Message::Block(blocks[i % blocks.len()].clone()))
-        .collect();
     let writing = async {
         for _ in 0..ASKS {
-            sink.feed(ask.clone()).await?;
+            lines.feed(ask.clone()).await?;
         }
-        for copy in copies {
-            sink.feed(copy).await?;
+        for i in 0..copies {
+            lines
+                .feed(Message::Block(blocks[i % blocks.len()].clone()))
+                .await?;
         }
-        sink.flush().await
+        SinkExt::<Message>::flush(&mut lines).await
     };
-    let wrote = tokio::time::timeout(DEADLINE, writing).await;
+    let wrote = tokio::time::timeout(DEADLINE, writing)
+        .await
+        .expect("the writes neither went through nor failed in time");
+    (wrote, lines)
+}
+
+/// A connection whose two ends write at once is still read: the node reads on while its own
+/// write waits. The client here asks for the chain again and again, then writes blocks back
+/// (about 4 MB, more than its buffers hold) without reading; before, the node stopped reading
+/// while its answers waited, the client's writes stopped too, and the node closed the link
+/// after its send timeout (two nodes relaying big blocks to each other did the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_writing_while_the_node_writes_to_it_is_still_read() {
+    use futures::StreamExt;
+    let blocks = chain_of(600);
+    let (_tracker, _dir, node) = node_holding(&blocks).await;
+    let (wrote, mut lines) = ask_then_write_copies(&node.addr, &blocks, 6000).await;
     assert!(
-        matches!(wrote, Ok(Ok(()))),
+        wrote.is_ok(),
         "the node stopped reading while it wrote: {wrote:?}"
     );
     let mut answers = 0;
@@ -121,4 +139,19 @@ async fn a_client_writing_while_the_node_writes_to_it_is_still_read() {
             other => panic!("after {answers} answers: {other:?}"),
         }
     }
+}
+
+/// The next variant: a client that never reads at all, and writes far more than the node reads
+/// ahead (about 17 MB), is still closed after the node's send timeout, rather than held open
+/// by the reading ahead; the node serves others meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_however_much_it_writes() {
+    let blocks = chain_of(600);
+    let (_tracker, _dir, node) = node_holding(&blocks).await;
+    let (wrote, _lines) = ask_then_write_copies(&node.addr, &blocks, 24_000).await;
+    assert!(wrote.is_err(), "the node read on past its read-ahead bound");
+    let chain = fetch_chain(&node.addr)
+        .await
+        .expect("the node still serves");
+    assert_eq!(tip(&chain), tip(&blocks));
 }
