@@ -22,6 +22,7 @@ pub mod reporter;
 pub mod session;
 pub mod socket;
 pub mod store;
+pub mod unindexed;
 pub mod verify;
 pub mod writer;
 

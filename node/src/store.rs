@@ -9,7 +9,8 @@
 //! table in key order still gives every parent before its children. Beside them, written in the
 //! same transaction as the blocks they describe: the best chain by height ([`BEST`]), each of
 //! its blocks' height by hash ([`HEIGHTS`]), the block holding each of its records
-//! ([`RECORDS`]), and every [`CHECKPOINT_EVERY`] blocks (more for a large ledger:
+//! ([`RECORDS`]; these two are written in batches of [`INDEX_BATCH`] entries, see
+//! [`crate::unindexed`]), and every [`CHECKPOINT_EVERY`] blocks (more for a large ledger:
 //! [`checkpoint_interval`]) the ledger at the tip ([`CHECKPOINTS`]). A restart resumes from a
 //! checkpoint at least a reorg's depth below the tip and inserts only the blocks after it,
 //! instead of replaying the whole chain; a node that keeps only its recent blocks in memory
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use protocol::params::MAX_REORG_DEPTH;
 use protocol::{Block, BlockHash, CheckedBlock, Hash256, Ledger, Params, Record, RecordId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::unindexed::{Entries, INDEX_BATCH, Unindexed, short_key};
 
 /// Blocks by height and hash (a parent always before its children), in their binary form
 /// ([`Block::to_bytes`]).
@@ -66,6 +69,11 @@ const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoin
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 /// The key of the format in [`META`].
 const FORMAT_KEY: &str = "format";
+/// The key, in [`META`], of the lowest best-chain height whose [`HEIGHTS`] and [`RECORDS`]
+/// entries may be missing from the tables (held in memory: [`Unindexed`]); absent when none
+/// are. Written in the same transaction as the blocks, so an opened store knows which blocks
+/// to read its missing entries back from.
+const UNINDEXED_KEY: &str = "unindexed_from";
 /// The format this code writes: blocks, the best-chain index (short keys since 5) and ledger
 /// checkpoints.
 const FORMAT: u64 = 5;
@@ -271,6 +279,12 @@ pub struct Store {
     db: Arc<Database>,
     next_pending: u64,
     pending_keys: HashMap<RecordId, u64>,
+    /// Index entries committed and not yet in their tables.
+    unindexed: Unindexed,
+    /// The lowest height among them, as [`UNINDEXED_KEY`] says on disk.
+    unindexed_from: Option<u64>,
+    /// How many entries are written at once: [`INDEX_BATCH`], but in tests.
+    index_batch: usize,
 }
 
 impl Store {
@@ -323,9 +337,19 @@ impl Store {
             db: Arc::new(db),
             next_pending: 0,
             pending_keys: HashMap::new(),
+            unindexed: Unindexed::default(),
+            unindexed_from: None,
+            index_batch: INDEX_BATCH,
         };
         let read = store.db.begin_read()?;
-        loaded.rebuild = read.open_table(META)?.get(FORMAT_KEY)?.map(|v| v.value()) != Some(FORMAT);
+        let meta = read.open_table(META)?;
+        loaded.rebuild = meta.get(FORMAT_KEY)?.map(|v| v.value()) != Some(FORMAT);
+        // A rebuild enters every block again, entries included.
+        if let Some(from) = meta.get(UNINDEXED_KEY)?.map(|v| v.value())
+            && !loaded.rebuild
+        {
+            store.read_unindexed(&read, from)?;
+        }
         for entry in read.open_table(PENDING)?.iter()? {
             let (key, value) = entry?;
             store.next_pending = key.value() + 1;
@@ -338,6 +362,37 @@ impl Store {
             }
         }
         Ok((store, loaded))
+    }
+
+    /// Reads back the index entries of the stored best chain from height `from` up, which the
+    /// tables may lack ([`UNINDEXED_KEY`]).
+    fn read_unindexed(
+        &mut self,
+        read: &redb::ReadTransaction,
+        from: u64,
+    ) -> Result<(), StoreError> {
+        let blocks = read.open_table(BLOCKS)?;
+        let mut entries = Entries::default();
+        for entry in read.open_table(BEST)?.range(from..)? {
+            let (height, hash) = entry?;
+            let key = (height.value(), hash.value());
+            // A damaged block is found by the load, which reads every block after the resume
+            // point; its entries are only missing, as if it were not stored.
+            if let Some(block) = blocks
+                .get(key)?
+                .and_then(|b| Block::from_bytes(b.value()).ok())
+            {
+                entries.push(&block);
+            }
+        }
+        tracing::debug!(
+            from,
+            entries = entries.len(),
+            "read back the unwritten index entries"
+        );
+        self.unindexed.add(&entries);
+        self.unindexed_from = Some(from);
+        Ok(())
     }
 
     /// Where to resume: the newest checkpoint at least [`MAX_REORG_DEPTH`] below the stored tip
@@ -452,9 +507,10 @@ impl Store {
     }
 
     /// Writes several batches, in order, in one transaction ([`Store::write`] of each, but one
-    /// commit): a writer that fell behind catches up with one commit instead of one per batch,
-    /// and a commit rewrites every index page its batch touched (hash-keyed, so all over the
-    /// tables). All or nothing: on an error, nothing of any of them is written.
+    /// commit): a writer that fell behind catches up with one commit instead of one per batch.
+    /// The hash-keyed index entries of the blocks wait in memory ([`Unindexed`]) until
+    /// [`INDEX_BATCH`] of them are written together. All or nothing: on an error, nothing of
+    /// any of them is written.
     pub fn write_all(&mut self, all: &[Changes<'_>], durable: bool) -> Result<(), StoreError> {
         let nothing = all.iter().all(|changes| {
             changes.only_pending()
@@ -497,20 +553,56 @@ impl Store {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Db(e.into()))?;
         }
+        let mut entries = Entries::default();
         for changes in all {
-            self.apply(&txn, changes, undo)?;
+            self.apply(&txn, changes, undo, &mut entries)?;
+        }
+        let batch = self.unindexed.len() + entries.len() >= self.index_batch;
+        let from = match (batch, entries.lowest) {
+            (true, _) => None,
+            (false, Some(low)) => Some(self.unindexed_from.map_or(low, |from| from.min(low))),
+            (false, None) => self.unindexed_from,
+        };
+        {
+            let mut meta = txn.open_table(META)?;
+            if batch {
+                let all = self.unindexed.batch(&entries);
+                let mut heights = txn.open_table(HEIGHTS)?;
+                for (key, height) in all.heights {
+                    heights.insert(key, height)?;
+                }
+                let mut records = txn.open_table(RECORDS)?;
+                for (key, height) in all.records {
+                    records.insert(key, height)?;
+                }
+                meta.remove(UNINDEXED_KEY)?;
+            } else if from != self.unindexed_from
+                && let Some(from) = from
+            {
+                meta.insert(UNINDEXED_KEY, from)?;
+            }
         }
         txn.commit()?;
+        // Readers see the entries once their blocks are committed, not before.
+        if batch {
+            self.unindexed.written(&entries);
+        } else {
+            self.unindexed.add(&entries);
+        }
+        self.unindexed_from = from;
         Ok(())
     }
 
     /// One batch's changes, in `txn`; the pending keys follow, each key's value before it
     /// changed going to `undo` (the caller restores them if the transaction fails).
+    /// The index entries of the blocks that joined the best chain go to `entries`, for the
+    /// caller to keep or write ([`Unindexed`]).
     fn apply(
         &mut self,
         txn: &redb::WriteTransaction,
         changes: &Changes<'_>,
         undo: &mut Vec<(RecordId, Option<u64>)>,
+        entries: &mut Entries,
     ) -> Result<(), StoreError> {
         let forget: Vec<(RecordId, u64)> = changes
             .forget
@@ -535,15 +627,9 @@ impl Store {
                 table.remove((*height, hash.0))?;
             }
             let mut best = txn.open_table(BEST)?;
-            let mut heights = txn.open_table(HEIGHTS)?;
-            let mut records = txn.open_table(RECORDS)?;
             for block in &changes.connected {
-                let (height, hash) = (block.header.height, block.header.hash());
-                best.insert(height, hash.0)?;
-                heights.insert(short_key(&hash), height)?;
-                for record in &block.records {
-                    records.insert(short_key(&record.id()), height)?;
-                }
+                best.insert(block.header.height, block.header.hash().0)?;
+                entries.push(block);
             }
             if let Some(tip) = changes.tip {
                 best.retain_in(tip + 1.., |_, _| false)?;
@@ -600,6 +686,7 @@ impl Store {
     pub fn reader(&self) -> Reader {
         Reader {
             db: Arc::clone(&self.db),
+            unindexed: self.unindexed.clone(),
         }
     }
 }
@@ -611,6 +698,7 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct Reader {
     db: Arc<Database>,
+    unindexed: Unindexed,
 }
 
 impl Reader {
@@ -618,6 +706,7 @@ impl Reader {
     pub fn snapshot(&self) -> Option<Snapshot> {
         Some(Snapshot {
             txn: self.db.begin_read().ok()?,
+            unindexed: self.unindexed.clone(),
         })
     }
 }
@@ -625,6 +714,7 @@ impl Reader {
 /// One consistent view of the store (a redb read transaction).
 pub struct Snapshot {
     txn: redb::ReadTransaction,
+    unindexed: Unindexed,
 }
 
 impl Snapshot {
@@ -637,14 +727,25 @@ impl Snapshot {
 
     /// The height of `hash` if it is on the stored best chain.
     pub fn height_of(&self, hash: &BlockHash) -> Option<u64> {
-        let height = self
+        let key = short_key(hash);
+        self.candidates(HEIGHTS, key, self.unindexed.heights(key))
+            .into_iter()
+            .find(|&height| self.hash_at(height) == Some(*hash))
+    }
+
+    /// The heights `key` has in `table`, then in `waiting` (its entries not yet written).
+    fn candidates(
+        &self,
+        table: TableDefinition<u64, u64>,
+        key: u64,
+        waiting: Vec<u64>,
+    ) -> Vec<u64> {
+        let stored = self
             .txn
-            .open_table(HEIGHTS)
-            .ok()?
-            .get(short_key(hash))
-            .ok()??
-            .value();
-        (self.hash_at(height)? == *hash).then_some(height)
+            .open_table(table)
+            .ok()
+            .and_then(|t| t.get(key).ok().flatten().map(|v| v.value()));
+        stored.into_iter().chain(waiting).collect()
     }
 
     /// The best-chain block at `height`, read back and checked ([`Block::check_own`]: a
@@ -670,24 +771,12 @@ impl Snapshot {
 
     /// The best-chain block that holds record `id`.
     pub fn block_with(&self, id: &RecordId, params: &Params) -> Option<Arc<CheckedBlock>> {
-        let height = self
-            .txn
-            .open_table(RECORDS)
-            .ok()?
-            .get(short_key(id))
-            .ok()??
-            .value();
-        let block = self.block_at(height, params)?;
-        block.records.iter().any(|r| r.id() == *id).then_some(block)
+        let key = short_key(id);
+        self.candidates(RECORDS, key, self.unindexed.records(key))
+            .into_iter()
+            .filter_map(|height| self.block_at(height, params))
+            .find(|block| block.records.iter().any(|r| r.id() == *id))
     }
-}
-
-/// The key of `hash` in the hash-keyed indexes: its last 8 bytes (the first ones of a block's
-/// hash are the proof of work's zeros). Entries are checked against what they point at.
-fn short_key(hash: &Hash256) -> u64 {
-    let mut tail = [0; 8];
-    tail.copy_from_slice(&hash.0[24..]);
-    u64::from_le_bytes(tail)
 }
 
 /// Moves the blocks of a store written before blocks were keyed by height and hash into
@@ -1002,5 +1091,72 @@ mod tests {
             None,
             "no longer best"
         );
+    }
+
+    /// The entries of `key` in `table` (the tables alone, not what waits in memory).
+    fn stored(store: &Store, table: TableDefinition<u64, u64>, key: u64) -> Option<u64> {
+        let read = store.db.begin_read().unwrap();
+        let table = read.open_table(table).unwrap();
+        table.get(key).unwrap().map(|v| v.value())
+    }
+
+    #[test]
+    fn index_entries_are_found_while_they_wait_after_a_crash_and_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = Params::with_floor(1);
+        let join = Record::sign(
+            &protocol::Keypair::from_seed([7; 32]),
+            0,
+            protocol::Action::Join { name: "al".into() },
+        );
+        let first = testkit::mine_block(&genesis(), vec![join.clone()], 1, 1000);
+        let mut chain = vec![first.clone()];
+        chain.extend(testkit::mine_chain(&first, 3, 1, 1000));
+        let hash = |i: usize| chain[i].header.hash();
+        let (mut store, _, _) = load(dir.path());
+        store.index_batch = 4;
+        // Three entries (two blocks and a record): they wait in memory.
+        write_blocks(&mut store, &chain[..2], None);
+        assert_eq!(stored(&store, HEIGHTS, short_key(&hash(0))), None);
+        let view = store.reader().snapshot().unwrap();
+        assert_eq!(view.height_of(&hash(1)), Some(2));
+        assert_eq!(
+            view.block_with(&join.id(), &params).map(|b| b.hash()),
+            Some(hash(0))
+        );
+
+        // Gone with a crash (nothing is written on drop), read back from the blocks on opening.
+        drop((view, store));
+        let (mut store, _, _) = load(dir.path());
+        store.index_batch = 4;
+        assert_eq!(store.unindexed_from, Some(1));
+        let before = store.reader().snapshot().unwrap();
+        assert_eq!(before.height_of(&hash(0)), Some(1));
+        assert_eq!(
+            before.block_with(&join.id(), &params).map(|b| b.hash()),
+            Some(hash(0))
+        );
+
+        // The fourth entry writes the batch; a view from before it still finds every entry.
+        write_blocks(&mut store, &chain[2..3], None);
+        assert_eq!(stored(&store, HEIGHTS, short_key(&hash(1))), Some(2));
+        assert_eq!(stored(&store, RECORDS, short_key(&join.id())), Some(1));
+        assert_eq!(store.unindexed_from, None);
+        assert!(store.unindexed.is_empty());
+        assert_eq!(before.height_of(&hash(1)), Some(2));
+        let after = store.reader().snapshot().unwrap();
+        assert_eq!(after.height_of(&hash(2)), Some(3));
+
+        // A reorg below the waiting entries' lowest height: its blocks are read back too.
+        write_blocks(&mut store, &chain[3..4], None);
+        let other = testkit::mine_chain(&chain[1], 2, 1, 2000);
+        write_blocks(&mut store, &other, None);
+        drop((before, after, store));
+        let (store, _, _) = load(dir.path());
+        assert_eq!(store.unindexed_from, Some(3));
+        let view = store.reader().snapshot().unwrap();
+        assert_eq!(view.height_of(&other[1].header.hash()), Some(4));
+        assert_eq!(view.height_of(&hash(3)), None, "no longer best");
+        assert_eq!(view.height_of(&hash(1)), Some(2), "written before");
     }
 }

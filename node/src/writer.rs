@@ -304,17 +304,16 @@ impl Drop for Closing {
 }
 
 /// How long a write that no one waits on (no record to acknowledge) may wait for more to
-/// join its transaction. A commit rewrites every index page its blocks touched (hash-keyed, so
-/// spread all over the tables): relayed blocks committed one by one, and a sync's batches,
-/// cost the writer more CPU than anything else a node does for them. A block is in memory and
-/// served meanwhile; only its place on disk waits.
+/// join its transaction. A commit rewrites every page its blocks touched (the newest leaves of
+/// each table and the branches above them), and a relayed block committed alone paid that for
+/// itself. A block is in memory and served meanwhile; only its place on disk waits.
 pub const LINGER: Duration = Duration::from_millis(50);
 
 /// How long a group holding a sync's batch ([`SYNC_BATCH_BLOCKS`] blocks in one write) waits
-/// for more. Past a hundred thousand blocks the hash-keyed tables have tens of thousands of
-/// leaf pages, and a commit of a few batches rewrote a leaf for nearly every block it held: at
-/// a million blocks the writer spent more CPU than the signature checks. Half a second of a
-/// sync is a few dozen batches, still within [`LINGER_BYTES`].
+/// for more: fewer, larger commits. (It was first set when each commit also rewrote a
+/// hash-keyed index leaf for nearly every block it held; those entries are now written in
+/// batches of their own, [`crate::unindexed`].) Half a second of a sync is a few dozen
+/// batches, still within [`LINGER_BYTES`].
 pub const SYNC_LINGER: Duration = Duration::from_millis(500);
 
 /// Blocks in one write that make it a sync's batch (a relayed or mined block comes alone; a
