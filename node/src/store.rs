@@ -285,6 +285,9 @@ pub struct Store {
     unindexed_from: Option<u64>,
     /// How many entries are written at once: [`INDEX_BATCH`], but in tests.
     index_batch: usize,
+    /// How many writes fail on purpose before one goes through (tests of a failing disk).
+    #[cfg(test)]
+    pub(crate) failing: usize,
 }
 
 impl Store {
@@ -340,6 +343,8 @@ impl Store {
             unindexed: Unindexed::default(),
             unindexed_from: None,
             index_batch: INDEX_BATCH,
+            #[cfg(test)]
+            failing: 0,
         };
         let read = store.db.begin_read()?;
         let meta = read.open_table(META)?;
@@ -525,6 +530,11 @@ impl Store {
         });
         if nothing {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.failing > 0 {
+            self.failing -= 1;
+            return Err(std::io::Error::other("a failing disk (a test)").into());
         }
         // What the pending keys were before each change, undone should the transaction fail.
         let next_pending = self.next_pending;

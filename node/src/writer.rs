@@ -42,6 +42,9 @@ pub const MAX_UNWRITTEN_BYTES: usize = 8 * 1024 * 1024;
 /// Longest a write of blocks alone stays unsynced.
 pub const SYNC_WITHIN: Duration = Duration::from_millis(250);
 
+/// How long after a failed write it is tried again, when nothing new to write comes sooner.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Told once a write is done: `Ok` when it is durable, else the store's error. The writer
 /// knows only "stored" or not; what that means on the wire (`K` or `E`) is the caller's.
 pub type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -357,22 +360,39 @@ fn run(
     mut before: Box<dyn FnMut() + Send>,
 ) {
     let mut unsynced = false;
+    // The changes of writes that failed (a full or failing disk), without their
+    // acknowledgements, which were told: written first, with whatever comes next, and their
+    // bytes held until then. Nothing after them is committed before them, so the chain keeps
+    // their blocks in memory (it lets go only of what is committed) and a disk that keeps
+    // failing stops the node taking more, instead of leaving holes in the stored chain.
+    let mut failed: Vec<(Write, usize)> = Vec::new();
     loop {
-        let next = if unsynced {
+        let next = if !failed.is_empty() {
+            writes.recv_timeout(RETRY_AFTER)
+        } else if unsynced {
             writes.recv_timeout(SYNC_WITHIN)
         } else {
             writes.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
         let (write, cost) = match next {
             Ok(next) => next,
+            // Nothing new: the failed writes are tried again alone.
+            Err(RecvTimeoutError::Timeout) if !failed.is_empty() => (Write::default(), 0),
             Err(RecvTimeoutError::Timeout) => {
                 sync(&mut store);
                 unsynced = false;
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                if !failed.is_empty()
+                    && let Err(e) = store.write_all(&changes(&failed), true)
+                {
+                    tracing::error!(error = %e, "cannot write the store; blocks are lost");
+                }
+                break;
+            }
         };
-        if write.is_empty() {
+        if write.is_empty() && failed.is_empty() {
             // A write waiting for room, and this writer was not lingering: nothing to do.
             continue;
         }
@@ -380,7 +400,8 @@ fn run(
         // What queued up behind it goes in the same transaction: a writer that fell behind (a
         // sync) catches up with one commit instead of one per batch. At most what is queued:
         // [`MAX_QUEUED_WRITES`] writes, [`MAX_UNWRITTEN_BYTES`].
-        let mut group = vec![(write, cost)];
+        let mut group = std::mem::take(&mut failed);
+        group.push((write, cost));
         while let Ok(next) = writes.try_recv() {
             group.push(next);
         }
@@ -390,19 +411,7 @@ fn run(
         let durable = group
             .iter()
             .any(|(w, _)| !w.add.is_empty() || !w.acks.is_empty());
-        let changes: Vec<Changes> = group
-            .iter()
-            .map(|(write, _)| Changes {
-                blocks: write.blocks.iter().map(|b| b.block()).collect(),
-                remove_blocks: &write.remove_blocks,
-                connected: write.connected.iter().map(|b| b.block()).collect(),
-                tip: write.tip,
-                checkpoint: write.checkpoint.as_ref(),
-                add_pending: write.add.iter().collect(),
-                forget: &write.forget,
-                complete: false,
-            })
-            .collect();
+        let changes = changes(&group);
         let written = store.write_all(&changes, durable);
         let tip = group.iter().rev().find_map(|(w, _)| w.tip);
         match (&written, tip) {
@@ -419,13 +428,15 @@ fn run(
         if !nothing {
             unsynced = !durable || (unsynced && written.is_err());
         }
-        for (write, cost) in group {
-            // Committed (or failed): the chain may let its blocks go, and hand over more.
-            let acks = write.acks;
-            drop(write.blocks);
-            drop(write.connected);
-            drop(write.checkpoint);
-            unwritten.release(cost);
+        for (mut write, cost) in group {
+            let acks = std::mem::take(&mut write.acks);
+            if written.is_ok() {
+                // Committed: the chain may let its blocks go, and hand over more.
+                drop(write);
+                unwritten.release(cost);
+            } else {
+                failed.push((write, cost));
+            }
             for ack in acks {
                 // Acknowledged only once durable: an acknowledged record survives a crash.
                 ack(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
@@ -435,6 +446,23 @@ fn run(
     if unsynced {
         sync(&mut store);
     }
+}
+
+/// The store's changes of each write in `group`.
+fn changes(group: &[(Write, usize)]) -> Vec<Changes<'_>> {
+    group
+        .iter()
+        .map(|(write, _)| Changes {
+            blocks: write.blocks.iter().map(|b| b.block()).collect(),
+            remove_blocks: &write.remove_blocks,
+            connected: write.connected.iter().map(|b| b.block()).collect(),
+            tip: write.tip,
+            checkpoint: write.checkpoint.as_ref(),
+            add_pending: write.add.iter().collect(),
+            forget: &write.forget,
+            complete: false,
+        })
+        .collect()
 }
 
 fn sync(store: &mut Store) {
@@ -556,6 +584,33 @@ mod tests {
         let reader = writer.reader().clone();
         drop(writer);
         // Everything was written, in order.
+        let snapshot = reader.snapshot().unwrap();
+        for block in &blocks {
+            assert_eq!(snapshot.hash_at(block.header.height), Some(block.hash()));
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_written_before_anything_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, blocks, _) = twenty_blocks(dir.path());
+        store.failing = 1;
+        let writer = Writer::spawn(store, 0).unwrap();
+        let (told, answers) = std::sync::mpsc::channel();
+        let mut first = block_write(&blocks[0]);
+        first.acks.push(Box::new(move |result: Result<(), String>| {
+            let _ = told.send(result.is_ok());
+        }));
+        writer.write(first);
+        let answer = answers.recv_timeout(Duration::from_secs(30));
+        assert_eq!(answer, Ok(false), "its record is told the write failed");
+        assert_eq!(writer.committed(), 0, "the chain keeps the block in memory");
+        for block in &blocks[1..] {
+            writer.write(block_write(block));
+        }
+        let reader = writer.reader().clone();
+        drop(writer);
+        // No hole where the failed write was.
         let snapshot = reader.snapshot().unwrap();
         for block in &blocks {
             assert_eq!(snapshot.hash_at(block.header.height), Some(block.hash()));
