@@ -111,21 +111,20 @@ impl Unindexed {
 
     /// Heights a block hash's short key may be at, the newest entry first.
     pub fn heights(&self, key: u64) -> Vec<u64> {
-        let g = self.read();
-        [g.current.heights.get(&key), g.previous.heights.get(&key)]
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect()
+        self.find(key, |maps| &maps.heights)
     }
 
     /// Heights of the blocks a record id's short key may be in, the newest entry first.
     pub fn records(&self, key: u64) -> Vec<u64> {
+        self.find(key, |maps| &maps.records)
+    }
+
+    /// `key`'s entries in one of the maps (`table`) of each generation, the newest first.
+    fn find(&self, key: u64, table: impl Fn(&Maps) -> &HashMap<u64, u64>) -> Vec<u64> {
         let g = self.read();
-        [g.current.records.get(&key), g.previous.records.get(&key)]
+        [&g.current, &g.previous]
             .into_iter()
-            .flatten()
-            .copied()
+            .filter_map(|maps| table(maps).get(&key).copied())
             .collect()
     }
 
