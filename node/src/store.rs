@@ -568,7 +568,7 @@ impl Store {
             self.apply(&txn, changes, undo, &mut entries)?;
         }
         let batch = self.unindexed.len() + entries.len() >= self.index_batch;
-        let from = match (batch, entries.lowest) {
+        let from = match (batch, entries.lowest()) {
             (true, _) => None,
             (false, Some(low)) => Some(self.unindexed_from.map_or(low, |from| from.min(low))),
             (false, None) => self.unindexed_from,

@@ -42,8 +42,6 @@ pub struct Entries {
     pub heights: Vec<(u64, u64)>,
     /// Each record's id, with the height of the block holding it.
     pub records: Vec<(u64, u64)>,
-    /// The lowest height among them.
-    pub lowest: Option<u64>,
 }
 
 impl Entries {
@@ -54,7 +52,11 @@ impl Entries {
         for record in &block.records {
             self.records.push((short_key(&record.id()), height));
         }
-        self.lowest = Some(self.lowest.map_or(height, |low| low.min(height)));
+    }
+
+    /// The lowest height among them: every block has an entry of its own.
+    pub fn lowest(&self) -> Option<u64> {
+        self.heights.iter().map(|(_, height)| *height).min()
     }
 
     /// How many entries.
@@ -151,7 +153,6 @@ impl Unindexed {
         Entries {
             heights: sorted(&g.current.heights, &more.heights),
             records: sorted(&g.current.records, &more.records),
-            lowest: None,
         }
     }
 
@@ -180,7 +181,6 @@ mod tests {
         Entries {
             heights: heights.to_vec(),
             records: records.to_vec(),
-            lowest: None,
         }
     }
 
