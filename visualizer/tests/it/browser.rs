@@ -352,16 +352,17 @@ async fn a_purchase_appears_live_in_chromium_and_the_tamper_lesson_holds() {
         .await;
     let missed = buy(&alice, 2, "marmoset");
     shop.submit_and_wait(missed.clone()).await;
-    let chain = wait_all_agree(&all, &[missed.id()]).await;
-    let missed_hash = holding(&chain, missed.id()).header.hash().to_string();
+    wait_all_agree(&all, &[missed.id()]).await;
     let _vis = VisProc::start(&net.tracker.addr, &addr);
+    // Not the block the nodes agreed on a moment ago: both may have mined the purchase at that
+    // height, and the tie is broken by an empty block on the other one (`tie_break_parent`), so
+    // the block that stays may be either. Whichever it is, the page shows it on the best chain.
     chrome
         .wait_until(
             "the page back live with the block it missed",
-            &format!(
-                "document.getElementById('conn').dataset.state === 'ok' && {}",
-                tile(&missed_hash)
-            ),
+            "document.getElementById('conn').dataset.state === 'ok' \
+             && [...document.querySelectorAll('.tile.best')] \
+                .some(t => t.textContent.includes('bought a marmoset'))",
         )
         .await;
 
