@@ -44,6 +44,8 @@ pub enum Attack {
     Garbage,
     /// A line that never ends, past the protocol's line limit.
     EndlessLine,
+    /// Many connections from one address, each holding nearly a whole line of the largest size.
+    UnfinishedLines,
     /// A line with an opcode no one knows.
     UnknownOpcode,
     /// An `A` whose payload is not JSON.
@@ -96,9 +98,10 @@ pub enum Attack {
 
 impl Attack {
     /// Every attack, in the order `all` runs them.
-    pub const ALL: [Attack; 25] = [
+    pub const ALL: [Attack; 26] = [
         Attack::Garbage,
         Attack::EndlessLine,
+        Attack::UnfinishedLines,
         Attack::UnknownOpcode,
         Attack::BadJson,
         Attack::WrongShape,
@@ -129,6 +132,7 @@ impl Attack {
         match self {
             Attack::Garbage => "garbage",
             Attack::EndlessLine => "endless-line",
+            Attack::UnfinishedLines => "unfinished-lines",
             Attack::UnknownOpcode => "unknown-opcode",
             Attack::BadJson => "bad-json",
             Attack::WrongShape => "wrong-shape",
@@ -202,6 +206,7 @@ pub async fn run(attack: Attack, target: &Target) -> anyhow::Result<Outcome> {
     let mut outcome = match attack {
         Attack::Garbage => lines::garbage(target).await?,
         Attack::EndlessLine => lines::endless_line(target).await?,
+        Attack::UnfinishedLines => lines::unfinished_lines(target).await?,
         Attack::UnknownOpcode => lines::send_line(target, b"X {\"monkey\":true}\n").await?,
         Attack::BadJson => lines::send_line(target, b"A {\"account\": nope\n").await?,
         Attack::WrongShape => lines::send_line(target, b"B {\"blocks\": [1, 2, 3]}\n").await?,

@@ -10,7 +10,7 @@ use clap::Parser;
 
 /// Connects to a Monkeychain node and misbehaves on purpose, to show that the node holds.
 ///
-/// Attacks: garbage, endless-line, unknown-opcode, bad-json, wrong-shape, bad-hash,
+/// Attacks: garbage, endless-line, unfinished-lines, unknown-opcode, bad-json, wrong-shape, bad-hash,
 /// missed-difficulty, below-floor, wrong-prev, future-timestamp, bad-signature,
 /// replayed-signature, overspend, easier-chain, orphan-flood, idle-connections,
 /// duplicate-flood, huge-locator, nonsense-locator, hold-slots, unminable-flood,

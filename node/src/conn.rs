@@ -151,10 +151,14 @@ async fn serve_with(
             Vec::new(),
         ),
     };
+    // A connection whose address is unknown (it closed already) counts as the unspecified one.
+    let share = ctx
+        .guard
+        .buffers(peer_addr.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()));
     let mut conn = Conn {
         id,
         ctx,
-        socket: Socket::new(stream),
+        socket: Socket::new(stream, share),
         session,
         outcomes: FuturesOrdered::new(),
         ip: peer_addr.map(|a| a.ip()),

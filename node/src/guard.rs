@@ -1,8 +1,9 @@
 //! What keeps one misbehaving peer from hurting everyone else: bans by network address for
 //! provably invalid data, the inbound connection slots (a cap per address, and the longest-idle
 //! connection of the biggest holder closed when a new one needs room: [`daemon::slots`]), the
-//! idle timeout, the list of peers this node refuses (the test-only network split), and the
-//! token bucket that paces each connection.
+//! budget of buffered bytes (a share per address, [`crate::buffers`]), the idle timeout, the
+//! list of peers this node refuses (the test-only network split), and the token bucket that
+//! paces each connection.
 //!
 //! Bans go by IP address, not by the node id a peer proves in its handshake: a new id costs
 //! nothing. On one machine every honest node connects from 127.0.0.1, so `monkey-attack` binds another
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 pub use daemon::slots::Slot;
 use daemon::slots::SlotTable;
+
+use crate::buffers::{BufferTable, MAX_BUFFERED, MAX_BUFFERED_PER_IP, Share};
 use protocol::AccountId;
 
 /// Most inbound connections served at once (peers, shops, visualizers): each costs a task and
@@ -48,6 +51,7 @@ pub struct Guard {
     inner: Arc<Mutex<Inner>>,
     refuse_file: Option<PathBuf>,
     slots: SlotTable,
+    buffers: BufferTable,
     idle_timeout: Duration,
 }
 
@@ -73,6 +77,7 @@ impl Guard {
             inner: Arc::default(),
             refuse_file,
             slots: SlotTable::new(MAX_INBOUND, MAX_INBOUND_PER_IP),
+            buffers: BufferTable::new(MAX_BUFFERED, MAX_BUFFERED_PER_IP),
             idle_timeout,
         };
         guard.reload_refused();
@@ -96,6 +101,11 @@ impl Guard {
             }
         }
         Ok(self.slots.admit(ip))
+    }
+
+    /// A share of the node's buffers for a connection (inbound or outbound) with `ip`.
+    pub fn buffers(&self, ip: IpAddr) -> Share {
+        self.buffers.open(ip)
     }
 
     /// How long a client or subscriber may stay silent before it is closed.

@@ -8,6 +8,7 @@
 
 pub mod actor;
 pub mod archive;
+pub mod buffers;
 pub mod conn;
 pub mod guard;
 pub mod handshake;

@@ -7,67 +7,100 @@
 //! about one run in six). Here, while a write waits, the lines the other end sends are read and
 //! kept, up to [`READ_AHEAD_BYTES`], and handed out first by [`Socket::next`]: the other end's
 //! write completes, it reads again, and so does ours.
+//!
+//! Every byte a connection buffers past [`FREE_BYTES`] of each kind (the line being read, the
+//! lines read ahead, what waits to be written) is held as its [`Share`] of the node's
+//! [`crate::buffers`]; a connection refused more, or whose share was taken for another's, ends
+//! with [`WireError::BufferFull`]. A buffer grown for a big line shrinks back once the line is
+//! taken, so a connection that once carried a sync batch does not keep its megabytes.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use futures::{SinkExt, StreamExt};
-use protocol::codec::{LineCodec, WireError};
+use futures::SinkExt;
+use protocol::codec::{LineCodec, MAX_LINE, WireError};
 use protocol::wire::Message;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, FramedWrite};
+
+use crate::buffers::{FREE_BYTES, Refused, Share, counted};
 
 /// Most bytes read ahead while writes wait, until the connection takes the lines read: one
 /// line of the largest size ([`protocol::codec::MAX_LINE`]), so the other end's write of any
 /// line can complete. Per connection, bounded whatever the other end sends.
-pub const READ_AHEAD_BYTES: u64 = protocol::codec::MAX_LINE as u64;
+pub const READ_AHEAD_BYTES: u64 = MAX_LINE as u64;
+
+/// Room made before each read: the most one read takes.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The largest read buffer: a line of [`MAX_LINE`] and its `\n`, and one read more, which
+/// is what it takes to find a line too long.
+const MAX_READ_BUFFER: usize = MAX_LINE + READ_CHUNK;
 
 /// A line read: a message, a line that did not parse, or `None` at the end of the stream.
 pub type Frame = Option<Result<Message, WireError>>;
 
-/// The two halves of a connection's socket, and the lines read ahead.
+/// The two halves of a connection's socket, the lines read ahead, and the share of the node's
+/// buffers they hold.
 pub struct Socket {
-    reader: FramedRead<Counted<OwnedReadHalf>, LineCodec<Message>>,
+    reader: Lines,
     writer: FramedWrite<OwnedWriteHalf, LineCodec<Message>>,
-    /// Lines read while a write waited, oldest first.
-    ahead: VecDeque<Frame>,
+    /// Lines read while a write waited, oldest first, each with its size on the wire.
+    ahead: VecDeque<(Frame, usize)>,
+    /// The bytes of the lines in `ahead`.
+    ahead_bytes: usize,
     /// The reader's byte count when `ahead` was last empty.
     mark: u64,
+    share: Share,
 }
 
 impl Socket {
-    /// Wraps `stream`.
-    pub fn new(stream: TcpStream) -> Socket {
+    /// Wraps `stream`, whose buffers are held as `share`.
+    pub fn new(stream: TcpStream, share: Share) -> Socket {
         let (read, write) = stream.into_split();
-        let codec = LineCodec::<Message>::new;
         Socket {
-            reader: FramedRead::new(
-                Counted {
-                    inner: read,
-                    read: 0,
-                },
-                codec(),
-            ),
-            writer: FramedWrite::new(write, codec()),
+            reader: Lines {
+                half: read,
+                buf: BytesMut::new(),
+                allocated: 0,
+                codec: LineCodec::new(),
+                read: 0,
+                ended: false,
+            },
+            writer: FramedWrite::new(write, LineCodec::new()),
             ahead: VecDeque::new(),
+            ahead_bytes: 0,
             mark: 0,
+            share,
         }
     }
 
-    /// The next line: one read ahead, else from the socket. Cancel-safe.
+    /// The next line: one read ahead, else from the socket; a [`WireError::BufferFull`] once
+    /// this connection's share was taken for another's. Cancel-safe.
     pub async fn next(&mut self) -> Frame {
-        match self.ahead.pop_front() {
-            Some(frame) => frame,
-            None => self.reader.next().await,
+        if let Some((frame, size)) = self.ahead.pop_front() {
+            self.ahead_bytes -= size;
+            // Less is always taken, unless the share was taken already: the next call says so.
+            let _ = self.hold();
+            return frame;
+        }
+        let writing = counted(self.writer.write_buffer().capacity());
+        tokio::select! {
+            biased;
+            _ = self.share.evicted() => {
+                // What it read goes now, so that its last words fit in what it may hold.
+                self.reader.release();
+                Some(Err(buffer_full(Refused::Evicted)))
+            }
+            frame = self.reader.next(&self.share, writing) => frame.map(|(frame, _)| frame),
         }
     }
 
     /// The buffer of bytes to write, for lines encoded once and sent on many connections.
-    pub fn write_buffer_mut(&mut self) -> &mut tokio_util::bytes::BytesMut {
+    pub fn write_buffer_mut(&mut self) -> &mut BytesMut {
         self.writer.write_buffer_mut()
     }
 
@@ -78,21 +111,38 @@ impl Socket {
             biased;
             fed = writer.feed(message) => fed,
             never = reading => match never {},
-        }
+        }?;
+        self.hold()
     }
 
-    /// Writes out what is queued, reading ahead meanwhile.
+    /// Writes out what is queued, reading ahead meanwhile; the buffer shrinks back after a big
+    /// write.
     pub async fn flush(&mut self) -> Result<(), WireError> {
+        self.hold()?;
         let (writer, reading) = self.split();
         tokio::select! {
             biased;
             flushed = SinkExt::<Message>::flush(writer) => flushed,
             never = reading => match never {},
+        }?;
+        if self.writer.write_buffer().capacity() > FREE_BYTES {
+            *self.writer.write_buffer_mut() = BytesMut::new();
+            let _ = self.hold();
         }
+        Ok(())
+    }
+
+    /// Holds what this connection buffers now as its share.
+    fn hold(&self) -> Result<(), WireError> {
+        let bytes = counted(self.reader.allocated)
+            + counted(self.ahead_bytes)
+            + counted(self.writer.write_buffer().capacity());
+        self.share.hold(bytes).map_err(buffer_full)
     }
 
     /// The writer, and a future that reads lines ahead until [`READ_AHEAD_BYTES`] since the
-    /// queue was last empty (or the end of the stream), then waits for ever.
+    /// queue was last empty (or the end of the stream, or a refusal of more bytes), then waits
+    /// for ever.
     fn split(
         &mut self,
     ) -> (
@@ -100,38 +150,145 @@ impl Socket {
         impl Future<Output = Infallible> + '_,
     ) {
         if self.ahead.is_empty() {
-            self.mark = self.reader.get_ref().read;
+            self.mark = self.reader.read;
         }
-        let (reader, ahead, mark) = (&mut self.reader, &mut self.ahead, self.mark);
+        let writing = counted(self.writer.write_buffer().capacity());
+        let (reader, ahead, ahead_bytes, share, mark) = (
+            &mut self.reader,
+            &mut self.ahead,
+            &mut self.ahead_bytes,
+            &self.share,
+            self.mark,
+        );
         let reading = async move {
             loop {
-                let ended = matches!(ahead.back(), Some(None));
-                if ended || reader.get_ref().read - mark >= READ_AHEAD_BYTES {
+                let stopped = matches!(ahead.back(), Some((None | Some(Err(_)), _)));
+                if stopped || reader.read - mark >= READ_AHEAD_BYTES {
                     return std::future::pending().await;
                 }
-                ahead.push_back(reader.next().await);
+                let others = writing + counted(*ahead_bytes);
+                let (frame, size) = match reader.next(share, others).await {
+                    Some((frame, size)) => (Some(frame), size),
+                    None => (None, 0),
+                };
+                *ahead_bytes += size;
+                let held = share.hold(writing + counted(*ahead_bytes) + counted(reader.allocated));
+                ahead.push_back((frame, size));
+                if let Err(refused) = held {
+                    ahead.push_back((Some(Err(buffer_full(refused))), 0));
+                }
             }
         };
         (&mut self.writer, reading)
     }
 }
 
-/// A reader that counts the bytes read through it.
-struct Counted<R> {
-    inner: R,
-    read: u64,
+/// The error a connection refused more of the node's buffers ends with.
+fn buffer_full(refused: Refused) -> WireError {
+    WireError::BufferFull(refused.to_string())
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let got = buf.filled().len() - before;
-        self.read += got as u64;
-        polled
+/// The read half: lines decoded from a buffer that grows for a big line, within the
+/// connection's share, and shrinks back after it.
+struct Lines {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+    /// The capacity `buf` was allocated with (a buffer's `capacity` falls as lines are split
+    /// off its front, but the allocation stays whole until it is replaced).
+    allocated: usize,
+    codec: LineCodec<Message>,
+    /// Bytes read so far.
+    read: u64,
+    /// The other end closed its side.
+    ended: bool,
+}
+
+impl Lines {
+    /// The next line and its size on the wire, or `None` at the end of the stream. `others`
+    /// is what the connection holds besides this buffer (counted bytes). Cancel-safe: a read
+    /// cancelled took nothing.
+    async fn next(
+        &mut self,
+        share: &Share,
+        others: usize,
+    ) -> Option<(Result<Message, WireError>, usize)> {
+        loop {
+            let before = self.buf.len();
+            let decoded = if self.ended {
+                self.codec.decode_eof(&mut self.buf)
+            } else {
+                self.codec.decode(&mut self.buf)
+            };
+            match decoded {
+                Ok(Some(message)) => {
+                    let size = before - self.buf.len();
+                    if self.shrink() {
+                        let _ = share.hold(others);
+                    }
+                    return Some((Ok(message), size));
+                }
+                Ok(None) if self.ended => return None,
+                Ok(None) => {}
+                Err(e) => return Some((Err(e), before - self.buf.len())),
+            }
+            if let Err(refused) = self.make_room(share, others) {
+                self.release();
+                let _ = share.hold(others);
+                return Some((Err(buffer_full(refused)), 0));
+            }
+            match self.read_more().await {
+                Ok(0) => self.ended = true,
+                Ok(n) => self.read += n as u64,
+                Err(e) => return Some((Err(WireError::Io(e)), 0)),
+            }
+        }
+    }
+
+    /// One read into the room [`Lines::make_room`] made: never more, so the buffer never grows
+    /// behind the budget's back.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        let room = self.buf.capacity() - self.buf.len();
+        (&mut self.half)
+            .take(room as u64)
+            .read_buf(&mut self.buf)
+            .await
+    }
+
+    /// Room for one read: a buffer of at least [`FREE_BYTES`], doubled as a line grows (up to
+    /// [`MAX_READ_BUFFER`]), its counted bytes held first.
+    fn make_room(&mut self, share: &Share, others: usize) -> Result<(), Refused> {
+        if self.buf.capacity() - self.buf.len() >= READ_CHUNK {
+            return Ok(());
+        }
+        let needed = self.buf.len() + READ_CHUNK;
+        let capacity = needed
+            .next_power_of_two()
+            .clamp(FREE_BYTES, MAX_READ_BUFFER);
+        share.hold(counted(capacity) + others)?;
+        self.reallocate(capacity);
+        Ok(())
+    }
+
+    /// After a line: a buffer grown past [`FREE_BYTES`] that holds little now goes back to that
+    /// size. Returns whether it did (so the caller holds less).
+    fn shrink(&mut self) -> bool {
+        let big = self.allocated > FREE_BYTES && self.buf.len() <= FREE_BYTES / 2;
+        if big {
+            self.reallocate(FREE_BYTES);
+        }
+        big
+    }
+
+    /// Drops the buffer, for a connection about to close.
+    fn release(&mut self) {
+        self.buf = BytesMut::new();
+        self.allocated = 0;
+    }
+
+    fn reallocate(&mut self, capacity: usize) {
+        let mut buf = BytesMut::with_capacity(capacity);
+        buf.extend_from_slice(&self.buf);
+        self.buf = buf;
+        self.allocated = capacity;
     }
 }

@@ -57,6 +57,10 @@ pub enum WireError {
     /// The socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The receiver holds as many bytes of unfinished lines and unread answers for the sender's
+    /// address (or in all) as it will.
+    #[error("buffers full: {0}")]
+    BufferFull(String),
 }
 
 impl WireError {
@@ -71,6 +75,7 @@ impl WireError {
             WireError::BadPayload { .. } => ErrorCode::BadPayload,
             WireError::Encode(_) => ErrorCode::Internal,
             WireError::Io(_) => ErrorCode::Io,
+            WireError::BufferFull(_) => ErrorCode::BufferFull,
         }
     }
 

@@ -29,6 +29,9 @@ pub enum ErrorCode {
     Unexpected,
     /// The connection's slot went to a newer connection.
     Evicted,
+    /// The connection's address holds as many bytes of the receiver's buffers as it may, or
+    /// its bytes were taken for another address's (see the node's `buffers.rs`).
+    BufferFull,
     /// The connection was silent for too long.
     Timeout,
     /// The address is banned for a while.
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Io => "io",
             ErrorCode::Unexpected => "unexpected",
+            ErrorCode::BufferFull => "buffer_full",
             ErrorCode::Evicted => "evicted",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Banned => "banned",

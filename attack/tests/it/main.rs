@@ -48,6 +48,8 @@ macro_rules! attacks {
 attacks! {
     random_bytes: Garbage, 1, [NotUtf8], BAD_LINE;
     an_endless_line: EndlessLine, 1, [LineTooLong], BAD_LINE;
+    // `check` also holds the node's peak memory to `MAX_PEAK_KIB`: 64 such lines are 512 MiB.
+    unfinished_lines_hold_only_their_address_share: UnfinishedLines, 64, [BufferFull], SERVED;
     an_unknown_opcode: UnknownOpcode, 1, [UnknownOpcode], BAD_LINE;
     bad_json: BadJson, 1, [BadPayload], BAD_LINE;
     json_of_the_wrong_shape: WrongShape, 1, [BadPayload], BAD_LINE;

@@ -2,6 +2,7 @@
 //! dirs, around a tracker process (all from `testkit`), at a low difficulty floor so blocks come fast.
 
 mod bad_input;
+mod buffers;
 mod events;
 mod failures;
 mod network;

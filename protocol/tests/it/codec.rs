@@ -265,6 +265,7 @@ fn every_error_code_is_written_as_its_name() {
         ErrorCode::NotStored,
         ErrorCode::TrackerFull,
         ErrorCode::WrongConnection,
+        ErrorCode::BufferFull,
     ] {
         let json = serde_json::to_string(&code).unwrap();
         assert_eq!(json, format!("\"{code}\""));
