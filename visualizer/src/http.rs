@@ -18,6 +18,10 @@
 //! `Origin` is not from a browser page (a test, a script): it is accepted, and like any other it
 //! takes one of the browser slots ([`daemon::slots`]: a cap per address, and past it or past the
 //! total, the longest-idle websocket of the address holding the most is closed to make room).
+//! The page sends nothing but the websocket's own control frames, so a message from a browser
+//! may be at most [`MAX_FROM_BROWSER`] bytes: a longer one closes the websocket before it is
+//! buffered (the library's default, 64 MiB, let the 16 websockets of one address make the
+//! visualizer hold 1 GiB).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -40,6 +44,9 @@ use crate::assets;
 use crate::browser;
 use crate::history::{DEFAULT_PAGE_BLOCKS, History, HistoryError};
 use crate::hub::Hub;
+
+/// The most bytes one message (and one frame) from a browser may have.
+pub const MAX_FROM_BROWSER: usize = 4096;
 
 /// The policy for every answer; `{connect}` becomes the websocket origins of the host asked.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -217,10 +224,12 @@ pub fn routes(
                 let source = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
                 let slot = browsers.admit(source);
                 let (hub, shutdown) = (ws_hub.clone(), shutdown.clone());
-                ws.on_upgrade(move |socket| {
-                    browser::serve(socket, hub, shutdown, slot, idle_timeout)
-                })
-                .into_response()
+                ws.max_message_size(MAX_FROM_BROWSER)
+                    .max_frame_size(MAX_FROM_BROWSER)
+                    .on_upgrade(move |socket| {
+                        browser::serve(socket, hub, shutdown, slot, idle_timeout)
+                    })
+                    .into_response()
             },
         );
     let details_history = Arc::clone(&history);
