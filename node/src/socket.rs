@@ -36,6 +36,10 @@ pub const READ_AHEAD_BYTES: u64 = MAX_LINE as u64;
 /// Room made before each read: the most one read takes.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// The first size a buffer grows to past [`FREE_BYTES`]: most sync batches' lines fit at once,
+/// without the copies of doubling up to them.
+const BIG_BUFFER: usize = 1024 * 1024;
+
 /// The largest read buffer: a line of [`MAX_LINE`] and its `\n`, and one read more, which
 /// is what it takes to find a line too long.
 const MAX_READ_BUFFER: usize = MAX_LINE + READ_CHUNK;
@@ -254,16 +258,19 @@ impl Lines {
             .await
     }
 
-    /// Room for one read: a buffer of at least [`FREE_BYTES`], doubled as a line grows (up to
-    /// [`MAX_READ_BUFFER`]), its counted bytes held first.
+    /// Room for one read: a buffer of [`FREE_BYTES`], or for a line past it [`BIG_BUFFER`],
+    /// doubled as the line grows (up to [`MAX_READ_BUFFER`]), its counted bytes held first.
     fn make_room(&mut self, share: &Share, others: usize) -> Result<(), Refused> {
         if self.buf.capacity() - self.buf.len() >= READ_CHUNK {
             return Ok(());
         }
         let needed = self.buf.len() + READ_CHUNK;
-        let capacity = needed
-            .next_power_of_two()
-            .clamp(FREE_BYTES, MAX_READ_BUFFER);
+        let capacity = match needed {
+            ..=FREE_BYTES => FREE_BYTES,
+            _ => needed
+                .next_power_of_two()
+                .clamp(BIG_BUFFER, MAX_READ_BUFFER),
+        };
         share.hold(counted(capacity) + others)?;
         self.reallocate(capacity);
         Ok(())
