@@ -85,6 +85,7 @@ pub async fn unfinished_lines(target: &Target) -> anyhow::Result<Outcome> {
     outcome
         .errors
         .extend(errors.into_iter().filter(|e| e != "closed"));
+    outcome.errors.sort();
     outcome.errors.dedup();
     drop(held);
     Ok(outcome)

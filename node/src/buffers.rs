@@ -12,8 +12,9 @@
 //! The rule, like the connection slots' ([`daemon::slots`]): a connection that would take its
 //! address past its share is refused more, and closed (it only hurts its own address); one
 //! that would take the node past its total takes the bytes of the biggest connection of the
-//! address holding the most, which is closed. Nothing waits for bytes, so connections that each
-//! need a little more to finish a line cannot wait on each other for ever.
+//! address holding the most, which drops its buffers and is closed at its next read or write.
+//! Nothing waits for bytes, so connections that each need a little more to finish a line cannot
+//! wait on each other for ever.
 //!
 //! [`Buffers`] is the pure table, unit-tested on its own; [`BufferTable`] is the shared handle,
 //! and each connection holds a [`Share`] of it.
@@ -29,8 +30,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 pub const FREE_BYTES: usize = 64 * 1024;
 /// Most counted bytes the connections from one address may hold: eight lines of the largest
 /// size. A node syncing from this one holds at most three (the line it reads, the lines read
-/// ahead, the answer it is sent), and thirty honest nodes on one machine relaying a block of
-/// up to 2 MiB each at once stay under it too.
+/// ahead, the answer it is sent), and thirty honest nodes on one machine that each relay a block
+/// of 1 MiB of JSON at once hold about half of it. Blocks of the largest size (2 MiB of JSON)
+/// from 29 peers on one machine at once would come near it: connections refused then are
+/// closed, and their nodes link and sync again.
 pub const MAX_BUFFERED_PER_IP: usize = 64 * 1024 * 1024;
 /// Most counted bytes all connections may hold: eight addresses at their share.
 pub const MAX_BUFFERED: usize = 8 * MAX_BUFFERED_PER_IP;
@@ -237,6 +240,11 @@ impl Share {
     /// Completes once this connection's bytes were taken for another's: it is closed.
     pub fn evicted(&self) -> WaitForCancellationFuture<'_> {
         self.evicted.cancelled()
+    }
+
+    /// Whether this connection's bytes were taken for another's.
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.is_cancelled()
     }
 }
 

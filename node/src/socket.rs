@@ -11,8 +11,10 @@
 //! Every byte a connection buffers past [`FREE_BYTES`] of each kind (the line being read, the
 //! lines read ahead, what waits to be written) is held as its [`Share`] of the node's
 //! [`crate::buffers`]; a connection refused more, or whose share was taken for another's, ends
-//! with [`WireError::BufferFull`]. A buffer grown for a big line shrinks back once the line is
-//! taken, so a connection that once carried a sync batch does not keep its megabytes.
+//! with [`WireError::BufferFull`] (and drops what it buffered) at its next read or write. A
+//! buffer grown for a big line shrinks back once the line is taken, and the write buffer is
+//! given back after every flush, so a connection that once carried a sync batch does not keep
+//! its megabytes.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -85,20 +87,19 @@ impl Socket {
     /// The next line: one read ahead, else from the socket; a [`WireError::BufferFull`] once
     /// this connection's share was taken for another's. Cancel-safe.
     pub async fn next(&mut self) -> Frame {
+        if self.share.is_evicted() {
+            return Some(Err(self.evicted()));
+        }
         if let Some((frame, size)) = self.ahead.pop_front() {
             self.ahead_bytes -= size;
-            // Less is always taken, unless the share was taken already: the next call says so.
+            // Less: never refused (an eviction is seen by the next call).
             let _ = self.hold();
             return frame;
         }
         let writing = counted(self.writer.write_buffer().capacity());
         tokio::select! {
             biased;
-            _ = self.share.evicted() => {
-                // What it read goes now, so that its last words fit in what it may hold.
-                self.reader.release();
-                Some(Err(buffer_full(Refused::Evicted)))
-            }
+            _ = self.share.evicted() => Some(Err(self.evicted())),
             frame = self.reader.next(&self.share, writing) => frame.map(|(frame, _)| frame),
         }
     }
@@ -113,27 +114,37 @@ impl Socket {
         let (writer, reading) = self.split();
         tokio::select! {
             biased;
-            fed = writer.feed(message) => fed,
-            never = reading => match never {},
-        }?;
+            fed = writer.feed(message) => fed?,
+            () = reading => return Err(self.evicted()),
+        }
         self.hold()
     }
 
-    /// Writes out what is queued, reading ahead meanwhile; the buffer shrinks back after a big
-    /// write.
+    /// Writes out what is queued, reading ahead meanwhile, then gives the write buffer back:
+    /// its allocation stays whole however much of it was written out (`capacity` falls as
+    /// bytes leave its front), so only a new buffer frees the megabytes of a big write.
     pub async fn flush(&mut self) -> Result<(), WireError> {
         self.hold()?;
         let (writer, reading) = self.split();
         tokio::select! {
             biased;
-            flushed = SinkExt::<Message>::flush(writer) => flushed,
-            never = reading => match never {},
-        }?;
-        if self.writer.write_buffer().capacity() > FREE_BYTES {
-            *self.writer.write_buffer_mut() = BytesMut::new();
-            let _ = self.hold();
+            flushed = SinkExt::<Message>::flush(writer) => flushed?,
+            () = reading => return Err(self.evicted()),
         }
+        *self.writer.write_buffer_mut() = BytesMut::new();
+        // Less: never refused (an eviction is seen by the next call).
+        let _ = self.hold();
         Ok(())
+    }
+
+    /// Drops everything this connection buffered, once its share was taken for another's: its
+    /// last words fit in what it may still hold (nothing), and the bytes are free at once.
+    fn evicted(&mut self) -> WireError {
+        self.reader.release();
+        self.ahead.clear();
+        self.ahead_bytes = 0;
+        *self.writer.write_buffer_mut() = BytesMut::new();
+        buffer_full(Refused::Evicted)
     }
 
     /// Holds what this connection buffers now as its share.
@@ -145,13 +156,13 @@ impl Socket {
     }
 
     /// The writer, and a future that reads lines ahead until [`READ_AHEAD_BYTES`] since the
-    /// queue was last empty (or the end of the stream, or a refusal of more bytes), then waits
-    /// for ever.
+    /// queue was last empty (or the end of the stream, or a refusal of more bytes), and
+    /// completes only if this connection's share is taken for another's.
     fn split(
         &mut self,
     ) -> (
         &mut FramedWrite<OwnedWriteHalf, LineCodec<Message>>,
-        impl Future<Output = Infallible> + '_,
+        impl Future<Output = ()> + '_,
     ) {
         if self.ahead.is_empty() {
             self.mark = self.reader.read;
@@ -164,11 +175,11 @@ impl Socket {
             &self.share,
             self.mark,
         );
-        let reading = async move {
+        let read_ahead = async move {
             loop {
                 let stopped = matches!(ahead.back(), Some((None | Some(Err(_)), _)));
                 if stopped || reader.read - mark >= READ_AHEAD_BYTES {
-                    return std::future::pending().await;
+                    return std::future::pending::<Infallible>().await;
                 }
                 let others = writing + counted(*ahead_bytes);
                 let (frame, size) = match reader.next(share, others).await {
@@ -181,6 +192,13 @@ impl Socket {
                 if let Err(refused) = held {
                     ahead.push_back((Some(Err(buffer_full(refused))), 0));
                 }
+            }
+        };
+        let reading = async move {
+            tokio::select! {
+                biased;
+                _ = share.evicted() => {}
+                never = read_ahead => match never {},
             }
         };
         (&mut self.writer, reading)
@@ -259,7 +277,8 @@ impl Lines {
     }
 
     /// Room for one read: a buffer of [`FREE_BYTES`], or for a line past it [`BIG_BUFFER`],
-    /// doubled as the line grows (up to [`MAX_READ_BUFFER`]), its counted bytes held first.
+    /// half as big again each time the line outgrows it (up to [`MAX_READ_BUFFER`]; a line is
+    /// never held in more than one and a half times its size), its counted bytes held first.
     fn make_room(&mut self, share: &Share, others: usize) -> Result<(), Refused> {
         if self.buf.capacity() - self.buf.len() >= READ_CHUNK {
             return Ok(());
@@ -267,8 +286,8 @@ impl Lines {
         let needed = self.buf.len() + READ_CHUNK;
         let capacity = match needed {
             ..=FREE_BYTES => FREE_BYTES,
-            _ => needed
-                .next_power_of_two()
+            _ => (self.allocated + self.allocated / 2)
+                .max(needed)
                 .clamp(BIG_BUFFER, MAX_READ_BUFFER),
         };
         share.hold(counted(capacity) + others)?;
@@ -286,10 +305,12 @@ impl Lines {
         big
     }
 
-    /// Drops the buffer, for a connection about to close.
+    /// Drops the buffer and the line in it, for a connection about to close.
     fn release(&mut self) {
         self.buf = BytesMut::new();
         self.allocated = 0;
+        // The codec remembers how far it searched the old buffer for a `\n`.
+        self.codec = LineCodec::new();
     }
 
     fn reallocate(&mut self, capacity: usize) {
@@ -297,5 +318,48 @@ impl Lines {
         buf.extend_from_slice(&self.buf);
         self.buf = buf;
         self.allocated = capacity;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use protocol::wire::Message;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::buffers::BufferTable;
+
+    #[tokio::test]
+    async fn a_refused_line_is_dropped_and_the_lines_after_it_are_read_from_scratch() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // A share too small for any buffer past the free one.
+        let table = BufferTable::new(1 << 20, 512 * 1024);
+        let mut socket = Socket::new(server, table.open(IpAddr::from([127, 0, 0, 1])));
+
+        client.write_all(&vec![b'x'; 70 * 1024]).await.unwrap();
+        assert!(matches!(
+            socket.next().await,
+            Some(Err(WireError::BufferFull(_)))
+        ));
+        assert_eq!(table.total(), 0, "nothing is held once refused");
+
+        // The refused line's rest, and a line after it, are read into an empty buffer (the
+        // codec searched the old one: reading on must not look where it looked).
+        client.write_all(b"\nD\n").await.unwrap();
+        assert!(matches!(
+            socket.next().await,
+            Some(Err(WireError::UnknownOpcode(_)))
+        ));
+        assert!(matches!(
+            socket.next().await,
+            Some(Ok(Message::GetBlocks(_)))
+        ));
     }
 }
