@@ -31,9 +31,9 @@ pub const FREE_BYTES: usize = 64 * 1024;
 /// Most counted bytes the connections from one address may hold: eight lines of the largest
 /// size. A node syncing from this one holds at most three (the line it reads, the lines read
 /// ahead, the answer it is sent), and thirty honest nodes on one machine that each relay a block
-/// of 1 MiB of JSON at once hold about half of it. Blocks of the largest size (2 MiB of JSON)
-/// from 29 peers on one machine at once would come near it: connections refused then are
-/// closed, and their nodes link and sync again.
+/// of up to 1 MiB of JSON at once hold about half of it (a line is held in a buffer of up to
+/// twice its size). Bigger blocks (up to 2 MiB of JSON) from 29 peers on one machine at once
+/// could reach it: connections refused then are closed, and their nodes link and sync again.
 pub const MAX_BUFFERED_PER_IP: usize = 64 * 1024 * 1024;
 /// Most counted bytes all connections may hold: eight addresses at their share.
 pub const MAX_BUFFERED: usize = 8 * MAX_BUFFERED_PER_IP;
