@@ -32,8 +32,13 @@ use crate::buffers::{FREE_BYTES, Refused, Share, counted};
 
 /// Most bytes read ahead while writes wait, until the connection takes the lines read: one
 /// line of the largest size ([`protocol::codec::MAX_LINE`]), so the other end's write of any
-/// line can complete. Per connection, bounded whatever the other end sends.
-pub const READ_AHEAD_BYTES: u64 = MAX_LINE as u64;
+/// line can complete. Per connection, bounded whatever the other end sends: each line counts
+/// its size on the wire and [`ENTRY_BYTES`], so millions of two-byte lines cannot hide a
+/// queue a hundred times their size.
+pub const READ_AHEAD_BYTES: usize = MAX_LINE;
+
+/// What one line read ahead costs besides its bytes: its entry in the queue.
+const ENTRY_BYTES: usize = std::mem::size_of::<(Frame, usize)>();
 
 /// Room made before each read: the most one read takes.
 const READ_CHUNK: usize = 8 * 1024;
@@ -54,12 +59,11 @@ pub type Frame = Option<Result<Message, WireError>>;
 pub struct Socket {
     reader: Lines,
     writer: FramedWrite<OwnedWriteHalf, LineCodec<Message>>,
-    /// Lines read while a write waited, oldest first, each with its size on the wire.
+    /// Lines read while a write waited, oldest first, each with what it costs (its size on the
+    /// wire and [`ENTRY_BYTES`]).
     ahead: VecDeque<(Frame, usize)>,
-    /// The bytes of the lines in `ahead`.
+    /// What the lines in `ahead` cost.
     ahead_bytes: usize,
-    /// The reader's byte count when `ahead` was last empty.
-    mark: u64,
     /// The write buffer grew past [`FREE_BYTES`] since it was last given back.
     write_grown: bool,
     share: Share,
@@ -75,13 +79,11 @@ impl Socket {
                 buf: BytesMut::new(),
                 allocated: 0,
                 codec: LineCodec::new(),
-                read: 0,
                 ended: false,
             },
             writer: FramedWrite::new(write, LineCodec::new()),
             ahead: VecDeque::new(),
             ahead_bytes: 0,
-            mark: 0,
             write_grown: false,
             share,
         }
@@ -93,8 +95,12 @@ impl Socket {
         if self.share.is_evicted() {
             return Some(Err(self.evicted()));
         }
-        if let Some((frame, size)) = self.ahead.pop_front() {
-            self.ahead_bytes -= size;
+        if let Some((frame, cost)) = self.ahead.pop_front() {
+            self.ahead_bytes -= cost;
+            if self.ahead.is_empty() {
+                // A queue that held many lines gives its room back.
+                self.ahead = VecDeque::new();
+            }
             // Less: never refused (an eviction is seen by the next call).
             let _ = self.hold();
             return frame;
@@ -116,6 +122,7 @@ impl Socket {
     pub async fn feed(&mut self, message: Message) -> Result<(), WireError> {
         // A full buffer is written out inside `feed`, which hides how big it grew.
         self.note_write_size();
+        self.hold()?;
         let (writer, reading) = self.split();
         tokio::select! {
             biased;
@@ -168,30 +175,26 @@ impl Socket {
         self.share.hold(bytes).map_err(buffer_full)
     }
 
-    /// The writer, and a future that reads lines ahead until [`READ_AHEAD_BYTES`] since the
-    /// queue was last empty (or the end of the stream, or a refusal of more bytes), and
-    /// completes only if this connection's share is taken for another's.
+    /// The writer, and a future that reads lines ahead until they cost [`READ_AHEAD_BYTES`]
+    /// (or the end of the stream, or a refusal of more bytes), and completes only if this
+    /// connection's share is taken for another's.
     fn split(
         &mut self,
     ) -> (
         &mut FramedWrite<OwnedWriteHalf, LineCodec<Message>>,
         impl Future<Output = ()> + '_,
     ) {
-        if self.ahead.is_empty() {
-            self.mark = self.reader.read;
-        }
         let writing = counted(self.writer.write_buffer().capacity());
-        let (reader, ahead, ahead_bytes, share, mark) = (
+        let (reader, ahead, ahead_bytes, share) = (
             &mut self.reader,
             &mut self.ahead,
             &mut self.ahead_bytes,
             &self.share,
-            self.mark,
         );
         let read_ahead = async move {
             loop {
                 let stopped = matches!(ahead.back(), Some((None | Some(Err(_)), _)));
-                if stopped || reader.read - mark >= READ_AHEAD_BYTES {
+                if stopped || *ahead_bytes >= READ_AHEAD_BYTES {
                     return std::future::pending::<Infallible>().await;
                 }
                 let others = writing + counted(*ahead_bytes);
@@ -199,11 +202,19 @@ impl Socket {
                     Some((frame, size)) => (Some(frame), size),
                     None => (None, 0),
                 };
-                *ahead_bytes += size;
-                let held = share.hold(writing + counted(*ahead_bytes) + counted(reader.allocated));
-                ahead.push_back((frame, size));
-                if let Err(refused) = held {
-                    ahead.push_back((Some(Err(buffer_full(refused))), 0));
+                let cost = size + ENTRY_BYTES;
+                let held =
+                    share.hold(writing + counted(*ahead_bytes + cost) + counted(reader.allocated));
+                match held {
+                    Ok(()) => {
+                        *ahead_bytes += cost;
+                        ahead.push_back((frame, cost));
+                    }
+                    // The line is not taken: the connection ends with the refusal.
+                    Err(refused) => {
+                        ahead.push_back((Some(Err(buffer_full(refused))), ENTRY_BYTES));
+                        *ahead_bytes += ENTRY_BYTES;
+                    }
                 }
             }
         };
@@ -232,8 +243,6 @@ struct Lines {
     /// off its front, but the allocation stays whole until it is replaced).
     allocated: usize,
     codec: LineCodec<Message>,
-    /// Bytes read so far.
-    read: u64,
     /// The other end closed its side.
     ended: bool,
 }
@@ -273,7 +282,7 @@ impl Lines {
             }
             match self.read_more().await {
                 Ok(0) => self.ended = true,
-                Ok(n) => self.read += n as u64,
+                Ok(_) => {}
                 Err(e) => return Some((Err(WireError::Io(e)), 0)),
             }
         }
@@ -339,6 +348,7 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
+    use std::time::Duration;
 
     use protocol::wire::Message;
     use tokio::io::AsyncWriteExt;
@@ -346,6 +356,36 @@ mod tests {
 
     use super::*;
     use crate::buffers::BufferTable;
+
+    #[tokio::test]
+    async fn lines_read_ahead_count_their_entries_not_only_their_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let table = BufferTable::new(1 << 30, 1 << 30);
+        let mut socket = Socket::new(server, table.open(IpAddr::from([127, 0, 0, 1])));
+        // Two million two-byte lines, from a client that never reads.
+        let flood = tokio::spawn(async move {
+            let _ = client.write_all(&b"Z\n".repeat(2_000_000)).await;
+            client
+        });
+        // A write far bigger than the socket buffers waits, and meanwhile lines are read ahead.
+        socket
+            .write_buffer_mut()
+            .extend_from_slice(&vec![b'x'; 64 << 20]);
+        let waited = tokio::time::timeout(Duration::from_secs(2), socket.flush()).await;
+        assert!(waited.is_err(), "the write did not wait");
+        let queued = socket.ahead.len();
+        assert!(queued > 0, "nothing was read ahead");
+        // Counted by bytes on the wire alone, all two million would have been queued.
+        assert!(
+            queued <= READ_AHEAD_BYTES / ENTRY_BYTES + 1,
+            "{queued} lines read ahead"
+        );
+        flood.abort();
+    }
 
     #[tokio::test]
     async fn a_refused_line_is_dropped_and_the_lines_after_it_are_read_from_scratch() {
