@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -196,6 +197,7 @@ impl BufferTable {
             table: self.clone(),
             id,
             evicted,
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -216,6 +218,9 @@ pub struct Share {
     table: BufferTable,
     id: ShareId,
     evicted: CancellationToken,
+    /// What the table last took for this share: a connection holds the same bytes again
+    /// after most lines and writes, and that needs no lock on the node-wide table.
+    held: AtomicUsize,
 }
 
 impl Share {
@@ -223,7 +228,11 @@ impl Share {
     /// free: the caller counts only what is past them). Refused when the address holds its
     /// share or this connection's bytes were taken for another's.
     pub fn hold(&self, bytes: usize) -> Result<(), Refused> {
+        if bytes == self.held.load(Ordering::Relaxed) && !self.is_evicted() {
+            return Ok(());
+        }
         let evicted = self.table.lock().hold(self.id, bytes)?;
+        self.held.store(bytes, Ordering::Relaxed);
         for victim in &evicted {
             victim.cancel();
         }

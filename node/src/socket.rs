@@ -13,8 +13,8 @@
 //! [`crate::buffers`]; a connection refused more, or whose share was taken for another's, ends
 //! with [`WireError::BufferFull`] (and drops what it buffered) at its next read or write. A
 //! buffer grown for a big line shrinks back once the line is taken, and the write buffer is
-//! given back after a flush once it grew past that, so a connection that once carried a sync batch does not keep
-//! its megabytes.
+//! given back after a flush once it grew past that, so a connection that once carried a sync
+//! batch does not keep its megabytes.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -105,7 +105,7 @@ impl Socket {
             let _ = self.hold();
             return frame;
         }
-        let writing = counted(self.writer.write_buffer().capacity());
+        let writing = held(0, 0, self.write_capacity());
         tokio::select! {
             biased;
             _ = self.share.evicted() => Some(Err(self.evicted())),
@@ -154,7 +154,11 @@ impl Socket {
     }
 
     fn note_write_size(&mut self) {
-        self.write_grown |= self.writer.write_buffer().capacity() > FREE_BYTES;
+        self.write_grown |= self.write_capacity() > FREE_BYTES;
+    }
+
+    fn write_capacity(&self) -> usize {
+        self.writer.write_buffer().capacity()
     }
 
     /// Drops everything this connection buffered, once its share was taken for another's: its
@@ -169,9 +173,11 @@ impl Socket {
 
     /// Holds what this connection buffers now as its share.
     fn hold(&self) -> Result<(), WireError> {
-        let bytes = counted(self.reader.allocated)
-            + counted(self.ahead_bytes)
-            + counted(self.writer.write_buffer().capacity());
+        let bytes = held(
+            self.reader.allocated,
+            self.ahead_bytes,
+            self.write_capacity(),
+        );
         self.share.hold(bytes).map_err(buffer_full)
     }
 
@@ -184,7 +190,7 @@ impl Socket {
         &mut FramedWrite<OwnedWriteHalf, LineCodec<Message>>,
         impl Future<Output = ()> + '_,
     ) {
-        let writing = counted(self.writer.write_buffer().capacity());
+        let writing = self.write_capacity();
         let (reader, ahead, ahead_bytes, share) = (
             &mut self.reader,
             &mut self.ahead,
@@ -197,15 +203,13 @@ impl Socket {
                 if stopped || *ahead_bytes >= READ_AHEAD_BYTES {
                     return std::future::pending::<Infallible>().await;
                 }
-                let others = writing + counted(*ahead_bytes);
+                let others = held(0, *ahead_bytes, writing);
                 let (frame, size) = match reader.next(share, others).await {
                     Some((frame, size)) => (Some(frame), size),
                     None => (None, 0),
                 };
                 let cost = size + ENTRY_BYTES;
-                let held =
-                    share.hold(writing + counted(*ahead_bytes + cost) + counted(reader.allocated));
-                match held {
+                match share.hold(held(reader.allocated, *ahead_bytes + cost, writing)) {
                     Ok(()) => {
                         *ahead_bytes += cost;
                         ahead.push_back((frame, cost));
@@ -227,6 +231,12 @@ impl Socket {
         };
         (&mut self.writer, reading)
     }
+}
+
+/// The bytes a connection holds in its share: each of its read buffer's allocation, the lines
+/// read ahead and its write buffer's capacity, past what is free.
+fn held(read: usize, ahead: usize, write: usize) -> usize {
+    counted(read) + counted(ahead) + counted(write)
 }
 
 /// The error a connection refused more of the node's buffers ends with.
@@ -357,15 +367,22 @@ mod tests {
     use super::*;
     use crate::buffers::BufferTable;
 
-    #[tokio::test]
-    async fn lines_read_ahead_count_their_entries_not_only_their_bytes() {
+    /// Both ends of a loopback connection: ours as a [`Socket`] holding a share of `table`,
+    /// and the other end's stream.
+    async fn pair(table: &BufferTable) -> (Socket, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
+        let share = table.open(IpAddr::from([127, 0, 0, 1]));
+        (Socket::new(server, share), client)
+    }
+
+    #[tokio::test]
+    async fn lines_read_ahead_count_their_entries_not_only_their_bytes() {
         let table = BufferTable::new(1 << 30, 1 << 30);
-        let mut socket = Socket::new(server, table.open(IpAddr::from([127, 0, 0, 1])));
+        let (mut socket, mut client) = pair(&table).await;
         // Two million two-byte lines, from a client that never reads.
         let flood = tokio::spawn(async move {
             let _ = client.write_all(&b"Z\n".repeat(2_000_000)).await;
@@ -389,14 +406,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_line_is_dropped_and_the_lines_after_it_are_read_from_scratch() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
         // A share too small for any buffer past the free one.
         let table = BufferTable::new(1 << 20, 512 * 1024);
-        let mut socket = Socket::new(server, table.open(IpAddr::from([127, 0, 0, 1])));
+        let (mut socket, mut client) = pair(&table).await;
 
         client.write_all(&vec![b'x'; 70 * 1024]).await.unwrap();
         assert!(matches!(
