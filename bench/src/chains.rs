@@ -166,7 +166,7 @@ fn sign_all(keys: &[Keypair], n: usize) -> Vec<Option<Record>> {
 
 /// Hands `chain` to `node` the way a syncing peer does, and waits until it holds it all.
 pub async fn seed(node: &NodeProc, chain: &[Block]) -> anyhow::Result<()> {
-    let watch = Watch::start(std::slice::from_ref(&node.addr)).await?;
+    let watch = Watch::tips(std::slice::from_ref(&node.addr)).await?;
     let mut peer = Peer::connect(&node.addr).await?;
     for segment in chain.chunks(MAX_BLOCKS_PER_MESSAGE) {
         peer.send(Message::Blocks(Blocks {
@@ -193,7 +193,7 @@ pub fn stop_limit(n: usize) -> Duration {
 /// Fails unless `node` (restarted on its store) holds all `n` blocks: a figure measured on a
 /// node that lost part of the chain would measure less than it says.
 pub async fn ensure_holds(node: &NodeProc, n: usize) -> anyhow::Result<()> {
-    let watch = Watch::start(std::slice::from_ref(&node.addr)).await?;
+    let watch = Watch::tips(std::slice::from_ref(&node.addr)).await?;
     let n = n as u64;
     anyhow::ensure!(
         watch

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use protocol::codec::LineCodec;
+use protocol::codec::{LineCodec, WireError};
 use protocol::wire::{Message, Update};
 use protocol::{BlockHash, RecordId};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_util::codec::Framed;
+use tokio_util::bytes::{Buf, BytesMut};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 /// What the subscriptions saw.
 #[derive(Debug, Default)]
@@ -71,8 +72,20 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Subscribes to every node in `addrs` and waits for each to answer with its tip.
+    /// Subscribes to every node in `addrs`, following their blocks and tips.
     pub async fn start(addrs: &[String]) -> anyhow::Result<Watch> {
+        Watch::follow(addrs, Follow::Blocks).await
+    }
+
+    /// Subscribes to every node in `addrs`, following their tips only: each node's blocks are
+    /// skipped unread. For a scenario that waits for a height, so that the bench's own parsing
+    /// of a million blocks (about a quarter of a core in a sync) does not take the cores the
+    /// node it measures runs on.
+    pub async fn tips(addrs: &[String]) -> anyhow::Result<Watch> {
+        Watch::follow(addrs, Follow::Tips).await
+    }
+
+    async fn follow(addrs: &[String], follow: Follow) -> anyhow::Result<Watch> {
         let seen = Arc::new(Mutex::new(Seen {
             heights: vec![0; addrs.len()],
             ..Seen::default()
@@ -82,7 +95,7 @@ impl Watch {
         for (i, addr) in addrs.iter().enumerate() {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let mut link = Framed::new(stream, LineCodec::<Message>::new());
+            let mut link = Framed::new(stream, Lines::new(follow));
             link.send(Message::Subscribe).await?;
             let (seen, changed) = (Arc::clone(&seen), Arc::clone(&changed));
             tasks.push(tokio::spawn(async move {
@@ -152,10 +165,108 @@ impl Watch {
     }
 }
 
+/// What a [`Watch`] reads of its subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Every update.
+    Blocks,
+    /// All but the blocks.
+    Tips,
+}
+
+/// The start of a block's `U` line: `Update` is tagged by its first field.
+const BLOCK_LINE: &[u8] = b"U {\"kind\":\"block\"";
+
+/// The protocol's line codec, dropping block lines unparsed when following tips only.
+struct Lines {
+    codec: LineCodec<Message>,
+    follow: Follow,
+}
+
+impl Lines {
+    fn new(follow: Follow) -> Lines {
+        Lines {
+            codec: LineCodec::new(),
+            follow,
+        }
+    }
+}
+
+impl Decoder for Lines {
+    type Item = Message;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, WireError> {
+        if self.follow == Follow::Tips {
+            // A line cut before it says what it is waits whole: the codec, once it searched
+            // a line's start, must be handed the rest of the same line.
+            if src.len() < BLOCK_LINE.len() && BLOCK_LINE.starts_with(src) {
+                return Ok(None);
+            }
+            while src.starts_with(BLOCK_LINE) {
+                let Some(end) = src.iter().position(|b| *b == b'\n') else {
+                    return Ok(None);
+                };
+                src.advance(end + 1);
+            }
+        }
+        self.codec.decode(src)
+    }
+}
+
+impl Encoder<Message> for Lines {
+    type Error = WireError;
+
+    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), WireError> {
+        self.codec.encode(message, dst)
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::codec::encode_line;
+
+    use super::*;
+
+    #[test]
+    fn following_tips_skips_block_lines_whole_even_split_across_reads() {
+        let block = Message::Update(Update::Block {
+            block: protocol::block::genesis(),
+            received_ms: 1,
+        });
+        let tip = Message::Update(Update::Tip {
+            hash: protocol::block::genesis().header.hash(),
+            height: 7,
+            disconnected: Vec::new(),
+            connected: Vec::new(),
+        });
+        let (block_line, tip_line) = (encode_line(&block).unwrap(), encode_line(&tip).unwrap());
+        assert!(block_line.as_bytes().starts_with(BLOCK_LINE));
+
+        let mut tips = Lines::new(Follow::Tips);
+        // A block line in three reads, the first too short to tell what it is: nothing yet.
+        let mut src = BytesMut::from(&block_line.as_bytes()[..5]);
+        assert_eq!(tips.decode(&mut src).unwrap(), None);
+        src.extend_from_slice(&block_line.as_bytes()[5..20]);
+        assert_eq!(tips.decode(&mut src).unwrap(), None);
+        src.extend_from_slice(&block_line.as_bytes()[20..]);
+        src.extend_from_slice(block_line.as_bytes());
+        src.extend_from_slice(tip_line.as_bytes());
+        assert_eq!(tips.decode(&mut src).unwrap(), Some(tip.clone()));
+        assert!(src.is_empty());
+
+        // Following blocks, the same bytes give both.
+        let mut blocks = Lines::new(Follow::Blocks);
+        let mut src = BytesMut::from(format!("{block_line}{tip_line}").as_bytes());
+        assert_eq!(blocks.decode(&mut src).unwrap(), Some(block));
+        assert_eq!(blocks.decode(&mut src).unwrap(), Some(tip));
     }
 }

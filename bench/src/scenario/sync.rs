@@ -37,7 +37,7 @@ pub async fn run(lengths: &[usize], chains: &mut Chains) -> anyhow::Result<Vec<R
 
         let started = Instant::now();
         let fresh = NodeProc::start_with(&tracker.addr, &dir.path().join("fresh"), &extra);
-        let watch = Watch::start(std::slice::from_ref(&fresh.addr)).await?;
+        let watch = Watch::tips(std::slice::from_ref(&fresh.addr)).await?;
         let tip = n as u64;
         let limit = Duration::from_secs(60) + Duration::from_millis(n as u64);
         anyhow::ensure!(
