@@ -8,13 +8,14 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use protocol::{Archive, BlockHash, CheckedBlock, Params, RecordId, blocks_after_archived};
-use tokio::sync::Semaphore;
 
 use crate::store::{Reader, Snapshot};
+use crate::turns::Turn;
 
 /// Most deep `D`s read from the store at once, node-wide: each holds a blocking thread and a
 /// read transaction while it reads and checks up to 500 blocks, and anyone may send them; past
-/// it they wait their turn, on their own connections' tasks, never on the chain thread.
+/// it they wait their turn, on their own connections' tasks, never on the chain thread, and
+/// by address in rotation ([`crate::turns`]), so one host's flood delays others by a read.
 pub const MAX_DEEP_READS: usize = 2;
 
 /// One look at the store: the snapshot is taken on first use (not at all when the chain finds
@@ -66,21 +67,19 @@ impl Archive for Deep<'_> {
 
 /// Answers a `D` the chain thread left to the store ([`protocol::Chain::blocks_after_in_memory`]
 /// said `None`; `range` is its [`protocol::Chain::best_range`]) from the connection's task: the
-/// read runs on a blocking thread, at most [`MAX_DEEP_READS`] at once, so a flood of old
-/// locators costs the disk and those threads, not the chain thread honest records wait for.
+/// read runs on a blocking thread, in a `turn` (at most [`MAX_DEEP_READS`] at once), so a flood
+/// of old locators costs the disk and those threads, not the chain thread honest records wait
+/// for. The turn is given back when the read ends, before the answer is written.
 pub async fn blocks_after(
     reader: Reader,
     params: Params,
-    reads: &Semaphore,
+    turn: Turn,
     locator: Vec<BlockHash>,
     max: usize,
     range: (u64, u64),
 ) -> (Vec<Arc<CheckedBlock>>, bool) {
-    // Closed only if the node drops it, which it never does while connections run.
-    let Ok(_turn) = reads.acquire().await else {
-        return (Vec::new(), true);
-    };
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let deep = Deep::committed(&reader, &params);
         blocks_after_archived(&locator, max, &deep, range)
     })

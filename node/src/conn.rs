@@ -20,7 +20,7 @@ use protocol::handshake::Identity;
 use protocol::wire::Message;
 use protocol::{AccountId, Block, Params, RecordId};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::{ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
@@ -30,6 +30,7 @@ use crate::links::Links;
 use crate::session::{Action, Answer, Closing, LinkVerdict, Question, Session};
 use crate::socket::Socket;
 use crate::store::Reader;
+use crate::turns::TurnTable;
 use crate::verify::{self, SeenBlocks, Verified};
 
 pub use crate::session::IDLE_TIMEOUT;
@@ -66,8 +67,8 @@ pub struct Ctx {
     pub links: Links,
     /// Reads the blocks no longer in memory, for a deep `D`.
     pub reader: Reader,
-    /// Turns to read them: [`archive::MAX_DEEP_READS`] at once.
-    pub deep_reads: Arc<Semaphore>,
+    /// Turns to read them: [`archive::MAX_DEEP_READS`] at once, by address in rotation.
+    pub deep_reads: TurnTable,
 }
 
 /// A record's outcome on its way back from the chain thread.
@@ -151,10 +152,7 @@ async fn serve_with(
             Vec::new(),
         ),
     };
-    // A connection whose address is unknown (it closed already) counts as the unspecified one.
-    let share = ctx
-        .guard
-        .buffers(peer_addr.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()));
+    let share = ctx.guard.buffers(source(peer_addr.map(|a| a.ip())));
     let mut conn = Conn {
         id,
         ctx,
@@ -348,6 +346,11 @@ impl Conn {
         written(tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await)
     }
 
+    /// The address this connection's shares (buffered bytes, deep reads) count against.
+    fn source(&self) -> IpAddr {
+        source(self.ip)
+    }
+
     /// Bans this connection's address for sending provably invalid data; logged once per ban.
     fn ban(&self, reason: &str) {
         if let Some(ip) = self.ip
@@ -402,8 +405,8 @@ impl Conn {
                     Answered::Deep(range) => {
                         let reader = self.ctx.reader.clone();
                         let params = self.ctx.params.clone();
-                        let reads = &self.ctx.deep_reads;
-                        archive::blocks_after(reader, params, reads, locator, max, range).await
+                        let turn = self.ctx.deep_reads.turn(self.source()).await?;
+                        archive::blocks_after(reader, params, turn, locator, max, range).await
                     }
                 };
                 Answer::Blocks { blocks, more }
@@ -493,4 +496,10 @@ fn written(sent: Result<Result<(), WireError>, tokio::time::error::Elapsed>) -> 
         Ok(Err(e)) => Err(Ended::Send(e)),
         Err(_) => Err(Ended::NotReading),
     }
+}
+
+/// The address a connection's shares count against: a connection whose address is unknown (it
+/// closed already) counts as the unspecified one.
+fn source(ip: Option<IpAddr>) -> IpAddr {
+    ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }

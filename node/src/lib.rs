@@ -23,6 +23,7 @@ pub mod reporter;
 pub mod session;
 pub mod socket;
 pub mod store;
+pub mod turns;
 pub mod unindexed;
 pub mod verify;
 pub mod writer;
@@ -315,7 +316,7 @@ impl Node {
             seen,
             links: Links::default(),
             reader,
-            deep_reads: Arc::new(tokio::sync::Semaphore::new(archive::MAX_DEEP_READS)),
+            deep_reads: turns::TurnTable::new(archive::MAX_DEEP_READS),
         };
         let tasks = TaskTracker::new();
         let reporter = Reporter {
