@@ -346,11 +346,6 @@ impl Conn {
         written(tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await)
     }
 
-    /// The address this connection's shares (buffered bytes, deep reads) count against.
-    fn source(&self) -> IpAddr {
-        source(self.ip)
-    }
-
     /// Bans this connection's address for sending provably invalid data; logged once per ban.
     fn ban(&self, reason: &str) {
         if let Some(ip) = self.ip
@@ -388,7 +383,8 @@ impl Conn {
         Ok(())
     }
 
-    /// Finds out what the session asked; `None` when the actor is gone (the node is stopping).
+    /// Finds out what the session asked; `None` when the actor (or the table of turns at deep
+    /// reads) is gone: the node is stopping.
     async fn answer(&self, question: Question) -> Option<Answer> {
         Some(match question {
             Question::Locator => {
@@ -405,7 +401,7 @@ impl Conn {
                     Answered::Deep(range) => {
                         let reader = self.ctx.reader.clone();
                         let params = self.ctx.params.clone();
-                        let turn = self.ctx.deep_reads.turn(self.source()).await?;
+                        let turn = self.ctx.deep_reads.turn(source(self.ip)).await?;
                         archive::blocks_after(reader, params, turn, locator, max, range).await
                     }
                 };
@@ -498,8 +494,8 @@ fn written(sent: Result<Result<(), WireError>, tokio::time::error::Elapsed>) -> 
     }
 }
 
-/// The address a connection's shares count against: a connection whose address is unknown (it
-/// closed already) counts as the unspecified one.
+/// The address a connection's shares (buffered bytes, turns at deep reads) count against: a
+/// connection whose address is unknown (it closed already) counts as the unspecified one.
 fn source(ip: Option<IpAddr>) -> IpAddr {
     ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }

@@ -173,7 +173,7 @@ async fn a_deep_flood_from_one_address_never_starves_a_sync_from_another() {
         flooded >= FLOODS * FLOOD_ASKS / 2,
         "the floods were mostly not answered"
     );
-    // Measured here: about one answer for the sync per nine of the flood's (its own round trips
+    // Measured here: one answer for the sync per six to nine of the floods' (its own round trips
     // and parsing are most of its time). A fortieth still shows it was never starved.
     assert!(
         answered * 40 >= flooded,
