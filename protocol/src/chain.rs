@@ -17,12 +17,12 @@
 //! [`Archive`] the caller supplies. No reorg reaches them, so consensus never needs them, and a
 //! chain resumed from a stored ledger ([`Chain::resume`]) starts with no history at all.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::account::AccountId;
 use crate::block::{Block, BlockError, CheckedBlock};
-use crate::hash::BlockHash;
+use crate::hash::{BlockHash, DigestMap, DigestSet};
 use crate::ledger::{Ledger, Undo};
 use crate::orphans::Orphans;
 use crate::params::{
@@ -124,7 +124,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct Chain {
     params: Params,
-    entries: HashMap<BlockHash, Entry>,
+    entries: DigestMap<Entry>,
     /// The best chain by height from `base`: `best[0]` is the block at height `base` (genesis
     /// unless the chain was resumed or trimmed). Every block in it is in `entries`.
     best: VecDeque<BlockHash>,
@@ -137,10 +137,10 @@ pub struct Chain {
     /// Genesis's hash, which ends every locator.
     genesis: BlockHash,
     /// Blocks without children: the candidates for the best tip.
-    leaves: HashSet<BlockHash>,
+    leaves: DigestSet,
     ledger: Ledger,
     orphans: Orphans,
-    invalid: HashSet<BlockHash>,
+    invalid: DigestSet,
     invalid_order: VecDeque<BlockHash>,
     next_seq: u64,
     max_side_blocks: usize,
@@ -179,15 +179,15 @@ impl Chain {
         };
         Chain {
             params,
-            entries: HashMap::from([(hash, entry)]),
+            entries: DigestMap::from_iter([(hash, entry)]),
             best: VecDeque::from([hash]),
             base: height,
             keep: None,
             genesis: CheckedBlock::genesis().hash(),
-            leaves: HashSet::from([hash]),
+            leaves: DigestSet::from_iter([hash]),
             ledger,
             orphans: Orphans::new(MAX_ORPHANS, MAX_ORPHAN_BYTES),
-            invalid: HashSet::new(),
+            invalid: DigestSet::default(),
             invalid_order: VecDeque::new(),
             next_seq: 1,
             max_side_blocks: MAX_SIDE_BLOCKS,

@@ -5,12 +5,12 @@
 //! where it runs (a blocking thread, never an async worker or a thread that owns a chain) is the
 //! caller's choice.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::block::{Block, BlockError, CheckedBlock};
-use crate::hash::Hash256;
+use crate::hash::{DigestSet, Hash256};
 use crate::params::Params;
 use crate::record::RecordFormatError;
 use crate::signature;
@@ -33,7 +33,7 @@ pub struct Recent<const CAP: usize>(Arc<Mutex<RecentInner>>);
 
 #[derive(Debug, Default)]
 struct RecentInner {
-    set: HashSet<Hash256>,
+    set: DigestSet,
     order: VecDeque<Hash256>,
 }
 
