@@ -273,7 +273,9 @@ mod tests {
                     continue;
                 };
                 let mut expected = [0u8; 1];
-                let expected = hex::decode_to_slice(text, &mut expected).ok().map(|()| expected);
+                let expected = hex::decode_to_slice(text, &mut expected)
+                    .ok()
+                    .map(|()| expected);
                 assert_eq!(parse_hex_array::<1>(text), expected, "{text:?}");
             }
         }
