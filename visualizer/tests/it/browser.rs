@@ -459,11 +459,18 @@ async fn a_10000_block_chain_stays_light_and_scrolls_back_past_the_window_in_chr
             "the page's block at height {height}"
         );
     }
-    // The oldest tiles are drawn, at the strip's left end.
-    let oldest = best[0].clone();
-    chrome.eval("monkeyVisualizer.renderChain()").await;
+    // The oldest tiles are drawn, at the strip's left end. Scrolled there and drawn again at
+    // each look: the page at the left end may still be loading an older page, and one that
+    // lands keeps the view where it was (the tiles it showed stay put), so the block that was
+    // oldest a moment ago need not be at the left end any more; the oldest one now must be.
     chrome
-        .wait_until("the oldest block's tile", &tile(&oldest))
+        .wait_until(
+            "the oldest block's tile, at the strip's left end",
+            "(() => { const v = monkeyVisualizer; const s = document.getElementById('chain-scroll'); \
+             v.view.follow = false; s.scrollLeft = 0; v.renderChain(); \
+             const oldest = v.state.best[v.state.low]; \
+             return !!oldest && document.querySelector(`.tile[data-hash=\"${oldest}\"]`) !== null; })()",
+        )
         .await;
     // Scroll across what the page holds, rendering each position at once.
     let report = chrome
