@@ -112,6 +112,14 @@ impl TurnTable {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A turn taken from this table, given back when dropped.
+    fn taken(&self) -> Turn {
+        Turn {
+            table: self.clone(),
+            live: true,
+        }
+    }
+
     /// Waits for a turn for `source`. `None` cannot happen while the waiter borrows the table
     /// (only a dropped table drops a waiter's sender unsent); it is there for the type. A
     /// waiter whose task was dropped before its turn is skipped when its turn comes. (A
@@ -121,10 +129,7 @@ impl TurnTable {
         let (tx, rx) = oneshot::channel();
         let now = self.lock().ask(source, tx);
         if now.is_some() {
-            return Some(Turn {
-                table: self.clone(),
-                live: true,
-            });
+            return Some(self.taken());
         }
         rx.await.ok()
     }
@@ -135,11 +140,7 @@ impl TurnTable {
             let Some(next) = self.lock().give_back() else {
                 return;
             };
-            let turn = Turn {
-                table: self.clone(),
-                live: true,
-            };
-            match next.send(turn) {
+            match next.send(self.taken()) {
                 Ok(()) => return,
                 // Its connection closed meanwhile: the next one's turn.
                 Err(mut unclaimed) => unclaimed.live = false,
@@ -242,39 +243,41 @@ mod tests {
         assert_eq!(third.await.expect("the task"), Some(()));
     }
 
-    /// Many connections of one address keep the turns busy (each holds its turn a while, then
-    /// asks again at once) while one connection of another address asks one turn after the
-    /// other: it waits behind at most the turns already running and one of the flood's, never
-    /// behind the flood's whole queue. On tokio's paused clock, so the order is the rule's alone.
-    #[tokio::test(start_paused = true)]
-    async fn one_address_flooding_delays_another_by_a_turn_not_by_its_queue() {
-        const TURNS: usize = 2;
-        const FLOODERS: usize = 48;
+    /// Turns at once in the flooding tests.
+    const TURNS: usize = 2;
+
+    /// `per_address` connections from each of `flooding` keep the turns busy (each holds its
+    /// turn a while, then asks again at once) while one connection of another address asks one
+    /// turn after the other; returns the most of the flood's turns granted while it waited for
+    /// one. On tokio's paused clock, so the order is the rule's alone.
+    async fn worst_wait_beside(flooding: &[IpAddr], per_address: usize) -> usize {
         const ASKS: usize = 20;
         let hold = std::time::Duration::from_millis(5);
         let table = TurnTable::new(TURNS);
         let granted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stop = tokio_util::sync::CancellationToken::new();
         let mut flood = Vec::new();
-        for _ in 0..FLOODERS {
-            let (table, granted, stop) = (table.clone(), Arc::clone(&granted), stop.clone());
-            flood.push(tokio::spawn(async move {
-                while !stop.is_cancelled() {
-                    let Some(_turn) = table.turn(ip(1)).await else {
-                        return;
-                    };
-                    granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(hold).await;
-                }
-            }));
+        for &source in flooding {
+            for _ in 0..per_address {
+                let (table, granted, stop) = (table.clone(), Arc::clone(&granted), stop.clone());
+                flood.push(tokio::spawn(async move {
+                    while !stop.is_cancelled() {
+                        let Some(_turn) = table.turn(source).await else {
+                            return;
+                        };
+                        granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(hold).await;
+                    }
+                }));
+            }
         }
         // Let the flood fill the queue first.
         tokio::time::sleep(hold * 3).await;
-        assert!(table.waiting() >= FLOODERS - TURNS - 1);
+        assert!(table.waiting() >= flooding.len() * per_address - TURNS - 1);
         let mut worst = 0;
         for _ in 0..ASKS {
             let before = granted.load(std::sync::atomic::Ordering::SeqCst);
-            let turn = table.turn(ip(2)).await.expect("a turn");
+            let turn = table.turn(ip(200)).await.expect("a turn");
             let waited_behind = granted.load(std::sync::atomic::Ordering::SeqCst) - before;
             worst = worst.max(waited_behind);
             tokio::time::sleep(hold).await;
@@ -284,9 +287,29 @@ mod tests {
         for task in flood {
             task.await.expect("a flooder");
         }
-        // First come, first served, each ask would wait behind about FLOODERS turns.
+        worst
+    }
+
+    /// Many connections of one address against one of another: the other waits behind at most
+    /// the turns already running and one of the flood's, never behind the flood's whole queue.
+    #[tokio::test(start_paused = true)]
+    async fn one_address_flooding_delays_another_by_a_turn_not_by_its_queue() {
+        let worst = worst_wait_beside(&[ip(1)], 48).await;
+        // First come, first served, each ask would wait behind about 48 turns.
         assert!(
             worst <= TURNS + 1,
+            "the other address waited behind {worst} of the flood's turns"
+        );
+    }
+
+    /// The attacker's next step, the same 48 connections spread over 8 addresses: the other
+    /// address waits behind one turn per flooding address (plus those running), not 48.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_spread_over_addresses_delays_another_by_a_turn_per_address() {
+        let addresses: Vec<IpAddr> = (1..=8).map(ip).collect();
+        let worst = worst_wait_beside(&addresses, 6).await;
+        assert!(
+            worst <= TURNS + addresses.len(),
             "the other address waited behind {worst} of the flood's turns"
         );
     }
