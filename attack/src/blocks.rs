@@ -169,6 +169,7 @@ pub async fn easier_chain(target: &Target) -> anyhow::Result<Outcome> {
             Message::Blocks(Blocks {
                 blocks: segment.to_vec(),
                 more: false,
+                packed: false,
             })
         })
         .collect();

@@ -280,6 +280,7 @@ async fn answer(stream: TcpStream, script: &Script) -> anyhow::Result<()> {
                 let only_genesis = Blocks {
                     blocks: Vec::new(),
                     more: false,
+                    packed: false,
                 };
                 link.send(Message::Blocks(only_genesis)).await?;
             }

@@ -172,6 +172,7 @@ pub async fn seed(node: &NodeProc, chain: &[Block]) -> anyhow::Result<()> {
         peer.send(Message::Blocks(Blocks {
             blocks: segment.to_vec(),
             more: false,
+            packed: false,
         }))
         .await?;
     }

@@ -35,6 +35,9 @@ pub enum DecodeError {
     /// More records, or more record bytes, than a block may hold.
     #[error("more records than a block may hold")]
     TooLarge,
+    /// More blocks than a message may carry.
+    #[error("more than {0} blocks")]
+    TooManyBlocks(usize),
     /// A ledger no chain can produce: an account or vote twice, a name held twice.
     #[error("inconsistent ledger: {0}")]
     Inconsistent(&'static str),
@@ -152,7 +155,19 @@ impl Record {
 impl Block {
     /// The block's binary form: header, record count, then each record's length and encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_SIZE + 4 + self.header.records_size as usize);
+        let mut out = Vec::with_capacity(self.binary_len());
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// The length of [`Block::to_bytes`] for a block that passed its check (whose header
+    /// declares its records' size truly); for any other block, an estimate.
+    pub fn binary_len(&self) -> usize {
+        HEADER_SIZE + 4 + 4 * self.records.len() + self.header.records_size as usize
+    }
+
+    /// Appends [`Block::to_bytes`] to `out`.
+    fn write_bytes(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.header.encode());
         out.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
         for record in &self.records {
@@ -160,31 +175,60 @@ impl Block {
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(&bytes);
         }
-        out
     }
 
     /// Reads a block from [`Block::to_bytes`]. Nothing is checked but the form: that is
     /// [`Block::check`]'s work.
     pub fn from_bytes(bytes: &[u8]) -> Result<Block, DecodeError> {
         let mut r = Reader { bytes };
-        let header = read_header(&mut r)?;
-        let count = r.u32("record count")?;
-        if count > MAX_BLOCK_RECORDS {
+        let block = read_block(&mut r)?;
+        r.finish()?;
+        Ok(block)
+    }
+}
+
+fn read_block(r: &mut Reader<'_>) -> Result<Block, DecodeError> {
+    let header = read_header(r)?;
+    let count = r.u32("record count")?;
+    if count > MAX_BLOCK_RECORDS {
+        return Err(DecodeError::TooLarge);
+    }
+    let mut records = Vec::with_capacity(count as usize);
+    let mut size = 0usize;
+    for _ in 0..count {
+        let len = r.u32("record length")? as usize;
+        size += len;
+        if size > MAX_BLOCK_RECORDS_SIZE as usize {
             return Err(DecodeError::TooLarge);
         }
-        let mut records = Vec::with_capacity(count as usize);
-        let mut size = 0usize;
-        for _ in 0..count {
-            let len = r.u32("record length")? as usize;
-            size += len;
-            if size > MAX_BLOCK_RECORDS_SIZE as usize {
-                return Err(DecodeError::TooLarge);
-            }
-            records.push(Record::decode(r.take(len, "record")?)?);
-        }
-        r.finish()?;
-        Ok(Block { header, records })
+        records.push(Record::decode(r.take(len, "record")?)?);
     }
+    Ok(Block { header, records })
+}
+
+/// The packed form of consecutive blocks, as a `C` carries them when its `D` asked for it
+/// (see [`crate::wire::Blocks`]): each block's binary form ([`Block::to_bytes`]), one after
+/// another. A block's form says where it ends, so nothing separates them.
+pub fn pack_blocks(blocks: &[Block]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.iter().map(Block::binary_len).sum());
+    for block in blocks {
+        block.write_bytes(&mut out);
+    }
+    out
+}
+
+/// Reads [`pack_blocks`]'s form back; more than `max` blocks is an error, found before the
+/// one past `max` is read.
+pub fn unpack_blocks(bytes: &[u8], max: usize) -> Result<Vec<Block>, DecodeError> {
+    let mut r = Reader { bytes };
+    let mut blocks = Vec::new();
+    while !r.bytes.is_empty() {
+        if blocks.len() == max {
+            return Err(DecodeError::TooManyBlocks(max));
+        }
+        blocks.push(read_block(&mut r)?);
+    }
+    Ok(blocks)
 }
 
 /// Appends a string as its 4-byte little-endian length, then its UTF-8 bytes.
@@ -329,6 +373,41 @@ mod tests {
         let mut bad_tag = block.records[0].encode();
         bad_tag[RECORD_DOMAIN.len() + 40] = 9;
         assert_eq!(Record::decode(&bad_tag), Err(DecodeError::Tag(9)));
+    }
+
+    #[test]
+    fn packed_blocks_round_trip_and_a_cut_or_one_too_many_is_an_error() {
+        let k = Keypair::from_seed([1; 32]);
+        let b1 = Block::template(
+            &genesis().header,
+            vec![Record::join(&k, "al")],
+            k.account(),
+            9,
+            5,
+        );
+        let b2 = Block::template(&b1.header, Vec::new(), k.account(), 9, 6);
+        let blocks = vec![b1.clone(), b2.clone(), b1];
+        for block in &blocks {
+            assert_eq!(block.binary_len(), block.to_bytes().len());
+        }
+        let packed = pack_blocks(&blocks);
+        assert_eq!(
+            packed.len(),
+            blocks.iter().map(Block::binary_len).sum::<usize>()
+        );
+        assert_eq!(unpack_blocks(&packed, 3), Ok(blocks.clone()));
+        assert_eq!(unpack_blocks(&[], 3), Ok(Vec::new()));
+        assert_eq!(
+            unpack_blocks(&packed, 2),
+            Err(DecodeError::TooManyBlocks(2))
+        );
+        assert!(unpack_blocks(&packed[..packed.len() - 1], 3).is_err());
+        let mut longer = packed.clone();
+        longer.push(0);
+        assert!(
+            unpack_blocks(&longer, 4).is_err(),
+            "a stray byte is a cut block"
+        );
     }
 
     #[test]

@@ -86,10 +86,21 @@ pub fn every_message(record: &Record, b1: &Block, b2: &Block, key: &Keypair) -> 
         Message::Blocks(Blocks {
             blocks: vec![b1.clone(), b2.clone()],
             more: true,
+            packed: false,
+        }),
+        Message::Blocks(Blocks {
+            blocks: vec![b1.clone(), b2.clone()],
+            more: false,
+            packed: true,
         }),
         Message::GetBlocks(GetBlocks::default()),
+        Message::GetBlocks(GetBlocks::after(vec![
+            b2.header.hash(),
+            genesis().header.hash(),
+        ])),
         Message::GetBlocks(GetBlocks {
-            locator: vec![b2.header.hash(), genesis().header.hash()],
+            locator: Vec::new(),
+            packed: true,
         }),
         Message::Error(ErrorMessage::new(ErrorCode::InvalidRecord, "bad signature")),
         Message::Ack(Ack {

@@ -386,8 +386,10 @@ pub async fn read(
         locator.remove(0);
     }
     for _ in 0..MAX_REQUESTS {
+        // Packed: a fraction of the JSON's bytes to write, send and read.
         link.send(Message::GetBlocks(GetBlocks {
             locator: locator.clone(),
+            packed: true,
         }))
         .await
         .map_err(|e| ChainError::Link(format!("cannot ask for the chain: {e}")))?;

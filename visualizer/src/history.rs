@@ -412,10 +412,8 @@ async fn fetch(addr: &str, anchors: &Anchors) -> Result<Vec<Block>, FetchError> 
     let mut blocks: Vec<Block> = Vec::with_capacity(need.min(CHECKPOINT_BLOCKS));
     let mut last = anchors.from_hash;
     while blocks.len() < need {
-        link.send(Message::GetBlocks(GetBlocks {
-            locator: vec![last],
-        }))
-        .await?;
+        link.send(Message::GetBlocks(GetBlocks::after(vec![last])))
+            .await?;
         let segment = loop {
             match link.next().await.ok_or(FetchError::Closed)?? {
                 Message::Blocks(segment) => break segment,

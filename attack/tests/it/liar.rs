@@ -74,7 +74,9 @@ async fn a_flooder_answers_a_subscriber_with_blocks_of_no_work() {
     let mut locator = Vec::new();
     let mut got = Vec::new();
     for _ in 0..40 {
-        client.send(Message::GetBlocks(GetBlocks { locator })).await;
+        client
+            .send(Message::GetBlocks(GetBlocks::after(locator)))
+            .await;
         let Some(Message::Blocks(segment)) = client.next().await else {
             panic!("expected a C");
         };

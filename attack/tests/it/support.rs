@@ -159,6 +159,7 @@ pub async fn network() -> Net {
     peer.send(Message::Blocks(Blocks {
         blocks: history.clone(),
         more: false,
+        packed: false,
     }))
     .await;
     let alice = key(1);

@@ -198,8 +198,8 @@ pub enum Closing {
 enum Pending {
     /// Our locator, for a `D`.
     Locator,
-    /// Blocks to answer a `D` with.
-    GetBlocks,
+    /// Blocks to answer a `D` with, packed or not as it asked.
+    GetBlocks { packed: bool },
     /// The tip, for a new subscriber.
     Tip,
     /// The pool listing, for a new subscriber.
@@ -290,9 +290,9 @@ impl Session {
                 self.sent_us(block.header.hash());
                 self.on_blocks(vec![block], true)
             }
-            Message::Blocks(Blocks { blocks, more }) => self.on_chain(blocks, more, now),
-            Message::GetBlocks(GetBlocks { locator }) => self.ask(
-                Pending::GetBlocks,
+            Message::Blocks(Blocks { blocks, more, .. }) => self.on_chain(blocks, more, now),
+            Message::GetBlocks(GetBlocks { locator, packed }) => self.ask(
+                Pending::GetBlocks { packed },
                 Question::GetBlocks {
                     locator,
                     max: MAX_BLOCKS_PER_MESSAGE,
@@ -384,8 +384,8 @@ impl Session {
         };
         match (pending, answer) {
             (Pending::Locator, Answer::Locator(locator)) => self.locator_answered(locator),
-            (Pending::GetBlocks, Answer::Blocks { blocks, more }) => {
-                self.chain_answered(&blocks, more, now)
+            (Pending::GetBlocks { packed }, Answer::Blocks { blocks, more }) => {
+                self.chain_answered(&blocks, more, packed, now)
             }
             (Pending::Tip, Answer::Tip(tip)) => {
                 let mut out = vec![Action::Send(Message::Update(subscriber::tip(&tip)))];

@@ -16,7 +16,8 @@ use super::timers::SYNC_RETRY;
 use super::{Action, Closing, Pending, Question, Role, Session, error};
 use crate::actor::BlocksOutcome;
 
-/// Most bytes of block JSON in one `C` line: half of [`MAX_LINE`], so any answer fits.
+/// Most bytes of block JSON, or of packed blocks in base64, in one `C` line: half of
+/// [`MAX_LINE`], so any answer fits.
 pub const C_LINE_BUDGET: usize = MAX_LINE / 2;
 
 /// Batch ends a sync's next `D` names after the last block received: a peer that reorged
@@ -73,7 +74,10 @@ impl Session {
             self.sync.batch_ends.push_front(last);
             self.sync.batch_ends.truncate(RECENT_BATCH_ENDS);
             self.sync.pending = Some(now);
-            actions.push(Action::Send(Message::GetBlocks(GetBlocks { locator })));
+            actions.push(Action::Send(Message::GetBlocks(GetBlocks {
+                locator,
+                packed: true,
+            })));
         } else {
             self.sync.batch_ends.clear();
         }
@@ -105,9 +109,10 @@ impl Session {
         &mut self,
         blocks: &[Arc<CheckedBlock>],
         more: bool,
+        packed: bool,
         now: Instant,
     ) -> Vec<Action> {
-        let mut actions = vec![Action::Send(blocks_message(blocks, more))];
+        let mut actions = vec![Action::Send(blocks_message(blocks, more, packed))];
         if self.role == Role::Peer && self.sync.base.is_none() {
             // Each side of a new link asks for what it lacks.
             actions.extend(self.ask_locator(now));
@@ -134,7 +139,10 @@ impl Session {
     pub(super) fn locator_answered(&mut self, locator: Vec<BlockHash>) -> Vec<Action> {
         self.sync.base = Some(locator.clone());
         self.sync.batch_ends.clear();
-        vec![Action::Send(Message::GetBlocks(GetBlocks { locator }))]
+        vec![Action::Send(Message::GetBlocks(GetBlocks {
+            locator,
+            packed: true,
+        }))]
     }
 
     /// A periodic `D` on a quiet peer link: it forgets any unanswered one first.
@@ -144,13 +152,18 @@ impl Session {
     }
 }
 
-/// A `C` message with as many of `blocks` as fit in [`C_LINE_BUDGET`]; `more` is set when any
-/// were left out.
-pub fn blocks_message(blocks: &[Arc<CheckedBlock>], more: bool) -> Message {
+/// A `C` message with as many of `blocks` as fit in [`C_LINE_BUDGET`], `packed` or as JSON;
+/// `more` is set when any were left out.
+pub fn blocks_message(blocks: &[Arc<CheckedBlock>], more: bool, packed: bool) -> Message {
     let mut budget = C_LINE_BUDGET;
     let mut out = Vec::with_capacity(blocks.len());
     for block in blocks {
-        let size = serde_json::to_vec(block.block()).map_or(usize::MAX, |v| v.len() + 1);
+        let size = if packed {
+            // Base64: 4 characters for every 3 bytes, or part of 3.
+            block.binary_len().div_ceil(3) * 4
+        } else {
+            serde_json::to_vec(block.block()).map_or(usize::MAX, |v| v.len() + 1)
+        };
         if size > budget {
             break;
         }
@@ -158,5 +171,9 @@ pub fn blocks_message(blocks: &[Arc<CheckedBlock>], more: bool) -> Message {
         out.push(block.block().clone());
     }
     let more = more || out.len() < blocks.len();
-    Message::Blocks(Blocks { blocks: out, more })
+    Message::Blocks(Blocks {
+        blocks: out,
+        more,
+        packed,
+    })
 }

@@ -151,15 +151,18 @@ fn closing(actions: &[Action]) -> Option<&Closing> {
     })
 }
 
-/// The `D` the actions send.
+/// The `D` the actions send: a node always asks for its blocks packed.
 fn locator_sent(actions: &[Action]) -> Vec<BlockHash> {
     actions
         .iter()
         .find_map(|a| match a {
-            Action::Send(Message::GetBlocks(GetBlocks { locator })) => Some(locator.clone()),
+            Action::Send(Message::GetBlocks(GetBlocks {
+                locator,
+                packed: true,
+            })) => Some(locator.clone()),
             _ => None,
         })
-        .expect("a D")
+        .expect("a packed D")
 }
 
 /// The first message the actions send.
@@ -240,9 +243,7 @@ fn peer(now: Instant) -> Session {
 
 /// A `D` without a locator: the whole chain.
 fn d_from_genesis() -> Message {
-    Message::GetBlocks(GetBlocks {
-        locator: Vec::new(),
-    })
+    Message::GetBlocks(GetBlocks::default())
 }
 
 /// The actor's answer to a `D` when there is nothing to send.
@@ -535,6 +536,7 @@ fn b_or_c_with_a_provably_invalid_block_gets_e_invalid_block_then_a_ban_and_clos
     let c = Blocks {
         blocks: vec![block_with(Vec::new()).block().clone()],
         more: true,
+        packed: false,
     };
     s.on_message(Message::Blocks(c), now);
     let out = s.on_answer(imported(None, Some(invalid())), now);
@@ -568,6 +570,7 @@ fn c_with_more_gets_d_at_once_starting_at_the_last_block_received_then_our_own_l
     let c = Blocks {
         blocks: vec![first.block().clone(), last.block().clone()],
         more: true,
+        packed: false,
     };
     // The next `D` goes out before the batch is imported, so the peer sends while we check.
     let out = s.on_message(Message::Blocks(c), now);
@@ -585,6 +588,7 @@ fn c_with_more_gets_d_at_once_starting_at_the_last_block_received_then_our_own_l
     let c = Blocks {
         blocks: vec![next.block().clone()],
         more: true,
+        packed: false,
     };
     let out = s.on_message(Message::Blocks(c), now);
     assert_eq!(
@@ -596,6 +600,7 @@ fn c_with_more_gets_d_at_once_starting_at_the_last_block_received_then_our_own_l
     let c = Blocks {
         blocks: vec![block_with(Vec::new()).block().clone()],
         more: false,
+        packed: false,
     };
     s.on_message(Message::Blocks(c), now);
     let out = s.on_answer(imported(Some(hash(1)), None), now);
@@ -612,6 +617,7 @@ fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
     let c = Blocks {
         blocks: Vec::new(),
         more: true,
+        packed: false,
     };
     assert_eq!(
         describe(&s.on_message(Message::Blocks(c.clone()), now)),
@@ -625,6 +631,7 @@ fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
     let batch = Blocks {
         blocks: vec![block_with(Vec::new()).block().clone()],
         more: false,
+        packed: false,
     };
     s.on_message(Message::Blocks(batch), now);
     s.on_answer(imported(None, None), now);
@@ -640,6 +647,7 @@ fn an_empty_c_that_says_more_follow_gets_d_from_our_own_locator() {
     let c = Blocks {
         blocks: Vec::new(),
         more: false,
+        packed: false,
     };
     assert!(s.on_message(Message::Blocks(c), later).is_empty());
     s.on_message(
@@ -657,6 +665,7 @@ fn c_without_more_gets_no_answer() {
     let c = Blocks {
         blocks: vec![block_with(Vec::new()).block().clone()],
         more: false,
+        packed: false,
     };
     s.on_message(Message::Blocks(c), now);
     assert!(s.on_answer(imported(None, None), now).is_empty());
@@ -665,22 +674,26 @@ fn c_without_more_gets_no_answer() {
 // How a node answers: `D`.
 
 #[test]
-fn d_gets_c_with_the_best_chain_blocks_after_the_fork_point() {
-    let now = Instant::now();
-    let mut s = client(now);
-    let d = GetBlocks {
-        locator: vec![hash(1)],
-    };
-    let out = s.on_message(Message::GetBlocks(d), now);
-    assert!(
-        matches!(&out[..], [Action::Ask(Question::GetBlocks { locator, max })] if *locator == [hash(1)] && *max == MAX_BLOCKS_PER_MESSAGE),
-        "{:?}",
-        describe(&out)
-    );
-    let blocks = vec![block_with(Vec::new())];
-    let out = s.on_answer(Answer::Blocks { blocks, more: true }, now);
-    // A client's `D` is only answered.
-    assert_eq!(describe(&out), ["C 1 more=true"]);
+fn d_gets_c_with_the_best_chain_blocks_after_the_fork_point_packed_if_it_asked() {
+    for packed in [false, true] {
+        let now = Instant::now();
+        let mut s = client(now);
+        let d = GetBlocks {
+            locator: vec![hash(1)],
+            packed,
+        };
+        let out = s.on_message(Message::GetBlocks(d), now);
+        assert!(
+            matches!(&out[..], [Action::Ask(Question::GetBlocks { locator, max })] if *locator == [hash(1)] && *max == MAX_BLOCKS_PER_MESSAGE),
+            "{:?}",
+            describe(&out)
+        );
+        let blocks = vec![block_with(Vec::new())];
+        let out = s.on_answer(Answer::Blocks { blocks, more: true }, now);
+        // A client's `D` is only answered.
+        assert_eq!(describe(&out), ["C 1 more=true"]);
+        assert!(matches!(first_sent(&out), Message::Blocks(c) if c.packed == packed));
+    }
 }
 
 #[test]
@@ -697,22 +710,28 @@ fn d_on_a_new_peer_link_gets_c_then_our_own_d_the_first_time_only() {
 }
 
 #[test]
-fn d_gets_a_c_of_at_most_c_line_budget_bytes_of_blocks() {
+fn d_gets_a_c_of_at_most_c_line_budget_bytes_of_blocks_as_json_or_packed() {
     let block = block_with(vec![record(0)]);
-    let size = serde_json::to_vec(block.block())
+    let json = serde_json::to_vec(block.block())
         .map(|v| v.len() + 1)
         .unwrap();
-    let fit = C_LINE_BUDGET / size;
-    let blocks = vec![block; fit + 1];
-    let Message::Blocks(c) = sync::blocks_message(&blocks, false) else {
-        panic!("a C");
-    };
-    assert_eq!(c.blocks.len(), fit);
-    assert!(c.more, "the blocks left out are asked for again");
-    let Message::Blocks(c) = sync::blocks_message(&blocks[..fit], false) else {
-        panic!("a C");
-    };
-    assert!(!c.more);
+    let packed = block.binary_len().div_ceil(3) * 4;
+    for (size, packed) in [(json, false), (packed, true)] {
+        let fit = C_LINE_BUDGET / size;
+        let blocks = vec![Arc::clone(&block); fit + 1];
+        let message = sync::blocks_message(&blocks, false, packed);
+        let line = protocol::codec::encode_line(&message).unwrap();
+        assert!(line.len() <= C_LINE_BUDGET + 64, "{} bytes", line.len());
+        let Message::Blocks(c) = message else {
+            panic!("a C");
+        };
+        assert_eq!((c.blocks.len(), c.packed), (fit, packed));
+        assert!(c.more, "the blocks left out are asked for again");
+        let Message::Blocks(c) = sync::blocks_message(&blocks[..fit], false, packed) else {
+            panic!("a C");
+        };
+        assert!(!c.more);
+    }
 }
 
 // How a node answers: `S`.

@@ -27,6 +27,7 @@ async fn a_subscriber_flooding_blocks_takes_its_events_between_them_and_never_la
         let line = Message::Blocks(Blocks {
             blocks: vec![block.clone()],
             more: false,
+            packed: false,
         });
         flood.push_str(&encode_line(&line).unwrap());
     }

@@ -78,6 +78,7 @@ async fn a_subscriber_sees_the_tip_new_blocks_and_a_reorg_as_such() {
     peer.send(Message::Blocks(Blocks {
         blocks: heavy.clone(),
         more: false,
+        packed: false,
     }))
     .await;
     for block in &heavy {

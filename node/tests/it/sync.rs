@@ -33,6 +33,7 @@ pub async fn hand_over(addr: &str, blocks: &[Block]) {
         peer.send(Message::Blocks(Blocks {
             blocks: segment.to_vec(),
             more: false,
+            packed: false,
         }))
         .await;
     }
@@ -94,9 +95,7 @@ async fn ask_then_write_copies(
     socket.set_send_buffer_size(4096).unwrap();
     let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
     let mut lines = Lines::new(stream, protocol::codec::LineCodec::new());
-    let ask = Message::GetBlocks(protocol::wire::GetBlocks {
-        locator: Vec::new(),
-    });
+    let ask = Message::GetBlocks(protocol::wire::GetBlocks::default());
     let writing = async {
         for _ in 0..ASKS {
             lines.feed(ask.clone()).await?;

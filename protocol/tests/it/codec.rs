@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use protocol::codec::{LineCodec, MAX_LINE, WireError, encode_line};
 use protocol::genesis;
 use protocol::hash::Hash256;
+use protocol::params::MAX_BLOCKS_PER_MESSAGE;
 use protocol::tracker::{Leave, NodeInfo, NodeStatus, Report, Topology, TrackerMessage};
 use protocol::wire::{ErrorCode, ErrorMessage, GetBlocks, Message};
 use tokio_util::codec::{Decoder, Encoder};
@@ -210,6 +211,42 @@ fn bad_lines_are_error_values() {
         WireError::BadPayload { opcode: 'D', .. }
     ));
     assert_eq!(err(b"X\n").code(), ErrorCode::UnknownOpcode);
+}
+
+#[test]
+fn a_packed_c_is_read_whole_or_is_a_bad_payload() {
+    use base64::Engine as _;
+    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let line = |packed: &str| format!("C {{\"packed\":\"{packed}\",\"more\":true}}\n");
+    let b1 = mine_on(&genesis(), vec![join(&key(1), "alice")], FLOOR);
+    let full = vec![b1.clone(); MAX_BLOCKS_PER_MESSAGE];
+    let packed = protocol::binary::pack_blocks(&full);
+    let [Message::Blocks(c)] =
+        &decode_chunked::<Message>(line(&base64(&packed)).as_bytes(), 999).unwrap()[..]
+    else {
+        panic!("not one C");
+    };
+    assert_eq!(
+        (c.blocks.len(), c.more, c.packed),
+        (MAX_BLOCKS_PER_MESSAGE, true, true)
+    );
+    assert_eq!(c.blocks[0], b1);
+
+    let bad = |text: String| {
+        let e = decode_chunked::<Message>(text.as_bytes(), 999).unwrap_err();
+        assert!(
+            matches!(e, WireError::BadPayload { opcode: 'C', .. }),
+            "{e} for {}",
+            &text[..text.len().min(80)]
+        );
+    };
+    let one_more = protocol::binary::pack_blocks(&vec![b1.clone(); MAX_BLOCKS_PER_MESSAGE + 1]);
+    bad(line(&base64(&one_more)));
+    bad(line(&base64(&packed[..packed.len() - 1])));
+    bad(line("not base64!"));
+    bad(line(&base64(b"\x00\x01 not a block")));
+    bad("C {\"packed\":\"\",\"blocks\":[],\"more\":true}\n".to_string());
+    bad("C {\"more\":true}\n".to_string());
 }
 
 proptest! {

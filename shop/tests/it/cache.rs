@@ -27,6 +27,7 @@ async fn give(addr: &str, blocks: &[Block]) {
             .send(Message::Blocks(Blocks {
                 blocks: chunk.to_vec(),
                 more: false,
+                packed: false,
             }))
             .await;
     }
@@ -165,6 +166,7 @@ async fn lying_node(blocks: Vec<Block>) -> (String, tokio::task::JoinHandle<()>,
                         let answer = Message::Blocks(Blocks {
                             blocks: blocks.clone(),
                             more: false,
+                            packed: false,
                         });
                         if link.send(answer).await.is_err() {
                             break;

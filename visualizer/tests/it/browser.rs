@@ -397,6 +397,7 @@ async fn a_10000_block_chain_stays_light_and_scrolls_back_past_the_window_in_chr
         peer.send(protocol::wire::Message::Blocks(protocol::wire::Blocks {
             blocks: segment.to_vec(),
             more: false,
+            packed: false,
         }))
         .await;
     }

@@ -288,6 +288,7 @@ async fn an_empty_page_that_says_more_follow_is_asked_again_and_the_chain_arrive
                         let blocks = Blocks {
                             blocks: chain.clone(),
                             more: false,
+                            packed: false,
                         };
                         encode_line(&Message::Blocks(blocks)).expect("a C line")
                     };

@@ -15,6 +15,7 @@ pub async fn feed(addr: &str, blocks: &[protocol::Block]) {
     peer.send(Message::Blocks(Blocks {
         blocks: blocks.to_vec(),
         more: false,
+        packed: false,
     }))
     .await;
     let want = blocks.last().map(|b| b.header.hash());

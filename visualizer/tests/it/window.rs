@@ -185,6 +185,7 @@ async fn fake_node(answer: Vec<Block>) -> String {
                 let blocks = Blocks {
                     blocks: answer.clone(),
                     more: false,
+                    packed: false,
                 };
                 if link.send(Message::Blocks(blocks)).await.is_err() {
                     return;
@@ -294,6 +295,7 @@ async fn a_browser_pages_back_below_the_window_through_a_node() {
         peer.send(Message::Blocks(Blocks {
             blocks: segment.to_vec(),
             more: false,
+            packed: false,
         }))
         .await;
     }
