@@ -365,7 +365,9 @@ impl Block {
         }
         let h = &self.header;
         let count = self.records.len();
-        let size: usize = self.records.iter().map(|r| r.encode().len()).sum();
+        // Each record encoded once, for the size and the id.
+        let encoded: Vec<Vec<u8>> = self.records.iter().map(Record::encode).collect();
+        let size: usize = encoded.iter().map(Vec::len).sum();
         if size > MAX_BLOCK_RECORDS_SIZE as usize {
             return Err(BlockError::TooLarge { size });
         }
@@ -377,7 +379,8 @@ impl Block {
                 size,
             });
         }
-        let ids: Vec<RecordId> = self.records.iter().map(Record::id).collect();
+        let ids: Vec<RecordId> = encoded.iter().map(|e| Record::id_of_encoding(e)).collect();
+        drop(encoded);
         if records_root_of_ids(&ids) != h.records_root {
             return Err(BlockError::BadCommitment);
         }
@@ -392,7 +395,11 @@ impl Block {
             };
             checked.map_err(|error| BlockError::BadRecord { index, error })?;
         }
-        Ok(CheckedBlock { block: self, hash })
+        Ok(CheckedBlock {
+            block: self,
+            hash,
+            ids: ids.into(),
+        })
     }
 }
 
@@ -401,6 +408,9 @@ impl Block {
 pub struct CheckedBlock {
     block: Block,
     hash: BlockHash,
+    /// Its records' ids, in order: the check computes them, and the pool, the store and the
+    /// node's indexes need them again (a hash and an allocation each time otherwise).
+    ids: Box<[RecordId]>,
 }
 
 impl CheckedBlock {
@@ -408,12 +418,23 @@ impl CheckedBlock {
     pub fn genesis() -> CheckedBlock {
         let block = genesis();
         let hash = block.header.hash();
-        CheckedBlock { block, hash }
+        let ids = block.records.iter().map(Record::id).collect();
+        CheckedBlock { block, hash, ids }
     }
 
     /// The block's hash, computed once.
     pub fn hash(&self) -> BlockHash {
         self.hash
+    }
+
+    /// Its records' ids, in the records' order, computed once.
+    pub fn ids(&self) -> &[RecordId] {
+        &self.ids
+    }
+
+    /// Each record with its id.
+    pub fn records_with_ids(&self) -> impl Iterator<Item = (&Record, RecordId)> {
+        self.block.records.iter().zip(self.ids.iter().copied())
     }
 
     /// The block.
