@@ -1,4 +1,5 @@
-//! The compact binary form of headers, records and blocks: what a node keeps in its store.
+//! The compact binary form of headers, records and blocks: what a node keeps in its store, and
+//! what a packed `C` carries ([`pack_blocks`]).
 //! It is made of the encodings the protocol already defines: a block is its 136-byte header,
 //! a 4-byte little-endian record count, then each record as a 4-byte length and its canonical
 //! encoding (signing bytes, then signature). Reading it back is a parse with a bounds check at
@@ -161,9 +162,11 @@ impl Block {
     }
 
     /// The length of [`Block::to_bytes`] for a block that passed its check (whose header
-    /// declares its records' size truly); for any other block, an estimate.
+    /// declares its records' size truly); for any other block, an estimate no larger than a
+    /// block may be (the header's field is the sender's word until then).
     pub fn binary_len(&self) -> usize {
-        HEADER_SIZE + 4 + 4 * self.records.len() + self.header.records_size as usize
+        let declared = self.header.records_size.min(MAX_BLOCK_RECORDS_SIZE);
+        HEADER_SIZE + 4 + 4 * self.records.len() + declared as usize
     }
 
     /// Appends [`Block::to_bytes`] to `out`.

@@ -489,6 +489,9 @@ mod tests {
         let b = valid_block(6);
         let c = check(b.clone()).unwrap();
         assert_eq!(c.hash(), b.header.hash());
+        let ids: Vec<RecordId> = b.records.iter().map(Record::id).collect();
+        assert_eq!(c.ids(), ids, "the check's ids, in the records' order");
+        assert_eq!(CheckedBlock::genesis().ids(), [] as [RecordId; 0]);
     }
 
     #[test]

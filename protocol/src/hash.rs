@@ -92,10 +92,9 @@ pub type DigestMap<V> = std::collections::HashMap<Hash256, V, DigestState>;
 /// A set of digests, with [`DigestHasher`].
 pub type DigestSet = std::collections::HashSet<Hash256, DigestState>;
 
-/// Builds [`DigestHasher`]s with this process's random keys. Only for keys of a fixed size
-/// (digests): the last chunk of a write is padded with zeros, so keys of varying length could
-/// collide whatever the keys: use it through [`DigestMap`] and [`DigestSet`], whose keys are
-/// digests.
+/// Builds [`DigestHasher`]s with this process's random keys. Made for digests, through
+/// [`DigestMap`] and [`DigestSet`]: it is fast on short keys of a fixed size, and a key that a
+/// peer can choose freely (an account id, a name) keeps SipHash.
 #[derive(Debug, Clone, Copy)]
 pub struct DigestState {
     keys: [u64; 3],
@@ -148,7 +147,10 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 }
 
 impl std::hash::Hasher for DigestHasher {
+    /// The length goes in first: the last chunk is padded with zeros, and without it two
+    /// writes differing only in trailing zeros would collide whatever the keys.
     fn write(&mut self, bytes: &[u8]) {
+        self.state = self.state.wrapping_add(bytes.len() as u64);
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);

@@ -187,15 +187,22 @@ impl Serialize for Blocks {
     }
 }
 
+impl Blocks {
+    /// The most characters `block` adds to a packed `C`'s text: its binary form in base64
+    /// (4 characters for every 3 bytes or part of 3), for an answer sized before it is made.
+    pub fn packed_len(block: &Block) -> usize {
+        block.binary_len().div_ceil(3) * 4
+    }
+}
+
 impl<'de> Deserialize<'de> for Blocks {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
-        struct Either<'a> {
+        struct Either {
             blocks: Option<Vec<Block>>,
-            #[serde(borrow)]
-            packed: Option<std::borrow::Cow<'a, str>>,
+            packed: Option<String>,
             more: bool,
         }
         let Either {
@@ -241,6 +248,14 @@ impl GetBlocks {
         GetBlocks {
             locator,
             packed: false,
+        }
+    }
+
+    /// A request for the blocks after `locator`, packed: what nodes and the shop send.
+    pub fn packed_after(locator: Vec<BlockHash>) -> GetBlocks {
+        GetBlocks {
+            locator,
+            packed: true,
         }
     }
 }

@@ -387,12 +387,9 @@ pub async fn read(
     }
     for _ in 0..MAX_REQUESTS {
         // Packed: a fraction of the JSON's bytes to write, send and read.
-        link.send(Message::GetBlocks(GetBlocks {
-            locator: locator.clone(),
-            packed: true,
-        }))
-        .await
-        .map_err(|e| ChainError::Link(format!("cannot ask for the chain: {e}")))?;
+        link.send(Message::GetBlocks(GetBlocks::packed_after(locator.clone())))
+            .await
+            .map_err(|e| ChainError::Link(format!("cannot ask for the chain: {e}")))?;
         let (blocks, more) = answer(&mut link, timeout).await?;
         chain.received += blocks.len() as u64;
         let Some(first) = blocks.first() else {

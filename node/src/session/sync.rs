@@ -74,10 +74,8 @@ impl Session {
             self.sync.batch_ends.push_front(last);
             self.sync.batch_ends.truncate(RECENT_BATCH_ENDS);
             self.sync.pending = Some(now);
-            actions.push(Action::Send(Message::GetBlocks(GetBlocks {
-                locator,
-                packed: true,
-            })));
+            let d = GetBlocks::packed_after(locator);
+            actions.push(Action::Send(Message::GetBlocks(d)));
         } else {
             self.sync.batch_ends.clear();
         }
@@ -139,10 +137,9 @@ impl Session {
     pub(super) fn locator_answered(&mut self, locator: Vec<BlockHash>) -> Vec<Action> {
         self.sync.base = Some(locator.clone());
         self.sync.batch_ends.clear();
-        vec![Action::Send(Message::GetBlocks(GetBlocks {
+        vec![Action::Send(Message::GetBlocks(GetBlocks::packed_after(
             locator,
-            packed: true,
-        }))]
+        )))]
     }
 
     /// A periodic `D` on a quiet peer link: it forgets any unanswered one first.
@@ -159,8 +156,7 @@ pub fn blocks_message(blocks: &[Arc<CheckedBlock>], more: bool, packed: bool) ->
     let mut out = Vec::with_capacity(blocks.len());
     for block in blocks {
         let size = if packed {
-            // Base64: 4 characters for every 3 bytes, or part of 3.
-            block.binary_len().div_ceil(3) * 4
+            Blocks::packed_len(block)
         } else {
             serde_json::to_vec(block.block()).map_or(usize::MAX, |v| v.len() + 1)
         };

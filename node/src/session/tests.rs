@@ -715,7 +715,7 @@ fn d_gets_a_c_of_at_most_c_line_budget_bytes_of_blocks_as_json_or_packed() {
     let json = serde_json::to_vec(block.block())
         .map(|v| v.len() + 1)
         .unwrap();
-    let packed = block.binary_len().div_ceil(3) * 4;
+    let packed = Blocks::packed_len(&block);
     for (size, packed) in [(json, false), (packed, true)] {
         let fit = C_LINE_BUDGET / size;
         let blocks = vec![Arc::clone(&block); fit + 1];

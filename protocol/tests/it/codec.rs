@@ -243,6 +243,9 @@ fn a_packed_c_is_read_whole_or_is_a_bad_payload() {
     let one_more = protocol::binary::pack_blocks(&vec![b1.clone(); MAX_BLOCKS_PER_MESSAGE + 1]);
     bad(line(&base64(&one_more)));
     bad(line(&base64(&packed[..packed.len() - 1])));
+    let mut stray = packed.clone();
+    stray.push(0);
+    bad(line(&base64(&stray)));
     bad(line("not base64!"));
     bad(line(&base64(b"\x00\x01 not a block")));
     bad("C {\"packed\":\"\",\"blocks\":[],\"more\":true}\n".to_string());
@@ -254,6 +257,11 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), chunk in 1usize..64) {
         let _ = decode_chunked::<Message>(&bytes, chunk);
         let _ = decode_chunked::<TrackerMessage>(&bytes, chunk);
+    }
+
+    #[test]
+    fn arbitrary_packed_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let _ = protocol::binary::unpack_blocks(&bytes, MAX_BLOCKS_PER_MESSAGE);
     }
 
     #[test]
