@@ -125,7 +125,7 @@ impl RawConn {
         for _ in 0..1_000_000 {
             let tip: BlockHash = chain.last().map(|b| b.header.hash()).unwrap_or_default();
             if !self
-                .send(&Message::GetBlocks(GetBlocks::after(vec![tip])))
+                .send(&Message::GetBlocks(GetBlocks::json_after(vec![tip])))
                 .await
             {
                 anyhow::bail!("the node closed the connection");

@@ -43,7 +43,7 @@ async fn ask_deep(target: &Target, count: usize) -> anyhow::Result<(usize, usize
     let mut conn = RawConn::open(target).await?;
     let (mut answered, mut blocks) = (0, 0);
     for _ in 0..count {
-        let d = Message::GetBlocks(GetBlocks::after(vec![genesis]));
+        let d = Message::GetBlocks(GetBlocks::json_after(vec![genesis]));
         if !conn.send(&d).await {
             break;
         }

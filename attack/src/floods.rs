@@ -115,5 +115,9 @@ pub async fn duplicates(target: &Target) -> anyhow::Result<Outcome> {
 pub async fn locator(target: &Target, huge: bool) -> anyhow::Result<Outcome> {
     let count = if huge { 10_000 } else { 64 };
     let locator: Vec<BlockHash> = (0..count).map(|_| Hash256(rand::random())).collect();
-    send_and_probe(target, &[Message::GetBlocks(GetBlocks::after(locator))]).await
+    send_and_probe(
+        target,
+        &[Message::GetBlocks(GetBlocks::json_after(locator))],
+    )
+    .await
 }

@@ -162,8 +162,9 @@ impl Block {
     }
 
     /// The length of [`Block::to_bytes`] for a block that passed its check (whose header
-    /// declares its records' size truly); for any other block, an estimate no larger than a
-    /// block may be (the header's field is the sender's word until then).
+    /// declares its records' size truly); for any other block, an estimate that counts at most
+    /// the largest records' size a block may have (the header's field is the sender's word
+    /// until then).
     pub fn binary_len(&self) -> usize {
         let declared = self.header.records_size.min(MAX_BLOCK_RECORDS_SIZE);
         HEADER_SIZE + 4 + 4 * self.records.len() + declared as usize

@@ -94,7 +94,7 @@ pub fn every_message(record: &Record, b1: &Block, b2: &Block, key: &Keypair) -> 
             packed: true,
         }),
         Message::GetBlocks(GetBlocks::default()),
-        Message::GetBlocks(GetBlocks::after(vec![
+        Message::GetBlocks(GetBlocks::json_after(vec![
             b2.header.hash(),
             genesis().header.hash(),
         ])),

@@ -299,6 +299,19 @@ mod tests {
     }
 
     #[test]
+    fn writes_differing_only_in_trailing_zeros_hash_apart() {
+        use std::hash::{BuildHasher, Hasher};
+        let state = DigestState::default();
+        let hash = |bytes: &[u8]| {
+            let mut hasher = state.build_hasher();
+            hasher.write(bytes);
+            hasher.finish()
+        };
+        assert_ne!(hash(&[1]), hash(&[1, 0]));
+        assert_ne!(hash(&[]), hash(&[0; 8]));
+    }
+
+    #[test]
     fn digests_differing_in_any_one_byte_spread_over_the_low_bits() {
         use std::hash::BuildHasher;
         // This process's keys, and 64 fixed sets of keys, so that a rare set where the rule

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::AccountId;
 use crate::binary;
-use crate::block::Block;
+use crate::block::{Block, CheckedBlock};
 use crate::codec::{WireError, WireMessage};
 pub use crate::error_code::ErrorCode;
 use crate::handshake::{Hello, Proof};
@@ -188,9 +188,10 @@ impl Serialize for Blocks {
 }
 
 impl Blocks {
-    /// The most characters `block` adds to a packed `C`'s text: its binary form in base64
-    /// (4 characters for every 3 bytes or part of 3), for an answer sized before it is made.
-    pub fn packed_len(block: &Block) -> usize {
+    /// The most characters a checked `block` adds to a packed `C`'s text: its binary form in
+    /// base64 (4 characters for every 3 bytes or part of 3), for an answer sized before it is
+    /// made.
+    pub fn packed_len(block: &CheckedBlock) -> usize {
         block.binary_len().div_ceil(3) * 4
     }
 }
@@ -244,7 +245,7 @@ pub struct GetBlocks {
 
 impl GetBlocks {
     /// A request for the blocks after `locator`, as JSON.
-    pub fn after(locator: Vec<BlockHash>) -> GetBlocks {
+    pub fn json_after(locator: Vec<BlockHash>) -> GetBlocks {
         GetBlocks {
             locator,
             packed: false,

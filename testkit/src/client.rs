@@ -88,7 +88,7 @@ pub async fn fetch_chain(addr: &str) -> Option<Vec<Block>> {
             .last()
             .map(|b| vec![b.header.hash()])
             .unwrap_or_default();
-        link.send(Message::GetBlocks(GetBlocks::after(locator)))
+        link.send(Message::GetBlocks(GetBlocks::json_after(locator)))
             .await
             .ok()?;
         // The node also asks us for our chain once; skip anything but the answer.

@@ -211,7 +211,7 @@ impl Follower {
         link: &mut Framed<TcpStream, LineCodec<Message>>,
     ) -> Result<(), SessionError> {
         let locator = self.hub.locator().await.ok_or(SessionError::HubGone)?;
-        link.send(Message::GetBlocks(GetBlocks::after(locator)))
+        link.send(Message::GetBlocks(GetBlocks::json_after(locator)))
             .await?;
         Ok(())
     }
@@ -307,7 +307,7 @@ impl Follower {
                     let mut done = !segment.more;
                     match (segment.more, last) {
                         (true, Some(last)) => {
-                            let next = GetBlocks::after(vec![last]);
+                            let next = GetBlocks::json_after(vec![last]);
                             link.send(Message::GetBlocks(next)).await?;
                         }
                         (true, None) if repage_due(&mut repaged) => {

@@ -412,7 +412,7 @@ async fn fetch(addr: &str, anchors: &Anchors) -> Result<Vec<Block>, FetchError> 
     let mut blocks: Vec<Block> = Vec::with_capacity(need.min(CHECKPOINT_BLOCKS));
     let mut last = anchors.from_hash;
     while blocks.len() < need {
-        link.send(Message::GetBlocks(GetBlocks::after(vec![last])))
+        link.send(Message::GetBlocks(GetBlocks::json_after(vec![last])))
             .await?;
         let segment = loop {
             match link.next().await.ok_or(FetchError::Closed)?? {

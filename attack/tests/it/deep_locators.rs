@@ -140,9 +140,9 @@ async fn a_deep_flood_from_one_address_never_starves_a_sync_from_another() {
     let started = Instant::now();
     let mut answered = 0usize;
     while !floods.iter().all(|f| f.is_finished()) && started.elapsed() < DEADLINE {
-        sync.send(Message::GetBlocks(protocol::wire::GetBlocks::after(vec![
-            genesis,
-        ])))
+        sync.send(Message::GetBlocks(protocol::wire::GetBlocks::json_after(
+            vec![genesis],
+        )))
         .await;
         // Relays and the node's own messages may come first: bounded by a count.
         let mut got = false;

@@ -75,7 +75,7 @@ async fn a_flooder_answers_a_subscriber_with_blocks_of_no_work() {
     let mut got = Vec::new();
     for _ in 0..40 {
         client
-            .send(Message::GetBlocks(GetBlocks::after(locator)))
+            .send(Message::GetBlocks(GetBlocks::json_after(locator)))
             .await;
         let Some(Message::Blocks(segment)) = client.next().await else {
             panic!("expected a C");

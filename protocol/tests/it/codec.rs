@@ -260,7 +260,21 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_packed_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+    fn damaged_packed_blocks_never_panic(
+        cut in 0usize..2000,
+        flips in proptest::collection::vec((0usize..2000, any::<u8>()), 0..8),
+    ) {
+        // Valid blocks, then cut and overwritten, so that most cases get past the first
+        // header into the counts, lengths and records.
+        let k = key(1);
+        let b1 = protocol::Block::template(&genesis().header, vec![join(&k, "al")], k.account(), 9, 5);
+        let b2 = protocol::Block::template(&b1.header, vec![buy(&k, 1, "baboon")], k.account(), 9, 6);
+        let mut bytes = protocol::binary::pack_blocks(&[b1, b2]);
+        for (at, byte) in flips {
+            let len = bytes.len();
+            bytes[at % len] = byte;
+        }
+        bytes.truncate(cut.min(bytes.len()));
         let _ = protocol::binary::unpack_blocks(&bytes, MAX_BLOCKS_PER_MESSAGE);
     }
 
