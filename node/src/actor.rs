@@ -4,7 +4,7 @@
 //! blocks that joined the best chain) that connections forward. Keeping the CPU work (signature
 //! checks, reorgs, replay) on this thread keeps it off the async workers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,7 +12,6 @@ use protocol::clock::now_ms;
 
 use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
-use protocol::hash::{DigestMap, DigestSet};
 use protocol::params::{
     MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, side_block_cost,
 };
@@ -277,7 +276,7 @@ struct Batch {
     /// Records newly pending, to store.
     add_pending: Vec<Record>,
     /// Pending records now in a best-chain block, to drop from the store.
-    forget: DigestSet,
+    forget: HashSet<RecordId>,
     /// Answers to records that wait for the write.
     acks: Vec<Ack>,
     /// Whether the tip or the pool changed, so the miner needs a new template.
@@ -310,7 +309,7 @@ pub struct Actor {
     writer: Writer,
     /// Record id to the best-chain block holding it, for the blocks in memory (the store
     /// indexes the others).
-    mined: DigestMap<BlockHash>,
+    mined: HashMap<RecordId, BlockHash>,
     /// The newest ledger checkpoint written (see [`Checkpoint::due`]).
     last_checkpoint: LastCheckpoint,
     events: broadcast::Sender<Event>,
@@ -402,11 +401,11 @@ impl Actor {
             verified,
             seen,
         } = shared;
-        let mut mined = DigestMap::default();
+        let mut mined = HashMap::new();
         for height in chain.base_height().max(1)..=chain.height() {
             if let Some(block) = chain.at_height(height) {
-                for id in block.ids() {
-                    mined.insert(*id, block.hash());
+                for r in &block.records {
+                    mined.insert(r.id(), block.hash());
                 }
             }
         }
@@ -593,8 +592,8 @@ impl Actor {
         };
         let checkpoint = Checkpoint::due(&self.chain, &mut self.last_checkpoint);
         for block in self.chain.trim_committed(self.writer.committed()) {
-            for id in block.ids() {
-                self.mined.remove(id);
+            for r in &block.records {
+                self.mined.remove(&r.id());
             }
         }
         remove_blocks.extend(self.chain.take_removed());
@@ -760,23 +759,23 @@ impl Actor {
             );
         }
         for block in &disconnected {
-            for id in block.ids() {
-                self.mined.remove(id);
+            for r in &block.records {
+                self.mined.remove(&r.id());
             }
         }
         for block in &connected {
-            for id in block.ids() {
-                self.mined.insert(*id, block.hash());
-                batch.forget.insert(*id);
+            for r in &block.records {
+                self.mined.insert(r.id(), block.hash());
+                batch.forget.insert(r.id());
             }
         }
         self.pool
             .on_tip_change(self.chain.ledger(), &disconnected, &connected);
         // Records of blocks that left the best chain are pending again, on disk too (if they
         // are minable: waiting records are not stored).
-        for (record, id) in disconnected.iter().flat_map(|b| b.records_with_ids()) {
-            if self.pool.is_ready(&id) {
-                batch.forget.remove(&id);
+        for record in disconnected.iter().flat_map(|b| b.records.iter()) {
+            if self.pool.is_ready(&record.id()) {
+                batch.forget.remove(&record.id());
                 batch.add_pending.push(record.clone());
             }
         }

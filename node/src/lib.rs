@@ -147,7 +147,7 @@ impl Node {
             let trimmed = chain.trim();
             let changes = Changes {
                 connected: if loaded.rebuild {
-                    trimmed.iter().map(|b| &**b).collect()
+                    trimmed.iter().map(|b| b.block()).collect()
                 } else {
                     Vec::new()
                 },
@@ -190,7 +190,7 @@ impl Node {
         store.write(
             &Changes {
                 remove_blocks: &pruned,
-                connected: recent.iter().map(|b| &**b).collect(),
+                connected: recent.iter().map(|b| b.block()).collect(),
                 tip: Some(chain.height()),
                 forget: &stale,
                 complete: loaded.rebuild,

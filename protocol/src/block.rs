@@ -365,9 +365,7 @@ impl Block {
         }
         let h = &self.header;
         let count = self.records.len();
-        // Each record encoded once, for the size and the id.
-        let encoded: Vec<Vec<u8>> = self.records.iter().map(Record::encode).collect();
-        let size: usize = encoded.iter().map(Vec::len).sum();
+        let size: usize = self.records.iter().map(|r| r.encode().len()).sum();
         if size > MAX_BLOCK_RECORDS_SIZE as usize {
             return Err(BlockError::TooLarge { size });
         }
@@ -379,8 +377,7 @@ impl Block {
                 size,
             });
         }
-        let ids: Vec<RecordId> = encoded.iter().map(|e| Record::id_of_encoding(e)).collect();
-        drop(encoded);
+        let ids: Vec<RecordId> = self.records.iter().map(Record::id).collect();
         if records_root_of_ids(&ids) != h.records_root {
             return Err(BlockError::BadCommitment);
         }
@@ -395,11 +392,7 @@ impl Block {
             };
             checked.map_err(|error| BlockError::BadRecord { index, error })?;
         }
-        Ok(CheckedBlock {
-            block: self,
-            hash,
-            ids: ids.into(),
-        })
+        Ok(CheckedBlock { block: self, hash })
     }
 }
 
@@ -408,9 +401,6 @@ impl Block {
 pub struct CheckedBlock {
     block: Block,
     hash: BlockHash,
-    /// Its records' ids, in order: the check computes them, and the pool, the store and the
-    /// node's indexes need them again (a hash and an allocation each time otherwise).
-    ids: Box<[RecordId]>,
 }
 
 impl CheckedBlock {
@@ -418,23 +408,12 @@ impl CheckedBlock {
     pub fn genesis() -> CheckedBlock {
         let block = genesis();
         let hash = block.header.hash();
-        let ids = block.records.iter().map(Record::id).collect();
-        CheckedBlock { block, hash, ids }
+        CheckedBlock { block, hash }
     }
 
     /// The block's hash, computed once.
     pub fn hash(&self) -> BlockHash {
         self.hash
-    }
-
-    /// Its records' ids, in the records' order, computed once.
-    pub fn ids(&self) -> &[RecordId] {
-        &self.ids
-    }
-
-    /// Each record with its id.
-    pub fn records_with_ids(&self) -> impl Iterator<Item = (&Record, RecordId)> {
-        self.block.records.iter().zip(self.ids.iter().copied())
     }
 
     /// The block.
@@ -489,9 +468,6 @@ mod tests {
         let b = valid_block(6);
         let c = check(b.clone()).unwrap();
         assert_eq!(c.hash(), b.header.hash());
-        let ids: Vec<RecordId> = b.records.iter().map(Record::id).collect();
-        assert_eq!(c.ids(), ids, "the check's ids, in the records' order");
-        assert_eq!(CheckedBlock::genesis().ids(), [] as [RecordId; 0]);
     }
 
     #[test]

@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use crate::account::AccountId;
 use crate::block::CheckedBlock;
-use crate::hash::DigestSet;
 use crate::ledger::{Delta, Ledger, LedgerError};
 use crate::params::{
     MAX_POOL_BYTES, MAX_POOL_RECORDS, MAX_SEQ_AHEAD, MAX_WAITING_BYTES, MAX_WAITING_MS,
@@ -355,9 +354,9 @@ impl Pool {
         disconnected: &[Arc<CheckedBlock>],
         connected: &[Arc<CheckedBlock>],
     ) {
-        let included: DigestSet = connected
+        let included: HashSet<RecordId> = connected
             .iter()
-            .flat_map(|b| b.ids().iter().copied())
+            .flat_map(|b| b.records.iter().map(Record::id))
             .collect();
         let now = self.now;
         let candidates: Vec<(Record, u64)> = disconnected
@@ -374,7 +373,12 @@ impl Pool {
     /// new delta over `ledger`. Records that were waiting and are ready now, and ready records
     /// that are no longer ready (but for those in `leave`, which a block mined), go into
     /// [`Pool::changes`].
-    fn rebuild(&mut self, ledger: &Ledger, mut candidates: Vec<(Record, u64)>, leave: &DigestSet) {
+    fn rebuild(
+        &mut self,
+        ledger: &Ledger,
+        mut candidates: Vec<(Record, u64)>,
+        leave: &HashSet<RecordId>,
+    ) {
         let was_ready = std::mem::take(&mut self.ready_set);
         let was_waiting: HashSet<RecordId> = self.waiting.values().copied().collect();
         let mut old: Vec<Pending> = self.entries.drain().map(|(_, p)| p).collect();
@@ -513,7 +517,7 @@ impl Pool {
         let mut ranked: Vec<(AccountId, (usize, u64))> = accounts.into_iter().collect();
         ranked.sort_by_key(|(_, (count, last))| (std::cmp::Reverse(*count), *last));
         let (mut records, mut bytes) = (self.ready.len(), self.bytes);
-        let mut evicted = DigestSet::default();
+        let mut evicted = HashSet::new();
         for (account, _) in ranked {
             if records <= records_goal && bytes <= bytes_goal {
                 break;

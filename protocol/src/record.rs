@@ -130,12 +130,7 @@ impl Record {
 
     /// The record's id: SHA-256 of [`Record::encode`].
     pub fn id(&self) -> RecordId {
-        Record::id_of_encoding(&self.encode())
-    }
-
-    /// The id of the record whose [`Record::encode`] is `encoded`, for a caller that has it.
-    pub fn id_of_encoding(encoded: &[u8]) -> RecordId {
-        Hash256::digest(encoded)
+        Hash256::digest(&self.encode())
     }
 
     /// Checks everything that needs no ledger: field formats, the catalog, the signature.

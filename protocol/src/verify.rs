@@ -99,7 +99,7 @@ pub fn check_batch(
             break;
         }
     }
-    verified.insert(out.iter().flat_map(|b| b.ids().iter().copied()));
+    verified.insert(out.iter().flat_map(|b| b.records.iter().map(|r| r.id())));
     (out, failure)
 }
 
