@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use protocol::codec::{LineCodec, WireError};
-use protocol::wire::{Message, Update};
+use protocol::wire::{ErrorCode, Message, Update};
 use protocol::{BlockHash, RecordId};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -93,47 +93,20 @@ impl Watch {
         let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let mut link = Framed::new(stream, Lines::new(follow));
-            link.send(Message::Subscribe).await?;
+            let link = subscribe(addr, follow).await?;
             let (seen, changed) = (Arc::clone(&seen), Arc::clone(&changed));
+            let addr = addr.clone();
             tasks.push(tokio::spawn(async move {
-                while let Some(Ok(message)) = link.next().await {
-                    let now = Instant::now();
-                    // The node checks that a quiet subscriber is still there.
-                    if message == Message::KeepAlive && link.send(Message::KeepAlive).await.is_err()
-                    {
+                let mut link = Some(link);
+                // A subscriber the node drops for falling behind (`E lagged`: the node does not
+                // keep what it has to send a slow reader) subscribes again, as the visualizer
+                // does; its first `U tip` says where the node is.
+                for _ in 0..MAX_RESUBSCRIBES {
+                    let Some(current) = link.take() else { break };
+                    if !read(current, i, &seen, &changed).await {
                         break;
                     }
-                    let Message::Update(update) = message else {
-                        continue;
-                    };
-                    let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
-                    match update {
-                        Update::Block { block, .. } => {
-                            let hash = block.header.hash();
-                            s.block_at.entry((i, hash)).or_insert(now);
-                            s.contents
-                                .entry(hash)
-                                .or_insert_with(|| block.records.iter().map(|r| r.id()).collect());
-                        }
-                        Update::Tip {
-                            height, connected, ..
-                        } => {
-                            s.heights[i] = height;
-                            for hash in connected {
-                                let ids = s.contents.get(&hash).cloned().unwrap_or_default();
-                                for id in ids {
-                                    s.record_at.entry((i, id)).or_insert(now);
-                                }
-                            }
-                        }
-                        // The bench times blocks and records only.
-                        Update::Status { .. } | Update::Pool { .. } => {}
-                    }
-                    drop(s);
-                    changed.notify_waiters();
+                    link = subscribe(&addr, follow).await.ok();
                 }
             }));
         }
@@ -163,6 +136,66 @@ impl Watch {
             }
         }
     }
+}
+
+/// How many times one subscription is renewed after the node dropped it for falling behind.
+const MAX_RESUBSCRIBES: usize = 1000;
+
+type Link = Framed<TcpStream, Lines>;
+
+/// A subscription to the node at `addr`.
+async fn subscribe(addr: &str, follow: Follow) -> anyhow::Result<Link> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut link = Framed::new(stream, Lines::new(follow));
+    link.send(Message::Subscribe).await?;
+    Ok(link)
+}
+
+/// Reads node `i`'s updates into `seen` until the link ends; returns whether the node dropped
+/// it for falling behind.
+async fn read(mut link: Link, i: usize, seen: &Mutex<Seen>, changed: &Notify) -> bool {
+    while let Some(Ok(message)) = link.next().await {
+        let now = Instant::now();
+        let update = match message {
+            // The node checks that a quiet subscriber is still there.
+            Message::KeepAlive => {
+                if link.send(Message::KeepAlive).await.is_err() {
+                    return false;
+                }
+                continue;
+            }
+            Message::Error(error) => return error.code == ErrorCode::Lagged,
+            Message::Update(update) => update,
+            _ => continue,
+        };
+        let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match update {
+            Update::Block { block, .. } => {
+                let hash = block.header.hash();
+                s.block_at.entry((i, hash)).or_insert(now);
+                s.contents
+                    .entry(hash)
+                    .or_insert_with(|| block.records.iter().map(|r| r.id()).collect());
+            }
+            Update::Tip {
+                height, connected, ..
+            } => {
+                s.heights[i] = height;
+                for hash in connected {
+                    let ids = s.contents.get(&hash).cloned().unwrap_or_default();
+                    for id in ids {
+                        s.record_at.entry((i, id)).or_insert(now);
+                    }
+                }
+            }
+            // The bench times blocks and records only.
+            Update::Status { .. } | Update::Pool { .. } => {}
+        }
+        drop(s);
+        changed.notify_waiters();
+    }
+    false
 }
 
 /// What a [`Watch`] reads of its subscriptions.

@@ -174,6 +174,7 @@ impl Network {
                 report_interval: Duration::from_secs(1),
                 refuse_peers_file: None,
                 idle_timeout: node::conn::IDLE_TIMEOUT,
+                max_event_bytes: node::actor::MAX_EVENT_BYTES,
             };
             let span = tracing::info_span!("node", n);
             // Loading checks the stored chain on every core: not a job for an async worker.

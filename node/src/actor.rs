@@ -13,7 +13,7 @@ use protocol::clock::now_ms;
 use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
 use protocol::params::{
-    MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, side_block_cost,
+    MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, SIDE_BLOCK_OVERHEAD, side_block_cost,
 };
 use protocol::wire::{Message, Update};
 use protocol::{
@@ -23,6 +23,7 @@ use protocol::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::archive::Deep;
+use crate::events::{Budget, Posted};
 use crate::load::Load;
 use crate::miner::Miner;
 use crate::pool_report::PoolReport;
@@ -232,6 +233,52 @@ pub enum Event {
     Notice(Arc<Update>),
 }
 
+/// The channel's sending end: every event goes out boxed, so that the chain thread can empty the
+/// ones a slow connection holds ([`crate::events`]).
+pub type Events = broadcast::Sender<Posted<Event>>;
+
+/// Most bytes the events that may still be in the channel hold (counted as [`event_cost`]):
+/// past it, the oldest are emptied for the connections that have not taken them yet. A sync batch
+/// of small blocks is a megabyte or two, so the connections that keep up lose nothing.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
+
+/// What an event holds, for [`MAX_EVENT_BYTES`]: each block counts for its records three times
+/// (the block, and the JSON of its `B` line, which a relay makes once), plus its header and
+/// entries; a pool listing for its records. Records and the node's status are small, and the
+/// channel's count bounds them.
+pub fn event_cost(event: &Event) -> usize {
+    fn block(block: &CheckedBlock) -> usize {
+        3 * block.header.records_size as usize + SIDE_BLOCK_OVERHEAD
+    }
+    match event {
+        Event::Blocks { blocks, .. } => blocks.iter().map(|b| block(&b.block)).sum(),
+        Event::Tip {
+            tip,
+            disconnected,
+            connected,
+            announce,
+        } => {
+            let announced = announce.iter().flat_map(|a| a.tip.iter());
+            block(tip)
+                + disconnected
+                    .iter()
+                    .chain(connected.iter())
+                    .map(|b| block(b))
+                    .sum::<usize>()
+                + announced.map(|b| block(&b.block)).sum::<usize>()
+        }
+        Event::Notice(update) => match &**update {
+            Update::Pool { added, .. } => added.len() * POOL_ENTRY_COST,
+            _ => 0,
+        },
+        Event::Record { .. } => 0,
+    }
+}
+
+/// What one record of a pool listing counts for in [`event_cost`]: a record with the longest
+/// names, its signature and its listing's fields, as JSON.
+const POOL_ENTRY_COST: usize = 1024;
+
 /// A tip to relay to every peer but the one whose sync batch made it ([`Event::Tip`]).
 #[derive(Debug, Clone)]
 pub struct Announce {
@@ -290,7 +337,7 @@ struct Batch {
 #[derive(Debug, Clone)]
 pub struct Shared {
     /// Every change of the chain and the pool, for connections and subscribers.
-    pub events: broadcast::Sender<Event>,
+    pub events: Events,
     /// The tip, load and difficulty, for tracker reports and logs.
     pub status: watch::Sender<Status>,
     /// The host's CPU load, which sets the difficulty mined at.
@@ -299,6 +346,8 @@ pub struct Shared {
     pub verified: Verified,
     /// Blocks that entered the tree lately, so connections drop relayed copies themselves.
     pub seen: SeenBlocks,
+    /// Most bytes the events in the channel hold: [`MAX_EVENT_BYTES`], but in tests.
+    pub max_event_bytes: usize,
 }
 
 /// The actor's state.
@@ -312,7 +361,9 @@ pub struct Actor {
     mined: HashMap<RecordId, BlockHash>,
     /// The newest ledger checkpoint written (see [`Checkpoint::due`]).
     last_checkpoint: LastCheckpoint,
-    events: broadcast::Sender<Event>,
+    events: Events,
+    /// What the events still in the channel hold.
+    event_budget: Budget<Event>,
     status: watch::Sender<Status>,
     miner: Miner,
     account: AccountId,
@@ -332,12 +383,12 @@ pub struct Actor {
 pub const EVENTS: usize = 4096;
 
 /// Most bytes of side blocks (counted as [`side_block_cost`]) that the events still in the
-/// channel may announce. Every event keeps its blocks (and, once sent to a peer, their `B` line,
-/// about three times their records' size) in memory until [`EVENTS`] newer ones push it out,
-/// however soon the chain prunes them: a flood of big side blocks, each pushing the one before
-/// out of [`MAX_SIDE_BYTES`], would otherwise be held a second time there. A side block past
-/// this is kept, stored and served like any other, just not announced: honest side blocks are
-/// few and small, and a peer that needs one finds it as it syncs.
+/// channel may announce. Every event's blocks count against [`MAX_EVENT_BYTES`] too, but a flood
+/// of big side blocks, each pushing the one before out of [`MAX_SIDE_BYTES`], would fill that
+/// budget, and so push the best chain's events out for every connection a little behind, and be
+/// relayed on to every peer. A side block past this is kept, stored and served like any other,
+/// just not announced: honest side blocks are few and small, and a peer that needs one finds it
+/// as it syncs.
 pub const MAX_ANNOUNCED_SIDE_BYTES: usize = MAX_SIDE_BYTES;
 
 /// The side blocks announced by the events that may still be in the channel.
@@ -400,6 +451,7 @@ impl Actor {
             load,
             verified,
             seen,
+            max_event_bytes,
         } = shared;
         let mut mined = HashMap::new();
         for height in chain.base_height().max(1)..=chain.height() {
@@ -428,6 +480,7 @@ impl Actor {
             mined,
             last_checkpoint,
             events,
+            event_budget: Budget::new(max_event_bytes),
             status,
             miner,
             account,
@@ -823,9 +876,11 @@ impl Actor {
         self.miner.submit(template);
     }
 
-    /// Sends an event to every connection, counting it for the [`SideBudget`].
+    /// Sends an event to every connection, counting it for the [`SideBudget`] and the bytes of
+    /// the events in the channel.
     fn emit(&mut self, event: Event) {
-        let _ = self.events.send(event);
+        let cost = event_cost(&event);
+        let _ = self.events.send(self.event_budget.post(event, cost));
         self.side_budget.sent += 1;
     }
 

@@ -23,8 +23,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::{ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, RecordOutcome};
+use crate::actor::{
+    ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, Events, RecordOutcome,
+};
 use crate::archive;
+use crate::events::Posted;
 use crate::guard::{Guard, Slot};
 use crate::links::Links;
 use crate::session::{Action, Answer, Closing, LinkVerdict, Question, Session};
@@ -50,7 +53,7 @@ pub struct Ctx {
     /// To the chain actor.
     pub commands: mpsc::Sender<Command>,
     /// From the chain actor.
-    pub events: broadcast::Sender<Event>,
+    pub events: Events,
     /// Connection ids.
     pub next_conn: Arc<AtomicU64>,
     /// The network's parameters, for checking blocks.
@@ -198,7 +201,7 @@ impl Conn {
     /// eviction, a record's outcome, a timer, a line, an event.
     async fn run(
         &mut self,
-        mut events: broadcast::Receiver<Event>,
+        mut events: broadcast::Receiver<Posted<Event>>,
         cancel: &CancellationToken,
     ) -> Ended {
         loop {
@@ -264,8 +267,18 @@ impl Conn {
     /// session in order: their actions are performed together, so what they make goes out in
     /// one write. The chain thread sends a block's events back to back (the block, then the
     /// tip it moved): one wake-up and one write for both, not two, on every connection.
-    fn on_events(&mut self, first: Event, events: &mut broadcast::Receiver<Event>) -> Vec<Action> {
+    ///
+    /// An event the chain thread emptied for its bytes ([`crate::events`]) is one this
+    /// connection fell behind on, as if it had lagged: nothing after it is taken this wake-up.
+    fn on_events(
+        &mut self,
+        first: Posted<Event>,
+        events: &mut broadcast::Receiver<Posted<Event>>,
+    ) -> Vec<Action> {
         let now = Instant::now();
+        let Some(first) = first.open() else {
+            return self.session.on_lagged(1, now);
+        };
         let mut actions = self.session.on_event(first, now);
         for _ in 1..EVENTS_PER_WAKE {
             // What follows an `Ask` waits for its answer, and nothing follows a `Close`: the
@@ -273,8 +286,12 @@ impl Conn {
             if matches!(actions.last(), Some(Action::Ask(_) | Action::Close(_))) {
                 break;
             }
-            match events.try_recv() {
-                Ok(event) => actions.extend(self.session.on_event(event, now)),
+            match events.try_recv().map(|posted| posted.open()) {
+                Ok(Some(event)) => actions.extend(self.session.on_event(event, now)),
+                Ok(None) => {
+                    actions.extend(self.session.on_lagged(1, now));
+                    break;
+                }
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                     actions.extend(self.session.on_lagged(missed, now));
                     break;

@@ -10,6 +10,7 @@ pub mod actor;
 pub mod archive;
 pub mod buffers;
 pub mod conn;
+pub mod events;
 pub mod guard;
 pub mod handshake;
 pub mod identity;
@@ -85,6 +86,9 @@ pub struct Config {
     /// How long a client or subscriber may stay silent: [`conn::IDLE_TIMEOUT`] normally, less
     /// in tests. A subscriber or a client waiting on a record is sent a keep-alive `Z` halfway.
     pub idle_timeout: Duration,
+    /// Most bytes the events in the channel to the connections hold
+    /// ([`actor::MAX_EVENT_BYTES`] normally, less in tests).
+    pub max_event_bytes: usize,
 }
 
 /// A node with its store loaded, ready to run.
@@ -295,6 +299,7 @@ impl Node {
             load,
             verified: verified.clone(),
             seen: seen.clone(),
+            max_event_bytes: config.max_event_bytes,
         };
         let actor = Actor::new(chain, pool, writer, miner, key.account(), shared);
         let span = tracing::Span::current();

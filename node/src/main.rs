@@ -55,6 +55,10 @@ struct Args {
     /// nothing cannot hold the slots.
     #[arg(long, env = "MONKEY_NODE_PEER_ROTATION_MS", default_value_t = node::peers::PEER_ROTATION.as_millis() as u64)]
     peer_rotation_ms: u64,
+    /// Most bytes of blocks the node keeps in its events for connections that have not taken
+    /// them yet; past it, the slowest fall behind. Less in tests.
+    #[arg(long, env = "MONKEY_NODE_MAX_EVENT_BYTES", default_value_t = node::actor::MAX_EVENT_BYTES, hide = true)]
+    max_event_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,10 @@ fn open(args: Args) -> anyhow::Result<Node> {
         "--idle-timeout-ms must be more than zero"
     );
     anyhow::ensure!(
+        args.max_event_bytes > 0,
+        "--max-event-bytes must be more than zero"
+    );
+    anyhow::ensure!(
         args.difficulty_floor <= protocol::params::MAX_BITS,
         "--difficulty-floor must be at most {}",
         protocol::params::MAX_BITS
@@ -110,6 +118,7 @@ fn open(args: Args) -> anyhow::Result<Node> {
         report_interval: Duration::from_millis(args.report_interval_ms),
         refuse_peers_file: args.refuse_peers_file,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        max_event_bytes: args.max_event_bytes,
     };
     Node::open(config)
 }

@@ -11,12 +11,13 @@ use protocol::AccountId;
 use protocol::difficulty::difficulty_for_load;
 use protocol::params::MAX_REPORTED_PEERS;
 use protocol::wire::Update;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use protocol::clock::now_ms;
 
-use crate::actor::{Event, Status};
+use crate::actor::{Event, Events, Status};
+use crate::events::Posted;
 use crate::links::Links;
 use crate::load::Load;
 
@@ -48,7 +49,7 @@ pub async fn run(
     load: Load,
     floor: u32,
     links: Links,
-    events: broadcast::Sender<Event>,
+    events: Events,
     status: watch::Sender<Status>,
     cancel: CancellationToken,
 ) {
@@ -72,6 +73,6 @@ pub async fn run(
             peers: peers(&links),
         };
         // No receiver is no error: nobody subscribes.
-        let _ = events.send(Event::notice(update));
+        let _ = events.send(Posted::uncounted(Event::notice(update)));
     }
 }

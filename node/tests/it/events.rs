@@ -8,7 +8,9 @@ use protocol::wire::{Blocks, ErrorCode, Message, Update};
 use testkit::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::sync::chain_of;
+use protocol::{Block, genesis};
+
+use super::sync::{chain_of, hand_over};
 
 /// More blocks than the channel holds events (two per block sent alone: the block, the tip).
 const FLOOD: usize = node::actor::EVENTS / 2 + 200;
@@ -56,4 +58,93 @@ async fn a_subscriber_flooding_blocks_takes_its_events_between_them_and_never_la
         Ok(Ok(())),
         "the subscriber that brought the blocks fell behind on its own events"
     );
+}
+
+/// The node's events are bounded in bytes too, in this test far below their count: a
+/// subscriber that stops reading is dropped for falling behind once the events it has not taken
+/// hold more, and the node serves on.
+const BYTE_BUDGET: usize = 256 * 1024;
+/// Blocks of [`RECORDS_PER_BLOCK`] records: their `U` lines (megabytes) fill the silent
+/// subscriber's socket buffers, and their events pass [`BYTE_BUDGET`] many times over, while
+/// their count stays well under the channel's.
+const WIDE_BLOCKS: usize = 600;
+const RECORDS_PER_BLOCK: usize = 40;
+const _: () = assert!(
+    2 * WIDE_BLOCKS < node::actor::EVENTS,
+    "the count alone would drop the subscriber"
+);
+
+/// `n` valid blocks on genesis of `per_block` records each, from one shopper.
+fn wide_chain(n: usize, per_block: usize) -> Vec<Block> {
+    let k = key(43);
+    let mut out: Vec<Block> = Vec::with_capacity(n);
+    let mut parent = genesis();
+    for i in 0..n {
+        let records = (0..per_block)
+            .map(|j| voter_record(&k, (i * per_block + j) as u64))
+            .collect();
+        let template = Block::template(
+            &parent.header,
+            records,
+            k.account(),
+            FLOOR,
+            parent.header.timestamp + 1000,
+        );
+        parent = protocol::block::solve(template);
+        out.push(parent.clone());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_falls_behind_by_bytes_and_the_node_serves_on() {
+    let blocks = wide_chain(WIDE_BLOCKS, RECORDS_PER_BLOCK);
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let budget = BYTE_BUDGET.to_string();
+    let node = NodeProc::start_with(
+        &tracker.addr,
+        &dir.path().join("a"),
+        &["--max-event-bytes", &budget],
+    );
+    // The silent subscriber: a small receive buffer, and nothing read until the end.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut silent = socket.connect(node.addr.parse().unwrap()).await.unwrap();
+    silent
+        .write_all(encode_line(&Message::Subscribe).unwrap().as_bytes())
+        .await
+        .unwrap();
+    hand_over(&node.addr, &blocks).await;
+    let want = WIDE_BLOCKS as u64;
+    wait_for("the node to take every block", DEADLINE, || async {
+        let chain = fetch_chain(&node.addr).await?;
+        (chain.len() as u64 == want).then_some(())
+    })
+    .await;
+
+    let mut lines = BufReader::new(silent).lines();
+    let heard = tokio::time::timeout(DEADLINE, async {
+        let mut highest = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            match parse_line::<Message>(line.as_bytes()) {
+                Ok(Message::Update(Update::Tip { height, .. })) => highest = height,
+                Ok(Message::Error(e)) => return (highest, Some(e.code)),
+                _ => {}
+            }
+            if highest == want {
+                break;
+            }
+        }
+        (highest, None)
+    })
+    .await
+    .expect("the silent subscriber was neither closed nor told all");
+    assert_eq!(
+        heard,
+        (heard.0, Some(ErrorCode::Lagged)),
+        "the silent subscriber was not told it fell behind"
+    );
+    assert!(heard.0 < want, "the silent subscriber heard every block");
+    drop(node);
 }
