@@ -158,6 +158,18 @@ pub struct BlocksOutcome {
     pub invalid: Option<BlockError>,
 }
 
+impl BlocksOutcome {
+    /// This outcome followed by `later`'s, of blocks handed over after: what both came to.
+    pub fn then(self, later: BlocksOutcome) -> BlocksOutcome {
+        BlocksOutcome {
+            accepted: self.accepted + later.accepted,
+            duplicates: self.duplicates + later.duplicates,
+            orphan: later.orphan.or(self.orphan),
+            invalid: self.invalid.or(later.invalid),
+        }
+    }
+}
+
 /// A line of the wire encoded once, by the first connection that sends it; every other
 /// connection sends the same bytes. A block relayed to eight peers is turned into JSON once.
 #[derive(Debug, Default)]
@@ -906,6 +918,29 @@ pub const ACTOR_TIMEOUT: Duration = Duration::from_secs(30);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_then_a_later_one_adds_up_and_keeps_the_first_invalid_and_the_last_orphan() {
+        let hash = |n: u8| BlockHash::digest(&[n]);
+        let first = BlocksOutcome {
+            accepted: 3,
+            duplicates: 1,
+            orphan: Some(hash(1)),
+            invalid: Some(BlockError::BadCommitment),
+        };
+        let later = BlocksOutcome {
+            accepted: 2,
+            duplicates: 0,
+            orphan: Some(hash(2)),
+            invalid: Some(BlockError::WrongGenesis),
+        };
+        let both = first.then(later);
+        assert_eq!((both.accepted, both.duplicates), (5, 1));
+        assert_eq!(both.orphan, Some(hash(2)));
+        assert_eq!(both.invalid, Some(BlockError::BadCommitment));
+        let none = BlocksOutcome::default().then(BlocksOutcome::default());
+        assert_eq!((none.accepted, none.orphan, none.invalid), (0, None, None));
+    }
 
     #[test]
     fn side_blocks_are_announced_within_the_budget_of_the_events_in_the_channel() {

@@ -18,7 +18,7 @@ use futures::stream::FuturesOrdered;
 use protocol::codec::WireError;
 use protocol::handshake::Identity;
 use protocol::wire::Message;
-use protocol::{AccountId, Block, Params, RecordId};
+use protocol::{AccountId, Block, BlockHash, Params, RecordId};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -113,6 +113,11 @@ struct Conn {
     label: String,
     /// An inbound connection's place among the node's slots; `None` for links we opened.
     slot: Option<Slot>,
+    /// The outcome of the sync batch this connection handed the chain thread last, while it
+    /// attaches it: the connection checks the next batch meanwhile (one batch in flight).
+    attaching: Option<oneshot::Receiver<BlocksOutcome>>,
+    /// The last block of the last sync batch this connection handed over.
+    handed: Option<BlockHash>,
 }
 
 /// Serves one connection until it closes, fails, or `cancel` fires. `outbound` is the id and the
@@ -165,6 +170,8 @@ async fn serve_with(
         ip: peer_addr.map(|a| a.ip()),
         label,
         slot,
+        attaching: None,
+        handed: None,
     };
     tracing::debug!(conn = id, addr = %conn.label, outbound = outbound.is_some(), "connection open");
     let ended = match conn.perform(first).await {
@@ -221,6 +228,14 @@ impl Conn {
                 _ = evicted => self.session.on_evicted(),
                 Some((id, outcome)) = self.outcomes.next(), if !self.outcomes.is_empty() => {
                     self.session.on_outcome(id, outcome)
+                }
+                attached = attached(&mut self.attaching), if self.attaching.is_some() => {
+                    self.attaching = None;
+                    let Some(outcome) = attached else {
+                        return Ended::Stopping;
+                    };
+                    self.delivered(&outcome);
+                    self.session.on_attached(outcome, Instant::now())
                 }
                 _ = tokio::time::sleep_until(deadline) => self.session.on_timer(Instant::now()),
                 // Events before the next frame: an event stays in the channel, with its blocks,
@@ -402,7 +417,7 @@ impl Conn {
 
     /// Finds out what the session asked; `None` when the actor (or the table of turns at deep
     /// reads) is gone: the node is stopping.
-    async fn answer(&self, question: Question) -> Option<Answer> {
+    async fn answer(&mut self, question: Question) -> Option<Answer> {
         Some(match question {
             Question::Locator => {
                 Answer::Locator(self.ask(|reply| Command::Locator { reply }).await?)
@@ -431,9 +446,7 @@ impl Conn {
             }
             Question::Import { blocks, relay } => {
                 let outcome = self.import(blocks, relay).await?;
-                if let Some(peer) = self.session.peer_id().filter(|_| outcome.accepted > 0) {
-                    self.ctx.links.delivered(&peer, Instant::now());
-                }
+                self.delivered(&outcome);
                 Answer::Imported(outcome)
             }
             Question::Link { peer, inbound } => Answer::Link(self.link_verdict(peer, inbound)),
@@ -449,16 +462,30 @@ impl Conn {
 
     /// Blocks from `B` (`relay`) or `C`: the ones the node does not know are checked off the
     /// chain thread, then attached in order by the actor.
-    async fn import(&self, blocks: Vec<Block>, relay: bool) -> Option<BlocksOutcome> {
+    ///
+    /// A sync batch is not waited for: the connection reads and checks the next one while the
+    /// chain thread attaches it, so the two overlap instead of taking turns (a sync of a million
+    /// blocks is 2,000 batches). Its outcome comes with the next batch's answer, or by itself
+    /// when no batch follows ([`Session::on_attached`]): an invalid block found on attach still
+    /// bans and closes, one batch later. A relay, and a batch the check found an invalid block
+    /// in, are waited for.
+    async fn import(&mut self, blocks: Vec<Block>, relay: bool) -> Option<BlocksOutcome> {
         let hashes: Vec<_> = blocks.iter().map(|b| b.header.hash()).collect();
         // A relayed copy of a block already taken: dropped here, without the chain thread.
         if relay && hashes.iter().all(|h| self.ctx.seen.contains(h)) {
             return Some(BlocksOutcome::default());
         }
         // One relayed block not seen is almost surely new: checking it costs less than asking
-        // the chain thread first (which answers a duplicate anyway).
-        let unknown = if relay && hashes.len() == 1 {
-            vec![true]
+        // the chain thread first (which answers a duplicate anyway). So is a sync batch that
+        // starts where the last one this link handed over ends, and asking would wait for the
+        // chain thread to attach that one: a block another link brought meanwhile is checked
+        // twice and found a duplicate.
+        let continues = !relay
+            && blocks
+                .first()
+                .is_some_and(|b| self.handed == Some(b.header.prev_hash));
+        let unknown = if (relay && hashes.len() == 1) || continues {
+            vec![true; hashes.len()]
         } else {
             self.ask(|reply| Command::Unknown { hashes, reply }).await?
         };
@@ -469,19 +496,43 @@ impl Conn {
             .collect();
         let (checked, invalid) =
             verify::check_blocks(fresh, self.ctx.params.clone(), self.ctx.verified.clone()).await;
-        let mut outcome = if checked.is_empty() {
-            BlocksOutcome::default()
-        } else {
-            self.ask(|reply| Command::Blocks {
-                blocks: checked,
-                from: self.id,
-                relay,
-                reply,
-            })
-            .await?
+        // The batch before comes first: nothing is attached after an invalid block.
+        let earlier = match self.attaching.take() {
+            Some(attaching) => settle(attaching).await?,
+            None => BlocksOutcome::default(),
         };
-        outcome.invalid = invalid.or(outcome.invalid);
-        Some(outcome)
+        if earlier.invalid.is_some() {
+            return Some(earlier);
+        }
+        let Some(last) = checked.last().map(|b| b.hash()) else {
+            return Some(earlier.then(BlocksOutcome {
+                invalid,
+                ..BlocksOutcome::default()
+            }));
+        };
+        let (reply, attaching) = oneshot::channel();
+        let command = Command::Blocks {
+            blocks: checked,
+            from: self.id,
+            relay,
+            reply,
+        };
+        self.ctx.commands.send(command).await.ok()?;
+        if relay || invalid.is_some() {
+            let mut attached = settle(attaching).await?;
+            attached.invalid = invalid.or(attached.invalid);
+            return Some(earlier.then(attached));
+        }
+        self.handed = Some(last);
+        self.attaching = Some(attaching);
+        Some(earlier)
+    }
+
+    /// Tells the links that the peer on this connection brought new blocks.
+    fn delivered(&self, outcome: &BlocksOutcome) {
+        if let Some(peer) = self.session.peer_id().filter(|_| outcome.accepted > 0) {
+            self.ctx.links.delivered(&peer, Instant::now());
+        }
     }
 
     /// Whether a proven peer keeps this link: not if this node refuses it, nor, for a link it
@@ -499,6 +550,25 @@ impl Conn {
         } else {
             LinkVerdict::Keep
         }
+    }
+}
+
+/// The outcome of a sync batch handed to the chain thread, within [`ACTOR_TIMEOUT`]; `None` when
+/// the actor is gone (the node is stopping).
+async fn settle(attaching: oneshot::Receiver<BlocksOutcome>) -> Option<BlocksOutcome> {
+    tokio::time::timeout(ACTOR_TIMEOUT, attaching)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The outcome of the sync batch still attaching, when it comes; never, when there is none.
+async fn attached(
+    attaching: &mut Option<oneshot::Receiver<BlocksOutcome>>,
+) -> Option<BlocksOutcome> {
+    match attaching {
+        Some(attaching) => attaching.await.ok(),
+        None => std::future::pending().await,
     }
 }
 

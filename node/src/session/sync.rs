@@ -83,6 +83,12 @@ impl Session {
         actions
     }
 
+    /// What became of a sync batch the connection did not wait for (see
+    /// [`crate::conn`]'s import): the chain thread attached it after the last answer.
+    pub fn on_attached(&mut self, outcome: BlocksOutcome, now: Instant) -> Vec<Action> {
+        self.imported(outcome, now)
+    }
+
     /// What became of blocks a connection sent.
     pub(super) fn imported(&mut self, outcome: BlocksOutcome, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();

@@ -1,6 +1,6 @@
 //! Catching up: a node that starts late gets the whole chain, in segments of 500.
 
-use protocol::wire::{Blocks, Message};
+use protocol::wire::{Blocks, ErrorCode, Message};
 use protocol::{Block, genesis};
 
 use testkit::*;
@@ -153,4 +153,52 @@ async fn a_client_that_never_reads_is_closed_however_much_it_writes() {
         .await
         .expect("the node still serves");
     assert_eq!(tip(&chain), tip(&blocks));
+}
+
+/// The connection does not wait for the chain thread to attach a sync batch (it checks the next
+/// one meanwhile), so what the chain thread alone finds wrong, a record its ledger refuses,
+/// comes back later: the sender is still told, banned and closed, and nothing after the bad
+/// block is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_batch_the_chain_thread_refuses_still_closes_its_sender() {
+    let mut blocks = chain_of(3);
+    // The voter's second record again: valid alone, a replay on this chain.
+    let k = key(42);
+    let parent = blocks.last().unwrap().clone();
+    let replay = Block::template(
+        &parent.header,
+        vec![voter_record(&k, 1)],
+        k.account(),
+        FLOOR,
+        parent.header.timestamp + 1000,
+    );
+    blocks.push(protocol::block::solve(replay));
+    let after = mine_chain(blocks.last().unwrap(), 2, FLOOR, 1);
+    blocks.extend(after);
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    // From an address of its own: the ban is the sender's address's.
+    let mut sender = Client::connect_from(&node.addr, [127, 0, 0, 2].into()).await;
+    sender
+        .send(Message::Blocks(Blocks {
+            blocks,
+            more: false,
+            packed: false,
+        }))
+        .await;
+    let told = tokio::time::timeout(DEADLINE, async {
+        let mut told = None;
+        while let Some(message) = sender.next().await {
+            if let Message::Error(e) = message {
+                told = Some(e.code);
+            }
+        }
+        told
+    })
+    .await
+    .expect("the sender was neither told nor closed");
+    assert_eq!(told, Some(ErrorCode::InvalidBlock));
+    let chain = fetch_chain(&node.addr).await.unwrap();
+    assert_eq!(chain.len(), 3, "blocks after the refused one were taken");
 }
