@@ -4,7 +4,7 @@
 //! blocks that joined the best chain) that connections forward. Keeping the CPU work (signature
 //! checks, reorgs, replay) on this thread keeps it off the async workers.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use protocol::clock::now_ms;
 
 use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
+use protocol::hash::{DigestMap, DigestSet};
 use protocol::params::{
     MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, SIDE_BLOCK_OVERHEAD, side_block_cost,
 };
@@ -335,7 +336,7 @@ struct Batch {
     /// Records newly pending, to store.
     add_pending: Vec<Record>,
     /// Pending records now in a best-chain block, to drop from the store.
-    forget: HashSet<RecordId>,
+    forget: DigestSet,
     /// Answers to records that wait for the write.
     acks: Vec<Ack>,
     /// Whether the tip or the pool changed, so the miner needs a new template.
@@ -370,7 +371,7 @@ pub struct Actor {
     writer: Writer,
     /// Record id to the best-chain block holding it, for the blocks in memory (the store
     /// indexes the others).
-    mined: HashMap<RecordId, BlockHash>,
+    mined: DigestMap<BlockHash>,
     /// The newest ledger checkpoint written (see [`Checkpoint::due`]).
     last_checkpoint: LastCheckpoint,
     events: Events,
@@ -465,11 +466,11 @@ impl Actor {
             seen,
             max_event_bytes,
         } = shared;
-        let mut mined = HashMap::new();
+        let mut mined = DigestMap::default();
         for height in chain.base_height().max(1)..=chain.height() {
             if let Some(block) = chain.at_height(height) {
-                for r in &block.records {
-                    mined.insert(r.id(), block.hash());
+                for id in block.ids() {
+                    mined.insert(*id, block.hash());
                 }
             }
         }
@@ -657,8 +658,8 @@ impl Actor {
         };
         let checkpoint = Checkpoint::due(&self.chain, &mut self.last_checkpoint);
         for block in self.chain.trim_committed(self.writer.committed()) {
-            for r in &block.records {
-                self.mined.remove(&r.id());
+            for id in block.ids() {
+                self.mined.remove(id);
             }
         }
         remove_blocks.extend(self.chain.take_removed());
@@ -824,23 +825,23 @@ impl Actor {
             );
         }
         for block in &disconnected {
-            for r in &block.records {
-                self.mined.remove(&r.id());
+            for id in block.ids() {
+                self.mined.remove(id);
             }
         }
         for block in &connected {
-            for r in &block.records {
-                self.mined.insert(r.id(), block.hash());
-                batch.forget.insert(r.id());
+            for id in block.ids() {
+                self.mined.insert(*id, block.hash());
+                batch.forget.insert(*id);
             }
         }
         self.pool
             .on_tip_change(self.chain.ledger(), &disconnected, &connected);
         // Records of blocks that left the best chain are pending again, on disk too (if they
         // are minable: waiting records are not stored).
-        for record in disconnected.iter().flat_map(|b| b.records.iter()) {
-            if self.pool.is_ready(&record.id()) {
-                batch.forget.remove(&record.id());
+        for (record, id) in disconnected.iter().flat_map(|b| b.records_with_ids()) {
+            if self.pool.is_ready(&id) {
+                batch.forget.remove(&id);
                 batch.add_pending.push(record.clone());
             }
         }

@@ -151,7 +151,7 @@ impl Node {
             let trimmed = chain.trim();
             let changes = Changes {
                 connected: if loaded.rebuild {
-                    trimmed.iter().map(|b| b.block()).collect()
+                    trimmed.iter().map(|b| &**b).collect()
                 } else {
                     Vec::new()
                 },
@@ -194,7 +194,7 @@ impl Node {
         store.write(
             &Changes {
                 remove_blocks: &pruned,
-                connected: recent.iter().map(|b| b.block()).collect(),
+                connected: recent.iter().map(|b| &**b).collect(),
                 tip: Some(chain.height()),
                 forget: &stale,
                 complete: loaded.rebuild,

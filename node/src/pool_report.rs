@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use protocol::hash::DigestMap;
 use protocol::params::MAX_REPORTED_PENDING;
 use protocol::wire::{LeftPool, PendingRecord, Update};
 use protocol::{BlockHash, Pool, RecordId};
@@ -41,7 +42,7 @@ impl PoolReport {
     /// What changed in the listing since the last call, if anything: records that entered it
     /// or changed, and those that left it, with the best-chain block that holds each one
     /// (`mined`) when it left for one.
-    pub fn diff(&mut self, pool: &Pool, mined: &HashMap<RecordId, BlockHash>) -> Option<Update> {
+    pub fn diff(&mut self, pool: &Pool, mined: &DigestMap<BlockHash>) -> Option<Update> {
         let counts = (pool.ready_len() as u64, pool.waiting_len() as u64);
         let listing = pool.listing(MAX_REPORTED_PENDING);
         let mut now: HashMap<RecordId, bool> = HashMap::with_capacity(listing.len());
@@ -103,7 +104,7 @@ mod tests {
         let ledger = Ledger::default();
         let mut pool = Pool::new(PoolLimits::default());
         let mut report = PoolReport::default();
-        let mined = HashMap::new();
+        let mined = DigestMap::default();
         assert_eq!(report.diff(&pool, &mined), None, "nothing to say");
         // The purchase waits for the join; then the join comes and both are ready.
         let purchase = record(&key, 1, "ann");
@@ -132,7 +133,7 @@ mod tests {
         assert!(added.iter().all(|p| !p.waiting));
         // Both leave, the purchase for a block.
         let block = protocol::genesis().header.hash();
-        let mined = HashMap::from([(purchase.id(), block)]);
+        let mined = DigestMap::from_iter([(purchase.id(), block)]);
         let empty = Pool::new(PoolLimits::default());
         let Some(Update::Pool { removed, .. }) = report.diff(&empty, &mined) else {
             panic!("both left");
@@ -157,7 +158,7 @@ mod tests {
                 .unwrap();
         }
         let Some(Update::Pool { added, ready, .. }) =
-            PoolReport::default().diff(&pool, &HashMap::new())
+            PoolReport::default().diff(&pool, &DigestMap::default())
         else {
             panic!("records entered");
         };

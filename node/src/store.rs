@@ -239,11 +239,11 @@ impl Checkpoint {
 #[derive(Debug, Default)]
 pub struct Changes<'a> {
     /// Blocks that entered the tree, parents first.
-    pub blocks: Vec<&'a Block>,
+    pub blocks: Vec<&'a CheckedBlock>,
     /// Blocks (height, hash) that left the tree.
     pub remove_blocks: &'a [(u64, BlockHash)],
     /// Blocks that joined the best chain, oldest first (their heights are overwritten).
-    pub connected: Vec<&'a Block>,
+    pub connected: Vec<&'a CheckedBlock>,
     /// The best tip's height after this write, when it may have moved: the best chain above it
     /// is cut off.
     pub tip: Option<u64>,
@@ -387,7 +387,7 @@ impl Store {
                 .get(key)?
                 .and_then(|b| Block::from_bytes(b.value()).ok())
             {
-                entries.push(&block);
+                entries.push_stored(&block);
             }
         }
         tracing::debug!(
@@ -629,7 +629,7 @@ impl Store {
         {
             let mut table = txn.open_table(BLOCKS)?;
             for block in &changes.blocks {
-                let key = (block.header.height, block.header.hash().0);
+                let key = (block.header.height, block.hash().0);
                 table.insert(key, block.to_bytes().as_slice())?;
             }
             // After the inserts: a block added and pruned in one batch leaves nothing behind.
@@ -638,7 +638,7 @@ impl Store {
             }
             let mut best = txn.open_table(BEST)?;
             for block in &changes.connected {
-                best.insert(block.header.height, block.header.hash().0)?;
+                best.insert(block.header.height, block.hash().0)?;
                 entries.push(block);
             }
             if let Some(tip) = changes.tip {
@@ -842,9 +842,14 @@ mod tests {
     }
 
     fn write_blocks(store: &mut Store, blocks: &[Block], checkpoint: Option<&Checkpoint>) {
+        let params = Params::with_floor(0);
+        let checked: Vec<CheckedBlock> = blocks
+            .iter()
+            .map(|b| b.clone().check_own(&params).unwrap())
+            .collect();
         let changes = Changes {
-            blocks: blocks.iter().collect(),
-            connected: blocks.iter().collect(),
+            blocks: checked.iter().collect(),
+            connected: checked.iter().collect(),
             tip: blocks.last().map(|b| b.header.height),
             checkpoint,
             ..Changes::default()

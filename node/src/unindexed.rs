@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use protocol::{Block, Hash256};
+use protocol::{Block, CheckedBlock, Hash256, Record};
 
 /// Entries gathered before they are written: about 30,000 blocks of a class's purchases (a
 /// block's hash and each of its records are one entry each). Written together, they cost one
@@ -45,13 +45,21 @@ pub struct Entries {
 }
 
 impl Entries {
-    /// Adds `block`'s entries (its hash, its records' ids).
-    pub fn push(&mut self, block: &Block) {
-        let height = block.header.height;
-        self.heights.push((short_key(&block.header.hash()), height));
-        for record in &block.records {
-            self.records.push((short_key(&record.id()), height));
-        }
+    /// Adds `block`'s entries (its hash, its records' ids), as its check computed them.
+    pub fn push(&mut self, block: &CheckedBlock) {
+        let ids = block.ids().iter();
+        self.push_keys(block.header.height, &block.hash(), ids.copied());
+    }
+
+    /// Adds the entries of a block read back from the store, unchecked.
+    pub fn push_stored(&mut self, block: &Block) {
+        let ids = block.records.iter().map(Record::id);
+        self.push_keys(block.header.height, &block.header.hash(), ids);
+    }
+
+    fn push_keys(&mut self, height: u64, hash: &Hash256, ids: impl Iterator<Item = Hash256>) {
+        self.heights.push((short_key(hash), height));
+        self.records.extend(ids.map(|id| (short_key(&id), height)));
     }
 
     /// The lowest height among them: every block has an entry of its own.

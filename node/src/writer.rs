@@ -453,9 +453,9 @@ fn changes(group: &[(Write, usize)]) -> Vec<Changes<'_>> {
     group
         .iter()
         .map(|(write, _)| Changes {
-            blocks: write.blocks.iter().map(|b| b.block()).collect(),
+            blocks: write.blocks.iter().map(|b| &**b).collect(),
             remove_blocks: &write.remove_blocks,
-            connected: write.connected.iter().map(|b| b.block()).collect(),
+            connected: write.connected.iter().map(|b| &**b).collect(),
             tip: write.tip,
             checkpoint: write.checkpoint.as_ref(),
             add_pending: write.add.iter().collect(),

@@ -87,16 +87,16 @@ impl FromStr for Hash256 {
 }
 
 /// A map keyed by digests, with [`DigestHasher`].
-pub(crate) type DigestMap<V> = std::collections::HashMap<Hash256, V, DigestState>;
+pub type DigestMap<V> = std::collections::HashMap<Hash256, V, DigestState>;
 
 /// A set of digests, with [`DigestHasher`].
-pub(crate) type DigestSet = std::collections::HashSet<Hash256, DigestState>;
+pub type DigestSet = std::collections::HashSet<Hash256, DigestState>;
 
 /// Builds [`DigestHasher`]s with this process's random keys. Made for digests, through
 /// [`DigestMap`] and [`DigestSet`]: it is fast on short keys of a fixed size, and a key that a
 /// peer can choose freely (an account id, a name) keeps SipHash.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DigestState {
+pub struct DigestState {
     keys: [u64; 3],
 }
 
@@ -134,7 +134,7 @@ impl std::hash::BuildHasher for DigestState {
 /// cannot aim many at one bucket; SipHash stays on maps keyed by anything else (an account id
 /// is a key anyone makes freely, and names are text).
 #[derive(Debug, Clone)]
-pub(crate) struct DigestHasher {
+pub struct DigestHasher {
     state: u64,
     key: u64,
     last: u64,

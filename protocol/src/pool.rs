@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::account::AccountId;
 use crate::block::CheckedBlock;
+use crate::hash::DigestSet;
 use crate::ledger::{Delta, Ledger, LedgerError};
 use crate::params::{
     MAX_POOL_BYTES, MAX_POOL_RECORDS, MAX_SEQ_AHEAD, MAX_WAITING_BYTES, MAX_WAITING_MS,
@@ -354,9 +355,9 @@ impl Pool {
         disconnected: &[Arc<CheckedBlock>],
         connected: &[Arc<CheckedBlock>],
     ) {
-        let included: HashSet<RecordId> = connected
+        let included: DigestSet = connected
             .iter()
-            .flat_map(|b| b.records.iter().map(Record::id))
+            .flat_map(|b| b.ids().iter().copied())
             .collect();
         let now = self.now;
         let candidates: Vec<(Record, u64)> = disconnected
@@ -373,12 +374,7 @@ impl Pool {
     /// new delta over `ledger`. Records that were waiting and are ready now, and ready records
     /// that are no longer ready (but for those in `leave`, which a block mined), go into
     /// [`Pool::changes`].
-    fn rebuild(
-        &mut self,
-        ledger: &Ledger,
-        mut candidates: Vec<(Record, u64)>,
-        leave: &HashSet<RecordId>,
-    ) {
+    fn rebuild(&mut self, ledger: &Ledger, mut candidates: Vec<(Record, u64)>, leave: &DigestSet) {
         let was_ready = std::mem::take(&mut self.ready_set);
         let was_waiting: HashSet<RecordId> = self.waiting.values().copied().collect();
         let mut old: Vec<Pending> = self.entries.drain().map(|(_, p)| p).collect();
@@ -517,7 +513,7 @@ impl Pool {
         let mut ranked: Vec<(AccountId, (usize, u64))> = accounts.into_iter().collect();
         ranked.sort_by_key(|(_, (count, last))| (std::cmp::Reverse(*count), *last));
         let (mut records, mut bytes) = (self.ready.len(), self.bytes);
-        let mut evicted = HashSet::new();
+        let mut evicted = DigestSet::default();
         for (account, _) in ranked {
             if records <= records_goal && bytes <= bytes_goal {
                 break;

@@ -99,7 +99,7 @@ pub fn check_batch(
             break;
         }
     }
-    verified.insert(out.iter().flat_map(|b| b.records.iter().map(|r| r.id())));
+    verified.insert(out.iter().flat_map(|b| b.ids().iter().copied()));
     (out, failure)
 }
 
