@@ -13,9 +13,7 @@ use protocol::clock::now_ms;
 use protocol::codec::encode_line;
 use protocol::difficulty::difficulty_for_load;
 use protocol::hash::{DigestMap, DigestSet};
-use protocol::params::{
-    MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, MAX_SIDE_BYTES, SIDE_BLOCK_OVERHEAD, side_block_cost,
-};
+use protocol::params::{MAX_BLOCK_RECORDS, MAX_BLOCK_RECORDS_SIZE, SIDE_BLOCK_OVERHEAD};
 use protocol::wire::{Message, Update};
 use protocol::{
     AccountId, Admitted, Block, BlockError, BlockHash, Chain, CheckedBlock, Imported, LedgerError,
@@ -251,18 +249,19 @@ pub enum Event {
 pub type Events = broadcast::Sender<Posted<Event>>;
 
 /// Most bytes the events that may still be in the channel hold (counted as [`event_cost`]):
-/// past it, the oldest are emptied for the connections that have not taken them yet. A sync batch
-/// of small blocks is a megabyte or two, so the connections that keep up lose nothing.
+/// past it, the oldest are emptied for the connections that have not taken them yet. A sync
+/// batch of small blocks counts a megabyte or two and a relayed block of the biggest kind about
+/// 3 MiB (its events together), so a connection less than a dozen such blocks behind loses
+/// nothing.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
 
-/// What an event holds, for [`MAX_EVENT_BYTES`]: each block counts for its records three times
-/// (the block, and the JSON of its `B` line, which a relay makes once), plus its header and
-/// entries; a pool listing for its records. Records and the node's status are small, and the
-/// channel's count bounds them.
+/// What an event holds, for [`MAX_EVENT_BYTES`]: each block as [`block_event_cost`], a pool
+/// listing for its records. Records and the node's status are small, and the channel's count
+/// bounds them. A block counts once per event that holds it: a sync batch's blocks count in its
+/// `Blocks` event and again in the `Tip` event that follows, since either may outlive the other
+/// in the channel, so the budget holds about half its bytes of such blocks.
 pub fn event_cost(event: &Event) -> usize {
-    fn block(block: &CheckedBlock) -> usize {
-        3 * block.header.records_size as usize + SIDE_BLOCK_OVERHEAD
-    }
+    let block = block_event_cost;
     match event {
         Event::Blocks { blocks, .. } => blocks.iter().map(|b| block(&b.block)).sum(),
         Event::Tip {
@@ -286,6 +285,12 @@ pub fn event_cost(event: &Event) -> usize {
         },
         Event::Record { .. } => 0,
     }
+}
+
+/// What a block counts for in an event: its records three times (the block, and the JSON of
+/// its `B` line, which a relay makes once), plus its header and entries.
+pub fn block_event_cost(block: &CheckedBlock) -> usize {
+    3 * block.header.records_size as usize + SIDE_BLOCK_OVERHEAD
 }
 
 /// What one record of a pool listing counts for in [`event_cost`]: a record with the longest
@@ -395,14 +400,13 @@ pub struct Actor {
 /// behind gets the oldest ones no more (a subscriber is told it lagged, a peer syncs).
 pub const EVENTS: usize = 4096;
 
-/// Most bytes of side blocks (counted as [`side_block_cost`]) that the events still in the
-/// channel may announce. Every event's blocks count against [`MAX_EVENT_BYTES`] too, but a flood
-/// of big side blocks, each pushing the one before out of [`MAX_SIDE_BYTES`], would fill that
-/// budget, and so push the best chain's events out for every connection a little behind, and be
-/// relayed on to every peer. A side block past this is kept, stored and served like any other,
-/// just not announced: honest side blocks are few and small, and a peer that needs one finds it
-/// as it syncs.
-pub const MAX_ANNOUNCED_SIDE_BYTES: usize = MAX_SIDE_BYTES;
+/// Most bytes of side blocks (counted as [`block_event_cost`]) that the events still in the
+/// channel may announce: a quarter of [`MAX_EVENT_BYTES`]. A flood of big side blocks, each
+/// cheap at the floor and soon pruned, would otherwise fill that budget, and so push the best
+/// chain's events out for every connection a little behind, and be relayed on to every peer. A
+/// side block past this is kept, stored and served like any other, just not announced: honest
+/// side blocks are few and small, and a peer that needs one finds it as it syncs.
+pub const MAX_ANNOUNCED_SIDE_BYTES: usize = MAX_EVENT_BYTES / 4;
 
 /// The side blocks announced by the events that may still be in the channel.
 #[derive(Debug)]
@@ -438,7 +442,7 @@ impl SideBudget {
             self.announced.pop_front();
             self.bytes -= cost;
         }
-        let cost = side_block_cost(block.header.records_size);
+        let cost = block_event_cost(block);
         if self.bytes + cost > self.max {
             return false;
         }
@@ -946,7 +950,7 @@ mod tests {
     #[test]
     fn side_blocks_are_announced_within_the_budget_of_the_events_in_the_channel() {
         let block = CheckedBlock::genesis();
-        let cost = side_block_cost(block.header.records_size);
+        let cost = block_event_cost(&block);
         let mut budget = SideBudget {
             max: 3 * cost,
             ..SideBudget::default()

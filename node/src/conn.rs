@@ -18,13 +18,14 @@ use futures::stream::FuturesOrdered;
 use protocol::codec::WireError;
 use protocol::handshake::Identity;
 use protocol::wire::Message;
-use protocol::{AccountId, Block, BlockHash, Params, RecordId};
+use protocol::{AccountId, Block, BlockError, BlockHash, Params, RecordId};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::{
-    ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, Event, Events, RecordOutcome,
+    ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, EVENTS, Event, Events, RecordOutcome,
+    event_cost,
 };
 use crate::archive;
 use crate::events::Posted;
@@ -46,6 +47,13 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// and timers again: a burst (a sync's batches) is written out in a few writes, and the
 /// connection still reads and answers in between.
 pub const EVENTS_PER_WAKE: usize = 16;
+
+/// Bytes of events (counted as [`event_cost`]) past which a connection takes no more in one
+/// wake-up: what it took and has not written out yet is outside the channel's byte budget
+/// ([`crate::events`]), and a connection whose writes crawl holds it until they end. So a
+/// wake-up holds at most this and one event more (the one that crossed it), not sixteen sync
+/// batches.
+pub const WAKE_EVENT_BYTES: usize = 1024 * 1024;
 
 /// What every connection shares.
 #[derive(Debug, Clone)]
@@ -178,6 +186,7 @@ async fn serve_with(
         Ok(()) => conn.run(events, &cancel).await,
         Err(ended) => ended,
     };
+    conn.settle_attach(&ended).await;
     match &ended {
         Ended::Closed(Closing::BadLine(_) | Closing::Handshake(_)) => {
             tracing::info!(conn = id, addr = %conn.label, reason = %ended, "closing")
@@ -278,7 +287,8 @@ impl Conn {
         }
     }
 
-    /// `first` and the events queued behind it (at most [`EVENTS_PER_WAKE`] in all), fed to the
+    /// `first` and the events queued behind it (at most [`EVENTS_PER_WAKE`] in all, none once
+    /// they pass [`WAKE_EVENT_BYTES`]), fed to the
     /// session in order: their actions are performed together, so what they make goes out in
     /// one write. The chain thread sends a block's events back to back (the block, then the
     /// tip it moved): one wake-up and one write for both, not two, on every connection.
@@ -292,8 +302,9 @@ impl Conn {
     ) -> Vec<Action> {
         let now = Instant::now();
         let Some(first) = first.open() else {
-            return self.session.on_lagged(1, now);
+            return self.session.on_lagged(skip_emptied(events), now);
         };
+        let mut taken = event_cost(&first);
         let mut actions = self.session.on_event(first, now);
         for _ in 1..EVENTS_PER_WAKE {
             // What follows an `Ask` waits for its answer, and nothing follows a `Close`: the
@@ -301,10 +312,16 @@ impl Conn {
             if matches!(actions.last(), Some(Action::Ask(_) | Action::Close(_))) {
                 break;
             }
+            if taken >= WAKE_EVENT_BYTES {
+                break;
+            }
             match events.try_recv().map(|posted| posted.open()) {
-                Ok(Some(event)) => actions.extend(self.session.on_event(event, now)),
+                Ok(Some(event)) => {
+                    taken += event_cost(&event);
+                    actions.extend(self.session.on_event(event, now));
+                }
                 Ok(None) => {
-                    actions.extend(self.session.on_lagged(1, now));
+                    actions.extend(self.session.on_lagged(skip_emptied(events), now));
                     break;
                 }
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
@@ -387,6 +404,26 @@ impl Conn {
         }
     }
 
+    /// The outcome of the sync batch still attaching when the connection ended (the sender hung
+    /// up, or stopped reading, right after sending it): what the chain thread found wrong in it
+    /// still bans the sender. Not while the node stops.
+    async fn settle_attach(&mut self, ended: &Ended) {
+        let Some(attaching) = self.attaching.take() else {
+            return;
+        };
+        if matches!(ended, Ended::Stopping) {
+            return;
+        }
+        let Some(outcome) = settle(attaching).await else {
+            return;
+        };
+        for action in self.session.on_attached(outcome, Instant::now()) {
+            if let Action::Ban(reason) = action {
+                self.ban(&reason);
+            }
+        }
+    }
+
     /// A record: its signature is checked here, not on the chain thread (see
     /// `verify::check_record`), then it goes to the actor; its outcome joins the queue.
     async fn submit(&mut self, record: protocol::Record) -> Result<(), Ended> {
@@ -457,7 +494,7 @@ impl Conn {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.ctx.commands.send(make(tx)).await.ok()?;
-        tokio::time::timeout(ACTOR_TIMEOUT, rx).await.ok()?.ok()
+        settle(rx).await
     }
 
     /// Blocks from `B` (`relay`) or `C`: the ones the node does not know are checked off the
@@ -496,12 +533,13 @@ impl Conn {
             .collect();
         let (checked, invalid) =
             verify::check_blocks(fresh, self.ctx.params.clone(), self.ctx.verified.clone()).await;
-        // The batch before comes first: nothing is attached after an invalid block.
+        // The batch before comes first: nothing is attached after an invalid block (one from
+        // the future only refuses that block, and the link goes on).
         let earlier = match self.attaching.take() {
             Some(attaching) => settle(attaching).await?,
             None => BlocksOutcome::default(),
         };
-        if earlier.invalid.is_some() {
+        if earlier.invalid.as_ref().is_some_and(BlockError::is_final) {
             return Some(earlier);
         }
         let Some(last) = checked.last().map(|b| b.hash()) else {
@@ -553,13 +591,32 @@ impl Conn {
     }
 }
 
-/// The outcome of a sync batch handed to the chain thread, within [`ACTOR_TIMEOUT`]; `None` when
-/// the actor is gone (the node is stopping).
-async fn settle(attaching: oneshot::Receiver<BlocksOutcome>) -> Option<BlocksOutcome> {
-    tokio::time::timeout(ACTOR_TIMEOUT, attaching)
-        .await
-        .ok()?
-        .ok()
+/// After an event the budget emptied ([`crate::events`]): skips the emptied ones behind it, and
+/// the first one not emptied too (the catch-up that follows a lag covers it); how many events
+/// the connection missed in all. The budget empties the oldest first, so a connection that fell
+/// behind finds a run of them, which it counts as one lag, not one per event.
+fn skip_emptied(events: &mut broadcast::Receiver<Posted<Event>>) -> u64 {
+    let mut missed = 1;
+    for _ in 0..EVENTS {
+        match events.try_recv() {
+            Ok(posted) => {
+                missed += 1;
+                if posted.open().is_some() {
+                    break;
+                }
+            }
+            Err(broadcast::error::TryRecvError::Lagged(more)) => missed += more,
+            // Nothing more for now; a closed channel is seen by the next `recv`.
+            Err(_) => break,
+        }
+    }
+    missed
+}
+
+/// The actor's answer (a sync batch's outcome, once attached), within [`ACTOR_TIMEOUT`]; `None`
+/// when the actor is gone (the node is stopping).
+async fn settle<T>(answer: oneshot::Receiver<T>) -> Option<T> {
+    tokio::time::timeout(ACTOR_TIMEOUT, answer).await.ok()?.ok()
 }
 
 /// The outcome of the sync batch still attaching, when it comes; never, when there is none.

@@ -14,8 +14,9 @@
 //! up, a subscriber is told to resubscribe). Nobody waits for the slowest connection, and the
 //! slowest connection holds no more than the budget.
 //!
-//! What a connection took out of a box is its own until it has written it out: at most
-//! [`crate::conn::EVENTS_PER_WAKE`] events per connection, outside the budget.
+//! What a connection took out of a box is its own until it has written it out: per connection,
+//! one wake-up's events ([`crate::conn::EVENTS_PER_WAKE`], and past the first none beyond
+//! [`crate::conn::WAKE_EVENT_BYTES`]), outside the budget.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -67,8 +68,9 @@ impl<T> Budget<T> {
         }
     }
 
-    /// Boxes `event`, which holds `cost` bytes, to be sent: first forgets the events every
-    /// receiver has taken, then empties the oldest ones until it fits.
+    /// Boxes `event`, which holds `cost` bytes, to be sent: first forgets the oldest events
+    /// every receiver has taken (receivers take events in order, so those are the oldest), then
+    /// empties the oldest ones left until it fits.
     pub fn post(&mut self, event: T, cost: usize) -> Posted<T> {
         let posted = Posted(Arc::new(Mutex::new(Some(event))));
         if cost == 0 {

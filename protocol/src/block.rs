@@ -186,6 +186,15 @@ pub enum BlockError {
     InvalidAncestor(BlockHash),
 }
 
+impl BlockError {
+    /// Whether the block stays invalid whatever comes later: every fault but a timestamp from
+    /// the future, which time makes valid. A node remembers such a block as invalid and bans
+    /// its sender; one from the future it only refuses for now.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, BlockError::FutureTimestamp { .. })
+    }
+}
+
 /// Solves a block template on one thread, searching until a nonce is found: what tests, tools
 /// and benchmarks use to make a valid block at a low difficulty. The node's miner calls [`crate::pow::mine`]
 /// itself, with threads and a cancel flag.

@@ -463,7 +463,7 @@ impl Chain {
             return Ok(Imported::TooDeep);
         }
         let first = self.attach(checked, now).inspect_err(|e| {
-            if !matches!(e, BlockError::FutureTimestamp { .. }) {
+            if e.is_final() {
                 self.remember_invalid(hash);
             }
         })?;

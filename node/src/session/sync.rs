@@ -10,7 +10,7 @@ use std::time::Instant;
 use protocol::codec::MAX_LINE;
 use protocol::params::MAX_LOCATOR;
 use protocol::wire::{Blocks, ErrorCode, GetBlocks, Message};
-use protocol::{Block, BlockError, BlockHash, CheckedBlock};
+use protocol::{Block, BlockHash, CheckedBlock};
 
 use super::timers::SYNC_RETRY;
 use super::{Action, Closing, Pending, Question, Role, Session, error};
@@ -95,7 +95,7 @@ impl Session {
         if let Some(invalid) = outcome.invalid {
             actions.push(error(ErrorCode::InvalidBlock, &invalid));
             // A block from the future may become valid; anything else is provably invalid.
-            if !matches!(invalid, BlockError::FutureTimestamp { .. }) {
+            if invalid.is_final() {
                 actions.push(Action::Ban(invalid.to_string()));
                 actions.push(Action::Close(Closing::InvalidBlock(invalid)));
                 return actions;

@@ -7,21 +7,27 @@ use testkit::*;
 
 /// `n` valid blocks on genesis, each with one record (a vote in its own poll).
 pub fn chain_of(n: usize) -> Vec<Block> {
+    chain_with(n, 1)
+}
+
+/// `n` valid blocks on genesis of `per_block` records each, from one shopper, `voter`.
+pub fn chain_with(n: usize, per_block: usize) -> Vec<Block> {
     let k = key(42);
     let mut out: Vec<Block> = Vec::with_capacity(n);
     let mut parent = genesis();
     for i in 0..n {
-        let record = voter_record(&k, i as u64);
+        let records = (0..per_block)
+            .map(|j| voter_record(&k, (i * per_block + j) as u64))
+            .collect();
         let template = Block::template(
             &parent.header,
-            vec![record],
+            records,
             k.account(),
             FLOOR,
             parent.header.timestamp + 1000,
         );
-        let block = protocol::block::solve(template);
-        parent = block.clone();
-        out.push(block);
+        parent = protocol::block::solve(template);
+        out.push(parent.clone());
     }
     out
 }
@@ -155,14 +161,10 @@ async fn a_client_that_never_reads_is_closed_however_much_it_writes() {
     assert_eq!(tip(&chain), tip(&blocks));
 }
 
-/// The connection does not wait for the chain thread to attach a sync batch (it checks the next
-/// one meanwhile), so what the chain thread alone finds wrong, a record its ledger refuses,
-/// comes back later: the sender is still told, banned and closed, and nothing after the bad
-/// block is taken.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_batch_the_chain_thread_refuses_still_closes_its_sender() {
+/// Three blocks, then one that replays the voter's second record (valid alone, refused by the
+/// ledger: only the chain thread finds it), then two more.
+fn chain_with_a_replay() -> Vec<Block> {
     let mut blocks = chain_of(3);
-    // The voter's second record again: valid alone, a replay on this chain.
     let k = key(42);
     let parent = blocks.last().unwrap().clone();
     let replay = Block::template(
@@ -175,18 +177,34 @@ async fn a_sync_batch_the_chain_thread_refuses_still_closes_its_sender() {
     blocks.push(protocol::block::solve(replay));
     let after = mine_chain(blocks.last().unwrap(), 2, FLOOR, 1);
     blocks.extend(after);
+    blocks
+}
+
+fn c_line(blocks: Vec<Block>) -> Message {
+    Message::Blocks(Blocks {
+        blocks,
+        more: false,
+        packed: false,
+    })
+}
+
+/// Whether a new connection from `from` is refused as banned.
+async fn is_banned(addr: &str, from: [u8; 4]) -> bool {
+    let mut probe = Client::connect_from(addr, from.into()).await;
+    matches!(probe.next().await, Some(Message::Error(e)) if e.code == ErrorCode::Banned)
+}
+
+/// The connection does not wait for the chain thread to attach a sync batch (it checks the next
+/// one meanwhile), so what the chain thread alone finds wrong comes back later: the sender is
+/// still told, banned and closed, and nothing after the bad block is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_batch_the_chain_thread_refuses_still_closes_and_bans_its_sender() {
     let tracker = Tracker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
     // From an address of its own: the ban is the sender's address's.
     let mut sender = Client::connect_from(&node.addr, [127, 0, 0, 2].into()).await;
-    sender
-        .send(Message::Blocks(Blocks {
-            blocks,
-            more: false,
-            packed: false,
-        }))
-        .await;
+    sender.send(c_line(chain_with_a_replay())).await;
     let told = tokio::time::timeout(DEADLINE, async {
         let mut told = None;
         while let Some(message) = sender.next().await {
@@ -199,6 +217,25 @@ async fn a_sync_batch_the_chain_thread_refuses_still_closes_its_sender() {
     .await
     .expect("the sender was neither told nor closed");
     assert_eq!(told, Some(ErrorCode::InvalidBlock));
+    assert!(is_banned(&node.addr, [127, 0, 0, 2]).await, "not banned");
+    let chain = fetch_chain(&node.addr).await.unwrap();
+    assert_eq!(chain.len(), 3, "blocks after the refused one were taken");
+}
+
+/// A sender that hangs up as soon as its batch is out is banned all the same, once the chain
+/// thread has attached what it could.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_hangs_up_after_a_refused_batch_is_banned_all_the_same() {
+    let tracker = Tracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tracker.addr, &dir.path().join("a"));
+    let mut sender = Client::connect_from(&node.addr, [127, 0, 0, 3].into()).await;
+    sender.send(c_line(chain_with_a_replay())).await;
+    drop(sender);
+    wait_for("the sender's address to be banned", DEADLINE, || async {
+        is_banned(&node.addr, [127, 0, 0, 3]).await.then_some(())
+    })
+    .await;
     let chain = fetch_chain(&node.addr).await.unwrap();
     assert_eq!(chain.len(), 3, "blocks after the refused one were taken");
 }
