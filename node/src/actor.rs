@@ -251,7 +251,7 @@ pub type Events = broadcast::Sender<Posted<Event>>;
 /// Most bytes the events that may still be in the channel hold (counted as [`event_cost`]):
 /// past it, the oldest are emptied for the connections that have not taken them yet. A sync
 /// batch of small blocks counts a megabyte or two and a relayed block of the biggest kind about
-/// 3 MiB (its events together), so a connection less than a dozen such blocks behind loses
+/// 3 MiB (its two events together), so a connection less than ten such blocks behind loses
 /// nothing.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
 
@@ -264,19 +264,20 @@ pub fn event_cost(event: &Event) -> usize {
     let block = block_event_cost;
     match event {
         Event::Blocks { blocks, .. } => blocks.iter().map(|b| block(&b.block)).sum(),
+        // The tip is the last of `connected` (a tip event is sent when blocks joined the best
+        // chain), counted there.
         Event::Tip {
-            tip,
             disconnected,
             connected,
             announce,
+            ..
         } => {
             let announced = announce.iter().flat_map(|a| a.tip.iter());
-            block(tip)
-                + disconnected
-                    .iter()
-                    .chain(connected.iter())
-                    .map(|b| block(b))
-                    .sum::<usize>()
+            disconnected
+                .iter()
+                .chain(connected.iter())
+                .map(|b| block(b))
+                .sum::<usize>()
                 + announced.map(|b| block(&b.block)).sum::<usize>()
         }
         Event::Notice(update) => match &**update {

@@ -248,10 +248,11 @@ impl Conn {
                 }
                 _ = tokio::time::sleep_until(deadline) => self.session.on_timer(Instant::now()),
                 // Events before the next frame: an event stays in the channel, with its blocks,
-                // until every connection has taken it, and a peer that floods sync batches kept
-                // this very connection reading frames while the events of every batch it brought
-                // piled up (the whole chain, during a sync). What the node has to tell goes out
-                // before more work is taken from the peer.
+                // until every connection has taken it (or the byte budget empties it, for the
+                // ones behind), and a peer that floods sync batches kept this very connection
+                // reading frames while the events of every batch it brought piled up (the whole
+                // chain, during a sync). What the node has to tell goes out before more work is
+                // taken from the peer.
                 event = events.recv() => {
                     if self.is_refused() {
                         return Ended::Refused;
@@ -288,13 +289,14 @@ impl Conn {
     }
 
     /// `first` and the events queued behind it (at most [`EVENTS_PER_WAKE`] in all, none once
-    /// they pass [`WAKE_EVENT_BYTES`]), fed to the
-    /// session in order: their actions are performed together, so what they make goes out in
-    /// one write. The chain thread sends a block's events back to back (the block, then the
-    /// tip it moved): one wake-up and one write for both, not two, on every connection.
+    /// they pass [`WAKE_EVENT_BYTES`]), fed to the session in order: their actions are
+    /// performed together, so what they make goes out in one write. The chain thread sends a
+    /// block's events back to back (the block, then the tip it moved): one wake-up and one
+    /// write for both, not two, on every connection.
     ///
     /// An event the chain thread emptied for its bytes ([`crate::events`]) is one this
-    /// connection fell behind on, as if it had lagged: nothing after it is taken this wake-up.
+    /// connection fell behind on, as if it had lagged: it and the emptied ones behind it are one
+    /// lag ([`skip_emptied`]), and nothing more is taken this wake-up.
     fn on_events(
         &mut self,
         first: Posted<Event>,
