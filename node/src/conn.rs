@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::{
     ACTOR_TIMEOUT, Answered, BlocksOutcome, Command, ConnId, EVENTS, Event, Events, RecordOutcome,
-    event_cost,
 };
 use crate::archive;
 use crate::events::Posted;
@@ -48,7 +47,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection still reads and answers in between.
 pub const EVENTS_PER_WAKE: usize = 16;
 
-/// Bytes of events (counted as [`event_cost`]) past which a connection takes no more in one
+/// Bytes of events (counted as [`crate::actor::event_cost`], when posted) past which a connection takes no more in one
 /// wake-up: what it took and has not written out yet is outside the channel's byte budget
 /// ([`crate::events`]), and a connection whose writes crawl holds it until they end. So a
 /// wake-up holds at most this and one event more (the one that crossed it), not sixteen sync
@@ -303,10 +302,10 @@ impl Conn {
         events: &mut broadcast::Receiver<Posted<Event>>,
     ) -> Vec<Action> {
         let now = Instant::now();
+        let mut taken = first.cost();
         let Some(first) = first.open() else {
             return self.session.on_lagged(skip_emptied(events), now);
         };
-        let mut taken = event_cost(&first);
         let mut actions = self.session.on_event(first, now);
         for _ in 1..EVENTS_PER_WAKE {
             // What follows an `Ask` waits for its answer, and nothing follows a `Close`: the
@@ -317,12 +316,15 @@ impl Conn {
             if taken >= WAKE_EVENT_BYTES {
                 break;
             }
-            match events.try_recv().map(|posted| posted.open()) {
-                Ok(Some(event)) => {
-                    taken += event_cost(&event);
+            match events
+                .try_recv()
+                .map(|posted| (posted.cost(), posted.open()))
+            {
+                Ok((cost, Some(event))) => {
+                    taken += cost;
                     actions.extend(self.session.on_event(event, now));
                 }
-                Ok(None) => {
+                Ok((_, None)) => {
                     actions.extend(self.session.on_lagged(skip_emptied(events), now));
                     break;
                 }

@@ -24,7 +24,14 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 /// An event as the channel carries it: a box the [`Budget`] may empty once the connections that
 /// keep up have taken it.
 #[derive(Debug)]
-pub struct Posted<T>(Arc<Mutex<Option<T>>>);
+pub struct Posted<T>(Arc<Slot<T>>);
+
+/// What a [`Posted`] box holds: the event until the budget empties it, and what it counts for.
+#[derive(Debug)]
+struct Slot<T> {
+    event: Mutex<Option<T>>,
+    cost: usize,
+}
 
 impl<T> Clone for Posted<T> {
     fn clone(&self) -> Posted<T> {
@@ -32,15 +39,30 @@ impl<T> Clone for Posted<T> {
     }
 }
 
+impl<T> Posted<T> {
+    fn new(event: T, cost: usize) -> Posted<T> {
+        Posted(Arc::new(Slot {
+            event: Mutex::new(Some(event)),
+            cost,
+        }))
+    }
+
+    /// What the event counts for against the budget, as it was posted (0 when uncounted).
+    pub fn cost(&self) -> usize {
+        self.0.cost
+    }
+}
+
 impl<T: Clone> Posted<T> {
     /// An event outside any budget: one that holds too little to count.
     pub fn uncounted(event: T) -> Posted<T> {
-        Posted(Arc::new(Mutex::new(Some(event))))
+        Posted::new(event, 0)
     }
 
     /// The event, or `None` when the budget emptied the box: the receiver fell behind.
     pub fn open(&self) -> Option<T> {
         self.0
+            .event
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -53,7 +75,7 @@ pub struct Budget<T> {
     /// Most bytes they may hold.
     max: usize,
     /// Every counted event posted that may still be in the channel, with its cost, oldest first.
-    posted: VecDeque<(Weak<Mutex<Option<T>>>, usize)>,
+    posted: VecDeque<(Weak<Slot<T>>, usize)>,
     /// The sum of their costs.
     bytes: usize,
 }
@@ -72,7 +94,7 @@ impl<T> Budget<T> {
     /// every receiver has taken (receivers take events in order, so those are the oldest), then
     /// empties the oldest ones left until it fits.
     pub fn post(&mut self, event: T, cost: usize) -> Posted<T> {
-        let posted = Posted(Arc::new(Mutex::new(Some(event))));
+        let posted = Posted::new(event, cost);
         if cost == 0 {
             return posted;
         }
@@ -83,7 +105,11 @@ impl<T> Budget<T> {
                 break;
             }
             if let Some(oldest) = oldest.upgrade() {
-                let emptied = oldest.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let emptied = oldest
+                    .event
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
                 drop(emptied);
             }
             self.bytes -= oldest_cost;
